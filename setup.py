@@ -1,0 +1,134 @@
+"""Build fastnn's Cython kernels, with OpenMP when the compiler really has it.
+
+Environment switches (all optional):
+
+FASTNN_NATIVE=1           add -march=native (local builds only; never for wheels)
+FASTNN_DISABLE_OPENMP=1   build serially even when OpenMP works (to test that path)
+FASTNN_REQUIRE_OPENMP=1   fail the build instead of falling back to a serial build
+"""
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+HERE = Path(__file__).parent.resolve()
+KERNELS = Path("src", "fastnn", "_kernels")
+
+OPENMP_PROBE = r"""
+#include <omp.h>
+int main(void) {
+    int n = 0;
+    #pragma omp parallel reduction(+:n)
+    n += 1;
+    return (n >= 1 && omp_get_max_threads() >= 1) ? 0 : 1;
+}
+"""
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _openmp_flags(compiler):
+    """Return (compile_args, link_args) that make OpenMP work, or None.
+
+    The probe compiles *and links* a program with the compiler setuptools will use,
+    so a compiler that accepts -fopenmp but lacks libgomp/libomp counts as "no".
+    """
+    if compiler.compiler_type == "msvc":
+        candidates = [(["/openmp"], [])]
+    elif sys.platform == "darwin":
+        candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
+    else:
+        candidates = [(["-fopenmp"], ["-fopenmp"])]
+    tmp = tempfile.mkdtemp(prefix="fastnn-omp-")
+    try:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write(OPENMP_PROBE)
+        for cflags, lflags in candidates:
+            try:
+                objs = compiler.compile([src], output_dir=tmp, extra_postargs=cflags)
+                compiler.link_executable(objs, "probe", output_dir=tmp, extra_postargs=lflags)
+                return cflags, lflags
+            except Exception:  # noqa: BLE001 - any failure means "no OpenMP"
+                continue
+        return None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+class BuildExt(build_ext):
+    def build_extensions(self):
+        ctype = self.compiler.compiler_type
+        if ctype == "msvc":
+            cflags, lflags = ["/O2"], []
+        else:
+            # -O3, and nothing that changes IEEE semantics: no -ffast-math (stable softmax
+            # and the gradient checks need inf/NaN), no -march=native (SIGILL elsewhere).
+            cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unreachable-code"]
+            lflags = []
+            if _flag("FASTNN_NATIVE"):
+                cflags.append("-march=native")
+
+        omp = None if _flag("FASTNN_DISABLE_OPENMP") else _openmp_flags(self.compiler)
+        if omp is None:
+            msg = "fastnn: OpenMP not available with this compiler; building serial kernels"
+            if _flag("FASTNN_REQUIRE_OPENMP"):
+                raise RuntimeError(msg + " (FASTNN_REQUIRE_OPENMP is set)")
+            print("*" * 78 + "\n" + msg + "\n" + "*" * 78, file=sys.stderr)
+        else:
+            cflags += omp[0]
+            lflags += omp[1]
+            print("fastnn: building with OpenMP (%s)" % " ".join(omp[0]))
+
+        # setuptools keeps an up-to-date-looking .so when only flags change: force a
+        # rebuild whenever the flag set differs from the last build's.
+        stamp = Path(self.build_temp, "fastnn-flags.txt")
+        signature = hashlib.sha256(repr((cflags, lflags)).encode()).hexdigest()
+        if not stamp.exists() or stamp.read_text() != signature:
+            self.force = True
+        for ext in self.extensions:
+            ext.extra_compile_args = list(ext.extra_compile_args) + cflags
+            ext.extra_link_args = list(ext.extra_link_args) + lflags
+        super().build_extensions()
+        stamp.parent.mkdir(parents=True, exist_ok=True)
+        stamp.write_text(signature)
+
+
+def extensions():
+    exts = []
+    for pyx in sorted((HERE / KERNELS).glob("*.pyx")):
+        name = "fastnn._kernels." + pyx.stem
+        exts.append(
+            Extension(
+                name,
+                [str(KERNELS / pyx.name)],
+                include_dirs=[np.get_include(), "csrc", str(KERNELS)],
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+                depends=[str(p.relative_to(HERE)) for p in (HERE / "csrc").glob("*.h")],
+            )
+        )
+    return cythonize(
+        exts,
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+            "nonecheck": False,
+            "embedsignature": True,
+            "freethreading_compatible": True,
+        },
+    )
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

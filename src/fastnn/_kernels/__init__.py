@@ -1,0 +1,1 @@
+"""Private compiled kernels. Public names live in fastnn.functions, fastnn.gradient, ..."""

@@ -1,0 +1,144 @@
+# Dense-layer forward kernels: out = x @ W + b, and element-wise sigmoid.
+#
+# Design (STYLE.md): C micro-kernels in csrc/fastnn_gemm.h compute one block of rows x
+# columns; the def functions here own the prange that hands blocks to threads; the Python
+# layer (fastnn.functions) validates, casts and allocates once. Every output element is
+# computed by exactly one thread with the same summation order, so results are bitwise
+# identical on any thread count.
+
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport malloc, free
+
+cimport cython
+from cython cimport floating
+
+cdef extern from "fastnn_openmp.h":
+    int fastnn_openmp_enabled() noexcept nogil
+
+cdef extern from "fastnn_math.h":
+    double fastnn_sigmoid(double x) noexcept nogil
+
+cdef extern from "fastnn_gemm.h":
+    ctypedef Py_ssize_t fastnn_idx
+    int FASTNN_GEMM_MR
+    int FASTNN_GEMM_MAX_NR
+    int fastnn_gemm_init() noexcept nogil
+    int fastnn_gemm_nr_d() noexcept nogil
+    int fastnn_gemm_nr_s() noexcept nogil
+    void fastnn_gemm_block_d(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_idx j1,
+                             fastnn_idx K, const double *A, fastnn_idx rsa, fastnn_idx csa,
+                             const double *B, fastnn_idx rsb, fastnn_idx csb,
+                             const double *bias, double *C, fastnn_idx ldc,
+                             double *pack) noexcept nogil
+    void fastnn_gemm_block_s(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_idx j1,
+                             fastnn_idx K, const float *A, fastnn_idx rsa, fastnn_idx csa,
+                             const float *B, fastnn_idx rsb, fastnn_idx csb,
+                             const float *bias, float *C, fastnn_idx ldc,
+                             float *pack) noexcept nogil
+    void fastnn_gemv_block_d(fastnn_idx j0, fastnn_idx j1, fastnn_idx K, const double *a,
+                             fastnn_idx csa, const double *B, fastnn_idx rsb, fastnn_idx csb,
+                             const double *bias, double *c, double *pack) noexcept nogil
+    void fastnn_gemv_block_s(fastnn_idx j0, fastnn_idx j1, fastnn_idx K, const float *a,
+                             fastnn_idx csa, const float *B, fastnn_idx rsb, fastnn_idx csb,
+                             const float *bias, float *c, float *pack) noexcept nogil
+
+fastnn_gemm_init()
+
+# Below this many multiply-adds a call runs on one thread: waking a second one costs more.
+cdef Py_ssize_t PARALLEL_MIN_WORK = 60000
+
+
+def gemm_isa():
+    """Name of the micro-kernel chosen at import time for this CPU."""
+    return "avx2+fma" if fastnn_gemm_init() == 1 else "baseline"
+
+
+cdef inline void gemm_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
+                            Py_ssize_t K, const floating *A, Py_ssize_t rsa, Py_ssize_t csa,
+                            const floating *B, Py_ssize_t rsb, Py_ssize_t csb,
+                            const floating *bias, floating *C, Py_ssize_t ldc,
+                            floating *pack) noexcept nogil:
+    if i1 - i0 == 1:
+        if floating is double:
+            fastnn_gemv_block_d(j0, j1, K, A + i0 * rsa, csa, B, rsb, csb, bias, C + i0 * ldc, pack)
+        else:
+            fastnn_gemv_block_s(j0, j1, K, A + i0 * rsa, csa, B, rsb, csb, bias, C + i0 * ldc, pack)
+    else:
+        if floating is double:
+            fastnn_gemm_block_d(i0, i1, j0, j1, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
+        else:
+            fastnn_gemm_block_s(i0, i1, j0, j1, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
+
+
+cdef void gemm_strided(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                       const floating *A, Py_ssize_t rsa, Py_ssize_t csa,
+                       const floating *B, Py_ssize_t rsb, Py_ssize_t csb,
+                       const floating *bias, floating *C, Py_ssize_t ldc,
+                       int n_threads) noexcept nogil:
+    """C[M, N] = A[M, K] @ B[K, N] (+ bias[N]); strides in elements. Owns the prange.
+
+    Many rows: threads take blocks of FASTNN_GEMM_MR rows. Few rows: threads take
+    column panels instead, so a single sample still uses every core.
+    """
+    cdef Py_ssize_t nr, n_blocks, n_chunks, blk, i0, i1, j0, j1
+    cdef floating *pack
+    if floating is double:
+        nr = fastnn_gemm_nr_d()
+    else:
+        nr = fastnn_gemm_nr_s()
+    if M == 0 or N == 0:
+        return
+    if M * N * K < PARALLEL_MIN_WORK:
+        n_threads = 1
+    if M >= 2 * FASTNN_GEMM_MR * n_threads or M > 1 and n_threads == 1:
+        # each thread takes one contiguous run of MR-row blocks, so a packed tail panel is
+        # packed once per thread, not once per block
+        n_blocks = (M + FASTNN_GEMM_MR - 1) // FASTNN_GEMM_MR
+        n_chunks = min(n_threads, n_blocks)
+        with parallel(num_threads=n_chunks):
+            pack = <floating *> malloc(K * FASTNN_GEMM_MAX_NR * sizeof(floating))
+            for blk in prange(n_chunks, schedule="static"):
+                i0 = (blk * n_blocks // n_chunks) * FASTNN_GEMM_MR
+                i1 = min(((blk + 1) * n_blocks // n_chunks) * FASTNN_GEMM_MR, M)
+                gemm_block(i0, i1, 0, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
+            free(pack)
+    else:
+        # few rows: column panels of width 2 * nr (the one-row kernel's width)
+        n_blocks = (N + 2 * nr - 1) // (2 * nr)
+        with parallel(num_threads=n_threads):
+            pack = <floating *> malloc(K * FASTNN_GEMM_MAX_NR * sizeof(floating))
+            for blk in prange(n_blocks, schedule="static"):
+                j0 = blk * 2 * nr
+                j1 = min(j0 + 2 * nr, N)
+                for i0 in range(M):
+                    gemm_block(i0, i0 + 1, j0, j1, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
+            free(pack)
+
+
+def affine(const floating[:, ::1] x,      # IN  (M, K)
+           const floating[:, ::1] W,      # IN  (K, N)
+           const floating[::1] b,         # IN  (N,) or None
+           floating[:, ::1] out,          # OUT (M, N)
+           int n_threads):
+    """out = x @ W + b, with the GIL released."""
+    cdef const floating *bias = NULL
+    if b is not None:
+        bias = &b[0] if b.shape[0] > 0 else NULL
+    with nogil:
+        gemm_strided(x.shape[0], W.shape[1], x.shape[1],
+                     &x[0, 0] if x.shape[0] > 0 and x.shape[1] > 0 else NULL, x.shape[1], 1,
+                     &W[0, 0] if W.shape[0] > 0 and W.shape[1] > 0 else NULL, W.shape[1], 1,
+                     bias, &out[0, 0] if out.shape[0] > 0 and out.shape[1] > 0 else NULL,
+                     out.shape[1], n_threads)
+
+
+def sigmoid(const floating[::1] x,   # IN  (n,)
+            floating[::1] out,       # OUT (n,)
+            int n_threads):
+    """out = 1 / (1 + exp(-x)), evaluated in double, element-wise."""
+    cdef Py_ssize_t i, n = x.shape[0]
+    if n < 20000:
+        n_threads = 1
+    with nogil:
+        for i in prange(n, schedule="static", num_threads=n_threads):
+            out[i] = <floating> fastnn_sigmoid(<double> x[i])

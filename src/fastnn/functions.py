@@ -1,0 +1,220 @@
+"""The book's ``common/functions.py``, with the same names and semantics, on fastnn's kernels.
+
+Conventions (as in "Deep Learning from Scratch"):
+
+* a 1-D ``y`` is one sample; ``t`` is one-hot when ``t.size == y.size``, labels otherwise;
+* ``cross_entropy_error`` adds ``1e-7`` inside the log and averages over the batch;
+* ``softmax`` works over the last axis of any ndim, stabilised by the row maximum;
+* the result's dtype follows the input: float32 stays float32, float64 stays float64,
+  integer input computes in float64.
+
+Kernel functions (``affine``, ``softmax``, ``sigmoid``, the cross-entropies) run with the
+GIL released and use ``fastnn.get_num_threads()`` threads; their results do not depend on
+the thread count. The one-pass element-wise functions (``relu``, ``tanh``, ...) are NumPy
+ufuncs, which are already a single pass over memory.
+"""
+import numpy as np
+
+from ._kernels import _affine, _softmax
+from ._threads import resolve_n_threads
+from ._validate import as_kernel_array, bad_labels, compute_dtypes, finish, targets
+
+__all__ = [
+    "identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad",
+    "tanh", "leaky_relu", "softmax", "sum_squared_error", "mean_squared_error",
+    "cross_entropy_error", "softmax_loss", "affine",
+]
+
+
+def _float_input(x):
+    x = np.asarray(x)
+    dt, res = compute_dtypes(x.dtype)
+    return (x if x.dtype == res else x.astype(res)), res
+
+
+def _scalar_if_0d(out, ndim):
+    return out[()] if ndim == 0 else out
+
+
+# --- activations -------------------------------------------------------------------
+
+def identity_function(x):
+    """Return ``x`` itself (the output layer of a regression net)."""
+    return x
+
+
+def step_function(x):
+    """1 where ``x > 0``, else 0, as an int array (the book's ``dtype=int``)."""
+    return np.array(np.asarray(x) > 0, dtype=int)
+
+
+def sigmoid(x, n_threads=None):
+    """``1 / (1 + exp(-x))`` element-wise; any shape; evaluated in double.
+
+    Large negative ``x`` gives 0 without overflow warnings; NaN stays NaN.
+    """
+    x = np.asarray(x)
+    dt, res = compute_dtypes(x.dtype)
+    xc = as_kernel_array(x, dt)
+    out = np.empty(xc.shape, dtype=dt)
+    _affine.sigmoid(xc.reshape(-1), out.reshape(-1), resolve_n_threads(n_threads))
+    return _scalar_if_0d(finish(out, res), x.ndim)
+
+
+def sigmoid_grad(x):
+    """Derivative of the sigmoid: ``(1 - sigmoid(x)) * sigmoid(x)``."""
+    s = sigmoid(x)
+    return (1.0 - s) * s
+
+
+def relu(x):
+    """``max(0, x)`` element-wise (NaN propagates, as with ``np.maximum``)."""
+    x, _ = _float_input(x)
+    return np.maximum(0, x)
+
+
+def relu_grad(x):
+    """1 where ``x >= 0`` (1 at 0, as the book), else 0; NaN gives 0."""
+    x, res = _float_input(x)
+    return (x >= 0).astype(res)
+
+
+def tanh(x):
+    """Hyperbolic tangent (TensorFlow's ``tf.nn.tanh``)."""
+    x, _ = _float_input(x)
+    return np.tanh(x)
+
+
+def leaky_relu(x, alpha=0.2):
+    """TensorFlow's ``tf.nn.leaky_relu``: ``max(alpha * x, x)``; default ``alpha=0.2``."""
+    x, _ = _float_input(x)
+    return np.maximum(alpha * x, x)
+
+
+# --- affine ------------------------------------------------------------------------
+
+def affine(x, W, b=None, n_threads=None):
+    """``x @ W + b`` in one kernel call (fastnn's blocked GEMM with the bias fused in).
+
+    Parameters
+    ----------
+    x : array, shape (K,), (M, K) or (..., K)
+    W : array, shape (K, N)
+    b : array of shape (N,) or (1, N), or None
+    n_threads : int, optional
+        Threads to use (default ``fastnn.get_num_threads()``); results do not depend on it.
+
+    Returns
+    -------
+    out : array, shape (N,), (M, N) or (..., N), in the inputs' promoted float dtype.
+    """
+    x = np.asarray(x)
+    W = np.asarray(W)
+    if W.ndim != 2:
+        raise ValueError("affine: W must be 2-D (K, N), got shape %s" % (W.shape,))
+    if x.ndim == 0 or x.shape[-1] != W.shape[0]:
+        raise ValueError("affine: x has shape %s and W has shape %s: x.shape[-1] must equal "
+                         "W.shape[0]" % (x.shape, W.shape))
+    K, N = W.shape
+    out_shape = x.shape[:-1] + (N,)
+    if b is not None:
+        b = np.asarray(b)
+        if b.ndim > 2 or (b.ndim >= 1 and b.shape[-1] not in (1, N)) or b.size not in (1, N):
+            raise ValueError("affine: b has shape %s, W has shape %s: b must have shape (%d,) or "
+                             "(1, %d)" % (b.shape, W.shape, N, N))
+        out_shape = np.broadcast_shapes(out_shape, b.shape)
+        dt, res = compute_dtypes(x.dtype, W.dtype, b.dtype)
+        bc = as_kernel_array(np.broadcast_to(b.reshape(-1), (N,)), dt)
+    else:
+        dt, res = compute_dtypes(x.dtype, W.dtype)
+        bc = None
+    xc = as_kernel_array(x.reshape(-1, K) if x.ndim != 2 else x, dt)
+    Wc = as_kernel_array(W, dt)
+    out = np.empty((xc.shape[0], N), dtype=dt)
+    _affine.affine(xc, Wc, bc, out, resolve_n_threads(n_threads))
+    return finish(out, res).reshape(out_shape)
+
+
+# --- softmax and losses --------------------------------------------------------------
+
+def softmax(x, n_threads=None):
+    """Softmax over the last axis: ``exp(x - max) / sum(exp(x - max))``, any ndim.
+
+    Stable for logits of any size (no overflow); a row holding NaN or +inf gives NaN,
+    exactly as the reference.
+    """
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise ValueError("softmax: x must have at least one axis, got a 0-d array")
+    dt, res = compute_dtypes(x.dtype)
+    n = x.shape[-1]
+    if n == 0:
+        raise ValueError("softmax: the last axis of x (shape %s) is empty" % (x.shape,))
+    xc = as_kernel_array(x, dt)
+    out = np.empty(xc.shape, dtype=dt)
+    _softmax.softmax(xc.reshape(-1, n), out.reshape(-1, n), resolve_n_threads(n_threads))
+    return finish(out, res)
+
+
+def _batch_2d(y, func):
+    y = np.asarray(y)
+    if y.ndim == 1:
+        return y.reshape(1, y.size)
+    if y.ndim != 2:
+        raise ValueError("%s: y must be 1-D (one sample) or 2-D (batch, classes), got shape %s"
+                         % (func, y.shape))
+    if y.shape[0] == 0 or y.shape[1] == 0:
+        raise ValueError("%s: y has shape %s; it needs at least one row and one class"
+                         % (func, y.shape))
+    return y
+
+
+def _loss(y, t, func, kernel_labels, kernel_onehot, n_threads):
+    y2 = _batch_2d(y, func)
+    dt, res = compute_dtypes(y2.dtype)
+    yc = as_kernel_array(y2, dt)
+    rows, n = yc.shape
+    kind, tc = targets(t, rows, n, np.shape(y), func)
+    nt = resolve_n_threads(n_threads)
+    if kind == "onehot":
+        loss = kernel_onehot(yc, tc, nt)
+    else:
+        loss, bad = kernel_labels(yc, tc, nt)
+        if bad:
+            raise bad_labels(tc, n, func)
+    return res.type(loss)
+
+
+def cross_entropy_error(y, t, n_threads=None):
+    """Mean cross-entropy ``-sum(log(y[i, t_i] + 1e-7)) / batch``.
+
+    Parameters
+    ----------
+    y : array, shape (C,) (one sample) or (N, C): probabilities (softmax output)
+    t : array, one-hot with y's size, or N integer labels in [0, C)
+
+    Returns a scalar of y's float dtype.
+    """
+    return _loss(y, t, "cross_entropy_error", _softmax.cross_entropy_labels,
+                 _softmax.cross_entropy_onehot, n_threads)
+
+
+def softmax_loss(X, t, n_threads=None):
+    """``cross_entropy_error(softmax(X), t)`` in one fused pass over X (no softmax array)."""
+    return _loss(X, t, "softmax_loss", _softmax.softmax_cross_entropy_labels,
+                 _softmax.softmax_cross_entropy_onehot, n_threads)
+
+
+def sum_squared_error(y, t):
+    """``0.5 * sum((y - t)**2)`` (the book calls it ``mean_squared_error`` in the text)."""
+    y, _ = _float_input(y)
+    t, _ = _float_input(t)
+    try:
+        d = y - t
+    except ValueError:
+        raise ValueError("sum_squared_error: y has shape %s and t has shape %s, which do not "
+                         "broadcast" % (y.shape, t.shape)) from None
+    return 0.5 * np.sum(d * d)
+
+
+mean_squared_error = sum_squared_error
