@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <math.h>
+#include <stddef.h>
 
 static inline double fastnn_bits_to_double(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
 static inline uint64_t fastnn_double_to_bits(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
@@ -24,9 +25,7 @@ static inline double fastnn_exp(double x)
      * inf/0 exactly where exp does. NaN fails both comparisons and passes through. */
     double xc = x > 710.0 ? 710.0 : x;
     xc = xc < -746.0 ? -746.0 : xc;
-    double t = xc * log2e + shifter;
-    double n = t - shifter;
-    int64_t ni = (int64_t)(fastnn_double_to_bits(t) - fastnn_double_to_bits(shifter));
+    double n = (xc * log2e + shifter) - shifter;   /* round(x / ln2) */
     double r = (xc - n * ln2_hi) - n * ln2_lo;
     /* exp(r) = sum r^k / k!, k <= 13 (Horner) */
     double p = 1.0 / 6227020800.0;
@@ -43,11 +42,15 @@ static inline double fastnn_exp(double x)
     p = p * r + 0.5;
     p = p * r + 1.0;
     p = p * r + 1.0;
-    /* 2^n = 2^(n/2) * 2^(n - n/2): both factors are normal for n in [-1076, 1038] */
-    int64_t h1 = ni >> 1;
-    int64_t h2 = ni - h1;
-    double s1 = fastnn_bits_to_double((uint64_t)(h1 + 1023) << 52);
-    double s2 = fastnn_bits_to_double((uint64_t)(h2 + 1023) << 52);
+    /* 2^n = 2^h1 * 2^h2 with h1 = round(n/2): both factors are normal for n in
+     * [-1076, 1024]. Exponent bits come from the shifter trick (bits(h + 1.5*2^52) -
+     * bits(1.5*2^52) = h as a two's-complement integer): only 64-bit add and left shift,
+     * which SSE2 vectorises (an arithmetic right shift would not). */
+    double h1 = (n * 0.5 + shifter) - shifter;
+    double h2 = n - h1;
+    const uint64_t sb = fastnn_double_to_bits(shifter);
+    double s1 = fastnn_bits_to_double((fastnn_double_to_bits(h1 + shifter) - sb + 1023u) << 52);
+    double s2 = fastnn_bits_to_double((fastnn_double_to_bits(h2 + shifter) - sb + 1023u) << 52);
     return (p * s1) * s2;
 }
 
@@ -56,5 +59,104 @@ static inline double fastnn_sigmoid(double x)
 {
     return 1.0 / (1.0 + fastnn_exp(-x));
 }
+
+
+
+/* ---- array loops, compiled for the baseline and for AVX2+FMA, picked at run time ----
+ * The polynomial exp is ~3x faster with 256-bit vectors and FMA; the baseline build
+ * stays valid on every x86-64. (Same pattern as fastnn_gemm.h; no -march flag needed.) */
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#define FASTNN_MATH_DISPATCH 1
+#endif
+
+
+/* Row helpers, written once for T = double and T = float (E: the exp-loop suffix).
+ * max follows np.max: any NaN in the row makes it NaN (so the whole row comes out NaN). */
+#define FASTNN_ROW_HELPERS(T, E, SFX, ATTR)                                                    \
+ATTR static T fastnn_row_max_##E##_##SFX(const T *x, ptrdiff_t n)                             \
+{                                                                                              \
+    T m = x[0];                                                                                \
+    int has_nan = 0;                                                                           \
+    for (ptrdiff_t j = 0; j < n; j++) { m = x[j] > m ? x[j] : m; has_nan |= x[j] != x[j]; }   \
+    return has_nan ? (T)NAN : m;                                                               \
+}                                                                                              \
+/* e = exp(x - m) (x - m in T's precision, as the reference computes it); returns sum(e) */    \
+ATTR static double fastnn_exp_sum_##E##_##SFX(const T *x, T m, T *e, ptrdiff_t n)             \
+{                                                                                              \
+    for (ptrdiff_t j = 0; j < n; j++) e[j] = (T)fastnn_exp((double)(x[j] - m));               \
+    double s = 0.0;                                                                            \
+    for (ptrdiff_t j = 0; j < n; j++) s += e[j];                                               \
+    return s;                                                                                  \
+}                                                                                              \
+/* y = softmax(x) row by row: exp(x - max) / sum(exp(x - max)), sums in double */              \
+ATTR static void fastnn_softmax_rows_##E##_##SFX(const T *x, T *y, ptrdiff_t rows, ptrdiff_t n) \
+{                                                                                              \
+    for (ptrdiff_t r = 0; r < rows; r++) {                                                     \
+        const T *xr = x + r * n;                                                               \
+        T *yr = y + r * n;                                                                     \
+        double s = fastnn_exp_sum_##E##_##SFX(xr, fastnn_row_max_##E##_##SFX(xr, n), yr, n);  \
+        for (ptrdiff_t j = 0; j < n; j++) yr[j] = (T)(yr[j] / s);                              \
+    }                                                                                          \
+}                                                                                              \
+/* the row's max (in *m) and sum(exp(x - max)) in double, without storing the exps */        \
+ATTR static double fastnn_max_sumexp_##E##_##SFX(const T *x, ptrdiff_t n, T *m)               \
+{                                                                                              \
+    T buf[64];                                                                                 \
+    double s = 0.0;                                                                            \
+    *m = fastnn_row_max_##E##_##SFX(x, n);                                                     \
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += 64)                                                   \
+        s += fastnn_exp_sum_##E##_##SFX(x + j0, *m, buf, n - j0 < 64 ? n - j0 : 64);          \
+    return s;                                                                                  \
+}                                                                                              \
+/* y = 1 / (1 + exp(-x)) in double */                                                          \
+ATTR static void fastnn_sigmoid_##E##_##SFX(const T *x, T *y, ptrdiff_t n)                    \
+{ for (ptrdiff_t j = 0; j < n; j++) y[j] = (T)fastnn_sigmoid((double)x[j]); }
+
+#define FASTNN_MATH_LOOPS(SFX, ATTR)                                                            \
+FASTNN_ROW_HELPERS(double, d, SFX, ATTR)                                                       \
+FASTNN_ROW_HELPERS(float, s, SFX, ATTR)
+
+FASTNN_MATH_LOOPS(base, )
+#ifdef FASTNN_MATH_DISPATCH
+FASTNN_MATH_LOOPS(avx2, __attribute__((target("avx2,fma"))))
+#endif
+
+
+static int fastnn_math_isa = -1;  /* 0 baseline, 1 avx2+fma */
+
+static inline int fastnn_math_init(void)
+{
+    if (fastnn_math_isa < 0) {
+#ifdef FASTNN_MATH_DISPATCH
+        __builtin_cpu_init();
+        fastnn_math_isa = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+#else
+        fastnn_math_isa = 0;
+#endif
+
+    }
+    return fastnn_math_isa;
+}
+
+#ifdef FASTNN_MATH_DISPATCH
+#define FASTNN_MATH_PICK(NAME, ...) \
+    (fastnn_math_isa == 1 ? NAME##_avx2(__VA_ARGS__) : NAME##_base(__VA_ARGS__))
+#else
+#define FASTNN_MATH_PICK(NAME, ...) NAME##_base(__VA_ARGS__)
+#endif
+
+
+static inline void fastnn_softmax_rows_d(const double *x, double *y, ptrdiff_t rows, ptrdiff_t n)
+{ FASTNN_MATH_PICK(fastnn_softmax_rows_d, x, y, rows, n); }
+static inline void fastnn_softmax_rows_s(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n)
+{ FASTNN_MATH_PICK(fastnn_softmax_rows_s, x, y, rows, n); }
+static inline double fastnn_max_sumexp_d(const double *x, ptrdiff_t n, double *m)
+{ return FASTNN_MATH_PICK(fastnn_max_sumexp_d, x, n, m); }
+static inline double fastnn_max_sumexp_s(const float *x, ptrdiff_t n, float *m)
+{ return FASTNN_MATH_PICK(fastnn_max_sumexp_s, x, n, m); }
+static inline void fastnn_sigmoid_array_d(const double *x, double *y, ptrdiff_t n)
+{ FASTNN_MATH_PICK(fastnn_sigmoid_d, x, y, n); }
+static inline void fastnn_sigmoid_array_s(const float *x, float *y, ptrdiff_t n)
+{ FASTNN_MATH_PICK(fastnn_sigmoid_s, x, y, n); }
 
 #endif

@@ -27,8 +27,9 @@ def compute_dtypes(*dtypes):
 
 
 def as_kernel_array(x, dtype):
-    """C-contiguous array of `dtype`; no copy when `x` already is one (read-only is fine)."""
-    return np.ascontiguousarray(x, dtype=dtype)
+    """C-contiguous array of `dtype`, same ndim (0-d too); no copy when `x` already is one
+    (read-only is fine: kernels take const memoryviews)."""
+    return np.asarray(x, dtype=dtype, order="C")
 
 
 def finish(out, result_dtype):

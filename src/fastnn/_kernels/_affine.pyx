@@ -6,7 +6,7 @@
 # computed by exactly one thread with the same summation order, so results are bitwise
 # identical on any thread count.
 
-from cython.parallel cimport parallel, prange
+from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 
 cimport cython
@@ -16,36 +16,32 @@ cdef extern from "fastnn_openmp.h":
     int fastnn_openmp_enabled() noexcept nogil
 
 cdef extern from "fastnn_math.h":
-    double fastnn_sigmoid(double x) noexcept nogil
+    int fastnn_math_init() noexcept nogil
+    void fastnn_sigmoid_array_d(const double *x, double *y, Py_ssize_t n) noexcept nogil
+    void fastnn_sigmoid_array_s(const float *x, float *y, Py_ssize_t n) noexcept nogil
 
 cdef extern from "fastnn_gemm.h":
     ctypedef Py_ssize_t fastnn_idx
     int FASTNN_GEMM_MR
     int FASTNN_GEMM_MAX_NR
     int fastnn_gemm_init() noexcept nogil
-    int fastnn_gemm_nr_d() noexcept nogil
-    int fastnn_gemm_nr_s() noexcept nogil
+    int fastnn_gemm_lanes(size_t size) noexcept nogil
     void fastnn_gemm_block_d(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_idx j1,
-                             fastnn_idx K, const double *A, fastnn_idx rsa, fastnn_idx csa,
-                             const double *B, fastnn_idx rsb, fastnn_idx csb,
+                             fastnn_idx N, fastnn_idx K, const double *A, fastnn_idx rsa,
+                             fastnn_idx csa, const double *B, fastnn_idx rsb, fastnn_idx csb,
                              const double *bias, double *C, fastnn_idx ldc,
                              double *pack) noexcept nogil
     void fastnn_gemm_block_s(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_idx j1,
-                             fastnn_idx K, const float *A, fastnn_idx rsa, fastnn_idx csa,
-                             const float *B, fastnn_idx rsb, fastnn_idx csb,
+                             fastnn_idx N, fastnn_idx K, const float *A, fastnn_idx rsa,
+                             fastnn_idx csa, const float *B, fastnn_idx rsb, fastnn_idx csb,
                              const float *bias, float *C, fastnn_idx ldc,
                              float *pack) noexcept nogil
-    void fastnn_gemv_block_d(fastnn_idx j0, fastnn_idx j1, fastnn_idx K, const double *a,
-                             fastnn_idx csa, const double *B, fastnn_idx rsb, fastnn_idx csb,
-                             const double *bias, double *c, double *pack) noexcept nogil
-    void fastnn_gemv_block_s(fastnn_idx j0, fastnn_idx j1, fastnn_idx K, const float *a,
-                             fastnn_idx csa, const float *B, fastnn_idx rsb, fastnn_idx csb,
-                             const float *bias, float *c, float *pack) noexcept nogil
 
 fastnn_gemm_init()
+fastnn_math_init()
 
 # Below this many multiply-adds a call runs on one thread: waking a second one costs more.
-cdef Py_ssize_t PARALLEL_MIN_WORK = 60000
+cdef Py_ssize_t PARALLEL_MIN_WORK = 40000
 
 
 def gemm_isa():
@@ -54,20 +50,18 @@ def gemm_isa():
 
 
 cdef inline void gemm_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
-                            Py_ssize_t K, const floating *A, Py_ssize_t rsa, Py_ssize_t csa,
+                            Py_ssize_t N, Py_ssize_t K,
+                            const floating *A, Py_ssize_t rsa, Py_ssize_t csa,
                             const floating *B, Py_ssize_t rsb, Py_ssize_t csb,
-                            const floating *bias, floating *C, Py_ssize_t ldc,
-                            floating *pack) noexcept nogil:
-    if i1 - i0 == 1:
-        if floating is double:
-            fastnn_gemv_block_d(j0, j1, K, A + i0 * rsa, csa, B, rsb, csb, bias, C + i0 * ldc, pack)
-        else:
-            fastnn_gemv_block_s(j0, j1, K, A + i0 * rsa, csa, B, rsb, csb, bias, C + i0 * ldc, pack)
+                            const floating *bias, floating *C, Py_ssize_t ldc) noexcept nogil:
+    cdef floating *pack = NULL
+    if csb != 1 or N < 8 * fastnn_gemm_lanes(sizeof(floating)):
+        pack = <floating *> malloc(K * FASTNN_GEMM_MAX_NR * sizeof(floating))
+    if floating is double:
+        fastnn_gemm_block_d(i0, i1, j0, j1, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
     else:
-        if floating is double:
-            fastnn_gemm_block_d(i0, i1, j0, j1, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
-        else:
-            fastnn_gemm_block_s(i0, i1, j0, j1, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
+        fastnn_gemm_block_s(i0, i1, j0, j1, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
+    free(pack)
 
 
 cdef void gemm_strided(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
@@ -77,42 +71,30 @@ cdef void gemm_strided(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                        int n_threads) noexcept nogil:
     """C[M, N] = A[M, K] @ B[K, N] (+ bias[N]); strides in elements. Owns the prange.
 
-    Many rows: threads take blocks of FASTNN_GEMM_MR rows. Few rows: threads take
-    column panels instead, so a single sample still uses every core.
+    Many rows: each thread takes one contiguous run of MR-row blocks (B panels are then
+    reused from cache across its rows). Few rows: each thread takes a run of column
+    panels instead, so a single sample still uses every core.
     """
-    cdef Py_ssize_t nr, n_blocks, n_chunks, blk, i0, i1, j0, j1
-    cdef floating *pack
-    if floating is double:
-        nr = fastnn_gemm_nr_d()
-    else:
-        nr = fastnn_gemm_nr_s()
+    cdef Py_ssize_t n_units, n_chunks, chunk, i0, i1, j0, j1, nr
     if M == 0 or N == 0:
         return
     if M * N * K < PARALLEL_MIN_WORK:
         n_threads = 1
-    if M >= 2 * FASTNN_GEMM_MR * n_threads or M > 1 and n_threads == 1:
-        # each thread takes one contiguous run of MR-row blocks, so a packed tail panel is
-        # packed once per thread, not once per block
-        n_blocks = (M + FASTNN_GEMM_MR - 1) // FASTNN_GEMM_MR
-        n_chunks = min(n_threads, n_blocks)
-        with parallel(num_threads=n_chunks):
-            pack = <floating *> malloc(K * FASTNN_GEMM_MAX_NR * sizeof(floating))
-            for blk in prange(n_chunks, schedule="static"):
-                i0 = (blk * n_blocks // n_chunks) * FASTNN_GEMM_MR
-                i1 = min(((blk + 1) * n_blocks // n_chunks) * FASTNN_GEMM_MR, M)
-                gemm_block(i0, i1, 0, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
-            free(pack)
+    if M >= 2 * FASTNN_GEMM_MR * n_threads or n_threads == 1:
+        n_units = (M + FASTNN_GEMM_MR - 1) // FASTNN_GEMM_MR
+        n_chunks = min(n_threads, n_units)
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
+            i0 = (chunk * n_units // n_chunks) * FASTNN_GEMM_MR
+            i1 = min(((chunk + 1) * n_units // n_chunks) * FASTNN_GEMM_MR, M)
+            gemm_block(i0, i1, 0, N, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
     else:
-        # few rows: column panels of width 2 * nr (the one-row kernel's width)
-        n_blocks = (N + 2 * nr - 1) // (2 * nr)
-        with parallel(num_threads=n_threads):
-            pack = <floating *> malloc(K * FASTNN_GEMM_MAX_NR * sizeof(floating))
-            for blk in prange(n_blocks, schedule="static"):
-                j0 = blk * 2 * nr
-                j1 = min(j0 + 2 * nr, N)
-                for i0 in range(M):
-                    gemm_block(i0, i0 + 1, j0, j1, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
-            free(pack)
+        nr = (8 if M == 1 else 2) * fastnn_gemm_lanes(sizeof(floating))
+        n_units = (N + nr - 1) // nr
+        n_chunks = min(n_threads, n_units)
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
+            j0 = (chunk * n_units // n_chunks) * nr
+            j1 = min(((chunk + 1) * n_units // n_chunks) * nr, N)
+            gemm_block(0, M, j0, j1, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
 
 
 def affine(const floating[:, ::1] x,      # IN  (M, K)
@@ -132,13 +114,22 @@ def affine(const floating[:, ::1] x,      # IN  (M, K)
                      out.shape[1], n_threads)
 
 
+cdef inline void sigmoid_array(const floating *x, floating *y, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        fastnn_sigmoid_array_d(x, y, n)
+    else:
+        fastnn_sigmoid_array_s(x, y, n)
+
+
 def sigmoid(const floating[::1] x,   # IN  (n,)
             floating[::1] out,       # OUT (n,)
             int n_threads):
-    """out = 1 / (1 + exp(-x)), evaluated in double, element-wise."""
-    cdef Py_ssize_t i, n = x.shape[0]
-    if n < 20000:
+    """out = 1 / (1 + exp(-x)), evaluated in double, element-wise, in chunks per thread."""
+    cdef Py_ssize_t c, n = x.shape[0], chunk = 4096
+    if n == 0:
+        return
+    if n < 4 * chunk:
         n_threads = 1
     with nogil:
-        for i in prange(n, schedule="static", num_threads=n_threads):
-            out[i] = <floating> fastnn_sigmoid(<double> x[i])
+        for c in prange((n + chunk - 1) // chunk, schedule="static", num_threads=n_threads):
+            sigmoid_array(&x[c * chunk], &out[c * chunk], min(chunk, n - c * chunk))

@@ -1,0 +1,360 @@
+"""fastnn.functions against the NumPy reference: dtypes, sizes, layouts, extremes, errors."""
+import threading
+
+import numpy as np
+import pytest
+
+import fastnn
+import reference as R
+from fastnn import functions as F
+
+DTYPES = [np.float64, np.float32]
+SIZES = [1, 3, 7, 257]
+# float64: ~1e-12 relative (a few ulp of exp/sums); float32: ~1e-5
+RTOL = {np.float64: 1e-12, np.float32: 1e-5}
+
+
+def assert_close(got, want, dtype, atol=0.0):
+    got = np.asarray(got)
+    want = np.asarray(want)
+    assert got.shape == want.shape, (got.shape, want.shape)
+    np.testing.assert_allclose(got, want, rtol=RTOL[dtype], atol=atol, equal_nan=True)
+
+
+def layouts(a):
+    """The same values as C-contiguous, Fortran-ordered, strided and read-only arrays."""
+    yield "C", np.ascontiguousarray(a)
+    if a.ndim == 2:
+        yield "F", np.asfortranarray(a)
+    wide = np.repeat(a, 2, axis=-1)
+    yield "strided", wide[..., ::2]
+    ro = np.array(a)
+    ro.setflags(write=False)
+    yield "readonly", ro
+
+
+ELEMENTWISE = [
+    ("sigmoid", F.sigmoid, R.sigmoid),
+    ("sigmoid_grad", F.sigmoid_grad, R.sigmoid_grad),
+    ("relu", F.relu, R.relu),
+    ("relu_grad", F.relu_grad, R.relu_grad),
+    ("tanh", F.tanh, R.tanh),
+    ("leaky_relu", F.leaky_relu, R.leaky_relu),
+    ("step_function", F.step_function, R.step_function),
+    ("identity_function", F.identity_function, R.identity_function),
+]
+
+
+@pytest.mark.parametrize("name,fn,ref", ELEMENTWISE, ids=[e[0] for e in ELEMENTWISE])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (3,), (7,), (257,), (3, 7), (2, 3, 5), ()])
+def test_elementwise_matches_reference(name, fn, ref, dtype, shape, rng):
+    x = (rng.standard_normal(shape) * 4).astype(dtype)
+    if x.ndim:
+        x.flat[0] = 0.0  # relu_grad is 1 at 0, step_function 0 at 0
+    for layout, xl in (layouts(x) if x.ndim else [("0d", x)]):
+        before = np.array(xl)
+        got, want = fn(xl), ref(xl)
+        assert np.asarray(got).dtype == np.asarray(want).dtype, (layout, got.dtype, want.dtype)
+        # float32: the reference's own (1 - s) * s cancels in float32; allow an ulp of 1
+        assert_close(got, want, dtype, atol=1e-7 if dtype == np.float32 else 0.0)
+        np.testing.assert_array_equal(xl, before)  # arguments are never modified
+
+
+@pytest.mark.parametrize("name,fn,ref", ELEMENTWISE[:6], ids=[e[0] for e in ELEMENTWISE[:6]])
+def test_elementwise_integer_input_computes_in_float64(name, fn, ref):
+    x = np.arange(-3, 4)
+    got = fn(x)
+    assert got.dtype == np.float64
+    assert_close(got, ref(x), np.float64)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_elementwise_extremes_and_nan(dtype):
+    x = np.array([-1000, -50, 0, 50, 1000, np.inf, -np.inf, np.nan], dtype=dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for fn, ref in [(F.sigmoid, R.sigmoid), (F.relu, R.relu), (F.tanh, R.tanh),
+                        (F.leaky_relu, R.leaky_relu), (F.sigmoid_grad, R.sigmoid_grad)]:
+            assert_close(fn(x), ref(x), dtype)
+    assert np.isnan(F.sigmoid(x)[-1])
+
+
+def test_sigmoid_is_parallel_and_thread_count_independent(rng):
+    x = rng.standard_normal(100_003) * 10
+    a = F.sigmoid(x, n_threads=1)
+    b = F.sigmoid(x, n_threads=2)
+    np.testing.assert_array_equal(a, b)
+    assert_close(a, R.sigmoid(x), np.float64)
+
+
+# --- softmax ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1,), (3,), (7,), (257,), (1, 10), (3, 7), (257, 3),
+                                   (100, 10), (2, 3, 5)])
+def test_softmax_matches_reference(dtype, shape, rng):
+    x = (rng.standard_normal(shape) * 3).astype(dtype)
+    for layout, xl in layouts(x):
+        got = F.softmax(xl)
+        assert got.dtype == dtype and got.shape == x.shape, layout
+        assert_close(got, R.softmax(xl), dtype, atol=1e-30)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_large_logits_do_not_overflow(dtype):
+    x = np.array([[1000, -1000, 0], [-1000, -1000, -1000], [1000, 1000, 999]], dtype=dtype)
+    got = F.softmax(x)
+    assert np.all(np.isfinite(got))
+    assert_close(got, R.softmax(x), dtype, atol=1e-30)
+    assert_close(got.sum(axis=1), np.ones(3, dtype), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_nan_and_inf_rows_match_reference(dtype):
+    x = np.array([[1, np.nan, 2], [np.inf, 0, 1], [-np.inf, 0, 1], [1, 2, 3]], dtype=dtype)
+    with np.errstate(invalid="ignore"):
+        want = R.softmax(x)
+    got = F.softmax(x)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert_close(got, want, dtype)
+
+
+def test_softmax_integer_input_gives_float64():
+    got = F.softmax(np.array([[1, 2, 3]]))
+    assert got.dtype == np.float64
+    assert_close(got, R.softmax(np.array([[1, 2, 3]])), np.float64)
+
+
+def test_softmax_errors():
+    with pytest.raises(ValueError, match="0-d"):
+        F.softmax(np.float64(1.0))
+    with pytest.raises(ValueError, match="empty"):
+        F.softmax(np.zeros((3, 0)))
+    with pytest.raises(TypeError, match="complex"):
+        F.softmax(np.zeros(3, dtype=complex))
+
+
+# --- cross-entropy ---------------------------------------------------------------------
+
+def _probs(rng, rows, n, dtype):
+    return R.softmax(rng.standard_normal((rows, n)) * 2).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows,n", [(1, 1), (1, 3), (3, 7), (7, 3), (257, 10), (100, 10)])
+def test_cross_entropy_labels_and_onehot_match_reference(dtype, rows, n, rng):
+    y = _probs(rng, rows, n, dtype)
+    labels = rng.integers(0, n, rows)
+    onehot = np.eye(n, dtype=dtype)[labels]
+    # with one class, labels have y's size and the reference reads them as one-hot
+    want = R.cross_entropy_error(y, onehot if n == 1 else labels)
+    for layout, yl in layouts(y):
+        for t in (labels, labels.astype(np.uint8), onehot, onehot.astype(np.int64)):
+            got = F.cross_entropy_error(yl, t)
+            assert isinstance(got, dtype), (layout, type(got))
+            assert_close(got, want, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_one_sample_1d(dtype, rng):
+    y = _probs(rng, 1, 10, dtype)[0]
+    assert_close(F.cross_entropy_error(y, 3), R.cross_entropy_error(y, np.array(3)), dtype)
+    t = np.eye(10)[3]
+    assert_close(F.cross_entropy_error(y, t), R.cross_entropy_error(y, t), dtype)
+
+
+def test_cross_entropy_zero_probability_is_finite():
+    y = np.array([[0.0, 1.0]])
+    assert_close(F.cross_entropy_error(y, [0]), R.cross_entropy_error(y, np.array([0])), np.float64)
+    assert np.isclose(F.cross_entropy_error(y, [0]), -np.log(1e-7))
+
+
+def test_cross_entropy_nan_propagates():
+    y = np.array([[np.nan, 0.5], [0.5, 0.5]])
+    assert np.isnan(F.cross_entropy_error(y, [0, 1]))
+
+
+@pytest.mark.parametrize("fn", [F.cross_entropy_error, F.softmax_loss])
+def test_loss_errors_name_the_shapes(fn):
+    y = np.full((4, 3), 1 / 3)
+    with pytest.raises(ValueError, match=r"\(5,\).*\(4, 3\)"):
+        fn(y, np.zeros(5, dtype=int))
+    with pytest.raises(ValueError, match="labels must be in"):
+        fn(y, np.array([0, 1, 3, 0]))
+    with pytest.raises(ValueError, match="labels must be in"):
+        fn(y, np.array([0, -1, 2, 0]))
+    with pytest.raises(TypeError, match="integers"):
+        fn(y, np.array([0.0, 1.0, 2.0, 0.0]))
+    with pytest.raises(ValueError, match="1-D.*2-D"):
+        fn(np.ones((2, 2, 2)), np.zeros(2, dtype=int))
+
+
+# --- fused softmax + cross-entropy -------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows,n", [(1, 1), (1, 3), (3, 7), (7, 3), (257, 10), (100, 10)])
+def test_softmax_loss_matches_reference(dtype, rows, n, rng):
+    x = (rng.standard_normal((rows, n)) * 3).astype(dtype)
+    labels = rng.integers(0, n, rows)
+    onehot = np.eye(n)[labels]
+    want = R.softmax_loss(x, onehot if n == 1 else labels)
+    for layout, xl in layouts(x):
+        for t in (labels, onehot):
+            got = F.softmax_loss(xl, t)
+            assert isinstance(got, dtype)
+            assert_close(got, want, dtype)
+    # the fused kernel and the two-step path agree
+    assert_close(F.softmax_loss(x, labels), F.cross_entropy_error(F.softmax(x), labels), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_loss_extreme_logits(dtype):
+    x = np.array([[1000, -1000, 0], [-1000, 1000, 0]], dtype=dtype)
+    t = np.array([1, 1])
+    got = F.softmax_loss(x, t)
+    assert np.isfinite(got)
+    assert_close(got, R.softmax_loss(x, t), dtype)
+
+
+# --- affine ------------------------------------------------------------------------------
+
+def _affine_tol(x, W, b, dtype):
+    # bound on the rounding of a length-K dot product: scale by sum |x||W| + |b|
+    scale = np.abs(x.astype(np.float64)) @ np.abs(W.astype(np.float64)) + np.abs(b)
+    return scale * (1e-15 if dtype == np.float64 else 1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M,K,N", [(1, 784, 50), (100, 784, 50), (1, 784, 100), (3, 7, 257),
+                                   (257, 3, 1), (7, 1, 3), (1, 1, 1), (13, 100, 37), (2, 5, 64)])
+def test_affine_matches_reference(dtype, M, K, N, rng):
+    x = rng.standard_normal((M, K)).astype(dtype)
+    W = rng.standard_normal((K, N)).astype(dtype)
+    b = rng.standard_normal(N).astype(dtype)
+    want = R.affine(x.astype(np.float64), W.astype(np.float64), b.astype(np.float64))
+    tol = _affine_tol(x, W, b, dtype)
+    for (lx, xl), (lw, Wl) in zip(layouts(x), layouts(W)):
+        got = F.affine(xl, Wl, b)
+        assert got.dtype == dtype and got.shape == (M, N), (lx, lw)
+        assert np.all(np.abs(got - want) <= tol), (lx, lw)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_affine_shapes_like_numpy(dtype, rng):
+    W = rng.standard_normal((5, 3)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    x1 = rng.standard_normal(5).astype(dtype)
+    assert F.affine(x1, W, b).shape == (3,)
+    x3 = rng.standard_normal((2, 4, 5)).astype(dtype)
+    got = F.affine(x3, W, b)
+    assert got.shape == (2, 4, 3)
+    np.testing.assert_allclose(got, R.affine(x3, W, b), rtol=RTOL[dtype] * 10)
+    # nnfs-style (1, N) bias broadcasts as NumPy does
+    assert F.affine(x1, W, b.reshape(1, 3)).shape == (1, 3)
+    assert F.affine(x1, W, None).shape == (3,)
+
+
+def test_affine_mixed_and_integer_dtypes(rng):
+    x = rng.integers(0, 255, (4, 6))
+    W = rng.standard_normal((6, 2)).astype(np.float32)
+    b = np.zeros(2, np.float32)
+    assert F.affine(x, W, b).dtype == np.result_type(x, W, b)
+    xi, Wi, bi = np.arange(6).reshape(2, 3), np.ones((3, 2), int), np.ones(2, int)
+    got = F.affine(xi, Wi, bi)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, R.affine(xi, Wi, bi))
+
+
+def test_affine_errors_name_both_shapes():
+    with pytest.raises(ValueError, match=r"\(100, 785\).*\(784, 50\)"):
+        F.affine(np.ones((100, 785)), np.ones((784, 50)), np.ones(50))
+    with pytest.raises(ValueError, match=r"b has shape \(49,\)"):
+        F.affine(np.ones((2, 784)), np.ones((784, 50)), np.ones(49))
+    with pytest.raises(ValueError, match="2-D"):
+        F.affine(np.ones((2, 3)), np.ones(3), np.ones(1))
+
+
+def test_affine_nan_and_inf_propagate():
+    x = np.array([[1.0, 0.0], [np.nan, 1.0]])
+    W = np.array([[1.0, np.inf], [2.0, 3.0]])
+    b = np.zeros(2)
+    with np.errstate(invalid="ignore"):
+        want = R.affine(x, W, b)
+    np.testing.assert_array_equal(F.affine(x, W, b), want)
+
+
+# --- sum of squares ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", SIZES)
+def test_sum_squared_error(dtype, n, rng):
+    y = rng.random(n).astype(dtype)
+    t = rng.random(n).astype(dtype)
+    assert_close(F.sum_squared_error(y, t), R.sum_squared_error(y, t), dtype)
+    assert F.mean_squared_error is F.sum_squared_error
+    if n > 1:
+        with pytest.raises(ValueError, match=r"\(%d,\).*\(%d,\)" % (n, n + 1)):
+            F.sum_squared_error(y, np.ones(n + 1))
+
+
+# --- threads -------------------------------------------------------------------------------
+
+LARGE_CASES = [
+    ("affine", lambda r, d: F.affine(r[0], r[1], r[2], n_threads=None)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_same_bits_on_one_and_two_threads(dtype, rng):
+    x = rng.standard_normal((300, 784)).astype(dtype)
+    W = rng.standard_normal((784, 50)).astype(dtype)
+    b = rng.standard_normal(50).astype(dtype)
+    x1 = x[:1]
+    s = (rng.standard_normal((10_000, 10)) * 3).astype(dtype)
+    t = rng.integers(0, 10, 10_000)
+    oh = np.eye(10)[t]
+    calls = {
+        "affine": lambda n: F.affine(x, W, b, n_threads=n),
+        "affine_one_row": lambda n: F.affine(x1, W, b, n_threads=n),
+        "softmax": lambda n: F.softmax(s, n_threads=n),
+        "cross_entropy_labels": lambda n: F.cross_entropy_error(F.softmax(s), t, n_threads=n),
+        "cross_entropy_onehot": lambda n: F.cross_entropy_error(F.softmax(s), oh, n_threads=n),
+        "softmax_loss": lambda n: F.softmax_loss(s, t, n_threads=n),
+        "sigmoid": lambda n: F.sigmoid(x, n_threads=n),
+    }
+    for name, call in calls.items():
+        one, two, three = call(1), call(2), call(3)
+        np.testing.assert_array_equal(one, two, err_msg=name)
+        np.testing.assert_array_equal(one, three, err_msg=name)
+
+
+def test_kernels_from_several_python_threads(rng):
+    x = rng.standard_normal((200, 784))
+    W = rng.standard_normal((784, 50))
+    b = rng.standard_normal(50)
+    s = rng.standard_normal((5000, 10))
+    t = rng.integers(0, 10, 5000)
+    want_a, want_l = F.affine(x, W, b), F.softmax_loss(s, t)
+    errors = []
+
+    def work():
+        try:
+            for _ in range(20):
+                np.testing.assert_array_equal(F.affine(x, W, b), want_a)
+                assert F.softmax_loss(s, t) == want_l
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+
+
+def test_public_reexports():
+    for name in ["affine", "softmax", "cross_entropy_error", "softmax_loss", "sigmoid", "relu",
+                 "step_function", "identity_function", "sigmoid_grad", "relu_grad", "tanh",
+                 "leaky_relu", "sum_squared_error", "mean_squared_error"]:
+        assert getattr(fastnn, name) is getattr(F, name)
