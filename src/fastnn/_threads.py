@@ -7,12 +7,12 @@ OpenMP always runs one thread. fastnn never calls omp_set_num_threads.
 """
 import os
 
-from ._kernels._openmp import omp_max_threads, openmp_enabled
+from ._kernels._openmp import default_threads, openmp_enabled, set_cpu_limit
 
 __all__ = ["set_num_threads", "get_num_threads", "openmp_enabled", "resolve_n_threads"]
 
-_user_num_threads = None
 _OPENMP = bool(openmp_enabled())
+_user_num_threads = None
 
 
 def _available_cpus():
@@ -22,17 +22,7 @@ def _available_cpus():
         return os.cpu_count() or 1
 
 
-_CPUS = None
-
-
-def _max_threads():
-    # omp_get_max_threads() is read on every call: threadpoolctl changes it at run time
-    global _CPUS
-    if not _OPENMP:
-        return 1
-    if _CPUS is None:
-        _CPUS = _available_cpus()
-    return max(1, min(omp_max_threads(), _CPUS))
+set_cpu_limit(_available_cpus())
 
 
 def _check_int(n, what):
@@ -50,8 +40,9 @@ def set_num_threads(n):
     Parameters
     ----------
     n : int or None
-        ``None`` restores the default (OMP_NUM_THREADS / threadpoolctl / all CPUs);
-        a negative number counts back from the maximum (-1 = all).
+        ``None`` restores the default (OMP_NUM_THREADS / threadpoolctl / all CPUs); a
+        negative number counts back from that maximum (-1 = all). 0 is an error. Results
+        never depend on it; only the speed does.
     """
     global _user_num_threads
     _user_num_threads = None if n is None else _check_int(n, "n")
@@ -67,15 +58,10 @@ def resolve_n_threads(n_threads=None):
     if n_threads is None:
         n_threads = _user_num_threads
         if n_threads is None:
-            return _max_threads()
-    if not _OPENMP:
-        if n_threads is not None:
-            _check_int(n_threads, "n_threads")
-        return 1
-    max_threads = _max_threads()
-    if n_threads is None:
-        return max_threads
+            return default_threads()  # the common case: one C call
     n = _check_int(n_threads, "n_threads")
+    if not _OPENMP:
+        return 1
     if n < 0:
-        return max(1, max_threads + 1 + n)
+        return max(1, default_threads() + 1 + n)
     return n

@@ -16,8 +16,12 @@ def compute_dtypes(*dtypes):
     bool input computes in float64, as the reference does. float16 computes in float32 and
     long double in float64, each returned in its own dtype.
     """
-    dt = np.result_type(*dtypes) if len(dtypes) > 1 else np.dtype(dtypes[0])
-    if dt == _F64 or dt == _F32:
+    dt = dtypes[0]
+    for other in dtypes[1:]:
+        if other is not dt:
+            dt = np.result_type(*dtypes)
+            break
+    if dt is _F64 or dt is _F32 or dt == _F64 or dt == _F32:
         return dt, dt
     if dt.kind in "biu":
         return _F64, _F64

@@ -106,33 +106,37 @@ def affine(x, W, b=None, n_threads=None):
 
     Returns
     -------
-    out : array, shape (N,), (M, N) or (..., N), in the inputs' promoted float dtype.
+    out : array, shape (N,), (M, N) or (..., N), in the inputs' promoted float dtype
+        (integer inputs compute in float64).
     """
     x = np.asarray(x)
     W = np.asarray(W)
     if W.ndim != 2:
         raise ValueError("affine: W must be 2-D (K, N), got shape %s" % (W.shape,))
-    if x.ndim == 0 or x.shape[-1] != W.shape[0]:
+    K, N = W.shape
+    if x.ndim == 0 or x.shape[-1] != K:
         raise ValueError("affine: x has shape %s and W has shape %s: x.shape[-1] must equal "
                          "W.shape[0]" % (x.shape, W.shape))
-    K, N = W.shape
     out_shape = x.shape[:-1] + (N,)
-    if b is not None:
-        b = np.asarray(b)
-        if b.ndim > 2 or (b.ndim >= 1 and b.shape[-1] not in (1, N)) or b.size not in (1, N):
-            raise ValueError("affine: b has shape %s, W has shape %s: b must have shape (%d,) or "
-                             "(1, %d)" % (b.shape, W.shape, N, N))
-        out_shape = np.broadcast_shapes(out_shape, b.shape)
-        dt, res = compute_dtypes(x.dtype, W.dtype, b.dtype)
-        bc = as_kernel_array(np.broadcast_to(b.reshape(-1), (N,)), dt)
-    else:
+    if b is None:
         dt, res = compute_dtypes(x.dtype, W.dtype)
         bc = None
-    xc = as_kernel_array(x.reshape(-1, K) if x.ndim != 2 else x, dt)
-    Wc = as_kernel_array(W, dt)
+    else:
+        b = np.asarray(b)
+        dt, res = compute_dtypes(x.dtype, W.dtype, b.dtype)
+        if b.shape != (N,):  # (1, N) biases (nnfs) and scalars broadcast as NumPy does
+            if b.ndim > 2 or b.size not in (1, N) or (b.ndim and b.shape[-1] not in (1, N)):
+                raise ValueError("affine: b has shape %s, W has shape %s: b must have shape "
+                                 "(%d,) or (1, %d)" % (b.shape, W.shape, N, N))
+            out_shape = np.broadcast_shapes(out_shape, b.shape)
+            b = np.broadcast_to(b.reshape(-1), (N,))
+        bc = as_kernel_array(b, dt)
+    xc = as_kernel_array(x if x.ndim == 2 else x.reshape(-1, K), dt)
     out = np.empty((xc.shape[0], N), dtype=dt)
-    _affine.affine(xc, Wc, bc, out, resolve_n_threads(n_threads))
-    return finish(out, res).reshape(out_shape)
+    _affine.affine(xc, as_kernel_array(W, dt), bc, out, resolve_n_threads(n_threads))
+    if res is not dt:
+        out = out.astype(res)
+    return out if out.shape == out_shape else out.reshape(out_shape)
 
 
 # --- softmax and losses --------------------------------------------------------------

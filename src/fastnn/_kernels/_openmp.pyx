@@ -5,12 +5,21 @@ cdef extern from "fastnn_openmp.h":
     int fastnn_openmp_enabled() noexcept nogil
     int fastnn_omp_max_threads() noexcept nogil
 
+cdef int cpu_limit = 1 << 30
+
 
 def openmp_enabled():
     """True when the kernels were compiled with OpenMP."""
     return bool(fastnn_openmp_enabled())
 
 
-def omp_max_threads():
-    """omp_get_max_threads(): follows OMP_NUM_THREADS and threadpoolctl's limits."""
-    return fastnn_omp_max_threads()
+def set_cpu_limit(int n):
+    """Cap default_threads() by the CPUs this process may run on (set once at import)."""
+    global cpu_limit
+    cpu_limit = max(1, n)
+
+
+def default_threads():
+    """min(omp_get_max_threads(), CPUs): follows OMP_NUM_THREADS and threadpoolctl's limits
+    (read on every call: threadpoolctl changes them at run time). 1 without OpenMP."""
+    return max(1, min(fastnn_omp_max_threads(), cpu_limit))

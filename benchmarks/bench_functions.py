@@ -1,0 +1,73 @@
+"""fastnn's forward kernels against the NumPy reference, one group per kernel and shape.
+
+Run: env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest benchmarks --benchmark-only
+"""
+import numpy as np
+import pytest
+
+import fastnn
+import reference as R
+
+DTYPES = [np.float64, np.float32]
+
+
+def _ids(d):
+    return np.dtype(d).name
+
+
+@pytest.fixture(params=DTYPES, ids=_ids)
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture(params=["fastnn", "reference"])
+def impl(request):
+    return request.param
+
+
+@pytest.mark.parametrize("M,K,N", [(100, 784, 50), (1, 784, 100)], ids=["100x784x50", "1x784x100"])
+def test_affine(benchmark, impl, dtype, M, K, N):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((M, K)).astype(dtype)
+    W = rng.standard_normal((K, N)).astype(dtype)
+    b = rng.standard_normal(N).astype(dtype)
+    benchmark.group = "affine %dx%dx%d %s" % (M, K, N, np.dtype(dtype).name)
+    fn = fastnn.affine if impl == "fastnn" else R.affine
+    out = benchmark(fn, x, W, b)
+    assert out.shape == (M, N)
+
+
+@pytest.mark.parametrize("rows", [100, 10_000])
+def test_softmax_cross_entropy(benchmark, impl, dtype, rows):
+    """The book's two-step loss: cross_entropy_error(softmax(x), t)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, 10)).astype(dtype)
+    t = rng.integers(0, 10, rows)
+    benchmark.group = "softmax+cross_entropy (%d, 10) %s" % (rows, np.dtype(dtype).name)
+    lib = fastnn if impl == "fastnn" else R
+    benchmark(lambda: lib.cross_entropy_error(lib.softmax(x), t))
+
+
+@pytest.mark.parametrize("rows", [100, 10_000])
+def test_softmax_loss_fused(benchmark, dtype, rows):
+    """fastnn's fused softmax_loss, in the same group as the two-step versions."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, 10)).astype(dtype)
+    t = rng.integers(0, 10, rows)
+    benchmark.group = "softmax+cross_entropy (%d, 10) %s" % (rows, np.dtype(dtype).name)
+    benchmark(fastnn.softmax_loss, x, t)
+
+
+@pytest.mark.parametrize("rows", [100, 10_000])
+def test_softmax(benchmark, impl, dtype, rows):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, 10)).astype(dtype)
+    benchmark.group = "softmax (%d, 10) %s" % (rows, np.dtype(dtype).name)
+    benchmark(fastnn.softmax if impl == "fastnn" else R.softmax, x)
+
+
+def test_sigmoid(benchmark, impl, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((100, 100)).astype(dtype)
+    benchmark.group = "sigmoid (100, 100) %s" % np.dtype(dtype).name
+    benchmark(fastnn.sigmoid if impl == "fastnn" else R.sigmoid, x)
