@@ -35,8 +35,10 @@ cnp.import_array()
 cdef extern from "fastnn_math.h":
     double fastnn_exp(double x) noexcept nogil
 
-cdef Py_ssize_t PAR_MIN = 32768        # element-wise: below this, one thread
-cdef Py_ssize_t GEMM_PAR_MIN = 60000   # multiply-adds: below this, one thread
+cdef Py_ssize_t PAR_MIN = 1 << 19     # element-wise: below this, one thread (memory bound)
+cdef Py_ssize_t GEMM_PAR_MIN = 1 << 20   # multiply-adds: below this, one thread
+cdef Py_ssize_t SM_BLOCK = 256         # softmax rows per block
+cdef Py_ssize_t GEMM_SMALL = 4096        # multiply-adds: below this, a plain loop
 
 # ---- argument checks (C level; a failed check means "not for this kernel") ---------------
 
@@ -101,6 +103,24 @@ cdef inline int threads_for(Py_ssize_t work, Py_ssize_t minimum, object nt):
     return <int> nt()
 
 
+cdef Py_ssize_t SMALL_NK = 64          # weights this small: a plain loop beats packing a panel
+
+
+cdef void small_gemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                     const floating *x, Py_ssize_t rsx, Py_ssize_t csx,
+                     const floating *W, Py_ssize_t rsw, Py_ssize_t csw,
+                     const floating *b, floating *out) noexcept nogil:
+    # out[i, j] = sum_k x[i, k] * W[k, j] (k in order), then + b[j]: the order gemm_strided uses
+    cdef Py_ssize_t i, j, kk
+    cdef floating acc
+    for i in range(M):
+        for j in range(N):
+            acc = 0
+            for kk in range(K):
+                acc = acc + x[i * rsx + kk * csx] * W[kk * rsw + j * csw]
+            out[i * N + j] = acc + b[j] if b != NULL else acc
+
+
 # ---- dense layer ----------------------------------------------------------------------
 
 cdef void dense_forward_k(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
@@ -111,14 +131,14 @@ cdef void dense_forward_k(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
     cdef Py_ssize_t i
     cdef floating v
     # output = inputs @ weights + biases
-    gemm_strided(M, N, K, x, rsx, csx, W, rsw, csw, b, out, N, n_threads)
+    if N * K <= SMALL_NK:
+        small_gemm(M, N, K, x, rsx, csx, W, rsw, csw, b, out)
+    else:
+        gemm_strided(M, N, K, x, rsx, csx, W, rsw, csw, b, out, N, n_threads)
     if relu_out != NULL:
         if M * N < PAR_MIN:
             n_threads = 1
-        for i in prange(M * N, schedule="static", num_threads=n_threads):
-            v = out[i]
-            # np.maximum(0, v): NaN propagates
-            relu_out[i] = v if (v > 0 or v != v) else 0
+        relu_k(out, relu_out, M * N, n_threads)
 
 
 def dense_forward(object x, object W, object b, bint relu, object nt):
@@ -182,9 +202,12 @@ cdef void dense_backward_k(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
     cdef floating fbl1 = <floating> bl1, fbl2 = <floating> (2 * bl2)
     cdef floating w
     # dweights = inputs.T @ dvalues : (K, M) @ (M, N), inputs.T read through strides
-    gemm_strided(K, N, M, x, csx, rsx, dv, rsd, csd, NULL, dW, N, n_threads)
+    if M * N * K < GEMM_SMALL:
+        small_gemm(K, N, M, x, csx, rsx, dv, rsd, csd, <floating *> NULL, dW)
+    else:
+        gemm_strided(K, N, M, x, csx, rsx, dv, rsd, csd, NULL, dW, N, n_threads)
     # dbiases = sum(dvalues, axis=0, keepdims=True), each column summed in row order
-    for j in prange(N, schedule="static", num_threads=n_threads if N * M >= PAR_MIN else 1):
+    for j in range(N):
         s = 0.0
         for i in range(M):
             s = s + dv[i * rsd + j * csd]
@@ -206,7 +229,10 @@ cdef void dense_backward_k(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
             if bl2 > 0:
                 db[c] = db[c] + fbl2 * w
     # dinputs = dvalues @ weights.T : (M, N) @ (N, K), weights.T read through strides
-    gemm_strided(M, K, N, dv, rsd, csd, W, csw, rsw, NULL, dX, K, n_threads)
+    if N * K <= SMALL_NK:
+        small_gemm(M, K, N, dv, rsd, csd, W, csw, rsw, <floating *> NULL, dX)
+    else:
+        gemm_strided(M, K, N, dv, rsd, csd, W, csw, rsw, NULL, dX, K, n_threads)
 
 
 def dense_backward(object x, object dv, object W, object b,
@@ -257,19 +283,39 @@ def dense_backward(object x, object dv, object W, object b,
 
 # ---- ReLU -------------------------------------------------------------------------------
 
-cdef void relu_k(const floating *x, floating *y, Py_ssize_t n, int n_threads) noexcept nogil:
+cdef inline void relu_range(const floating *x, floating *y, Py_ssize_t i0, Py_ssize_t i1) noexcept nogil:
     cdef Py_ssize_t i
     cdef floating v
-    for i in prange(n, schedule="static", num_threads=n_threads):
+    for i in range(i0, i1):
         v = x[i]
-        y[i] = v if (v > 0 or v != v) else 0   # np.maximum(0, x)
+        y[i] = v if (v > 0 or v != v) else 0   # np.maximum(0, x): NaN propagates
+
+
+cdef inline void relu_back_range(const floating *x, const floating *dv, floating *out,
+                                 Py_ssize_t i0, Py_ssize_t i1) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(i0, i1):
+        out[i] = 0 if x[i] <= 0 else dv[i]     # dinputs = dvalues; dinputs[inputs <= 0] = 0
+
+
+cdef void relu_k(const floating *x, floating *y, Py_ssize_t n, int n_threads) noexcept nogil:
+    # one thread: no parallel region at all (entering one costs more than a small array)
+    cdef Py_ssize_t c, chunk = (n + n_threads - 1) // n_threads
+    if n_threads <= 1:
+        relu_range(x, y, 0, n)
+        return
+    for c in prange(n_threads, schedule="static", num_threads=n_threads):
+        relu_range(x, y, c * chunk, min(n, (c + 1) * chunk))
 
 
 cdef void relu_back_k(const floating *x, const floating *dv, floating *out, Py_ssize_t n,
                       int n_threads) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in prange(n, schedule="static", num_threads=n_threads):
-        out[i] = 0 if x[i] <= 0 else dv[i]     # dinputs = dvalues; dinputs[inputs <= 0] = 0
+    cdef Py_ssize_t c, chunk = (n + n_threads - 1) // n_threads
+    if n_threads <= 1:
+        relu_back_range(x, dv, out, 0, n)
+        return
+    for c in prange(n_threads, schedule="static", num_threads=n_threads):
+        relu_back_range(x, dv, out, c * chunk, min(n, (c + 1) * chunk))
 
 
 def relu_forward(object x, object nt):
@@ -314,23 +360,34 @@ def relu_backward(object x, object dv, object nt):
 
 # ---- softmax ----------------------------------------------------------------------------
 
-cdef inline void softmax_row(const floating *x, floating *y, Py_ssize_t n) noexcept nogil:
-    # exp_values = exp(inputs - max(inputs)); probabilities = exp_values / sum(exp_values)
-    cdef floating m = x[0]
-    cdef bint has_nan = x[0] != x[0]
-    cdef double s = 0.0
-    cdef Py_ssize_t j
-    for j in range(1, n):
-        if x[j] > m:
-            m = x[j]
-        has_nan |= x[j] != x[j]
-    if has_nan:
-        m = <floating> NAN
-    for j in range(n):
-        y[j] = <floating> fastnn_exp(<double> (x[j] - m))   # x - max in the input's precision
-        s += y[j]
-    for j in range(n):
-        y[j] = y[j] / <floating> s
+cdef inline void softmax_rows(const floating *x, floating *y, Py_ssize_t rows,
+                              Py_ssize_t n) noexcept nogil:
+    # exp_values = exp(inputs - max(inputs, axis=1)); probabilities = exp_values / sum(exp_values)
+    # Three passes over a block of rows, so the exp loop runs over rows * n elements and
+    # vectorises even when rows are short (3 classes).
+    cdef floating m
+    cdef bint has_nan
+    cdef double s
+    cdef Py_ssize_t i, j
+    for i in range(rows):
+        m = x[i * n]
+        has_nan = m != m
+        for j in range(1, n):
+            if x[i * n + j] > m:
+                m = x[i * n + j]
+            has_nan |= x[i * n + j] != x[i * n + j]
+        if has_nan:
+            m = <floating> NAN
+        for j in range(n):
+            y[i * n + j] = x[i * n + j] - m            # x - max in the input's precision
+    for i in range(rows * n):
+        y[i] = <floating> fastnn_exp(<double> y[i])
+    for i in range(rows):
+        s = 0.0
+        for j in range(n):
+            s += y[i * n + j]
+        for j in range(n):
+            y[i * n + j] = y[i * n + j] / <floating> s
 
 
 cdef inline void softmax_back_row(const floating *y, const floating *dv, floating *out,
@@ -353,21 +410,24 @@ def softmax_forward(object x, object nt):
         return None
     cdef Py_ssize_t i, rows = cnp.PyArray_DIM(ax, 0), n = cnp.PyArray_DIM(ax, 1)
     cdef cnp.ndarray out = new_like2(ax, rows, n)
+    cdef Py_ssize_t n_blocks = (rows + SM_BLOCK - 1) // SM_BLOCK, blk, r0, r1
     cdef int n_threads = threads_for(rows * n, PAR_MIN, nt)
-    cdef double *xd
-    cdef double *yd
-    cdef float *xf
-    cdef float *yf
-    if k == 1:
-        xd = <double *> cnp.PyArray_DATA(ax); yd = <double *> cnp.PyArray_DATA(out)
-        with nogil:
-            for i in prange(rows, schedule="static", num_threads=n_threads):
-                softmax_row(xd + i * n, yd + i * n, n)
-    else:
-        xf = <float *> cnp.PyArray_DATA(ax); yf = <float *> cnp.PyArray_DATA(out)
-        with nogil:
-            for i in prange(rows, schedule="static", num_threads=n_threads):
-                softmax_row(xf + i * n, yf + i * n, n)
+    cdef void *xp = cnp.PyArray_DATA(ax)
+    cdef void *yp = cnp.PyArray_DATA(out)
+    with nogil:
+        if n_threads == 1:
+            if k == 1:
+                softmax_rows(<double *> xp, <double *> yp, rows, n)
+            else:
+                softmax_rows(<float *> xp, <float *> yp, rows, n)
+        else:
+            for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
+                r0 = blk * SM_BLOCK
+                r1 = min(r0 + SM_BLOCK, rows)
+                if k == 1:
+                    softmax_rows(<double *> xp + r0 * n, <double *> yp + r0 * n, r1 - r0, n)
+                else:
+                    softmax_rows(<float *> xp + r0 * n, <float *> yp + r0 * n, r1 - r0, n)
     return out
 
 
