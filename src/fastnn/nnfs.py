@@ -164,13 +164,17 @@ class Layer_Dense:
                 raise ValueError("Layer_Dense.backward: dvalues have shape %s, but the layer's "
                                  "output has shape %s" % (dv.shape, (ops[0].shape[0], ops[1].shape[1])))
             return _dense_backward_numpy(self, dvalues)
-        x, W, b, rd = ops
-        kd, rd = compute_dtypes(x.dtype, dv.dtype)
+        x, W, b, _ = ops
+        kd, _ = compute_dtypes(x.dtype, dv.dtype, W.dtype)
         r = _k.dense_backward(x.astype(kd, copy=False), dv.astype(kd, copy=False),
                               W.astype(kd, copy=False), b.astype(kd, copy=False),
                               self.weight_regularizer_l1, self.weight_regularizer_l2,
                               self.bias_regularizer_l1, self.bias_regularizer_l2, _nt)
-        return tuple(_finish(a, rd) for a in r)
+        # each result in the dtype the book's expression gives it
+        x0, W0 = np.asarray(self.inputs), np.asarray(self.weights)
+        return (_finish(r[0], compute_dtypes(x0.dtype, dv.dtype)[1]),
+                _finish(r[1], compute_dtypes(dv.dtype)[1]),
+                _finish(r[2], compute_dtypes(dv.dtype, W0.dtype)[1]))
 
     def get_parameters(self):
         return self.weights, self.biases
