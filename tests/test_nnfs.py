@@ -600,3 +600,52 @@ def test_star_import_names():
                  "Activation_Softmax_Loss_CategoricalCrossentropy", "Optimizer_Adam", "Model",
                  "Accuracy_Regression", "Layer_Dropout", "Layer_Input"):
         assert name in ns
+
+
+def test_buffer_reuse_is_invisible():
+    """Big per-step arrays are recycled only when nothing outside the layers can see them."""
+    np.random.seed(0)
+    X, y = R.spiral_data(100, 3)
+    model = _classifier(F)
+    model.forward(X, training=True)
+    model.backward(model.layers[-1].output, y)
+    dense1, relu, dense2 = model.layers[:3]
+    ids = [id(dense1.output), id(relu.output), id(relu.dinputs), id(dense2.dinputs)]
+    model.forward(X, training=True)
+    model.backward(model.layers[-1].output, y)
+    # nobody held them: recycled in place
+    assert ids == [id(dense1.output), id(relu.output), id(relu.dinputs), id(dense2.dinputs)]
+    # held by the user (or a view of them): never written again
+    held = [dense1.output, relu.output[:5], relu.dinputs, dense2.dinputs]
+    before = [h.copy() for h in held]
+    for layer in model.trainable_layers:
+        layer.weights += 0.1
+    model.forward(X, training=True)
+    model.backward(model.layers[-1].output, y)
+    for h, b in zip(held, before):
+        np.testing.assert_array_equal(h, b)
+    assert dense1.output is not held[0] and relu.dinputs is not held[2]
+    # and the results are the reference's
+    mr = _classifier(R)
+    for lf, lr in zip(model.trainable_layers, mr.trainable_layers):
+        lr.set_parameters(lf.weights.copy(), lf.biases.copy())
+    for m in (model, mr):
+        m.forward(X, training=True)
+        m.backward(m.layers[-1].output, y)
+    for lf, lr in zip(model.layers[:4], mr.layers[:4]):
+        close(lf.output, lr.output)
+        close(lf.dinputs, lr.dinputs)
+
+
+def test_standalone_outputs_are_fresh():
+    relu = F.Activation_ReLU()
+    x = np.random.default_rng(0).standard_normal((50, 4))
+    relu.forward(x)
+    first = relu.output
+    snapshot = first.copy()
+    relu.forward(-x)
+    np.testing.assert_array_equal(first, snapshot)
+    relu.backward(x)
+    d = relu.dinputs
+    relu.backward(2 * x)
+    assert d is not relu.dinputs

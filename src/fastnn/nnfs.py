@@ -18,6 +18,7 @@ before any ``new_pass()``.
 """
 import copy
 import pickle
+from sys import getrefcount as _getrefcount
 
 import numpy as np
 
@@ -42,6 +43,24 @@ __all__ = [
 def _nt():
     # thread count, asked for by a kernel only when a call has enough work to share
     return resolve_n_threads(None)
+
+
+def _spare(layer, name, nxt=None):
+    """``layer.<name>`` when nothing but ``layer`` (and ``nxt.inputs``) refers to it, else None.
+
+    The book's layers make fresh arrays every step; for the big ones (a 3000 x 64 batch is
+    1.5 MB, and a fresh one costs hundreds of page faults) fastnn writes the new values into
+    the old array instead - but only when no one can tell: the array owns its data, no view,
+    no user variable and no other attribute refers to it (its reference count says so), and
+    it is about to be replaced anyway (``nxt.inputs`` is rebound in the same forward pass).
+    """
+    a = layer.__dict__.get(name)
+    if a is None or a.__class__ is not np.ndarray or a.base is not None:
+        return None
+    refs = 3  # the attribute, `a`, getrefcount's argument
+    if nxt is not None and getattr(nxt, "__dict__", {}).get("inputs") is a:
+        refs += 1
+    return a if _getrefcount(a) == refs else None
 
 
 def _kernel_array(x, *others):
@@ -116,7 +135,8 @@ class Layer_Dense:
     def _forward_relu(self, inputs, relu):
         # Model's fused step: this layer's forward and the ReLU after it in one kernel call
         self.inputs = inputs
-        r = _k.dense_forward(inputs, self.weights, self.biases, True, _nt)
+        r = _k.dense_forward(inputs, self.weights, self.biases, True, _nt,
+                             _spare(self, "output", relu), _spare(relu, "output", getattr(relu, "next", None)))
         if r is None:
             self.forward(inputs)
             relu.forward(self.output)
@@ -151,7 +171,8 @@ class Layer_Dense:
         """Set ``dweights = inputs.T @ dvalues`` (+ regularisation), ``dbiases``, ``dinputs``."""
         r = _k.dense_backward(self.inputs, dvalues, self.weights, self.biases,
                               self.weight_regularizer_l1, self.weight_regularizer_l2,
-                              self.bias_regularizer_l1, self.bias_regularizer_l2, _nt)
+                              self.bias_regularizer_l1, self.bias_regularizer_l2, _nt,
+                              _spare(self, "dweights"), _spare(self, "dbiases"), _spare(self, "dinputs"))
         if r is None:
             r = self._backward_cast(dvalues)
         self.dweights, self.dbiases, self.dinputs = r
@@ -235,7 +256,7 @@ class Activation_ReLU:
     def forward(self, inputs, training=False):
         """``self.output = np.maximum(0, inputs)``."""
         self.inputs = inputs
-        out = _k.relu_forward(inputs, _nt)
+        out = _k.relu_forward(inputs, _nt, _spare(self, "output", getattr(self, "next", None)))
         if out is None:
             x = np.asarray(inputs)
             if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8):
@@ -246,7 +267,7 @@ class Activation_ReLU:
 
     def backward(self, dvalues):
         """``dinputs = dvalues`` with zeros where ``inputs <= 0``."""
-        d = _k.relu_backward(self.inputs, dvalues, _nt)
+        d = _k.relu_backward(self.inputs, dvalues, _nt, _spare(self, "dinputs"))
         if d is None:
             x, dv = np.asarray(self.inputs), np.asarray(dvalues)
             if x.shape != dv.shape:

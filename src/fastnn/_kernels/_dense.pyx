@@ -12,7 +12,9 @@
 # than float32/float64, dtypes that differ, byte-swapped, wrong shapes, ...); the Python
 # layer (fastnn.nnfs) then casts, validates with messages naming the shapes, and calls
 # again - or runs the book's own formula. Kernels never raise. Outputs are allocated here
-# (fresh arrays every call, as the book's expressions create them).
+# (fresh arrays, as the book's expressions create them), except that the big per-step
+# arrays may be written into a `spare` the caller proves nobody else can see (see
+# fastnn.nnfs._spare): a fresh 1.5 MB array per layer per step costs page faults.
 #
 # Threads: `nt` is a zero-argument callable giving the thread count (the public resolver);
 # it is only called when a call has enough work to share, so tiny calls pay nothing.
@@ -155,6 +157,31 @@ cdef inline bint same_shape(cnp.ndarray a, cnp.ndarray b) noexcept:
     return True
 
 
+cdef inline cnp.ndarray out_like(object spare, cnp.ndarray a, int nd, cnp.npy_intp *dims):
+    # `spare`: an array the caller no longer needs (see fastnn.nnfs._spare), reused when it
+    # is a C-contiguous, writable, own-data array of a's dtype and this shape; else a new one.
+    cdef cnp.ndarray s
+    cdef int d
+    if spare is not None and cnp.PyArray_Check(spare):
+        s = <cnp.ndarray> spare
+        if (cnp.PyArray_TYPE(s) == cnp.PyArray_TYPE(a) and cnp.PyArray_NDIM(s) == nd
+                and cnp.PyArray_IS_C_CONTIGUOUS(s) and cnp.PyArray_ISWRITEABLE(s)
+                and cnp.PyArray_ISBEHAVED(s) and cnp.PyArray_CHKFLAGS(s, cnp.NPY_ARRAY_OWNDATA)):
+            for d in range(nd):
+                if cnp.PyArray_DIM(s, d) != dims[d]:
+                    break
+            else:
+                return s
+    return cnp.PyArray_EMPTY(nd, dims, cnp.PyArray_TYPE(a), 0)
+
+
+cdef inline cnp.ndarray spare2(object spare, cnp.ndarray a, Py_ssize_t r, Py_ssize_t c):
+    cdef cnp.npy_intp dims[2]
+    dims[0] = r
+    dims[1] = c
+    return out_like(spare, a, 2, dims)
+
+
 cdef inline cnp.ndarray new_like2(cnp.ndarray a, Py_ssize_t r, Py_ssize_t c):
     cdef cnp.npy_intp dims[2]
     dims[0] = r
@@ -206,7 +233,8 @@ cdef void dense_forward_k(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
         relu_k(out, relu_out, M * N, n_threads)
 
 
-def dense_forward(object x, object W, object b, bint relu, object nt):
+def dense_forward(object x, object W, object b, bint relu, object nt,
+                  object spare=None, object spare_relu=None):
     """output = x @ W + b (and max(0, output) when `relu`).
 
     x (M, K) any strides, W (K, N) any strides, b (1, N) with unit column stride; all of
@@ -229,8 +257,8 @@ def dense_forward(object x, object W, object b, bint relu, object nt):
         return None
     cdef Py_ssize_t rsx = cnp.PyArray_STRIDE(ax, 0) // isz, csx = cnp.PyArray_STRIDE(ax, 1) // isz
     cdef Py_ssize_t rsw = cnp.PyArray_STRIDE(aw, 0) // isz, csw = cnp.PyArray_STRIDE(aw, 1) // isz
-    cdef cnp.ndarray out = new_like2(ax, M, N)
-    cdef cnp.ndarray rout = new_like2(ax, M, N) if relu else None
+    cdef cnp.ndarray out = spare2(spare, ax, M, N)
+    cdef cnp.ndarray rout = spare2(spare_relu, ax, M, N) if relu else None
     cdef int n_threads = threads_for(M * N * K, GEMM_PAR_MIN, nt)
     with nogil:
         if k == 1:
@@ -301,7 +329,8 @@ cdef void dense_backward_k(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
 
 
 def dense_backward(object x, object dv, object W, object b,
-                   double wl1, double wl2, double bl1, double bl2, object nt):
+                   double wl1, double wl2, double bl1, double bl2, object nt,
+                   object spare_dW=None, object spare_db=None, object spare_dX=None):
     """(dweights, dbiases, dinputs) of a dense layer, regularisation included, or None.
 
     x (M, K) the layer's inputs, dv (M, N), W (K, N), b (1, N); any strides; one float dtype.
@@ -324,9 +353,9 @@ def dense_backward(object x, object dv, object W, object b,
     cdef Py_ssize_t rsd = cnp.PyArray_STRIDE(ad, 0) // isz, csd = cnp.PyArray_STRIDE(ad, 1) // isz
     cdef Py_ssize_t rsw = cnp.PyArray_STRIDE(aw, 0) // isz, csw = cnp.PyArray_STRIDE(aw, 1) // isz
     cdef Py_ssize_t csb = cnp.PyArray_STRIDE(ab, 1) // isz
-    cdef cnp.ndarray dW = new_like2(ax, K, N)
-    cdef cnp.ndarray db = new_like2(ax, 1, N)
-    cdef cnp.ndarray dX = new_like2(ax, M, K)
+    cdef cnp.ndarray dW = spare2(spare_dW, ax, K, N)
+    cdef cnp.ndarray db = spare2(spare_db, ax, 1, N)
+    cdef cnp.ndarray dX = spare2(spare_dX, ax, M, K)
     cdef int n_threads = threads_for(M * N * K, GEMM_PAR_MIN, nt)
     with nogil:
         if k == 1:
@@ -385,7 +414,7 @@ cdef void relu_back_k(const floating *x, const floating *dv, floating *out, Py_s
         relu_back_range(x, dv, out, c * chunk, min(n, (c + 1) * chunk))
 
 
-def relu_forward(object x, object nt):
+def relu_forward(object x, object nt, object spare=None):
     """max(0, x) for a C-contiguous float array of any shape, or None."""
     cdef int k = kind_of(x)
     if k == 0:
@@ -394,7 +423,7 @@ def relu_forward(object x, object nt):
     if not cnp.PyArray_IS_C_CONTIGUOUS(ax):
         return None
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ax)
-    cdef cnp.ndarray out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(ax), cnp.PyArray_DIMS(ax), cnp.PyArray_TYPE(ax), 0)
+    cdef cnp.ndarray out = out_like(spare, ax, cnp.PyArray_NDIM(ax), cnp.PyArray_DIMS(ax))
     cdef int n_threads = threads_for(n, PAR_MIN, nt)
     with nogil:
         if k == 1:
@@ -404,7 +433,7 @@ def relu_forward(object x, object nt):
     return out
 
 
-def relu_backward(object x, object dv, object nt):
+def relu_backward(object x, object dv, object nt, object spare=None):
     """dvalues with zeros where inputs <= 0; x and dv C-contiguous, same shape and dtype."""
     cdef int k = kind_of(dv)
     if k == 0 or kind_of(x) != k:
@@ -413,7 +442,7 @@ def relu_backward(object x, object dv, object nt):
     if not cnp.PyArray_IS_C_CONTIGUOUS(ax) or not cnp.PyArray_IS_C_CONTIGUOUS(ad) or not same_shape(ax, ad):
         return None
     cdef Py_ssize_t n = cnp.PyArray_SIZE(ax)
-    cdef cnp.ndarray out = cnp.PyArray_EMPTY(cnp.PyArray_NDIM(ad), cnp.PyArray_DIMS(ad), cnp.PyArray_TYPE(ad), 0)
+    cdef cnp.ndarray out = out_like(spare, ad, cnp.PyArray_NDIM(ad), cnp.PyArray_DIMS(ad))
     cdef int n_threads = threads_for(n, PAR_MIN, nt)
     with nogil:
         if k == 1:
