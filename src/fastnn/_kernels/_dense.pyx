@@ -26,6 +26,7 @@
 
 from cython.parallel cimport prange
 from libc.math cimport log, sqrt, NAN
+from libc.stdlib cimport calloc, free
 
 cimport numpy as cnp
 from cython cimport floating
@@ -300,11 +301,21 @@ cdef void dense_backward_k(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
     else:
         gemm_strided(K, N, M, x, csx, rsx, dv, rsd, csd, NULL, dW, N, n_threads)
     # dbiases = sum(dvalues, axis=0, keepdims=True), each column summed in row order
-    for j in range(N):
-        s = 0.0
+    # (row by row into a double accumulator per column: same order, one pass over dvalues)
+    cdef double *acc = <double *> calloc(N, sizeof(double))
+    if acc != NULL:
         for i in range(M):
-            s = s + dv[i * rsd + j * csd]
-        db[j] = <floating> s
+            for j in range(N):
+                acc[j] += dv[i * rsd + j * csd]
+        for j in range(N):
+            db[j] = <floating> acc[j]
+        free(acc)
+    else:
+        for j in range(N):
+            s = 0.0
+            for i in range(M):
+                s = s + dv[i * rsd + j * csd]
+            db[j] = <floating> s
     # regularisation gradients, in the book's order and the arrays' precision
     if wl1 > 0 or wl2 > 0:
         for r in range(K):
