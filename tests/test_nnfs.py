@@ -649,3 +649,53 @@ def test_standalone_outputs_are_fresh():
     d = relu.dinputs
     relu.backward(2 * x)
     assert d is not relu.dinputs
+
+
+def test_layers_from_several_python_threads():
+    from concurrent.futures import ThreadPoolExecutor
+    np.random.seed(0)
+    X, y = R.spiral_data(100, 3)
+
+    # models built up front: their initial weights come from NumPy's global generator
+    models = [_classifier(F, optimizer=lambda M: M.Optimizer_SGD(learning_rate=0.5)) for _ in range(5)]
+
+    def run(m):
+        for _ in range(3):
+            out = m.forward(X, training=True)
+            m.backward(out, y)
+            for layer in m.trainable_layers:
+                m.optimizer.update_params(layer)
+        return [p.copy() for pair_ in m.get_parameters() for p in pair_]
+
+    expected = run(models[0])
+    with ThreadPoolExecutor(4) as ex:
+        results = list(ex.map(run, models[1:]))
+    for r in results:
+        for a, b in zip(r, expected):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_read_only_arrays_everywhere(dtype):
+    f, r = dense_pair(3, 4, dtype)
+    rng = np.random.default_rng(21)
+    X = rng.standard_normal((6, 3)).astype(dtype)
+    dv = rng.standard_normal((6, 4)).astype(dtype)
+    for a in (X, dv, f.weights, f.biases):
+        a.flags.writeable = False
+    f.forward(X)
+    r.forward(X)
+    f.backward(dv)
+    r.backward(dv)
+    for name in ("output", "dweights", "dbiases", "dinputs"):
+        close(getattr(f, name), getattr(r, name), dtype)
+    relu = F.Activation_ReLU()
+    relu.forward(X)
+    relu.backward(X)
+    sm = F.Activation_Softmax()
+    sm.forward(X)
+    sm.backward(X)
+    y = np.array([0, 1, 2, 0, 1, 2], dtype=np.uint8)
+    y.flags.writeable = False
+    F.Loss_CategoricalCrossentropy().calculate(sm.output, y)
+    F.Activation_Softmax_Loss_CategoricalCrossentropy().backward(sm.output, y)
