@@ -45,22 +45,44 @@ def _nt():
     return resolve_n_threads(None)
 
 
+def _refcount_of(layer, name):
+    # (array, its reference count seen from here) for layer.<name>, or (None, 0)
+    a = layer.__dict__.get(name)
+    if a is None or a.__class__ is not np.ndarray or a.base is not None:
+        return None, 0
+    return a, _getrefcount(a)
+
+
+class _Probe:
+    pass
+
+
+def _free_refcount():
+    # what _refcount_of reports for an array only an attribute holds: measured, not assumed,
+    # since interpreters differ in how many temporary references they keep
+    p = _Probe()
+    p.a = np.empty(1)
+    return _refcount_of(p, "a")[1]
+
+
+_FREE = _free_refcount()
+
+
 def _spare(layer, name, nxt=None):
     """``layer.<name>`` when nothing but ``layer`` (and ``nxt.inputs``) refers to it, else None.
 
     The book's layers make fresh arrays every step; for the big ones (a 3000 x 64 batch is
     1.5 MB, and a fresh one costs hundreds of page faults) fastnn writes the new values into
-    the old array instead - but only when no one can tell: the array owns its data, no view,
-    no user variable and no other attribute refers to it (its reference count says so), and
+    the old array instead - but only when no one can tell: the array owns its data, and no
+    view, user variable or other attribute refers to it (its reference count says so), and
     it is about to be replaced anyway (``nxt.inputs`` is rebound in the same forward pass).
     """
-    a = layer.__dict__.get(name)
-    if a is None or a.__class__ is not np.ndarray or a.base is not None:
+    a, refs = _refcount_of(layer, name)
+    if a is None:
         return None
-    refs = 3  # the attribute, `a`, getrefcount's argument
     if nxt is not None and getattr(nxt, "__dict__", {}).get("inputs") is a:
-        refs += 1
-    return a if _getrefcount(a) == refs else None
+        refs -= 1
+    return a if refs == _FREE else None
 
 
 def _kernel_array(x, *others):
