@@ -604,8 +604,10 @@ class Loss_CategoricalCrossentropy(Loss):
             tc = _labels(t, rows, n, who)
             kd, rd = compute_dtypes(y.dtype)
             yc = np.ascontiguousarray(y, dtype=kd)
-        if n == 0 or rows == 0:
-            return np.zeros(rows, dtype=rd) if n else -np.log(np.zeros(rows, dtype=rd) + 1e-7), 0.0
+        if n == 0 and rows:
+            raise ValueError("%s: y_pred has shape %s: no classes to pick from" % (who, y.shape))
+        if rows == 0:
+            return np.zeros(0, dtype=rd), 0.0
         r = _k.cce_forward(yc, tc)
         if r.__class__ is int:
             raise _bad_labels(tc, n, who)
