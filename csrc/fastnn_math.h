@@ -12,6 +12,10 @@
 #include <math.h>
 #include <stddef.h>
 
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
 static inline double fastnn_bits_to_double(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
 static inline uint64_t fastnn_double_to_bits(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
 
@@ -59,20 +63,34 @@ static inline double fastnn_sigmoid(double x)
 {
     return 1.0 / (1.0 + fastnn_exp(-x));
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 
 
-/* ---- array loops, compiled for the baseline and for AVX2+FMA, picked at run time ----
- * The polynomial exp is ~3x faster with 256-bit vectors and FMA; the baseline build
- * stays valid on every x86-64. (Same pattern as fastnn_gemm.h; no -march flag needed.) */
+/* ---- array loops, compiled for the baseline, AVX2 and AVX-512F, picked at run time ----
+ * 256/512-bit vectors make the polynomial exp 3-4x faster; the baseline build stays
+ * valid on every x86-64 and no -march flag is needed. Contraction into FMA is switched
+ * off here, so every ISA gives the same bits (and so does every thread count). */
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define FASTNN_MATH_DISPATCH 1
 #endif
 
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
+#ifdef __clang__
+#pragma STDC FP_CONTRACT OFF
+#endif
 
-/* Row helpers, written once for T = double and T = float (E: the exp-loop suffix).
- * max follows np.max: any NaN in the row makes it NaN (so the whole row comes out NaN). */
+/* Written once for T = double and T = float (E: d or s), and once per ISA (SFX). */
 #define FASTNN_ROW_HELPERS(T, E, SFX, ATTR)                                                    \
+/* y = exp(y) in place: one long loop, so it vectorises even when rows are short */          \
+ATTR static void fastnn_exp_inplace_##E##_##SFX(T *y, ptrdiff_t n)                            \
+{ for (ptrdiff_t j = 0; j < n; j++) y[j] = (T)fastnn_exp((double)y[j]); }                     \
+/* max of a row as np.max: any NaN makes it NaN (and so the whole softmax row NaN) */         \
 ATTR static T fastnn_row_max_##E##_##SFX(const T *x, ptrdiff_t n)                             \
 {                                                                                              \
     T m = x[0];                                                                                \
@@ -80,21 +98,19 @@ ATTR static T fastnn_row_max_##E##_##SFX(const T *x, ptrdiff_t n)               
     for (ptrdiff_t j = 0; j < n; j++) { m = x[j] > m ? x[j] : m; has_nan |= x[j] != x[j]; }   \
     return has_nan ? (T)NAN : m;                                                               \
 }                                                                                              \
-/* e = exp(x - m) (x - m in T's precision, as the reference computes it); returns sum(e) */    \
-ATTR static double fastnn_exp_sum_##E##_##SFX(const T *x, T m, T *e, ptrdiff_t n)             \
-{                                                                                              \
-    for (ptrdiff_t j = 0; j < n; j++) e[j] = (T)fastnn_exp((double)(x[j] - m));               \
-    double s = 0.0;                                                                            \
-    for (ptrdiff_t j = 0; j < n; j++) s += e[j];                                               \
-    return s;                                                                                  \
-}                                                                                              \
-/* y = softmax(x) row by row: exp(x - max) / sum(exp(x - max)), sums in double */              \
+/* y = softmax(x) for a block of rows: exp(x - max) / sum(exp(x - max)); x - max in T's      \
+ * precision (as the reference computes it), sums and the division in double */              \
 ATTR static void fastnn_softmax_rows_##E##_##SFX(const T *x, T *y, ptrdiff_t rows, ptrdiff_t n) \
 {                                                                                              \
     for (ptrdiff_t r = 0; r < rows; r++) {                                                     \
-        const T *xr = x + r * n;                                                               \
+        const T m = fastnn_row_max_##E##_##SFX(x + r * n, n);                                 \
+        for (ptrdiff_t j = 0; j < n; j++) y[r * n + j] = x[r * n + j] - m;                     \
+    }                                                                                          \
+    fastnn_exp_inplace_##E##_##SFX(y, rows * n);                                               \
+    for (ptrdiff_t r = 0; r < rows; r++) {                                                     \
         T *yr = y + r * n;                                                                     \
-        double s = fastnn_exp_sum_##E##_##SFX(xr, fastnn_row_max_##E##_##SFX(xr, n), yr, n);  \
+        double s = 0.0;                                                                        \
+        for (ptrdiff_t j = 0; j < n; j++) s += yr[j];                                          \
         for (ptrdiff_t j = 0; j < n; j++) yr[j] = (T)(yr[j] / s);                              \
     }                                                                                          \
 }                                                                                              \
@@ -104,8 +120,12 @@ ATTR static double fastnn_max_sumexp_##E##_##SFX(const T *x, ptrdiff_t n, T *m) 
     T buf[64];                                                                                 \
     double s = 0.0;                                                                            \
     *m = fastnn_row_max_##E##_##SFX(x, n);                                                     \
-    for (ptrdiff_t j0 = 0; j0 < n; j0 += 64)                                                   \
-        s += fastnn_exp_sum_##E##_##SFX(x + j0, *m, buf, n - j0 < 64 ? n - j0 : 64);          \
+    for (ptrdiff_t j0 = 0; j0 < n; j0 += 64) {                                                 \
+        const ptrdiff_t len = n - j0 < 64 ? n - j0 : 64;                                       \
+        for (ptrdiff_t j = 0; j < len; j++) buf[j] = x[j0 + j] - *m;                           \
+        fastnn_exp_inplace_##E##_##SFX(buf, len);                                              \
+        for (ptrdiff_t j = 0; j < len; j++) s += buf[j];                                       \
+    }                                                                                          \
     return s;                                                                                  \
 }                                                                                              \
 /* y = 1 / (1 + exp(-x)) in double */                                                          \
@@ -118,34 +138,42 @@ FASTNN_ROW_HELPERS(float, s, SFX, ATTR)
 
 FASTNN_MATH_LOOPS(base, )
 #ifdef FASTNN_MATH_DISPATCH
-FASTNN_MATH_LOOPS(avx2, __attribute__((target("avx2,fma"))))
+FASTNN_MATH_LOOPS(avx2, __attribute__((target("avx2"))))
+FASTNN_MATH_LOOPS(avx512, __attribute__((target("avx512f"))))
 #endif
 
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
-static int fastnn_math_isa = -1;  /* 0 baseline, 1 avx2+fma */
+static int fastnn_math_isa = -1;  /* 0 baseline, 1 avx2, 2 avx512f */
 
 static inline int fastnn_math_init(void)
 {
     if (fastnn_math_isa < 0) {
 #ifdef FASTNN_MATH_DISPATCH
         __builtin_cpu_init();
-        fastnn_math_isa = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+        fastnn_math_isa = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
 #else
         fastnn_math_isa = 0;
 #endif
-
     }
     return fastnn_math_isa;
 }
 
 #ifdef FASTNN_MATH_DISPATCH
-#define FASTNN_MATH_PICK(NAME, ...) \
-    (fastnn_math_isa == 1 ? NAME##_avx2(__VA_ARGS__) : NAME##_base(__VA_ARGS__))
+#define FASTNN_MATH_PICK(NAME, ...)                                                             \
+    (fastnn_math_isa == 2 ? NAME##_avx512(__VA_ARGS__)                                         \
+     : fastnn_math_isa == 1 ? NAME##_avx2(__VA_ARGS__) : NAME##_base(__VA_ARGS__))
 #else
 #define FASTNN_MATH_PICK(NAME, ...) NAME##_base(__VA_ARGS__)
 #endif
 
-
+/* the entry points the kernels call */
+static inline void fastnn_exp_inplace_d(double *y, ptrdiff_t n)
+{ FASTNN_MATH_PICK(fastnn_exp_inplace_d, y, n); }
+static inline void fastnn_exp_inplace_s(float *y, ptrdiff_t n)
+{ FASTNN_MATH_PICK(fastnn_exp_inplace_s, y, n); }
 static inline void fastnn_softmax_rows_d(const double *x, double *y, ptrdiff_t rows, ptrdiff_t n)
 { FASTNN_MATH_PICK(fastnn_softmax_rows_d, x, y, rows, n); }
 static inline void fastnn_softmax_rows_s(const float *x, float *y, ptrdiff_t rows, ptrdiff_t n)
