@@ -63,6 +63,8 @@ def _labels_of(t):
 # Below this many estimated flops a call runs on one thread (waking a second one, on a
 # busy machine, costs more than the whole call).
 _ENGINE_PARALLEL_MIN_FLOPS = 2e6
+# Taylor mode on (tests switch it off to check the exact incremental path on its own)
+_USE_SERIES = True
 
 
 def _engine_work(sizes, B, nnz):
@@ -74,7 +76,7 @@ def _engine_work(sizes, B, nnz):
     return est
 
 
-def _engine_numerical_gradient(net, weights, act, lam, x, t, n_threads, cls, _series=True):
+def _engine_numerical_gradient(net, weights, act, lam, x, t, n_threads, cls):
     """Central-difference gradients of `net.loss(x, t)` for every (W, b) in `weights`.
 
     weights : list of (W key, b key); act : 'relu' | 'sigmoid'; lam : weight decay.
@@ -159,7 +161,7 @@ def _engine_numerical_gradient(net, weights, act, lam, x, t, n_threads, cls, _se
         P = F.softmax(Z, n_threads=nt)
     if not np.isfinite(Z).all() or not np.isfinite(P).all():
         return generic()
-    _numgrad.numgrad_net(layers, P, lab, _ACTIVATIONS[act], float(lam), nt, _series)
+    _numgrad.numgrad_net(layers, P, lab, _ACTIVATIONS[act], float(lam), nt, _USE_SERIES)
     out = {}
     for (wk, bk), (W, b), d in zip(weights, arrays, layers):
         out[wk] = d["gW"].astype(W.dtype, copy=False)
