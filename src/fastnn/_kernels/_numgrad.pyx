@@ -55,7 +55,8 @@ ctypedef struct Layer:
     const double *nz_vals      # A[b, i] for those rows
     int w_f32              # parameter dtype is float32: round perturbed points to float32
     int b_f32
-    double *gW             # OUT (n_in, n_out)
+    double *gW             # OUT (n_in, n_out), or (n_out, n_in) when gWT
+    int gWT                # gW is stored transposed (a column's entries contiguous)
     double *gb             # OUT (n_out,)
 
 
@@ -223,7 +224,7 @@ cdef enum:
     NS = 7      # coefficients per series (index 0 = constant term, 0 for changes)
 
 cdef double RAD_CAP = 1e-2
-cdef Py_ssize_t CB = 8      # columns per work item
+cdef Py_ssize_t CB = 1      # columns per work item
 
 
 cdef inline void sig_coeffs(double s0, double c0, double *s) noexcept nogil:
@@ -481,7 +482,8 @@ cdef void column(const Layer *L, Py_ssize_t n_layers, int act, const double **S,
         r1 = L[l].nz_off[i + 1]
         w = L[l].W[i * n + j]
         if r0 == r1 and lam == 0.0:
-            L[l].gW[i * n + j] = 0.0        # a[:, i] == 0: the loss does not move at all
+            # a[:, i] == 0: the loss does not move at all
+            L[l].gW[j * L[l].n_in + i if L[l].gWT else i * n + j] = 0.0
             continue
         wp = perturbed_plus(w, L[l].w_f32)
         wm = perturbed_minus(w, L[l].w_f32)
@@ -500,7 +502,7 @@ cdef void column(const Layer *L, Py_ssize_t n_layers, int act, const double **S,
         if lam != 0.0:
             decay = 0.5 * lam * (wp - wm) * (wp + wm)   # 0.5 lambda (w+^2 - w-^2)
         # (f(w+) - f(w-)) / 2h, f = mean row loss (+ decay)
-        L[l].gW[i * n + j] = (acc / B + decay) / (2.0 * H)
+        L[l].gW[j * L[l].n_in + i if L[l].gWT else i * n + j] = (acc / B + decay) / (2.0 * H)
     # b_l[j]: z_l[b, j] moves by (b' - b) in every row
     w = L[l].bias[j]
     wp = perturbed_plus(w, L[l].b_f32)
@@ -565,6 +567,7 @@ def numgrad_net(list layers,            # IN  per layer: dict of arrays (see net
             L[l].w_f32 = d["w_f32"]
             L[l].b_f32 = d["b_f32"]
             L[l].gW = &mgW[0, 0]
+            L[l].gWT = d["gWT"]
             L[l].gb = &mgb[0]
             L[l].Z = NULL
             L[l].E = NULL
@@ -577,7 +580,7 @@ def numgrad_net(list layers,            # IN  per layer: dict of arrays (see net
                     L[l].E = &mE[0, 0]
                     n_S += B * L[l].n_out * NS
             maxw = max(maxw, L[l].n_out)
-            # work items: blocks of CB columns (a block's gW entries share cache lines)
+            # work items: blocks of CB columns
             offs[l + 1] = offs[l] + (L[l].n_out + CB - 1) // CB
         total = offs[n_layers]
         maxw = max(maxw, NS)                 # series scratch also holds NT powers
