@@ -547,6 +547,7 @@ def numgrad_net(list layers,            # IN  per layer: dict of arrays (see net
     cdef double[:, ::1] mgW
     cdef double[::1] mgb
     cdef size_t n_scratch, n_S = 0
+    cdef Py_ssize_t failed = 0
     if L == NULL or offs == NULL or S == NULL:
         free(L); free(offs); free(S)
         raise MemoryError()
@@ -603,6 +604,9 @@ def numgrad_net(list layers,            # IN  per layer: dict of arrays (see net
         with nogil, parallel(num_threads=n_threads):
             scratch = <double *> malloc(n_scratch * sizeof(double))
             for g in prange(total, schedule="dynamic", chunksize=1):
+                if scratch == NULL:
+                    failed += 1                          # reported after the region
+                    continue
                 l = 0
                 while g >= offs[l + 1]:
                     l = l + 1
@@ -611,6 +615,8 @@ def numgrad_net(list layers,            # IN  per layer: dict of arrays (see net
                     column(L, n_layers, act, S, l, j, B, &P[0, 0], &t[0], lam, use_series,
                            scratch, maxw)
             free(scratch)
+        if failed:
+            raise MemoryError("numgrad_net: could not allocate per-thread scratch")
     finally:
         free(L)
         free(offs)
