@@ -5,12 +5,16 @@
 # Design (STYLE.md, DESIGN.md "The finite-difference engine"):
 # * the Python layer (fastnn.nets) runs ONE forward pass in double and hands this module
 #   the cache: every layer's input activations A, pre-activations Z, exp(-Z) (sigmoid),
-#   the output probabilities P and, per layer and input unit i, the list of rows b with
-#   A[b, i] != 0 (a CSC index: rows with A[b, i] == 0 see no change at all when W[i, j]
-#   moves, so their per-row loss difference is exactly 0, as in the reference);
-# * `cdef inline noexcept nogil` functions evaluate, for ONE row, the loss change caused
-#   by a change d of one pre-activation z[b, j], for both perturbed points at once;
-# * `numgrad_net` owns ONE parallel region over every parameter of every layer
+#   the output probabilities P and, per layer and input unit i, the rows b with
+#   A[b, i] != 0 and their values (a CSC index: rows with A[b, i] == 0 see no change at
+#   all when W[i, j] moves, so their per-row loss difference is exactly 0, as in the
+#   reference, and they are skipped);
+# * `cdef ... noexcept nogil` functions work on ONE row: `row_pair` re-evaluates the row's
+#   loss change exactly, from the perturbed layer on, for both perturbed points at once;
+#   `row_series` computes the same change as a power series in the pre-activation change
+#   (Taylor mode, below), shared by every parameter of a column;
+# * `column` computes every gradient entry of one column j of one layer (W_l[:, j] and
+#   b_l[j]); `numgrad_net` owns ONE parallel region over all columns of all layers
 #   (schedule='dynamic': zero-skipping makes the work uneven), with per-thread scratch
 #   malloc'ed inside the region. Each gradient entry is computed by one thread, rows in
 #   order, so the result is bitwise identical on any thread count.
@@ -101,9 +105,14 @@ cdef inline double perturbed_plus(double w, int f32) noexcept nogil:
     return w + H
 
 
+cdef bint NEP50 = True      # NumPy >= 2: np.float32 - python float is a float32 operation
+
+
 cdef inline double perturbed_minus(double w, int f32) noexcept nogil:
     """The reference's x[idx] = tmp_val - h, in x's dtype."""
     cdef float w32, c32
+    if f32 and not NEP50:
+        return <double> (<float> (w - H))           # NumPy 1.x: double, then stored
     if f32:
         w32 = <float> w
         c32 = <float> H
@@ -622,6 +631,12 @@ def numgrad_net(list layers,            # IN  per layer: dict of arrays (see net
         free(offs)
         free(S)
         free(Sbuf)
+
+
+def set_nep50(bint on):
+    """Tell the engine how NumPy rounds np.float32(v) - 1e-4 (set once at import)."""
+    global NEP50
+    NEP50 = on
 
 
 # --- generic numerical_gradient(f, x) -----------------------------------------------------
