@@ -10,6 +10,7 @@ file that a later call would read.
 """
 import gzip
 import hashlib
+import http.client
 import io
 import os
 import sys
@@ -324,7 +325,8 @@ def fetch_mnist(data_home=None, base_url=None, download=True, progress=True, tim
                 try:
                     contents[key] = _download(base + fname, folder / fname, key, progress, timeout)
                     break
-                except (urllib.error.URLError, OSError, IDXFormatError, ValueError) as e:
+                except (urllib.error.URLError, http.client.HTTPException, OSError, IDXFormatError,
+                        ValueError) as e:
                     reasons.append("%s%s: %s" % (base, fname, getattr(e, "reason", e)))
             else:
                 still.append(key)
@@ -361,15 +363,33 @@ def _raw_arrays(sample, data_home, base_url, download, progress):
     key = ("mnist", str(folder.resolve()), tuple(stamp))
     if key not in _raw_cache:
         c = fetch_mnist(data_home, base_url, download, progress)
-        x_train = read_idx(c["train_img"], MNIST_FILES["train_img"][0])
-        x_test = read_idx(c["test_img"], MNIST_FILES["test_img"][0])
-        arrs = (x_train.reshape(len(x_train), -1), read_idx(c["train_label"]),
-                x_test.reshape(len(x_test), -1), read_idx(c["test_label"]))
+        arrs = []
+        for img, lab in (("train_img", "train_label"), ("test_img", "test_label")):
+            x = read_idx(c[img], MNIST_FILES[img][0])
+            t = read_idx(c[lab], MNIST_FILES[lab][0])
+            _check_pair(x, t, MNIST_FILES[img][0], MNIST_FILES[lab][0])
+            arrs += [x.reshape(len(x), -1), t]
+        arrs = tuple(arrs)
         for a in arrs:
             a.flags.writeable = False
         _raw_cache.clear()  # keep one copy of the full set at most
         _raw_cache[key] = arrs
     return _raw_cache[key]
+
+
+def _check_pair(x, t, xname, tname):
+    # magic 2051 = uint8 images (N, rows, cols); 2049 = uint8 labels (N,)
+    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
+        raise IDXFormatError("%s: expected uint8 images of shape (N, 28, 28), got %s %s"
+                             % (xname, x.dtype, x.shape))
+    if t.dtype != np.uint8 or t.ndim != 1:
+        raise IDXFormatError("%s: expected uint8 labels of shape (N,), got %s %s"
+                             % (tname, t.dtype, t.shape))
+    if len(x) != len(t):
+        raise IDXFormatError("%s has %d images but %s has %d labels"
+                             % (xname, len(x), tname, len(t)))
+    if t.size and t.max() > 9:
+        raise IDXFormatError("%s: labels must be 0..9, found %d" % (tname, t.max()))
 
 
 def _one_hot(t, n=10):
