@@ -314,7 +314,8 @@ def test_bad_download_never_lands_in_cache(mirror, tmp_path, kind):
     }[kind]
     truncate = None
     if kind == "short_transfer":
-        truncate = {M.MNIST_FILES[key][0]: 100}
+        fname = M.MNIST_FILES[key][0]
+        truncate = {fname: len((mirror[1] / fname).read_bytes()) // 2}
     server, fname = _serve_bad(tmp_path, mirror, key, make_bad, truncate)
     home = tmp_path / "h"
     try:
