@@ -13,6 +13,8 @@ Same classes, attributes and semantics as "Deep Learning from Scratch":
 ``mlp_gradient`` is the fused backprop used by the nets' ``gradient``: forward and backward
 through every layer in one kernel call with the GIL released.
 """
+import threading
+
 import numpy as np
 
 from . import functions as F
@@ -258,6 +260,18 @@ class BatchNormalization:
 
 # --- fused backprop -------------------------------------------------------------------
 
+_local = threading.local()
+
+
+def _workspace(nbytes):
+    # one scratch buffer per Python thread, grown as needed and kept: the kernel's scratch
+    # pages stay mapped between training steps instead of being faulted in every call
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.size < nbytes:
+        buf = _local.buf = np.empty(max(nbytes, 1), dtype=np.uint8)
+    return buf
+
+
 _ACTIVATIONS = {"relu": _backprop.ACT_RELU, "sigmoid": _backprop.ACT_SIGMOID}
 
 
@@ -333,8 +347,10 @@ def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=N
     dWs = [np.empty(W.shape, dtype=dt) for W in Wc]
     dbs = [np.empty(b.shape, dtype=dt) for b in bc]
     decay = weight_decay_lambda is not None
+    sizes = [xc.shape[1]] + [W.shape[1] for W in Wc]
+    work = _workspace(_backprop.workspace_bytes(M, sizes, np.dtype(dt).itemsize))
     _backprop.mlp_gradient(Wc, bc, act, xc, labels, onehot, decay,
-                           float(weight_decay_lambda) if decay else 0.0, dWs, dbs, True,
+                           float(weight_decay_lambda) if decay else 0.0, dWs, dbs, work, True,
                            resolve_n_threads(n_threads))
     dWs = [finish(d, res) for d in dWs]
     dbs = [finish(d, res).reshape(b.shape) for d, b in zip(dbs, bs)]

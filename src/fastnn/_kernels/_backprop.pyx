@@ -36,69 +36,168 @@ cdef extern from "fastnn_math.h":
 
 cdef extern from *:
     """
-    /* out[0:N] = sum_k val[k] * W[idx[k] * ldw + 0:N]  (+ bias[0:N] after the sum):
-     * one row of (sparse row) @ W. Register-blocked over 4 vectors of columns, k in
-     * order for every column, so the summation order is fixed. Compiled for the baseline
-     * ISA and, behind target("avx2,fma"), for AVX2+FMA; chosen at run time. */
+    /* Sparse helpers for the first layer (C, so the vector width is explicit).
+     *
+     * fastnn_bp_sprow_*: out[0:N] = sum_k val[k] * W[idx[k] * ldw + 0:N] (+ bias after the
+     *   sum): one row of (sparse row) @ W. Columns go in panels of 8 / 4 / 2 / 1 vectors held
+     *   in registers; narrow panels split k into even/odd chains (added at the end) so they
+     *   are not latency-bound; a ragged end is one vector overlapping the previous panel.
+     *   The order of every sum is fixed by N alone, never by the caller's threads.
+     * fastnn_bp_compress_*: the non-zeros (and NaNs) of one row as (index, value) pairs.
+     * fastnn_bp_finite_*: 1 when every element is finite (x - x == 0), in one vector pass.
+     * Each is compiled for the baseline ISA and, behind target("avx2,fma"), for AVX2+FMA;
+     * the choice is made once at import time (fastnn_bp_init). */
     #include <stddef.h>
+    #include <string.h>
     typedef ptrdiff_t fastnn_bp_idx;
+
     #if defined(__GNUC__)
-    #define FASTNN_BP_SPROW(NAME, T, LANES, ATTR)                                            \\
+    #define FASTNN_BP_KERNELS(NAME, T, LANES, ATTR)                                          \\
     typedef T NAME##_vt __attribute__((vector_size(sizeof(T) * LANES)));                   \\
     typedef T NAME##_vu __attribute__((vector_size(sizeof(T) * LANES), aligned(sizeof(T)), may_alias)); \\
-    ATTR static void NAME(fastnn_bp_idx nnz, const int *idx, const T *val, const T *W,     \\
-                          fastnn_bp_idx ldw, fastnn_bp_idx N, const T *bias, T *out)      \\
+    ATTR static inline __attribute__((always_inline)) void NAME##_panel(                  \\
+            const int NV, const int S, fastnn_bp_idx nnz, const int *idx, const T *val,   \\
+            const T *W, fastnn_bp_idx ldw, fastnn_bp_idx j0, const T *bias, T *out)       \\
     {                                                                                     \\
-        fastnn_bp_idx j = 0, k;                                                           \\
-        for (; j + 4 * LANES <= N; j += 4 * LANES) {                                      \\
-            NAME##_vt c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0};                             \\
-            for (k = 0; k < nnz; k++) {                                                   \\
-                const T v = val[k];                                                       \\
-                const T *w = W + (fastnn_bp_idx)idx[k] * ldw + j;                         \\
-                c0 += v * *(const NAME##_vu *)w;                                          \\
-                c1 += v * *(const NAME##_vu *)(w + LANES);                                \\
-                c2 += v * *(const NAME##_vu *)(w + 2 * LANES);                            \\
-                c3 += v * *(const NAME##_vu *)(w + 3 * LANES);                            \\
+        NAME##_vt c[2][8];                                                                \\
+        for (int s = 0; s < S; s++) for (int v = 0; v < NV; v++) c[s][v] = (NAME##_vt){0}; \\
+        fastnn_bp_idx k = 0;                                                              \\
+        for (; k + S <= nnz; k += S) {                                                    \\
+            for (int s = 0; s < S; s++) {                                                 \\
+                const T a = val[k + s];                                                   \\
+                const T *w = W + (fastnn_bp_idx)idx[k + s] * ldw + j0;                    \\
+                for (int v = 0; v < NV; v++)                                              \\
+                    c[s][v] += a * *(const NAME##_vu *)(w + v * LANES);                   \\
             }                                                                             \\
-            T tmp[4 * LANES];                                                             \\
-            memcpy(tmp, &c0, sizeof(c0)); memcpy(tmp + LANES, &c1, sizeof(c1));           \\
-            memcpy(tmp + 2 * LANES, &c2, sizeof(c2)); memcpy(tmp + 3 * LANES, &c3, sizeof(c3)); \\
-            for (int jj = 0; jj < 4 * LANES; jj++)                                        \\
-                out[j + jj] = bias ? tmp[jj] + bias[j + jj] : tmp[jj];                    \\
         }                                                                                 \\
-        for (; j + LANES <= N; j += LANES) {                                              \\
-            NAME##_vt c0 = {0};                                                           \\
-            for (k = 0; k < nnz; k++)                                                     \\
-                c0 += val[k] * *(const NAME##_vu *)(W + (fastnn_bp_idx)idx[k] * ldw + j); \\
-            T tmp[LANES];                                                                 \\
-            memcpy(tmp, &c0, sizeof(c0));                                                 \\
-            for (int jj = 0; jj < LANES; jj++)                                            \\
-                out[j + jj] = bias ? tmp[jj] + bias[j + jj] : tmp[jj];                    \\
+        for (; k < nnz; k++) {                                                            \\
+            const T a = val[k];                                                           \\
+            const T *w = W + (fastnn_bp_idx)idx[k] * ldw + j0;                            \\
+            for (int v = 0; v < NV; v++) c[0][v] += a * *(const NAME##_vu *)(w + v * LANES); \\
         }                                                                                 \\
-        for (; j < N; j++) {                                                              \\
-            T s = 0;                                                                      \\
-            for (k = 0; k < nnz; k++) s += val[k] * W[(fastnn_bp_idx)idx[k] * ldw + j];   \\
-            out[j] = bias ? s + bias[j] : s;                                              \\
+        for (int v = 0; v < NV; v++) {                                                    \\
+            NAME##_vt r = S == 2 ? c[0][v] + c[1][v] : c[0][v];                           \\
+            if (bias) r += *(const NAME##_vu *)(bias + j0 + v * LANES);                   \\
+            *(NAME##_vu *)(out + j0 + v * LANES) = r;                                     \\
         }                                                                                 \\
+    }                                                                                     \\
+    ATTR static void NAME##_sprow(fastnn_bp_idx nnz, const int *idx, const T *val,        \\
+                                  const T *W, fastnn_bp_idx ldw, fastnn_bp_idx N,         \\
+                                  const T *bias, T *out)                                  \\
+    {                                                                                     \\
+        if (N < LANES) {                                                                  \\
+            for (fastnn_bp_idx j = 0; j < N; j++) {                                       \\
+                T s = 0;                                                                  \\
+                for (fastnn_bp_idx k = 0; k < nnz; k++)                                   \\
+                    s += val[k] * W[(fastnn_bp_idx)idx[k] * ldw + j];                     \\
+                out[j] = bias ? s + bias[j] : s;                                          \\
+            }                                                                             \\
+            return;                                                                       \\
+        }                                                                                 \\
+        fastnn_bp_idx nfull = N / LANES, j = 0;                                           \\
+        for (; nfull >= 8; nfull -= 8, j += 8 * LANES)                                    \\
+            NAME##_panel(8, 1, nnz, idx, val, W, ldw, j, bias, out);                      \\
+        if (nfull >= 4) { NAME##_panel(4, 1, nnz, idx, val, W, ldw, j, bias, out);        \\
+                          nfull -= 4; j += 4 * LANES; }                                   \\
+        if (nfull >= 2) { NAME##_panel(2, 2, nnz, idx, val, W, ldw, j, bias, out);        \\
+                          nfull -= 2; j += 2 * LANES; }                                   \\
+        if (nfull >= 1) { NAME##_panel(1, 2, nnz, idx, val, W, ldw, j, bias, out);        \\
+                          j += LANES; }                                                   \\
+        if (j < N) NAME##_panel(1, 2, nnz, idx, val, W, ldw, N - LANES, bias, out);       \\
+    }                                                                                     \\
+    ATTR static int NAME##_finite(const T *x, fastnn_bp_idx n)                            \\
+    {                                                                                     \\
+        NAME##_vt a0 = {0}, a1 = {0};                                                     \\
+        fastnn_bp_idx j = 0;                                                              \\
+        for (; j + 2 * LANES <= n; j += 2 * LANES) {                                      \\
+            NAME##_vt v0 = *(const NAME##_vu *)(x + j);                                   \\
+            NAME##_vt v1 = *(const NAME##_vu *)(x + j + LANES);                           \\
+            a0 += v0 - v0; a1 += v1 - v1;   /* 0 for finite, NaN for inf/NaN */          \\
+        }                                                                                 \\
+        T s = 0, lanes[LANES];                                                            \\
+        for (; j < n; j++) s += x[j] - x[j];                                              \\
+        a0 += a1;                                                                         \\
+        memcpy(lanes, &a0, sizeof(a0));                                                   \\
+        for (int l = 0; l < LANES; l++) s += lanes[l];                                    \\
+        return s == 0;                                                                    \\
     }
     #else
-    #define FASTNN_BP_SPROW(NAME, T, LANES, ATTR)                                            \\
-    static void NAME(fastnn_bp_idx nnz, const int *idx, const T *val, const T *W,          \\
-                     fastnn_bp_idx ldw, fastnn_bp_idx N, const T *bias, T *out)           \\
+    #define FASTNN_BP_KERNELS(NAME, T, LANES, ATTR)                                          \\
+    static void NAME##_sprow(fastnn_bp_idx nnz, const int *idx, const T *val, const T *W,  \\
+                             fastnn_bp_idx ldw, fastnn_bp_idx N, const T *bias, T *out)   \\
     {                                                                                     \\
         for (fastnn_bp_idx j = 0; j < N; j++) {                                           \\
             T s = 0;                                                                      \\
             for (fastnn_bp_idx k = 0; k < nnz; k++) s += val[k] * W[(fastnn_bp_idx)idx[k] * ldw + j]; \\
             out[j] = bias ? s + bias[j] : s;                                              \\
         }                                                                                 \\
+    }                                                                                     \\
+    static int NAME##_finite(const T *x, fastnn_bp_idx n)                                 \\
+    {                                                                                     \\
+        T s = 0;                                                                          \\
+        for (fastnn_bp_idx j = 0; j < n; j++) s += x[j] - x[j];                           \\
+        return s == 0;                                                                    \\
     }
     #endif
-    #include <string.h>
-    FASTNN_BP_SPROW(fastnn_bp_sprow_d_base, double, 2, )
-    FASTNN_BP_SPROW(fastnn_bp_sprow_s_base, float, 4, )
+
+    /* branch-free compaction, any ISA: NaN != 0, so NaN is kept */
+    #define FASTNN_BP_COMPRESS_SCALAR(NAME, T)                                               \\
+    static fastnn_bp_idx NAME(const T *x, fastnn_bp_idx n, int *idx, T *val)               \\
+    {                                                                                     \\
+        fastnn_bp_idx k = 0;                                                              \\
+        for (fastnn_bp_idx j = 0; j < n; j++) {                                           \\
+            const T v = x[j];                                                             \\
+            idx[k] = (int)j; val[k] = v; k += (v != 0);                                   \\
+        }                                                                                 \\
+        return k;                                                                         \\
+    }
+    FASTNN_BP_COMPRESS_SCALAR(fastnn_bp_compress_d_base, double)
+    FASTNN_BP_COMPRESS_SCALAR(fastnn_bp_compress_s_base, float)
+    FASTNN_BP_KERNELS(fastnn_bp_d_base, double, 2, )
+    FASTNN_BP_KERNELS(fastnn_bp_s_base, float, 4, )
+
     #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-    FASTNN_BP_SPROW(fastnn_bp_sprow_d_avx2, double, 4, __attribute__((target("avx2,fma"))))
-    FASTNN_BP_SPROW(fastnn_bp_sprow_s_avx2, float, 8, __attribute__((target("avx2,fma"))))
+    #include <immintrin.h>
+    FASTNN_BP_KERNELS(fastnn_bp_d_avx2, double, 4, __attribute__((target("avx2,fma"))))
+    FASTNN_BP_KERNELS(fastnn_bp_s_avx2, float, 8, __attribute__((target("avx2,fma"))))
+    /* 16 elements -> a 16-bit mask of non-zeros (unordered compare: NaN counts), then
+     * one step per set bit: the zeros cost a compare, not a branch each. */
+    __attribute__((target("avx2,fma")))
+    static fastnn_bp_idx fastnn_bp_compress_d_avx2(const double *x, fastnn_bp_idx n, int *idx, double *val)
+    {
+        const __m256d z = _mm256_setzero_pd();
+        fastnn_bp_idx j = 0, k = 0;
+        for (; j + 16 <= n; j += 16) {
+            unsigned m = (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j), z, _CMP_NEQ_UQ))
+                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 4), z, _CMP_NEQ_UQ)) << 4
+                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 8), z, _CMP_NEQ_UQ)) << 8
+                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 12), z, _CMP_NEQ_UQ)) << 12;
+            while (m) {
+                int b = __builtin_ctz(m);
+                idx[k] = (int)(j + b); val[k] = x[j + b]; k++;
+                m &= m - 1;
+            }
+        }
+        for (; j < n; j++) { const double v = x[j]; idx[k] = (int)j; val[k] = v; k += (v != 0); }
+        return k;
+    }
+    __attribute__((target("avx2,fma")))
+    static fastnn_bp_idx fastnn_bp_compress_s_avx2(const float *x, fastnn_bp_idx n, int *idx, float *val)
+    {
+        const __m256 z = _mm256_setzero_ps();
+        fastnn_bp_idx j = 0, k = 0;
+        for (; j + 16 <= n; j += 16) {
+            unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j), z, _CMP_NEQ_UQ))
+                | (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j + 8), z, _CMP_NEQ_UQ)) << 8;
+            while (m) {
+                int b = __builtin_ctz(m);
+                idx[k] = (int)(j + b); val[k] = x[j + b]; k++;
+                m &= m - 1;
+            }
+        }
+        for (; j < n; j++) { const float v = x[j]; idx[k] = (int)j; val[k] = v; k += (v != 0); }
+        return k;
+    }
     static int fastnn_bp_isa = -1;
     static int fastnn_bp_init(void) {
         if (fastnn_bp_isa < 0) {
@@ -108,23 +207,32 @@ cdef extern from *:
         return fastnn_bp_isa;
     }
     #else
-    #define fastnn_bp_sprow_d_avx2 fastnn_bp_sprow_d_base
-    #define fastnn_bp_sprow_s_avx2 fastnn_bp_sprow_s_base
+    #define fastnn_bp_d_avx2_sprow fastnn_bp_d_base_sprow
+    #define fastnn_bp_s_avx2_sprow fastnn_bp_s_base_sprow
+    #define fastnn_bp_d_avx2_finite fastnn_bp_d_base_finite
+    #define fastnn_bp_s_avx2_finite fastnn_bp_s_base_finite
+    #define fastnn_bp_compress_d_avx2 fastnn_bp_compress_d_base
+    #define fastnn_bp_compress_s_avx2 fastnn_bp_compress_s_base
     static int fastnn_bp_isa = 0;
     static int fastnn_bp_init(void) { return 0; }
     #endif
-    static void fastnn_bp_sprow_d(fastnn_bp_idx nnz, const int *idx, const double *val,
-                                  const double *W, fastnn_bp_idx ldw, fastnn_bp_idx N,
-                                  const double *bias, double *out) {
-        if (fastnn_bp_isa == 1) fastnn_bp_sprow_d_avx2(nnz, idx, val, W, ldw, N, bias, out);
-        else fastnn_bp_sprow_d_base(nnz, idx, val, W, ldw, N, bias, out);
+
+    #define FASTNN_BP_DISPATCH(SUF, T)                                                       \\
+    static void fastnn_bp_sprow_##SUF(fastnn_bp_idx nnz, const int *idx, const T *val,     \\
+            const T *W, fastnn_bp_idx ldw, fastnn_bp_idx N, const T *bias, T *out) {      \\
+        if (fastnn_bp_isa == 1) fastnn_bp_##SUF##_avx2_sprow(nnz, idx, val, W, ldw, N, bias, out); \\
+        else fastnn_bp_##SUF##_base_sprow(nnz, idx, val, W, ldw, N, bias, out);            \\
+    }                                                                                     \\
+    static int fastnn_bp_finite_##SUF(const T *x, fastnn_bp_idx n) {                      \\
+        return fastnn_bp_isa == 1 ? fastnn_bp_##SUF##_avx2_finite(x, n)                   \\
+                                  : fastnn_bp_##SUF##_base_finite(x, n);                  \\
+    }                                                                                     \\
+    static fastnn_bp_idx fastnn_bp_compress_##SUF(const T *x, fastnn_bp_idx n, int *idx, T *val) { \\
+        return fastnn_bp_isa == 1 ? fastnn_bp_compress_##SUF##_avx2(x, n, idx, val)       \\
+                                  : fastnn_bp_compress_##SUF##_base(x, n, idx, val);      \\
     }
-    static void fastnn_bp_sprow_s(fastnn_bp_idx nnz, const int *idx, const float *val,
-                                  const float *W, fastnn_bp_idx ldw, fastnn_bp_idx N,
-                                  const float *bias, float *out) {
-        if (fastnn_bp_isa == 1) fastnn_bp_sprow_s_avx2(nnz, idx, val, W, ldw, N, bias, out);
-        else fastnn_bp_sprow_s_base(nnz, idx, val, W, ldw, N, bias, out);
-    }
+    FASTNN_BP_DISPATCH(d, double)
+    FASTNN_BP_DISPATCH(s, float)
     """
     int fastnn_bp_init() noexcept nogil
     void fastnn_bp_sprow_d(Py_ssize_t nnz, const int *idx, const double *val, const double *W,
@@ -133,6 +241,10 @@ cdef extern from *:
     void fastnn_bp_sprow_s(Py_ssize_t nnz, const int *idx, const float *val, const float *W,
                            Py_ssize_t ldw, Py_ssize_t N, const float *bias,
                            float *out) noexcept nogil
+    int fastnn_bp_finite_d(const double *x, Py_ssize_t n) noexcept nogil
+    int fastnn_bp_finite_s(const float *x, Py_ssize_t n) noexcept nogil
+    Py_ssize_t fastnn_bp_compress_d(const double *x, Py_ssize_t n, int *idx, double *val) noexcept nogil
+    Py_ssize_t fastnn_bp_compress_s(const float *x, Py_ssize_t n, int *idx, float *val) noexcept nogil
 
 fastnn_bp_init()
 
@@ -226,25 +338,19 @@ cdef inline void softmax_dy_row(floating *s, Py_ssize_t n, Py_ssize_t label,
 
 
 cdef inline bint all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
-    # 0 * x is 0 for finite x and NaN for inf/NaN: one vectorisable pass, no branches
-    cdef floating acc = 0
-    cdef Py_ssize_t j
-    for j in range(n):
-        acc += x[j] * 0
-    return acc == 0
+    if floating is double:
+        return fastnn_bp_finite_d(x, n)
+    else:
+        return fastnn_bp_finite_s(x, n)
 
 
 cdef inline Py_ssize_t compress_row(const floating *x, Py_ssize_t n, int *idx,
                                     floating *val) noexcept nogil:
-    # branch-free compaction of the non-zeros of one row (NaN counts as non-zero)
-    cdef Py_ssize_t j, k = 0
-    cdef floating v
-    for j in range(n):
-        v = x[j]
-        idx[k] = <int> j
-        val[k] = v
-        k += (v != 0)
-    return k
+    # the non-zeros of one row (NaN counts as non-zero) as (index, value) pairs
+    if floating is double:
+        return fastnn_bp_compress_d(x, n, idx, val)
+    else:
+        return fastnn_bp_compress_s(x, n, idx, val)
 
 
 # --- layer 2: the whole pass ---------------------------------------------------------------
@@ -363,32 +469,69 @@ cdef void build_csc(Py_ssize_t M, Py_ssize_t K, const int *ridx, const floating 
     cptr[0] = 0
 
 
-cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
-                 const Py_ssize_t *labels, const floating *t, int act, bint decay,
-                 floating lam, floating *scratch, bint allow_sparse,
-                 int n_threads) noexcept nogil:
-    """Forward then backward through L affine layers. Returns 0, or 1 on out-of-memory."""
+cdef inline Py_ssize_t align64(Py_ssize_t n) noexcept nogil:
+    return (n + 63) & ~(<Py_ssize_t> 63)
+
+
+cdef struct Work:
+    # pieces of the caller's workspace (see workspace_bytes)
+    void *z          # sum_l M * n_l: activations, then deltas, layer after layer
+    void *scratch    # M * max_l n_{l-1}: d_l @ W_l.T
+    Py_ssize_t *rnnz # M: non-zeros per row of x
+    int *ridx        # M * K: column indices, row i at i * K
+    void *rval       # M * K: values
+    int *cidx        # M * K: row indices of x's columns, packed
+    void *cval       # M * K
+    Py_ssize_t *cptr # K + 1
+
+
+cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
+                      Py_ssize_t total_n, Py_ssize_t max_in, Py_ssize_t itemsize) noexcept nogil:
+    """Lay the workspace out from `base` (NULL: only measure). Returns its size in bytes."""
+    cdef Py_ssize_t off = 0
+    w.z = base + off
+    off += align64(M * total_n * itemsize)
+    w.scratch = base + off
+    off += align64(M * max_in * itemsize)
+    w.rnnz = <Py_ssize_t *> (base + off)
+    off += align64(M * sizeof(Py_ssize_t))
+    w.ridx = <int *> (base + off)
+    off += align64(M * K * sizeof(int))
+    w.rval = base + off
+    off += align64(M * K * itemsize)
+    w.cidx = <int *> (base + off)
+    off += align64(M * K * sizeof(int))
+    w.cval = base + off
+    off += align64(M * K * itemsize)
+    w.cptr = <Py_ssize_t *> (base + off)
+    off += align64((K + 1) * sizeof(Py_ssize_t))
+    return off + 64
+
+
+def workspace_bytes(Py_ssize_t M, sizes, Py_ssize_t itemsize):
+    """Bytes of workspace `mlp_gradient` needs for a batch of M and layer sizes n_0..n_L."""
+    cdef Work w
+    sizes = list(sizes)
+    return carve(&w, NULL, M, sizes[0], sum(sizes[1:]), max(sizes[:-1]), itemsize)
+
+
+cdef void run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
+                  const Py_ssize_t *labels, const floating *t, int act, bint decay,
+                  floating lam, Work *w, bint allow_sparse, int n_threads) noexcept nogil:
+    """Forward then backward through L affine layers, all scratch in `w`."""
     cdef Py_ssize_t l, i, n_in, n_out, K = layers[0].n_in, N1 = layers[0].n_out
-    cdef Py_ssize_t nnz_total = 0, n_rows
+    cdef Py_ssize_t nnz_total = 0
     cdef const floating *h_in
     cdef floating *z
-    cdef int *ridx = NULL
-    cdef int *cidx = NULL
-    cdef floating *rval = NULL
-    cdef floating *cval = NULL
-    cdef Py_ssize_t *rnnz = NULL
-    cdef Py_ssize_t *cptr = NULL
+    cdef floating *scratch = <floating *> w.scratch
+    cdef int *ridx = w.ridx
+    cdef floating *rval = <floating *> w.rval
+    cdef Py_ssize_t *rnnz = w.rnnz
     cdef bint sparse = False
     cdef int nt_rows
 
     # ---- is x sparse enough to skip its zeros? ----------------------------------------
     if allow_sparse and M * K > 0 and all_finite(<const floating *> layers[0].W, K * N1):
-        ridx = <int *> malloc(M * K * sizeof(int))
-        rval = <floating *> malloc(M * K * sizeof(floating))
-        rnnz = <Py_ssize_t *> malloc(M * sizeof(Py_ssize_t))
-        if ridx == NULL or rval == NULL or rnnz == NULL:
-            free(ridx); free(rval); free(rnnz)
-            return 1
         nt_rows = n_threads if M * K >= PARALLEL_MIN_ELEMS else 1
         if nt_rows == 1:
             for i in range(M):
@@ -399,9 +542,6 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         for i in range(M):
             nnz_total += rnnz[i]
         sparse = nnz_total <= SPARSE_MAX_DENSITY * M * K
-        if not sparse:
-            free(ridx); free(rval); free(rnnz)
-            ridx = NULL; rval = NULL; rnnz = NULL
 
     # ---- forward: z_l = act(h_{l-1} @ W_l + b_l); the last z holds the scores ----------
     h_in = x
@@ -440,16 +580,9 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         z = <floating *> layers[l].z       # d_l
         h_in = x if l == 0 else <const floating *> layers[l - 1].z
         if l == 0 and sparse and all_finite(<const floating *> z, M * n_out):
-            cidx = <int *> malloc(nnz_total * sizeof(int) + 1)
-            cval = <floating *> malloc(nnz_total * sizeof(floating) + 1)
-            cptr = <Py_ssize_t *> malloc((K + 1) * sizeof(Py_ssize_t))
-            if cidx == NULL or cval == NULL or cptr == NULL:
-                free(cidx); free(cval); free(cptr); free(ridx); free(rval); free(rnnz)
-                return 1
-            build_csc(M, K, ridx, rval, rnnz, cidx, cval, cptr)
-            sparse_first_dW(M, K, n_out, cidx, cval, cptr, z, <floating *> layers[0].dW,
-                            nnz_total, n_threads)
-            free(cidx); free(cval); free(cptr)
+            build_csc(M, K, ridx, rval, rnnz, w.cidx, <floating *> w.cval, w.cptr)
+            sparse_first_dW(M, K, n_out, w.cidx, <floating *> w.cval, w.cptr, z,
+                            <floating *> layers[0].dW, nnz_total, n_threads)
         else:
             gemm_strided(n_in, n_out, M, h_in, 1, n_in, z, n_out, 1, NULL,
                          <floating *> layers[l].dW, n_out, n_threads)
@@ -461,38 +594,35 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
             gemm_strided(M, n_in, n_out, z, n_out, 1, <const floating *> layers[l].W, 1, n_out,
                          NULL, scratch, n_in, n_threads)
             rows_activate_backward(scratch, <floating *> layers[l - 1].z, M, n_in, act, n_threads)
-    free(ridx); free(rval); free(rnnz)
-    return 0
 
 
 def mlp_gradient(list Ws,                       # IN  L arrays (n_{l-1}, n_l), C-contiguous
                  list bs,                       # IN  L arrays (n_l,)
                  int activation,                # 0 relu, 1 sigmoid
                  const floating[:, ::1] x,      # IN  (M, n_0)
-                 labels,                        # IN  (M,) intp labels, or None
+                 labels,                        # IN  (M,) intp labels in range, or None
                  t_onehot,                      # IN  (M, n_L) in x's dtype, or None
                  bint weight_decay,             # add lam * W to dW (MultiLayerNet)
                  double lam,
                  list dWs,                      # OUT like Ws
                  list dbs,                      # OUT like bs
+                 unsigned char[::1] work,       # scratch of workspace_bytes(...) bytes
                  bint allow_sparse,
                  int n_threads):
     """Gradients of the mean softmax cross-entropy of an MLP (validated inputs only).
 
-    Hidden layers use `activation`; the last layer is affine + softmax. Returns 0, or 1
-    when scratch memory could not be allocated.
+    Hidden layers use `activation`; the last layer is affine + softmax.
     """
-    cdef Py_ssize_t L = len(Ws), l, M = x.shape[0], max_n = 1, total = 0
+    cdef Py_ssize_t L = len(Ws), l, M = x.shape[0], max_in = 1, total = 0, need
     cdef Layer *layers
-    cdef floating *buf
-    cdef floating *scratch
+    cdef Work w
     cdef floating[:, ::1] W2d
     cdef floating[::1] v1d
     cdef const Py_ssize_t[::1] lab
     cdef const floating[:, ::1] tv
     cdef const Py_ssize_t *lab_p = NULL
     cdef const floating *t_p = NULL
-    cdef int status
+    cdef unsigned char *base
     if labels is not None:
         lab = labels
         lab_p = &lab[0]
@@ -513,24 +643,24 @@ def mlp_gradient(list Ws,                       # IN  L arrays (n_{l-1}, n_l), C
         layers[l].dW = &W2d[0, 0]
         v1d = dbs[l]
         layers[l].db = &v1d[0]
-        total += M * layers[l].n_out
-        max_n = max(max_n, layers[l].n_in)
-    buf = <floating *> malloc((total + M * max_n) * sizeof(floating))
-    if buf == NULL:
+        total += layers[l].n_out
+        max_in = max(max_in, layers[l].n_in)
+    need = carve(&w, NULL, M, layers[0].n_in, total, max_in, sizeof(floating))
+    if work.shape[0] < need:
         free(layers)
-        raise MemoryError()
+        raise ValueError("mlp_gradient: workspace has %d bytes, needs %d" % (work.shape[0], need))
+    # 64-byte aligned start inside the buffer
+    base = &work[0]
+    base = base + ((64 - (<size_t> base) % 64) % 64)
+    carve(&w, base, M, layers[0].n_in, total, max_in, sizeof(floating))
     total = 0
     for l in range(L):
-        layers[l].z = buf + total
+        layers[l].z = (<floating *> w.z) + total
         total += M * layers[l].n_out
-    scratch = buf + total
     with nogil:
-        status = run_mlp(layers, L, M, &x[0, 0], lab_p, t_p, activation, weight_decay,
-                         <floating> lam, scratch, allow_sparse, n_threads)
-    free(buf)
+        run_mlp(layers, L, M, &x[0, 0], lab_p, t_p, activation, weight_decay,
+                <floating> lam, &w, allow_sparse, n_threads)
     free(layers)
-    if status:
-        raise MemoryError()
 
 
 def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward input
