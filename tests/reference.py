@@ -521,3 +521,26 @@ class MultiLayerNet:
             grads["W" + str(idx)] = affine.dW + self.weight_decay_lambda * affine.W
             grads["b" + str(idx)] = affine.db
         return grads
+
+
+# --- the seed prototype's own class (not the book's) --------------------------------
+
+class Threelayer_net:
+    def __init__(self, input_size, hidden_size, output_size, lr=0.01):
+        self.params = {}
+        self.params["w1"] = lr * np.random.randn(input_size, hidden_size)
+        self.params["b1"] = np.zeros(hidden_size)
+        self.params["w2"] = lr * np.random.randn(hidden_size, output_size)
+        self.params["b2"] = np.zeros(output_size)
+
+    def predict(self, x):
+        z1 = sigmoid(np.dot(x, self.params["w1"]) + self.params["b1"])
+        return softmax(np.dot(z1, self.params["w2"]) + self.params["b2"])
+
+    def loss(self, x, t):
+        return cross_entropy_error(self.predict(x), t)
+
+    def grad(self, x, t):
+        loss_W = lambda W: self.loss(x, t)  # noqa: E731
+        return {key: numerical_gradient(loss_W, self.params[key])
+                for key in ("w1", "b1", "w2", "b2")}

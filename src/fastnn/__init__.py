@@ -29,3 +29,10 @@ __all__ = [
     "tanh", "leaky_relu", "softmax", "sum_squared_error", "mean_squared_error",
     "cross_entropy_error", "softmax_loss", "affine",
 ]
+
+# the finite-difference engine and the books' nets (issue #3)
+from .gradient import numerical_diff, numerical_gradient, numerical_gradient_2d  # noqa: E402
+from .nets import MultiLayerNet, TwoLayerNet  # noqa: E402
+
+__all__ += ["numerical_diff", "numerical_gradient", "numerical_gradient_2d",
+            "TwoLayerNet", "MultiLayerNet"]

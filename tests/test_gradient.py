@@ -1,0 +1,385 @@
+"""fastnn.gradient (generic loop) and the fused engine behind the nets' numerical_gradient,
+against the NumPy reference (tests/reference.py)."""
+import numpy as np
+import pytest
+
+import reference as R
+import fastnn
+from fastnn.compat import Threelayer_net
+from fastnn.gradient import numerical_diff, numerical_gradient, numerical_gradient_2d
+from fastnn.nets import MultiLayerNet, TwoLayerNet
+
+H = 1e-4
+ATOL = 1e-9
+
+
+# --- generic numerical_gradient(f, x) ------------------------------------------------
+
+def _cube(w):
+    return np.sum(np.asarray(w, dtype=np.float64) ** 3) + 0.5 * np.sum(np.sin(w))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 4), (2, 3, 5)])
+def test_generic_matches_reference_bitwise(dtype, shape, rng):
+    x = rng.standard_normal(shape).astype(dtype)
+    x0 = x.copy()
+    got = numerical_gradient(_cube, x)
+    exp = R.numerical_gradient(_cube, x0.copy())
+    assert got.dtype == x.dtype and got.shape == x.shape
+    np.testing.assert_array_equal(got, exp)
+    np.testing.assert_array_equal(x, x0)          # restored exactly
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_generic_float32_f_result(dtype, rng):
+    # f returning a float32 scalar: the difference is float32 arithmetic, as the book's
+    x = rng.standard_normal(5).astype(dtype)
+    f = lambda w: np.float32(np.sum(w * w))  # noqa: E731
+    np.testing.assert_array_equal(numerical_gradient(f, x.copy()), R.numerical_gradient(f, x.copy()))
+
+
+def test_generic_in_place_same_object_and_values(rng):
+    x = rng.standard_normal((2, 3))
+    x0 = x.copy()
+    seen = []
+
+    def f(w):
+        assert w is x
+        seen.append(w.copy())
+        return float(np.sum(w))
+
+    numerical_gradient(f, x)
+    assert len(seen) == 2 * x.size
+    # first call: element (0, 0) is x0 + h, the others untouched
+    d = seen[0] - x0
+    assert d[0, 0] == (x0[0, 0] + H) - x0[0, 0] and np.count_nonzero(d) == 1
+    d = seen[1] - x0
+    assert d[0, 0] == (x0[0, 0] - H) - x0[0, 0] and np.count_nonzero(d) == 1
+    d = seen[2] - x0          # C order: (0, 1) next
+    assert np.count_nonzero(d) == 1 and d[0, 1] != 0
+    np.testing.assert_array_equal(x, x0)
+
+
+def test_generic_non_contiguous_perturbs_the_users_view(rng):
+    base = rng.standard_normal((6, 8))
+    base0 = base.copy()
+    view = base[::2, 1::3]
+    calls = []
+
+    def f(w):
+        assert w is view
+        calls.append(base.copy())
+        return float(np.sum(w ** 2))
+
+    got = numerical_gradient(f, view)
+    exp = R.numerical_gradient(lambda w: float(np.sum(w ** 2)), base0[::2, 1::3].copy())
+    np.testing.assert_array_equal(got, exp)
+    assert np.count_nonzero(calls[0] - base0) == 1   # the base array really moved
+    np.testing.assert_array_equal(base, base0)
+
+
+def test_generic_fortran_order_follows_nditer(rng):
+    x = np.asfortranarray(rng.standard_normal((3, 4)))
+    order_got, order_ref = [], []
+
+    def rec(log, arr):
+        def f(w):
+            d = np.argwhere(w != arr)
+            log.append(tuple(d[0]) if len(d) else None)
+            return 0.0
+        return f
+
+    numerical_gradient(rec(order_got, x.copy(order="F")), x)
+    xr = x.copy(order="F")
+    R.numerical_gradient(rec(order_ref, xr.copy(order="F")), xr)
+    assert order_got == order_ref
+
+
+def test_generic_restores_after_exception(rng):
+    x = rng.standard_normal((3, 3))
+    x0 = x.copy()
+    n = [0]
+
+    def f(w):
+        n[0] += 1
+        if n[0] == 6:
+            raise RuntimeError("boom")
+        return 0.0
+
+    with pytest.raises(RuntimeError, match="boom"):
+        numerical_gradient(f, x)
+    np.testing.assert_array_equal(x, x0)
+
+
+def test_generic_errors():
+    with pytest.raises(TypeError, match="floating-point"):
+        numerical_gradient(np.sum, np.arange(4))
+    with pytest.raises(TypeError, match="numpy array"):
+        numerical_gradient(np.sum, [1.0, 2.0])
+    x = np.ones(3)
+    x.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        numerical_gradient(np.sum, x)
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        numerical_gradient_2d(np.sum, np.ones((2, 2, 2)))
+
+
+def test_generic_float16_and_empty():
+    x = np.array([0.5, -1.0], dtype=np.float16)
+    np.testing.assert_array_equal(numerical_gradient(_cube, x.copy()), R.numerical_gradient(_cube, x.copy()))
+    assert numerical_gradient(np.sum, np.zeros((0, 3))).shape == (0, 3)
+
+
+def test_numerical_gradient_2d_and_diff(rng):
+    X = rng.standard_normal((3, 4))
+    f = lambda w: float(np.sum(w ** 2)) if w.ndim == 1 else 0.0  # noqa: E731
+    np.testing.assert_array_equal(numerical_gradient_2d(f, X.copy()), R.numerical_gradient_2d(f, X.copy()))
+    v = rng.standard_normal(5)
+    np.testing.assert_array_equal(numerical_gradient_2d(f, v.copy()), R.numerical_gradient_2d(f, v.copy()))
+    g = lambda x: 0.01 * x ** 2 + 0.1 * x  # noqa: E731
+    assert numerical_diff(g, 5.0) == R.numerical_diff(g, 5.0)
+
+
+# --- the fused engine -----------------------------------------------------------------
+
+def _data(rng, B, n_in, n_out, zeros=0.4):
+    x = rng.standard_normal((B, n_in))
+    x[rng.random((B, n_in)) < zeros] = 0.0         # exact zeros: the skipped rows
+    t = rng.integers(0, n_out, B)
+    return x, t
+
+
+def _onehot(t, n):
+    return np.eye(n)[t]
+
+
+def _max_err(g, r):
+    assert set(g) == set(r)
+    for k in r:
+        assert g[k].shape == r[k].shape and g[k].dtype == r[k].dtype, k
+    return max(float(np.max(np.abs(g[k] - r[k]))) for k in r)
+
+
+@pytest.mark.parametrize("sizes", [(7, 5, 3), (13, 4, 3), (1, 1, 2)])
+@pytest.mark.parametrize("B", [1, 3, 100])
+@pytest.mark.parametrize("onehot", [False, True])
+def test_two_layer_net_matches_reference(sizes, B, onehot, rng):
+    x, t = _data(rng, B, sizes[0], sizes[2])
+    if onehot:
+        t = _onehot(t, sizes[2])
+    np.random.seed(3)
+    ref = R.TwoLayerNet(*sizes, weight_init_std=0.7)
+    np.random.seed(3)
+    net = TwoLayerNet(*sizes, weight_init_std=0.7)
+    assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("lam", [0, 0.1])
+@pytest.mark.parametrize("hidden", [[4], [6, 5], [5, 4, 3]])
+@pytest.mark.parametrize("B", [1, 3, 50])
+def test_multi_layer_net_matches_reference(activation, lam, hidden, B, rng):
+    x, t = _data(rng, B, 9, 4)
+    np.random.seed(5)
+    ref = R.MultiLayerNet(9, hidden, 4, activation=activation, weight_init_std=activation,
+                          weight_decay_lambda=lam)
+    np.random.seed(5)
+    net = MultiLayerNet(9, hidden, 4, activation=activation, weight_init_std=activation,
+                        weight_decay_lambda=lam)
+    assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL
+
+
+def test_one_sample_1d_x(rng):
+    x, t = _data(rng, 1, 7, 3)
+    np.random.seed(1)
+    ref = R.TwoLayerNet(7, 5, 3, weight_init_std=0.5)
+    np.random.seed(1)
+    net = TwoLayerNet(7, 5, 3, weight_init_std=0.5)
+    g = net.numerical_gradient(x[0], t[0])
+    assert _max_err(g, ref.numerical_gradient(x[0], t[0])) < ATOL
+    assert _max_err(net.numerical_gradient(x[0], _onehot(t, 3)[0]),
+                    ref.numerical_gradient(x[0], _onehot(t, 3)[0])) < ATOL
+
+
+def test_saturated_and_large_weights(rng):
+    # big logits (softmax near 0/1, the 1e-7 floor active) and big pre-activations
+    x, t = _data(rng, 5, 6, 3)
+    x *= 30
+    for std in (3.0, 40.0):
+        np.random.seed(2)
+        ref = R.TwoLayerNet(6, 4, 3, weight_init_std=std)
+        np.random.seed(2)
+        net = TwoLayerNet(6, 4, 3, weight_init_std=std)
+        with np.errstate(over="ignore"):
+            r = ref.numerical_gradient(x, t)
+        assert _max_err(net.numerical_gradient(x, t), r) < ATOL
+
+
+def _f32_reference(net_cls, params32, x, t, **kw):
+    """Central differences at the float32-rounded points, the loss evaluated in float64."""
+    net = net_cls.__new__(net_cls)
+    if net_cls is R.MultiLayerNet:
+        net.__init__(*kw["sizes"], activation=kw["activation"], weight_init_std=1.0,
+                     weight_decay_lambda=kw.get("lam", 0))
+    p64 = {k: v.astype(np.float64) for k, v in params32.items()}
+    if net_cls is R.MultiLayerNet:
+        for k in p64:
+            net.params[k][...] = p64[k]
+        p64 = net.params
+    else:
+        net.params = p64
+    grads = {}
+    for k, v in params32.items():
+        g = np.zeros_like(v)
+        for idx in np.ndindex(v.shape):
+            tmp = v[idx]
+            p64[k][idx] = float(np.float32(float(tmp) + H))   # x[idx] = float(tmp) + h
+            fp = net.loss(x, t)
+            p64[k][idx] = float(tmp - H)                       # float32 - h: float32 (NEP 50)
+            fm = net.loss(x, t)
+            p64[k][idx] = float(tmp)
+            g[idx] = (fp - fm) / (2 * H)
+        grads[k] = g
+    return grads
+
+
+def test_float32_params_true_central_difference(rng):
+    assert type(np.float32(1) - 1e-4) is np.float32   # NumPy 2 / NEP 50
+    x, t = _data(rng, 3, 7, 3)
+    np.random.seed(4)
+    net = TwoLayerNet(7, 5, 3, weight_init_std=0.5)
+    net.params = {k: v.astype(np.float32) for k, v in net.params.items()}
+    net.params["b1"] += np.float32(0.3)            # nonzero biases: rounding matters
+    ref = _f32_reference(R.TwoLayerNet, net.params, x, t)
+    got = net.numerical_gradient(x, t)
+    assert all(got[k].dtype == np.float32 for k in got)
+    # float32 storage of the gradient: compare at float32 resolution of the result
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-6, atol=ATOL)
+
+
+def test_float32_multilayer_decay(rng):
+    x, t = _data(rng, 4, 6, 3)
+    np.random.seed(6)
+    net = MultiLayerNet(6, [5, 4], 3, activation="sigmoid", weight_decay_lambda=0.05)
+    net.params = {k: (v + 0.1).astype(np.float32) for k, v in net.params.items()}
+    ref = _f32_reference(R.MultiLayerNet, net.params, x, t, sizes=(6, [5, 4], 3),
+                         activation="sigmoid", lam=0.05)
+    got = net.numerical_gradient(x, t)
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-6, atol=ATOL)
+
+
+def test_thread_counts_bitwise_identical(rng):
+    x, t = _data(rng, 40, 30, 10)
+    for net in (TwoLayerNet(30, 17, 10, weight_init_std=0.3),
+                MultiLayerNet(30, [12, 9], 10, activation="relu", weight_decay_lambda=0.01),
+                MultiLayerNet(30, [12, 9], 10, activation="sigmoid")):
+        g1 = net.numerical_gradient(x, t, n_threads=1)
+        g2 = net.numerical_gradient(x, t, n_threads=2)
+        g3 = net.numerical_gradient(x, t, n_threads=3)
+        for k in g1:
+            np.testing.assert_array_equal(g1[k], g2[k])
+            np.testing.assert_array_equal(g1[k], g3[k])
+
+
+def test_params_dict_edits_take_effect(rng):
+    x, t = _data(rng, 3, 7, 3)
+    np.random.seed(1)
+    ref = R.TwoLayerNet(7, 5, 3, weight_init_std=0.5)
+    np.random.seed(1)
+    net = TwoLayerNet(7, 5, 3, weight_init_std=0.5)
+    net.numerical_gradient(x, t)
+    for k in ("W1", "b2"):
+        delta = rng.standard_normal(ref.params[k].shape)
+        ref.params[k] -= 0.1 * delta
+        net.params[k] -= 0.1 * delta                 # in place
+    new = rng.standard_normal(ref.params["W2"].shape)
+    ref.params["W2"] = new.copy()
+    net.params["W2"] = new.copy()                    # replaced entry
+    assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL
+
+
+@pytest.mark.parametrize("where", ["W1", "x_inf", "b2_inf"])
+def test_non_finite_gives_the_reference_result(where, rng):
+    x, t = _data(rng, 3, 5, 3)
+    np.random.seed(1)
+    ref = R.TwoLayerNet(5, 4, 3, weight_init_std=0.5)
+    np.random.seed(1)
+    net = TwoLayerNet(5, 4, 3, weight_init_std=0.5)
+    if where == "W1":
+        ref.params["W1"][1, 2] = net.params["W1"][1, 2] = np.nan
+    elif where == "x_inf":
+        x[0, 1] = np.inf
+    else:
+        ref.params["b2"][0] = net.params["b2"][0] = np.inf
+    with np.errstate(all="ignore"):
+        r = ref.numerical_gradient(x, t)
+        g = net.numerical_gradient(x, t)
+    for k in r:
+        assert np.array_equal(np.isnan(g[k]), np.isnan(r[k])), k
+        assert np.array_equal(np.isinf(g[k]), np.isinf(r[k])), k
+        fin = np.isfinite(r[k])
+        np.testing.assert_allclose(g[k][fin], r[k][fin], rtol=0, atol=1e-8)
+    if where == "W1":
+        assert np.isnan(g["W2"]).all()               # never a silent 0
+
+
+def test_engine_errors(rng):
+    net = TwoLayerNet(4, 3, 2)
+    x, t = _data(rng, 2, 4, 2)
+    with pytest.raises(ValueError, match=r"\(2, 5\)"):
+        net.numerical_gradient(np.ones((2, 5)), t)
+    with pytest.raises(ValueError, match="labels must be in"):
+        net.numerical_gradient(x, np.array([0, 2]))
+    with pytest.raises(ValueError, match="t has shape"):
+        net.numerical_gradient(x, np.array([0, 1, 1]))
+    net.params["W1"] = net.params["W1"].astype(int)
+    with pytest.raises(TypeError, match="floating-point"):
+        net.numerical_gradient(x, t)
+    net.params["W1"] = np.ones((4, 3))
+    net.params["W1"].flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        net.numerical_gradient(x, t)
+
+
+def _mnist_rows(n):
+    import os
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist",
+                        "mnist_train_100.csv")
+    if not os.path.exists(path):
+        pytest.skip("shared MNIST csv not present")
+    d = np.loadtxt(path, delimiter=",", max_rows=n)
+    return d[:, 1:] / 255.0, d[:, 0].astype(int)
+
+
+def test_training_steps_match_reference():
+    """10 SGD steps (lr 0.1, one real MNIST image per step) of the half-hour structure,
+    784 inputs, hidden layer reduced to 5: params stay within 1e-8 of the reference's."""
+    X, T = _mnist_rows(10)
+    np.random.seed(0)
+    ref = R.Threelayer_net(784, 5, 10, lr=0.01)
+    np.random.seed(0)
+    net = Threelayer_net(784, 5, 10, lr=0.01)
+    for k in ref.params:
+        np.testing.assert_array_equal(net.params[k], ref.params[k])
+    for step in range(10):
+        x, t = X[step:step + 1], T[step:step + 1]
+        g_ref = ref.grad(x, t)
+        g = net.grad(x, t)
+        for k in ref.params:
+            ref.params[k] -= 0.1 * g_ref[k]
+            net.params[k] -= 0.1 * g[k]
+    for k in ref.params:
+        np.testing.assert_allclose(net.params[k], ref.params[k], rtol=0, atol=1e-8)
+
+
+@pytest.mark.slow
+def test_half_hour_config_one_step():
+    X, T = _mnist_rows(1)
+    np.random.seed(0)
+    ref = R.Threelayer_net(784, 100, 10, lr=0.01)
+    np.random.seed(0)
+    net = Threelayer_net(784, 100, 10, lr=0.01)
+    assert _max_err(net.grad(X, T), ref.grad(X, T)) < ATOL
