@@ -83,7 +83,7 @@ class _Optimizer:
             order = _order(p)
             pf = _flat(p, order)
             if pf is None:  # a strided view: update a contiguous copy, then copy it back
-                pf = p.reshape(-1)  # a copy
+                pf = np.ascontiguousarray(p).reshape(-1)  # a contiguous copy
                 write_back.append((p, pf))
             gf = np.asarray(grads[key], dtype=p.dtype).reshape(-1, order=order)
             if not gf.flags.c_contiguous:
@@ -92,7 +92,8 @@ class _Optimizer:
             for st in states:
                 s = _flat(st[key], order)
                 if s is None:  # the user replaced a state array with a strided one
-                    st[key] = s = np.ascontiguousarray(st[key]).reshape(-1)
+                    st[key] = np.array(st[key], order=order)
+                    s = _flat(st[key], order)
                 sf.append(s)
             grp = groups.setdefault(p.dtype, ([], [], [], []))
             grp[0].append(pf)
