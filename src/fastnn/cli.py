@@ -533,14 +533,17 @@ def _train(args):
         print("timing the NumPy reference (the book's code) on one step... "
               "(--no-reference skips this)", file=out)
         out.flush()
-        ref, note = _reference_step(arch, net.params, x_batch, t_batch, args.gradient,
-                                    args.reference_budget)
+        limit, limit_note = _blas_limit(threads)
+        with limit():
+            ref, note = _reference_step(arch, net.params, x_batch, t_batch, args.gradient,
+                                        args.reference_budget)
         med = float(np.median(grad_times))
         what = "numerical_gradient" if args.gradient == "numerical" else "gradient"
         print("NumPy reference (the book's %s): %s per step (%s); fastnn: %s (median) -> %s"
               % (what, _fmt_time(ref), note, _fmt_time(med), _speedup(ref, med)), file=out)
-        print("the whole run: %s with fastnn, about %s with the NumPy reference"
-              % (_fmt_time(total), _fmt_time(total - sum(grad_times) + ref * done)), file=out)
+        print("the whole run: %s with fastnn, about %s with the NumPy reference (%s)"
+              % (_fmt_time(total), _fmt_time(total - sum(grad_times) + ref * done),
+                 limit_note), file=out)
     return 0
 
 
@@ -619,28 +622,44 @@ def _bench_cases(quick):
     return cases
 
 
+def _blas_limit(threads):
+    """A factory of contexts that run NumPy's BLAS on ``threads`` threads (threadpoolctl;
+    each context applies the limit when made), and a note saying so."""
+    import contextlib
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext, "NumPy's BLAS on its default threads"
+    return (lambda: threadpool_limits(limits=threads, user_api="blas"),
+            "NumPy's BLAS limited to %d thread%s like fastnn" % (threads, "" if threads == 1 else "s"))
+
+
 def _bench(args):
     import fastnn
     threads = _set_threads(args.threads)
     cpu, cpus = _machine()
     budget = 0.1 if args.quick else 0.5
+    blas = _blas()
+    limit, limit_note = _blas_limit(threads)
     rows = []
     for name, shape, fast, ref in _bench_cases(args.quick):
         sys.stderr.write("  timing %s, %s ...\n" % (name, shape))
         sys.stderr.flush()
         tf = _timeit(fast, budget, max_rounds=50 if args.quick else 1000)
-        if name.endswith("numerical_gradient"):
-            tr, note = ref()
-        else:
-            tr, note = _timeit(ref, budget, max_rounds=50 if args.quick else 1000), ""
+        with limit():
+            if name.endswith("numerical_gradient"):
+                tr, note = ref()
+            else:
+                tr, note = _timeit(ref, budget, max_rounds=50 if args.quick else 1000), ""
         rows.append((name, shape, tf, tr, note))
     head = [
         "fastnn %s: %s, %d logical CPU%s, %d fastnn thread%s (%s)"
         % (fastnn.__version__, cpu, cpus, "" if cpus == 1 else "s", threads,
            "" if threads == 1 else "s", "OpenMP" if fastnn.openmp_enabled() else "serial build"),
-        "NumPy %s, BLAS: %s; Python %s, %s" % (np.__version__, _blas(),
+        "NumPy %s, BLAS: %s; Python %s, %s" % (np.__version__, blas,
                                              platform.python_version(), platform.system()),
-        "times are medians; the reference is the books' NumPy code (fastnn._reference_numpy)",
+        "times are medians; the reference is the books' NumPy code (fastnn._reference_numpy), "
+        "run with %s" % limit_note,
     ]
     cols = ("benchmark", "shape", "fastnn", "NumPy reference", "speed-up")
     table = [(n, s, _fmt_time(a), _fmt_time(r) + (" (%s)" % note if note else ""),
