@@ -9,6 +9,7 @@ import gzip
 import hashlib
 import http.server
 import os
+import sys
 import threading
 from pathlib import Path
 
@@ -264,8 +265,9 @@ def test_env_var_data_home_and_url(mirror, tmp_path, monkeypatch):
 
 def test_default_cache_folder(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    if os.name == "posix" and not os.uname().sysname == "Darwin":
+    if sys.platform.startswith("linux"):
         assert M.get_data_home() == tmp_path / "fastnn"
+    assert M.get_data_home(tmp_path / "x") == tmp_path / "x"
 
 
 def test_second_mirror_is_tried(mirror, tmp_path):

@@ -477,7 +477,7 @@ def _train(args):
             history["loss"].append(loss)
             done = step
             recent = history["loss"][-10:]
-            bar.update(step, sum(recent) / len(recent), step_times[-1])
+            bar.update(step, sum(recent) / len(recent), float(np.median(step_times[-10:])))
             if step % every == 0 and step != steps:
                 evaluate(step)
     finally:
