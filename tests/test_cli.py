@@ -163,6 +163,7 @@ def test_mnist_offline_fails_with_a_clear_message(tmp_path):
     (["--threads", "0"], "--threads"),
     (["--hidden", "10,20", "--layers", "3"], "--layers 3 does not match"),
     (["--load", "/nonexistent/net.npz"], "--load /nonexistent/net.npz"),
+    (["--save", "/nonexistent/net.npz"], "the folder /nonexistent does not exist"),
 ])
 def test_usage_errors(args, msg):
     rc, out, err = run("train", *args, "--no-reference")

@@ -391,6 +391,10 @@ def _train(args):
         raise UsageError("--lr must be a positive number, got %r" % args.lr)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1, got %d" % args.batch_size)
+    for opt, path in (("--save", args.save), ("--plot", args.plot)):
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise UsageError("%s %s: the folder %s does not exist"
+                             % (opt, path, os.path.dirname(os.path.abspath(path))))
     threads = _set_threads(args.threads)
     np.random.seed(args.seed)
     x_train, t_train, x_test, t_test, data_desc = _load_data(args)
