@@ -383,7 +383,7 @@ def _mnist_rows(n):
                         "mnist_train_100.csv")
     if not os.path.exists(path):
         pytest.skip("shared MNIST csv not present")
-    d = np.loadtxt(path, delimiter=",", max_rows=n)
+    d = np.loadtxt(path, delimiter=",", max_rows=n, ndmin=2)
     return d[:, 1:] / 255.0, d[:, 0].astype(int)
 
 

@@ -26,6 +26,8 @@ from .gradient import numerical_gradient as _generic_numerical_gradient
 __all__ = ["TwoLayerNet", "MultiLayerNet"]
 
 _ACTIVATIONS = {"relu": 0, "sigmoid": 1}
+# the reference's `x[idx] = tmp_val - h` on float32 params rounds as NumPy does
+_numgrad.set_nep50(type(np.float32(1) - 1e-4) is np.float32)
 
 
 # --- shared helpers ------------------------------------------------------------------
@@ -146,7 +148,10 @@ def _engine_numerical_gradient(net, weights, act, lam, x, t, n_threads, cls):
                  "nz_rows": np.ascontiguousarray(rows, dtype=np.intp),
                  "nz_vals": np.ascontiguousarray(A[rows, ii]),
                  "w_f32": int(W.dtype == np.float32), "b_f32": int(b.dtype == np.float32),
-                 "gW": np.empty(W.shape, dtype=np.float64),
+                 # with several threads each column is written contiguously (no false
+                 # sharing of gW's cache lines between threads), then transposed back
+                 "gWT": int(nt > 1),
+                 "gW": np.empty(W.shape[::-1] if nt > 1 else W.shape, dtype=np.float64),
                  "gb": np.empty(W.shape[1], dtype=np.float64)}
             if li < len(arrays) - 1:
                 d["Z"] = Z
@@ -164,7 +169,8 @@ def _engine_numerical_gradient(net, weights, act, lam, x, t, n_threads, cls):
     _numgrad.numgrad_net(layers, P, lab, _ACTIVATIONS[act], float(lam), nt, _USE_SERIES)
     out = {}
     for (wk, bk), (W, b), d in zip(weights, arrays, layers):
-        out[wk] = d["gW"].astype(W.dtype, copy=False)
+        gW = d["gW"].T if d["gWT"] else d["gW"]
+        out[wk] = np.ascontiguousarray(gW, dtype=W.dtype)
         out[bk] = d["gb"].reshape(b.shape).astype(b.dtype, copy=False)
     return out
 

@@ -5,12 +5,16 @@
 # Design (STYLE.md, DESIGN.md "The finite-difference engine"):
 # * the Python layer (fastnn.nets) runs ONE forward pass in double and hands this module
 #   the cache: every layer's input activations A, pre-activations Z, exp(-Z) (sigmoid),
-#   the output probabilities P and, per layer and input unit i, the list of rows b with
-#   A[b, i] != 0 (a CSC index: rows with A[b, i] == 0 see no change at all when W[i, j]
-#   moves, so their per-row loss difference is exactly 0, as in the reference);
-# * `cdef inline noexcept nogil` functions evaluate, for ONE row, the loss change caused
-#   by a change d of one pre-activation z[b, j], for both perturbed points at once;
-# * `numgrad_net` owns ONE parallel region over every parameter of every layer
+#   the output probabilities P and, per layer and input unit i, the rows b with
+#   A[b, i] != 0 and their values (a CSC index: rows with A[b, i] == 0 see no change at
+#   all when W[i, j] moves, so their per-row loss difference is exactly 0, as in the
+#   reference, and they are skipped);
+# * `cdef ... noexcept nogil` functions work on ONE row: `row_pair` re-evaluates the row's
+#   loss change exactly, from the perturbed layer on, for both perturbed points at once;
+#   `row_series` computes the same change as a power series in the pre-activation change
+#   (Taylor mode, below), shared by every parameter of a column;
+# * `column` computes every gradient entry of one column j of one layer (W_l[:, j] and
+#   b_l[j]); `numgrad_net` owns ONE parallel region over all columns of all layers
 #   (schedule='dynamic': zero-skipping makes the work uneven), with per-thread scratch
 #   malloc'ed inside the region. Each gradient entry is computed by one thread, rows in
 #   order, so the result is bitwise identical on any thread count.
@@ -55,7 +59,8 @@ ctypedef struct Layer:
     const double *nz_vals      # A[b, i] for those rows
     int w_f32              # parameter dtype is float32: round perturbed points to float32
     int b_f32
-    double *gW             # OUT (n_in, n_out)
+    double *gW             # OUT (n_in, n_out), or (n_out, n_in) when gWT
+    int gWT                # gW is stored transposed (a column's entries contiguous)
     double *gb             # OUT (n_out,)
 
 
@@ -100,9 +105,14 @@ cdef inline double perturbed_plus(double w, int f32) noexcept nogil:
     return w + H
 
 
+cdef bint NEP50 = True      # NumPy >= 2: np.float32 - python float is a float32 operation
+
+
 cdef inline double perturbed_minus(double w, int f32) noexcept nogil:
     """The reference's x[idx] = tmp_val - h, in x's dtype."""
     cdef float w32, c32
+    if f32 and not NEP50:
+        return <double> (<float> (w - H))           # NumPy 1.x: double, then stored
     if f32:
         w32 = <float> w
         c32 = <float> H
@@ -223,7 +233,7 @@ cdef enum:
     NS = 7      # coefficients per series (index 0 = constant term, 0 for changes)
 
 cdef double RAD_CAP = 1e-2
-cdef Py_ssize_t CB = 8      # columns per work item
+cdef Py_ssize_t CB = 1      # columns per work item
 
 
 cdef inline void sig_coeffs(double s0, double c0, double *s) noexcept nogil:
@@ -481,7 +491,8 @@ cdef void column(const Layer *L, Py_ssize_t n_layers, int act, const double **S,
         r1 = L[l].nz_off[i + 1]
         w = L[l].W[i * n + j]
         if r0 == r1 and lam == 0.0:
-            L[l].gW[i * n + j] = 0.0        # a[:, i] == 0: the loss does not move at all
+            # a[:, i] == 0: the loss does not move at all
+            L[l].gW[j * L[l].n_in + i if L[l].gWT else i * n + j] = 0.0
             continue
         wp = perturbed_plus(w, L[l].w_f32)
         wm = perturbed_minus(w, L[l].w_f32)
@@ -500,7 +511,7 @@ cdef void column(const Layer *L, Py_ssize_t n_layers, int act, const double **S,
         if lam != 0.0:
             decay = 0.5 * lam * (wp - wm) * (wp + wm)   # 0.5 lambda (w+^2 - w-^2)
         # (f(w+) - f(w-)) / 2h, f = mean row loss (+ decay)
-        L[l].gW[i * n + j] = (acc / B + decay) / (2.0 * H)
+        L[l].gW[j * L[l].n_in + i if L[l].gWT else i * n + j] = (acc / B + decay) / (2.0 * H)
     # b_l[j]: z_l[b, j] moves by (b' - b) in every row
     w = L[l].bias[j]
     wp = perturbed_plus(w, L[l].b_f32)
@@ -545,6 +556,7 @@ def numgrad_net(list layers,            # IN  per layer: dict of arrays (see net
     cdef double[:, ::1] mgW
     cdef double[::1] mgb
     cdef size_t n_scratch, n_S = 0
+    cdef Py_ssize_t failed = 0
     if L == NULL or offs == NULL or S == NULL:
         free(L); free(offs); free(S)
         raise MemoryError()
@@ -565,6 +577,7 @@ def numgrad_net(list layers,            # IN  per layer: dict of arrays (see net
             L[l].w_f32 = d["w_f32"]
             L[l].b_f32 = d["b_f32"]
             L[l].gW = &mgW[0, 0]
+            L[l].gWT = d["gWT"]
             L[l].gb = &mgb[0]
             L[l].Z = NULL
             L[l].E = NULL
@@ -577,7 +590,7 @@ def numgrad_net(list layers,            # IN  per layer: dict of arrays (see net
                     L[l].E = &mE[0, 0]
                     n_S += B * L[l].n_out * NS
             maxw = max(maxw, L[l].n_out)
-            # work items: blocks of CB columns (a block's gW entries share cache lines)
+            # work items: blocks of CB columns
             offs[l + 1] = offs[l] + (L[l].n_out + CB - 1) // CB
         total = offs[n_layers]
         maxw = max(maxw, NS)                 # series scratch also holds NT powers
@@ -600,6 +613,9 @@ def numgrad_net(list layers,            # IN  per layer: dict of arrays (see net
         with nogil, parallel(num_threads=n_threads):
             scratch = <double *> malloc(n_scratch * sizeof(double))
             for g in prange(total, schedule="dynamic", chunksize=1):
+                if scratch == NULL:
+                    failed += 1                          # reported after the region
+                    continue
                 l = 0
                 while g >= offs[l + 1]:
                     l = l + 1
@@ -608,11 +624,19 @@ def numgrad_net(list layers,            # IN  per layer: dict of arrays (see net
                     column(L, n_layers, act, S, l, j, B, &P[0, 0], &t[0], lam, use_series,
                            scratch, maxw)
             free(scratch)
+        if failed:
+            raise MemoryError("numgrad_net: could not allocate per-thread scratch")
     finally:
         free(L)
         free(offs)
         free(S)
         free(Sbuf)
+
+
+def set_nep50(bint on):
+    """Tell the engine how NumPy rounds np.float32(v) - 1e-4 (set once at import)."""
+    global NEP50
+    NEP50 = on
 
 
 # --- generic numerical_gradient(f, x) -----------------------------------------------------
