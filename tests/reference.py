@@ -544,3 +544,186 @@ class Threelayer_net:
         loss_W = lambda W: self.loss(x, t)  # noqa: E731
         return {key: numerical_gradient(loss_W, self.params[key])
                 for key in ("w1", "b1", "w2", "b2")}
+
+
+# --- common/multi_layer_net_extend.py (issue #4) ----------------------------------------
+
+class MultiLayerNetExtend:
+    def __init__(self, input_size, hidden_size_list, output_size,
+                 activation="relu", weight_init_std="relu", weight_decay_lambda=0,
+                 use_dropout=False, dropout_ration=0.5, use_batchnorm=False):
+        self.input_size = input_size
+        self.output_size = output_size
+        self.hidden_size_list = list(hidden_size_list)
+        self.hidden_layer_num = len(hidden_size_list)
+        self.use_dropout = use_dropout
+        self.weight_decay_lambda = weight_decay_lambda
+        self.use_batchnorm = use_batchnorm
+        self.params = {}
+        all_size_list = [input_size] + self.hidden_size_list + [output_size]
+        for idx in range(1, len(all_size_list)):
+            scale = _init_scale(weight_init_std, all_size_list[idx - 1])
+            self.params["W" + str(idx)] = scale * np.random.randn(all_size_list[idx - 1], all_size_list[idx])
+            self.params["b" + str(idx)] = np.zeros(all_size_list[idx])
+
+        activation_layer = {"sigmoid": Sigmoid, "relu": Relu}
+        self.layers = OrderedDict()
+        for idx in range(1, self.hidden_layer_num + 1):
+            self.layers["Affine" + str(idx)] = Affine(self.params["W" + str(idx)], self.params["b" + str(idx)])
+            if self.use_batchnorm:
+                self.params["gamma" + str(idx)] = np.ones(self.hidden_size_list[idx - 1])
+                self.params["beta" + str(idx)] = np.zeros(self.hidden_size_list[idx - 1])
+                self.layers["BatchNorm" + str(idx)] = BatchNormalization(self.params["gamma" + str(idx)],
+                                                                         self.params["beta" + str(idx)])
+            self.layers["Activation_function" + str(idx)] = activation_layer[activation]()
+            if self.use_dropout:
+                self.layers["Dropout" + str(idx)] = Dropout(dropout_ration)
+        idx = self.hidden_layer_num + 1
+        self.layers["Affine" + str(idx)] = Affine(self.params["W" + str(idx)], self.params["b" + str(idx)])
+        self.last_layer = SoftmaxWithLoss()
+
+    def predict(self, x, train_flg=False):
+        for key, layer in self.layers.items():
+            if "Dropout" in key or "BatchNorm" in key:
+                x = layer.forward(x, train_flg)
+            else:
+                x = layer.forward(x)
+        return x
+
+    def loss(self, x, t, train_flg=False):
+        y = self.predict(x, train_flg)
+        weight_decay = 0
+        for idx in range(1, self.hidden_layer_num + 2):
+            W = self.params["W" + str(idx)]
+            weight_decay += 0.5 * self.weight_decay_lambda * np.sum(W ** 2)
+        return self.last_layer.forward(y, t) + weight_decay
+
+    def accuracy(self, X, T):
+        Y = self.predict(X, train_flg=False)
+        Y = np.argmax(Y, axis=1)
+        if T.ndim != 1:
+            T = np.argmax(T, axis=1)
+        return np.sum(Y == T) / float(X.shape[0])
+
+    def numerical_gradient(self, X, T):
+        loss_W = lambda W: self.loss(X, T, train_flg=True)  # noqa: E731
+        grads = {}
+        for idx in range(1, self.hidden_layer_num + 2):
+            grads["W" + str(idx)] = numerical_gradient(loss_W, self.params["W" + str(idx)])
+            grads["b" + str(idx)] = numerical_gradient(loss_W, self.params["b" + str(idx)])
+            if self.use_batchnorm and idx != self.hidden_layer_num + 1:
+                grads["gamma" + str(idx)] = numerical_gradient(loss_W, self.params["gamma" + str(idx)])
+                grads["beta" + str(idx)] = numerical_gradient(loss_W, self.params["beta" + str(idx)])
+        return grads
+
+    def gradient(self, x, t):
+        self.loss(x, t, train_flg=True)
+        dout = self.last_layer.backward(1)
+        layers = list(self.layers.values())
+        layers.reverse()
+        for layer in layers:
+            dout = layer.backward(dout)
+        grads = {}
+        for idx in range(1, self.hidden_layer_num + 2):
+            grads["W" + str(idx)] = self.layers["Affine" + str(idx)].dW + self.weight_decay_lambda * self.params["W" + str(idx)]
+            grads["b" + str(idx)] = self.layers["Affine" + str(idx)].db
+            if self.use_batchnorm and idx != self.hidden_layer_num + 1:
+                grads["gamma" + str(idx)] = self.layers["BatchNorm" + str(idx)].dgamma
+                grads["beta" + str(idx)] = self.layers["BatchNorm" + str(idx)].dbeta
+        return grads
+
+
+# --- ch05 gradient_check.py ----------------------------------------------------------------
+
+def gradient_check(network, x, t):
+    grad_numerical = network.numerical_gradient(x, t)
+    grad_backprop = network.gradient(x, t)
+    diffs = {}
+    for key in grad_numerical.keys():
+        diff = np.average(np.abs(grad_backprop[key] - grad_numerical[key]))
+        print(key + ":" + str(diff))
+        diffs[key] = diff
+    return diffs
+
+
+# --- common/trainer.py ----------------------------------------------------------------------
+
+class Trainer:
+    def __init__(self, network, x_train, t_train, x_test, t_test,
+                 epochs=20, mini_batch_size=100,
+                 optimizer="SGD", optimizer_param={"lr": 0.01},  # noqa: B006
+                 evaluate_sample_num_per_epoch=None, verbose=True):
+        self.network = network
+        self.verbose = verbose
+        self.x_train = x_train
+        self.t_train = t_train
+        self.x_test = x_test
+        self.t_test = t_test
+        self.epochs = epochs
+        self.batch_size = mini_batch_size
+        self.evaluate_sample_num_per_epoch = evaluate_sample_num_per_epoch
+        optimizer_class_dict = {"sgd": SGD, "momentum": Momentum, "nesterov": Nesterov,
+                                "adagrad": AdaGrad, "rmsprpo": RMSprop, "adam": Adam}
+        self.optimizer = optimizer_class_dict[optimizer.lower()](**optimizer_param)
+        self.train_size = x_train.shape[0]
+        self.iter_per_epoch = max(self.train_size / mini_batch_size, 1)
+        self.max_iter = int(epochs * self.iter_per_epoch)
+        self.current_iter = 0
+        self.current_epoch = 0
+        self.train_loss_list = []
+        self.train_acc_list = []
+        self.test_acc_list = []
+
+    def train_step(self):
+        batch_mask = np.random.choice(self.train_size, self.batch_size)
+        x_batch = self.x_train[batch_mask]
+        t_batch = self.t_train[batch_mask]
+        grads = self.network.gradient(x_batch, t_batch)
+        self.optimizer.update(self.network.params, grads)
+        loss = self.network.loss(x_batch, t_batch)
+        self.train_loss_list.append(loss)
+        if self.verbose:
+            print("train loss:" + str(loss))
+        if self.current_iter % self.iter_per_epoch == 0:
+            self.current_epoch += 1
+            x_train_sample, t_train_sample = self.x_train, self.t_train
+            x_test_sample, t_test_sample = self.x_test, self.t_test
+            if self.evaluate_sample_num_per_epoch is not None:
+                t = self.evaluate_sample_num_per_epoch
+                x_train_sample, t_train_sample = self.x_train[:t], self.t_train[:t]
+                x_test_sample, t_test_sample = self.x_test[:t], self.t_test[:t]
+            train_acc = self.network.accuracy(x_train_sample, t_train_sample)
+            test_acc = self.network.accuracy(x_test_sample, t_test_sample)
+            self.train_acc_list.append(train_acc)
+            self.test_acc_list.append(test_acc)
+            if self.verbose:
+                print("=== epoch:" + str(self.current_epoch) + ", train acc:" + str(train_acc)
+                      + ", test acc:" + str(test_acc) + " ===")
+        self.current_iter += 1
+
+    def train(self):
+        for i in range(self.max_iter):
+            self.train_step()
+        test_acc = self.network.accuracy(self.x_test, self.t_test)
+        if self.verbose:
+            print("=============== Final Test Accuracy ===============")
+            print("test acc:" + str(test_acc))
+
+
+# --- TensorFlow learning-rate schedules (tf.keras.optimizers.schedules), in float64 ---------
+
+def exponential_decay(step, initial_learning_rate, decay_steps, decay_rate, staircase=False):
+    p = step / decay_steps
+    if staircase:
+        p = np.floor(p)
+    return initial_learning_rate * decay_rate ** p
+
+
+def piecewise_constant_decay(step, boundaries, values):
+    # TF: values[0] if step <= b[0]; values[i] if b[i-1] < step <= b[i]; values[-1] after
+    if step <= boundaries[0]:
+        return values[0]
+    for i in range(1, len(boundaries)):
+        if boundaries[i - 1] < step <= boundaries[i]:
+            return values[i]
+    return values[-1]

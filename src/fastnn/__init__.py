@@ -36,3 +36,9 @@ from .nets import MultiLayerNet, TwoLayerNet  # noqa: E402
 
 __all__ += ["numerical_diff", "numerical_gradient", "numerical_gradient_2d",
             "TwoLayerNet", "MultiLayerNet"]
+
+# data: load_mnist, the bundled MNIST sample, the nnfs toy sets (issue #5)
+from . import datasets  # noqa: E402
+from .datasets import load_mnist, sine_data, spiral_data, vertical_data  # noqa: E402
+
+__all__ += ["datasets", "load_mnist", "spiral_data", "vertical_data", "sine_data"]

@@ -280,8 +280,7 @@ class TwoLayerNet:
         return self._backprop_gradient(x, t)
 
     def _backprop_gradient(self, x, t):
-        x = _as_batch(x, self.params["W1"].shape[0], "TwoLayerNet.gradient")
-        return _backprop(self.params, self._weights, "sigmoid", 0, x, t)
+        return _fused_gradient(self.params, self._weights, "sigmoid", None, x, t)
 
 
 # --- ch06 MultiLayerNet ---------------------------------------------------------------
@@ -421,6 +420,187 @@ class MultiLayerNet:
         return self._backprop_gradient(x, t)
 
     def _backprop_gradient(self, x, t):
-        x = _as_batch(x, self.params["W1"].shape[0], "MultiLayerNet.gradient")
-        return _backprop(self.params, self._weight_keys(), self.activation,
-                         self.weight_decay_lambda, x, t)
+        return _fused_gradient(self.params, self._weight_keys(), self.activation,
+                               self.weight_decay_lambda, x, t)
+
+
+# --- fused backprop (issue #4) and ch06 MultiLayerNetExtend ---------------------------------
+
+from collections import OrderedDict  # noqa: E402
+
+from . import layers as _layers  # noqa: E402
+from .gradient import numerical_gradient as _numerical_gradient  # noqa: E402
+
+__all__ += ["MultiLayerNetExtend"]
+
+
+def _fused_gradient(params, weights, act, lam, x, t):
+    """Backprop through affine -> act -> ... -> affine -> softmax + CE in one kernel call.
+
+    lam None: no weight-decay term (TwoLayerNet); a number (even 0): ``dW + lam * W``,
+    as MultiLayerNet adds it. Returns a dict keyed like ``weights``.
+    """
+    dWs, dbs = _layers.mlp_gradient([params[wk] for wk, _ in weights],
+                                    [params[bk] for _, bk in weights], act, x, t, lam)
+    grads = {}
+    for (wk, bk), dW, db in zip(weights, dWs, dbs):
+        grads[wk] = dW
+        grads[bk] = db
+    return grads
+
+
+class MultiLayerNetExtend:
+    """The book's ch06 extended net: MultiLayerNet with optional Dropout and BatchNorm.
+
+    ``Affine -> [BatchNorm] -> activation -> [Dropout]`` per hidden layer, then
+    ``Affine -> SoftmaxWithLoss``; the layers live in ``self.layers`` (an OrderedDict with
+    the book's names) and ``self.last_layer``.
+
+    Parameters
+    ----------
+    input_size : int
+    hidden_size_list : list of int
+    output_size : int
+    activation : {'relu', 'sigmoid'}, default 'relu'
+    weight_init_std : 'relu'/'he', 'sigmoid'/'xavier' or a number, default 'relu'
+    weight_decay_lambda : float, default 0
+    use_dropout : bool, default False
+    dropout_ration : float, default 0.5  (the book's spelling)
+    use_batchnorm : bool, default False
+        Adds ``'gamma{i}'`` (ones) and ``'beta{i}'`` (zeros) params per hidden layer.
+
+    ``gradient`` is one fused kernel call when neither dropout nor batchnorm is used;
+    with them it runs the book's layer-by-layer backward (each layer on fastnn kernels).
+    """
+
+    def __init__(self, input_size, hidden_size_list, output_size,
+                 activation="relu", weight_init_std="relu", weight_decay_lambda=0,
+                 use_dropout=False, dropout_ration=0.5, use_batchnorm=False):
+        if activation not in _ACTIVATIONS:
+            raise ValueError("MultiLayerNetExtend: activation must be 'relu' or 'sigmoid', got %r"
+                             % (activation,))
+        self.input_size = input_size
+        self.output_size = output_size
+        self.hidden_size_list = list(hidden_size_list)
+        self.hidden_layer_num = len(hidden_size_list)
+        self.use_dropout = use_dropout
+        self.weight_decay_lambda = weight_decay_lambda
+        self.use_batchnorm = use_batchnorm
+        self.activation = activation
+        self.params = {}
+
+        all_size_list = [input_size] + self.hidden_size_list + [output_size]
+        for idx in range(1, len(all_size_list)):
+            scale = _init_scale(weight_init_std, all_size_list[idx - 1])
+            self.params["W" + str(idx)] = scale * np.random.randn(all_size_list[idx - 1],
+                                                                  all_size_list[idx])
+            self.params["b" + str(idx)] = np.zeros(all_size_list[idx])
+
+        activation_layer = {"sigmoid": _layers.Sigmoid, "relu": _layers.Relu}
+        self.layers = OrderedDict()
+        for idx in range(1, self.hidden_layer_num + 1):
+            self.layers["Affine" + str(idx)] = _layers.Affine(self.params["W" + str(idx)],
+                                                              self.params["b" + str(idx)])
+            if self.use_batchnorm:
+                self.params["gamma" + str(idx)] = np.ones(self.hidden_size_list[idx - 1])
+                self.params["beta" + str(idx)] = np.zeros(self.hidden_size_list[idx - 1])
+                self.layers["BatchNorm" + str(idx)] = _layers.BatchNormalization(
+                    self.params["gamma" + str(idx)], self.params["beta" + str(idx)])
+            self.layers["Activation_function" + str(idx)] = activation_layer[activation]()
+            if self.use_dropout:
+                self.layers["Dropout" + str(idx)] = _layers.Dropout(dropout_ration)
+        idx = self.hidden_layer_num + 1
+        self.layers["Affine" + str(idx)] = _layers.Affine(self.params["W" + str(idx)],
+                                                          self.params["b" + str(idx)])
+        self.last_layer = _layers.SoftmaxWithLoss()
+
+    def __repr__(self):
+        sizes = [self.input_size] + list(self.hidden_size_list) + [self.output_size]
+        return ("MultiLayerNetExtend(%s, activation=%r, weight_decay_lambda=%r, use_dropout=%r, "
+                "use_batchnorm=%r)" % ("-".join(map(str, sizes)), self.activation,
+                                       self.weight_decay_lambda, self.use_dropout,
+                                       self.use_batchnorm))
+
+    def _weight_keys(self):
+        return tuple(("W%d" % i, "b%d" % i) for i in range(1, self.hidden_layer_num + 2))
+
+    def _sync_layers(self):
+        # the book's layers hold references to the params arrays; follow a user who
+        # rebinds net.params['W1'] = new_array, as the fused path does
+        for idx in range(1, self.hidden_layer_num + 2):
+            aff = self.layers["Affine" + str(idx)]
+            aff.W = self.params["W" + str(idx)]
+            aff.b = self.params["b" + str(idx)]
+            if self.use_batchnorm and idx <= self.hidden_layer_num:
+                bn = self.layers["BatchNorm" + str(idx)]
+                bn.gamma = self.params["gamma" + str(idx)]
+                bn.beta = self.params["beta" + str(idx)]
+
+    def predict(self, x, train_flg=False):
+        """Output scores, shape (batch, output_size); ``train_flg`` drives Dropout/BatchNorm."""
+        self._sync_layers()
+        for key, layer in self.layers.items():
+            if "Dropout" in key or "BatchNorm" in key:
+                x = layer.forward(x, train_flg)
+            else:
+                x = layer.forward(x)
+        return x
+
+    def loss(self, x, t, train_flg=False):
+        """Mean softmax cross-entropy plus ``0.5 * lambda * sum(W**2)`` per weight."""
+        y = self.predict(x, train_flg)
+        weight_decay = 0
+        for idx in range(1, self.hidden_layer_num + 2):
+            W = self.params["W" + str(idx)]
+            weight_decay += 0.5 * self.weight_decay_lambda * np.sum(W ** 2)  # 0.5 lambda |W|^2
+        return self.last_layer.forward(y, t) + weight_decay
+
+    def accuracy(self, X, T):
+        """Fraction of rows whose argmax score matches ``T`` (labels or one-hot)."""
+        Y = self.predict(X, train_flg=False)
+        Y = np.argmax(Y, axis=1)
+        T = np.asarray(T)
+        if T.ndim != 1:
+            T = np.argmax(T, axis=1)
+        return np.sum(Y == T) / float(np.shape(X)[0])
+
+    def numerical_gradient(self, X, T, n_threads=None):
+        """Central-difference gradients (h = 1e-4) of ``loss(X, T, train_flg=True)``.
+
+        Without dropout and batchnorm this is the fused engine (MultiLayerNet's); with
+        them, the book's loop over every parameter (the loss is random with dropout).
+        """
+        if not self.use_dropout and not self.use_batchnorm:
+            return _engine_numerical_gradient(self, self._weight_keys(), self.activation,
+                                              self.weight_decay_lambda, X, T, n_threads,
+                                              "MultiLayerNetExtend.numerical_gradient")
+        loss_W = lambda W: self.loss(X, T, train_flg=True)  # noqa: E731 - the book's idiom
+        grads = {}
+        for idx in range(1, self.hidden_layer_num + 2):
+            grads["W" + str(idx)] = _numerical_gradient(loss_W, self.params["W" + str(idx)])
+            grads["b" + str(idx)] = _numerical_gradient(loss_W, self.params["b" + str(idx)])
+            if self.use_batchnorm and idx != self.hidden_layer_num + 1:
+                grads["gamma" + str(idx)] = _numerical_gradient(loss_W, self.params["gamma" + str(idx)])
+                grads["beta" + str(idx)] = _numerical_gradient(loss_W, self.params["beta" + str(idx)])
+        return grads
+
+    def gradient(self, x, t):
+        """Backpropagation gradients of ``loss(x, t, train_flg=True)`` (weight decay included)."""
+        if not self.use_dropout and not self.use_batchnorm:
+            return _fused_gradient(self.params, self._weight_keys(), self.activation,
+                                   self.weight_decay_lambda, x, t)
+        # forward
+        self.loss(x, t, train_flg=True)
+        # backward
+        dout = self.last_layer.backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        grads = {}
+        for idx in range(1, self.hidden_layer_num + 2):
+            aff = self.layers["Affine" + str(idx)]
+            grads["W" + str(idx)] = aff.dW + self.weight_decay_lambda * self.params["W" + str(idx)]
+            grads["b" + str(idx)] = aff.db
+            if self.use_batchnorm and idx != self.hidden_layer_num + 1:
+                grads["gamma" + str(idx)] = self.layers["BatchNorm" + str(idx)].dgamma
+                grads["beta" + str(idx)] = self.layers["BatchNorm" + str(idx)].dbeta
+        return grads

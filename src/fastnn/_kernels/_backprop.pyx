@@ -1,0 +1,697 @@
+# Fused backprop for the books' MLPs: forward (activations cached) and backward in one
+# call with the GIL released, no Python between layers.
+#
+# Design (STYLE.md): three layers.
+#   1. `cdef inline ... noexcept nogil` row functions (softmax + dy for one row, the
+#      activation and its derivative over a run of elements) and the C sparse-row kernel
+#      below (one output row = sum of a few scaled rows of a matrix);
+#   2. `mlp_gradient`, a def kernel over typed memoryviews that runs the whole pass: GEMMs
+#      through `gemm_strided` (which owns its own prange; transposes are strides, never
+#      copies), element-wise steps in a prange over rows;
+#   3. fastnn.layers.mlp_gradient (Python) validates, casts, allocates the outputs once.
+#
+# Sparse first layer: MNIST-like inputs are ~80% exact zeros. When x is sparse enough,
+# a1 = x @ W1 + b1 and dW1 = x.T @ d1 skip the zero entries of x (CSR rows for the
+# forward, CSC columns for dW1). A skipped product 0 * w is 0 only when w is finite, so
+# the sparse path is taken only when W1 (forward) and d1 (backward) are all finite;
+# otherwise the dense GEMM runs and NaN/inf propagate exactly as in the reference.
+#
+# Determinism: every output element is computed by one thread in a fixed order (GEMM
+# tiles, rows of a1, rows of dW1, columns of db), so results are bitwise identical on
+# any thread count.
+
+from cython.parallel cimport parallel, prange
+from libc.stdlib cimport malloc, free
+from libc.string cimport memset
+from libc.math cimport NAN
+
+cimport cython
+from cython cimport floating
+
+from fastnn._kernels._affine cimport gemm_strided
+
+cdef extern from "fastnn_math.h":
+    double fastnn_exp(double x) noexcept nogil
+    double fastnn_sigmoid(double x) noexcept nogil
+
+cdef extern from *:
+    """
+    /* Sparse helpers for the first layer (C, so the vector width is explicit).
+     *
+     * fastnn_bp_sprow_*: out[0:N] = sum_k val[k] * W[idx[k] * ldw + 0:N] (+ bias after the
+     *   sum): one row of (sparse row) @ W. Columns go in panels of 8 / 4 / 2 / 1 vectors held
+     *   in registers; narrow panels split k into even/odd chains (added at the end) so they
+     *   are not latency-bound; a ragged end is one vector overlapping the previous panel.
+     *   The order of every sum is fixed by N alone, never by the caller's threads.
+     * fastnn_bp_compress_*: the non-zeros (and NaNs) of one row as (index, value) pairs.
+     * fastnn_bp_finite_*: 1 when every element is finite (x - x == 0), in one vector pass.
+     * Each is compiled for the baseline ISA and, behind target("avx2,fma"), for AVX2+FMA;
+     * the choice is made once at import time (fastnn_bp_init). */
+    #include <stddef.h>
+    #include <string.h>
+    typedef ptrdiff_t fastnn_bp_idx;
+
+    #if defined(__GNUC__)
+    #define FASTNN_BP_KERNELS(NAME, T, LANES, ATTR)                                          \\
+    typedef T NAME##_vt __attribute__((vector_size(sizeof(T) * LANES)));                   \\
+    typedef T NAME##_vu __attribute__((vector_size(sizeof(T) * LANES), aligned(sizeof(T)), may_alias)); \\
+    ATTR static inline __attribute__((always_inline)) void NAME##_panel(                  \\
+            const int NV, const int S, fastnn_bp_idx nnz, const int *idx, const T *val,   \\
+            const T *W, fastnn_bp_idx ldw, fastnn_bp_idx j0, const T *bias, T *out)       \\
+    {                                                                                     \\
+        NAME##_vt c[2][8];                                                                \\
+        for (int s = 0; s < S; s++) for (int v = 0; v < NV; v++) c[s][v] = (NAME##_vt){0}; \\
+        fastnn_bp_idx k = 0;                                                              \\
+        for (; k + S <= nnz; k += S) {                                                    \\
+            for (int s = 0; s < S; s++) {                                                 \\
+                const T a = val[k + s];                                                   \\
+                const T *w = W + (fastnn_bp_idx)idx[k + s] * ldw + j0;                    \\
+                for (int v = 0; v < NV; v++)                                              \\
+                    c[s][v] += a * *(const NAME##_vu *)(w + v * LANES);                   \\
+            }                                                                             \\
+        }                                                                                 \\
+        for (; k < nnz; k++) {                                                            \\
+            const T a = val[k];                                                           \\
+            const T *w = W + (fastnn_bp_idx)idx[k] * ldw + j0;                            \\
+            for (int v = 0; v < NV; v++) c[0][v] += a * *(const NAME##_vu *)(w + v * LANES); \\
+        }                                                                                 \\
+        for (int v = 0; v < NV; v++) {                                                    \\
+            NAME##_vt r = S == 2 ? c[0][v] + c[1][v] : c[0][v];                           \\
+            if (bias) r += *(const NAME##_vu *)(bias + j0 + v * LANES);                   \\
+            *(NAME##_vu *)(out + j0 + v * LANES) = r;                                     \\
+        }                                                                                 \\
+    }                                                                                     \\
+    ATTR static void NAME##_sprow(fastnn_bp_idx nnz, const int *idx, const T *val,        \\
+                                  const T *W, fastnn_bp_idx ldw, fastnn_bp_idx N,         \\
+                                  const T *bias, T *out)                                  \\
+    {                                                                                     \\
+        if (N < LANES) {                                                                  \\
+            for (fastnn_bp_idx j = 0; j < N; j++) {                                       \\
+                T s = 0;                                                                  \\
+                for (fastnn_bp_idx k = 0; k < nnz; k++)                                   \\
+                    s += val[k] * W[(fastnn_bp_idx)idx[k] * ldw + j];                     \\
+                out[j] = bias ? s + bias[j] : s;                                          \\
+            }                                                                             \\
+            return;                                                                       \\
+        }                                                                                 \\
+        fastnn_bp_idx nfull = N / LANES, j = 0;                                           \\
+        for (; nfull >= 8; nfull -= 8, j += 8 * LANES)                                    \\
+            NAME##_panel(8, 1, nnz, idx, val, W, ldw, j, bias, out);                      \\
+        if (nfull >= 4) { NAME##_panel(4, 1, nnz, idx, val, W, ldw, j, bias, out);        \\
+                          nfull -= 4; j += 4 * LANES; }                                   \\
+        if (nfull >= 2) { NAME##_panel(2, 2, nnz, idx, val, W, ldw, j, bias, out);        \\
+                          nfull -= 2; j += 2 * LANES; }                                   \\
+        if (nfull >= 1) { NAME##_panel(1, 2, nnz, idx, val, W, ldw, j, bias, out);        \\
+                          j += LANES; }                                                   \\
+        if (j < N) NAME##_panel(1, 2, nnz, idx, val, W, ldw, N - LANES, bias, out);       \\
+    }                                                                                     \\
+    ATTR static int NAME##_finite(const T *x, fastnn_bp_idx n)                            \\
+    {                                                                                     \\
+        NAME##_vt a0 = {0}, a1 = {0};                                                     \\
+        fastnn_bp_idx j = 0;                                                              \\
+        for (; j + 2 * LANES <= n; j += 2 * LANES) {                                      \\
+            NAME##_vt v0 = *(const NAME##_vu *)(x + j);                                   \\
+            NAME##_vt v1 = *(const NAME##_vu *)(x + j + LANES);                           \\
+            a0 += v0 - v0; a1 += v1 - v1;   /* 0 for finite, NaN for inf/NaN */          \\
+        }                                                                                 \\
+        T s = 0, lanes[LANES];                                                            \\
+        for (; j < n; j++) s += x[j] - x[j];                                              \\
+        a0 += a1;                                                                         \\
+        memcpy(lanes, &a0, sizeof(a0));                                                   \\
+        for (int l = 0; l < LANES; l++) s += lanes[l];                                    \\
+        return s == 0;                                                                    \\
+    }
+    #else
+    #define FASTNN_BP_KERNELS(NAME, T, LANES, ATTR)                                          \\
+    static void NAME##_sprow(fastnn_bp_idx nnz, const int *idx, const T *val, const T *W,  \\
+                             fastnn_bp_idx ldw, fastnn_bp_idx N, const T *bias, T *out)   \\
+    {                                                                                     \\
+        for (fastnn_bp_idx j = 0; j < N; j++) {                                           \\
+            T s = 0;                                                                      \\
+            for (fastnn_bp_idx k = 0; k < nnz; k++) s += val[k] * W[(fastnn_bp_idx)idx[k] * ldw + j]; \\
+            out[j] = bias ? s + bias[j] : s;                                              \\
+        }                                                                                 \\
+    }                                                                                     \\
+    static int NAME##_finite(const T *x, fastnn_bp_idx n)                                 \\
+    {                                                                                     \\
+        T s = 0;                                                                          \\
+        for (fastnn_bp_idx j = 0; j < n; j++) s += x[j] - x[j];                           \\
+        return s == 0;                                                                    \\
+    }
+    #endif
+
+    /* branch-free compaction, any ISA: NaN != 0, so NaN is kept */
+    #define FASTNN_BP_COMPRESS_SCALAR(NAME, T)                                               \\
+    static fastnn_bp_idx NAME(const T *x, fastnn_bp_idx n, int *idx, T *val)               \\
+    {                                                                                     \\
+        fastnn_bp_idx k = 0;                                                              \\
+        for (fastnn_bp_idx j = 0; j < n; j++) {                                           \\
+            const T v = x[j];                                                             \\
+            idx[k] = (int)j; val[k] = v; k += (v != 0);                                   \\
+        }                                                                                 \\
+        return k;                                                                         \\
+    }
+    FASTNN_BP_COMPRESS_SCALAR(fastnn_bp_compress_d_base, double)
+    FASTNN_BP_COMPRESS_SCALAR(fastnn_bp_compress_s_base, float)
+    FASTNN_BP_KERNELS(fastnn_bp_d_base, double, 2, )
+    FASTNN_BP_KERNELS(fastnn_bp_s_base, float, 4, )
+
+    #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    #include <immintrin.h>
+    FASTNN_BP_KERNELS(fastnn_bp_d_avx2, double, 4, __attribute__((target("avx2,fma"))))
+    FASTNN_BP_KERNELS(fastnn_bp_s_avx2, float, 8, __attribute__((target("avx2,fma"))))
+    /* 16 elements -> a 16-bit mask of non-zeros (unordered compare: NaN counts), then
+     * one step per set bit: the zeros cost a compare, not a branch each. */
+    __attribute__((target("avx2,fma")))
+    static fastnn_bp_idx fastnn_bp_compress_d_avx2(const double *x, fastnn_bp_idx n, int *idx, double *val)
+    {
+        const __m256d z = _mm256_setzero_pd();
+        fastnn_bp_idx j = 0, k = 0;
+        for (; j + 16 <= n; j += 16) {
+            unsigned m = (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j), z, _CMP_NEQ_UQ))
+                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 4), z, _CMP_NEQ_UQ)) << 4
+                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 8), z, _CMP_NEQ_UQ)) << 8
+                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 12), z, _CMP_NEQ_UQ)) << 12;
+            while (m) {
+                int b = __builtin_ctz(m);
+                idx[k] = (int)(j + b); val[k] = x[j + b]; k++;
+                m &= m - 1;
+            }
+        }
+        for (; j < n; j++) { const double v = x[j]; idx[k] = (int)j; val[k] = v; k += (v != 0); }
+        return k;
+    }
+    __attribute__((target("avx2,fma")))
+    static fastnn_bp_idx fastnn_bp_compress_s_avx2(const float *x, fastnn_bp_idx n, int *idx, float *val)
+    {
+        const __m256 z = _mm256_setzero_ps();
+        fastnn_bp_idx j = 0, k = 0;
+        for (; j + 16 <= n; j += 16) {
+            unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j), z, _CMP_NEQ_UQ))
+                | (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j + 8), z, _CMP_NEQ_UQ)) << 8;
+            while (m) {
+                int b = __builtin_ctz(m);
+                idx[k] = (int)(j + b); val[k] = x[j + b]; k++;
+                m &= m - 1;
+            }
+        }
+        for (; j < n; j++) { const float v = x[j]; idx[k] = (int)j; val[k] = v; k += (v != 0); }
+        return k;
+    }
+    static int fastnn_bp_isa = -1;
+    static int fastnn_bp_init(void) {
+        if (fastnn_bp_isa < 0) {
+            __builtin_cpu_init();
+            fastnn_bp_isa = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
+        }
+        return fastnn_bp_isa;
+    }
+    #else
+    #define fastnn_bp_d_avx2_sprow fastnn_bp_d_base_sprow
+    #define fastnn_bp_s_avx2_sprow fastnn_bp_s_base_sprow
+    #define fastnn_bp_d_avx2_finite fastnn_bp_d_base_finite
+    #define fastnn_bp_s_avx2_finite fastnn_bp_s_base_finite
+    #define fastnn_bp_compress_d_avx2 fastnn_bp_compress_d_base
+    #define fastnn_bp_compress_s_avx2 fastnn_bp_compress_s_base
+    static int fastnn_bp_isa = 0;
+    static int fastnn_bp_init(void) { return 0; }
+    #endif
+
+    #define FASTNN_BP_DISPATCH(SUF, T)                                                       \\
+    static void fastnn_bp_sprow_##SUF(fastnn_bp_idx nnz, const int *idx, const T *val,     \\
+            const T *W, fastnn_bp_idx ldw, fastnn_bp_idx N, const T *bias, T *out) {      \\
+        if (fastnn_bp_isa == 1) fastnn_bp_##SUF##_avx2_sprow(nnz, idx, val, W, ldw, N, bias, out); \\
+        else fastnn_bp_##SUF##_base_sprow(nnz, idx, val, W, ldw, N, bias, out);            \\
+    }                                                                                     \\
+    static int fastnn_bp_finite_##SUF(const T *x, fastnn_bp_idx n) {                      \\
+        return fastnn_bp_isa == 1 ? fastnn_bp_##SUF##_avx2_finite(x, n)                   \\
+                                  : fastnn_bp_##SUF##_base_finite(x, n);                  \\
+    }                                                                                     \\
+    static fastnn_bp_idx fastnn_bp_compress_##SUF(const T *x, fastnn_bp_idx n, int *idx, T *val) { \\
+        return fastnn_bp_isa == 1 ? fastnn_bp_compress_##SUF##_avx2(x, n, idx, val)       \\
+                                  : fastnn_bp_compress_##SUF##_base(x, n, idx, val);      \\
+    }
+    FASTNN_BP_DISPATCH(d, double)
+    FASTNN_BP_DISPATCH(s, float)
+    """
+    int fastnn_bp_init() noexcept nogil
+    void fastnn_bp_sprow_d(Py_ssize_t nnz, const int *idx, const double *val, const double *W,
+                           Py_ssize_t ldw, Py_ssize_t N, const double *bias,
+                           double *out) noexcept nogil
+    void fastnn_bp_sprow_s(Py_ssize_t nnz, const int *idx, const float *val, const float *W,
+                           Py_ssize_t ldw, Py_ssize_t N, const float *bias,
+                           float *out) noexcept nogil
+    int fastnn_bp_finite_d(const double *x, Py_ssize_t n) noexcept nogil
+    int fastnn_bp_finite_s(const float *x, Py_ssize_t n) noexcept nogil
+    Py_ssize_t fastnn_bp_compress_d(const double *x, Py_ssize_t n, int *idx, double *val) noexcept nogil
+    Py_ssize_t fastnn_bp_compress_s(const float *x, Py_ssize_t n, int *idx, float *val) noexcept nogil
+
+fastnn_bp_init()
+
+# Below this many elements an element-wise step runs on one thread.
+cdef Py_ssize_t PARALLEL_MIN_ELEMS = 32768
+# Below this many multiply-adds a sparse product runs on one thread.
+cdef Py_ssize_t PARALLEL_MIN_WORK = 60000
+# The sparse first layer is used when at most this fraction of x is non-zero.
+cdef double SPARSE_MAX_DENSITY = 0.5
+
+ACT_RELU = 0
+ACT_SIGMOID = 1
+
+
+# --- layer 1: one row / one run of elements ---------------------------------------------
+
+cdef inline void sprow(Py_ssize_t nnz, const int *idx, const floating *val,
+                       const floating *W, Py_ssize_t ldw, Py_ssize_t N,
+                       const floating *bias, floating *out) noexcept nogil:
+    if floating is double:
+        fastnn_bp_sprow_d(nnz, idx, val, W, ldw, N, bias, out)
+    else:
+        fastnn_bp_sprow_s(nnz, idx, val, W, ldw, N, bias, out)
+
+
+cdef inline void activate(floating *z, Py_ssize_t n, int act) noexcept nogil:
+    """z = act(z) in place. relu: the reference's `out[x <= 0] = 0` (NaN stays NaN)."""
+    cdef Py_ssize_t j
+    if act == 0:
+        for j in range(n):
+            if z[j] <= 0:
+                z[j] = 0
+    else:
+        for j in range(n):
+            z[j] = <floating> fastnn_sigmoid(<double> z[j])  # 1 / (1 + exp(-a))
+
+
+cdef inline void activate_backward(const floating *dh, floating *h, Py_ssize_t n,
+                                   int act) noexcept nogil:
+    """h = dh * act'(.) in place of the activations h.
+
+    relu: dout[mask] = 0 with mask = (a <= 0), which is (h <= 0) for h = relu(a);
+    sigmoid: dout * (1 - out) * out.
+    """
+    cdef Py_ssize_t j
+    if act == 0:
+        for j in range(n):
+            h[j] = 0 if h[j] <= 0 else dh[j]
+    else:
+        for j in range(n):
+            h[j] = dh[j] * (1 - h[j]) * h[j]
+
+
+cdef inline floating row_max(const floating *x, Py_ssize_t n) noexcept nogil:
+    # np.max semantics: any NaN makes the max NaN
+    cdef floating m = x[0]
+    cdef bint has_nan = x[0] != x[0]
+    cdef Py_ssize_t j
+    for j in range(1, n):
+        if x[j] > m:
+            m = x[j]
+        has_nan |= x[j] != x[j]
+    if has_nan:
+        return <floating> NAN
+    return m
+
+
+cdef inline void softmax_dy_row(floating *s, Py_ssize_t n, Py_ssize_t label,
+                                const floating *t_row, floating batch) noexcept nogil:
+    """Scores row -> dy row in place: y = softmax(s); dy = (y - t) / batch.
+
+    One-hot t: (y - t) / batch_size; labels: y[label] -= 1, then / batch_size
+    (SoftmaxWithLoss.backward). exp and the sum in double; y rounded to the dtype.
+    """
+    cdef floating m = row_max(s, n)
+    cdef double tot = 0.0, e
+    cdef Py_ssize_t j
+    cdef floating y
+    for j in range(n):
+        e = fastnn_exp(<double> (s[j] - m))   # exp(x - max)
+        s[j] = <floating> e
+        tot += e
+    for j in range(n):
+        y = <floating> (<double> s[j] / tot)  # exp / sum(exp)
+        if t_row != NULL:
+            s[j] = (y - t_row[j]) / batch     # (y - t) / batch_size
+        elif j == label:
+            s[j] = (y - 1) / batch            # y[t] -= 1; / batch_size
+        else:
+            s[j] = y / batch
+
+
+cdef inline bint all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        return fastnn_bp_finite_d(x, n)
+    else:
+        return fastnn_bp_finite_s(x, n)
+
+
+cdef inline Py_ssize_t compress_row(const floating *x, Py_ssize_t n, int *idx,
+                                    floating *val) noexcept nogil:
+    # the non-zeros of one row (NaN counts as non-zero) as (index, value) pairs
+    if floating is double:
+        return fastnn_bp_compress_d(x, n, idx, val)
+    else:
+        return fastnn_bp_compress_s(x, n, idx, val)
+
+
+# --- layer 2: the whole pass ---------------------------------------------------------------
+
+cdef struct Layer:
+    Py_ssize_t n_in, n_out
+    void *W       # (n_in, n_out)
+    void *b       # (n_out,)
+    void *dW      # (n_in, n_out) OUT
+    void *db      # (n_out,) OUT
+    void *z       # (M, n_out) scratch: activations, then deltas
+
+
+cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
+                 int n_threads) noexcept nogil:
+    # db = np.sum(d, axis=0): rows added in order, in double
+    cdef Py_ssize_t i, j
+    cdef double s
+    if M * N < PARALLEL_MIN_ELEMS:
+        n_threads = 1
+    if n_threads == 1:
+        for j in range(N):
+            s = 0.0
+            for i in range(M):
+                s = s + d[i * N + j]
+            out[j] = <floating> s
+    else:
+        for j in prange(N, schedule="static", num_threads=n_threads):
+            s = 0.0
+            for i in range(M):
+                s = s + d[i * N + j]
+            out[j] = <floating> s
+
+
+cdef void rows_activate(floating *z, Py_ssize_t M, Py_ssize_t N, int act,
+                        int n_threads) noexcept nogil:
+    cdef Py_ssize_t i
+    if M * N < PARALLEL_MIN_ELEMS or n_threads == 1:
+        activate(z, M * N, act)
+    else:
+        for i in prange(M, schedule="static", num_threads=n_threads):
+            activate(z + i * N, N, act)
+
+
+cdef void rows_activate_backward(const floating *dh, floating *h, Py_ssize_t M, Py_ssize_t N,
+                                 int act, int n_threads) noexcept nogil:
+    cdef Py_ssize_t i
+    if M * N < PARALLEL_MIN_ELEMS or n_threads == 1:
+        activate_backward(dh, h, M * N, act)
+    else:
+        for i in prange(M, schedule="static", num_threads=n_threads):
+            activate_backward(dh + i * N, h + i * N, N, act)
+
+
+cdef void add_decay(floating *dW, const floating *W, Py_ssize_t n, floating lam) noexcept nogil:
+    cdef Py_ssize_t j
+    for j in range(n):
+        dW[j] = dW[j] + lam * W[j]   # affine.dW + weight_decay_lambda * affine.W
+
+
+cdef void sparse_first_forward(const floating *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
+                               const int *ridx, const floating *rval, const Py_ssize_t *rnnz,
+                               const floating *W, const floating *b, floating *z,
+                               Py_ssize_t nnz_total, int n_threads) noexcept nogil:
+    # a1[i, :] = sum over non-zero x[i, k] of x[i, k] * W1[k, :]  (+ b1)
+    cdef Py_ssize_t i
+    if nnz_total * N < PARALLEL_MIN_WORK:
+        n_threads = 1
+    if n_threads == 1:
+        for i in range(M):
+            sprow(rnnz[i], ridx + i * K, rval + i * K, W, N, N, b, z + i * N)
+    else:
+        for i in prange(M, schedule="static", num_threads=n_threads):
+            sprow(rnnz[i], ridx + i * K, rval + i * K, W, N, N, b, z + i * N)
+
+
+cdef void sparse_first_dW(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
+                          const int *cidx, const floating *cval, const Py_ssize_t *cptr,
+                          const floating *d, floating *dW, Py_ssize_t nnz_total,
+                          int n_threads) noexcept nogil:
+    # dW1[k, :] = sum over non-zero x[i, k] (i ascending) of x[i, k] * d1[i, :]
+    cdef Py_ssize_t k
+    if nnz_total * N < PARALLEL_MIN_WORK:
+        n_threads = 1
+    if n_threads == 1:
+        for k in range(K):
+            sprow(cptr[k + 1] - cptr[k], cidx + cptr[k], cval + cptr[k], d, N, N,
+                  <const floating *> NULL, dW + k * N)
+    else:
+        for k in prange(K, schedule="dynamic", chunksize=16, num_threads=n_threads):
+            sprow(cptr[k + 1] - cptr[k], cidx + cptr[k], cval + cptr[k], d, N, N,
+                  <const floating *> NULL, dW + k * N)
+
+
+cdef void build_csc(Py_ssize_t M, Py_ssize_t K, const int *ridx, const floating *rval,
+                    const Py_ssize_t *rnnz, int *cidx, floating *cval,
+                    Py_ssize_t *cptr) noexcept nogil:
+    # transpose the per-row compressed x into per-column lists, rows ascending
+    cdef Py_ssize_t i, k, c, p
+    memset(cptr, 0, (K + 1) * sizeof(Py_ssize_t))
+    for i in range(M):
+        for k in range(rnnz[i]):
+            cptr[ridx[i * K + k] + 1] += 1
+    for c in range(K):
+        cptr[c + 1] += cptr[c]
+    # cptr[c] is used as the fill position of column c, then shifted back
+    for i in range(M):
+        for k in range(rnnz[i]):
+            c = ridx[i * K + k]
+            p = cptr[c]
+            cidx[p] = <int> i
+            cval[p] = rval[i * K + k]
+            cptr[c] = p + 1
+    for c in range(K, 0, -1):
+        cptr[c] = cptr[c - 1]
+    cptr[0] = 0
+
+
+cdef inline Py_ssize_t align64(Py_ssize_t n) noexcept nogil:
+    return (n + 63) & ~(<Py_ssize_t> 63)
+
+
+cdef struct Work:
+    # pieces of the caller's workspace (see workspace_bytes)
+    void *z          # sum_l M * n_l: activations, then deltas, layer after layer
+    void *scratch    # M * max_l n_{l-1}: d_l @ W_l.T
+    Py_ssize_t *rnnz # M: non-zeros per row of x
+    int *ridx        # M * K: column indices, row i at i * K
+    void *rval       # M * K: values
+    int *cidx        # M * K: row indices of x's columns, packed
+    void *cval       # M * K
+    Py_ssize_t *cptr # K + 1
+
+
+cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
+                      Py_ssize_t total_n, Py_ssize_t max_in, Py_ssize_t itemsize) noexcept nogil:
+    """Lay the workspace out from `base` (NULL: only measure). Returns its size in bytes."""
+    cdef Py_ssize_t off = 0
+    w.z = base + off
+    off += align64(M * total_n * itemsize)
+    w.scratch = base + off
+    off += align64(M * max_in * itemsize)
+    w.rnnz = <Py_ssize_t *> (base + off)
+    off += align64(M * sizeof(Py_ssize_t))
+    w.ridx = <int *> (base + off)
+    off += align64(M * K * sizeof(int))
+    w.rval = base + off
+    off += align64(M * K * itemsize)
+    w.cidx = <int *> (base + off)
+    off += align64(M * K * sizeof(int))
+    w.cval = base + off
+    off += align64(M * K * itemsize)
+    w.cptr = <Py_ssize_t *> (base + off)
+    off += align64((K + 1) * sizeof(Py_ssize_t))
+    return off + 64
+
+
+def workspace_bytes(Py_ssize_t M, sizes, Py_ssize_t itemsize):
+    """Bytes of workspace `mlp_gradient` needs for a batch of M and layer sizes n_0..n_L."""
+    cdef Work w
+    sizes = list(sizes)
+    return carve(&w, NULL, M, sizes[0], sum(sizes[1:]), max(sizes[:-1]), itemsize)
+
+
+cdef void run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
+                  const Py_ssize_t *labels, const floating *t, int act, bint decay,
+                  floating lam, Work *w, bint allow_sparse, int n_threads) noexcept nogil:
+    """Forward then backward through L affine layers, all scratch in `w`."""
+    cdef Py_ssize_t l, i, n_in, n_out, K = layers[0].n_in, N1 = layers[0].n_out
+    cdef Py_ssize_t nnz_total = 0
+    cdef const floating *h_in
+    cdef floating *z
+    cdef floating *scratch = <floating *> w.scratch
+    cdef int *ridx = w.ridx
+    cdef floating *rval = <floating *> w.rval
+    cdef Py_ssize_t *rnnz = w.rnnz
+    cdef bint sparse = False
+    cdef int nt_rows
+
+    # ---- is x sparse enough to skip its zeros? ----------------------------------------
+    if allow_sparse and M * K > 0 and all_finite(<const floating *> layers[0].W, K * N1):
+        nt_rows = n_threads if M * K >= PARALLEL_MIN_ELEMS else 1
+        if nt_rows == 1:
+            for i in range(M):
+                rnnz[i] = compress_row(x + i * K, K, ridx + i * K, rval + i * K)
+        else:
+            for i in prange(M, schedule="static", num_threads=nt_rows):
+                rnnz[i] = compress_row(x + i * K, K, ridx + i * K, rval + i * K)
+        for i in range(M):
+            nnz_total += rnnz[i]
+        sparse = nnz_total <= SPARSE_MAX_DENSITY * M * K
+
+    # ---- forward: z_l = act(h_{l-1} @ W_l + b_l); the last z holds the scores ----------
+    h_in = x
+    for l in range(L):
+        n_in = layers[l].n_in
+        n_out = layers[l].n_out
+        z = <floating *> layers[l].z
+        if l == 0 and sparse:
+            sparse_first_forward(x, M, K, n_out, ridx, rval, rnnz,
+                                 <const floating *> layers[0].W, <const floating *> layers[0].b,
+                                 z, nnz_total, n_threads)
+        else:
+            gemm_strided(M, n_out, n_in, h_in, n_in, 1, <const floating *> layers[l].W, n_out, 1,
+                         <const floating *> layers[l].b, z, n_out, n_threads)
+        if l < L - 1:
+            rows_activate(z, M, n_out, act, n_threads)
+        h_in = z
+
+    # ---- softmax + SoftmaxWithLoss.backward: the scores become dy ---------------------
+    z = <floating *> layers[L - 1].z
+    n_out = layers[L - 1].n_out
+    nt_rows = n_threads if M * n_out >= PARALLEL_MIN_ELEMS else 1
+    if nt_rows == 1:
+        for i in range(M):
+            softmax_dy_row(z + i * n_out, n_out, labels[i] if labels != NULL else -1,
+                           t + i * n_out if t != NULL else NULL, <floating> M)
+    else:
+        for i in prange(M, schedule="static", num_threads=nt_rows):
+            softmax_dy_row(z + i * n_out, n_out, labels[i] if labels != NULL else -1,
+                           t + i * n_out if t != NULL else NULL, <floating> M)
+
+    # ---- backward: dW_l = h_{l-1}.T @ d_l, db_l = sum(d_l), d_{l-1} = (d_l @ W_l.T) * act' --
+    for l in range(L - 1, -1, -1):
+        n_in = layers[l].n_in
+        n_out = layers[l].n_out
+        z = <floating *> layers[l].z       # d_l
+        h_in = x if l == 0 else <const floating *> layers[l - 1].z
+        if l == 0 and sparse and all_finite(<const floating *> z, M * n_out):
+            build_csc(M, K, ridx, rval, rnnz, w.cidx, <floating *> w.cval, w.cptr)
+            sparse_first_dW(M, K, n_out, w.cidx, <floating *> w.cval, w.cptr, z,
+                            <floating *> layers[0].dW, nnz_total, n_threads)
+        else:
+            gemm_strided(n_in, n_out, M, h_in, 1, n_in, z, n_out, 1, NULL,
+                         <floating *> layers[l].dW, n_out, n_threads)
+        if decay:
+            add_decay(<floating *> layers[l].dW, <const floating *> layers[l].W, n_in * n_out, lam)
+        colsum(z, M, n_out, <floating *> layers[l].db, n_threads)
+        if l > 0:
+            # dh = d_l @ W_l.T (W_l read through strides), then times act'(h_{l-1}) in place
+            gemm_strided(M, n_in, n_out, z, n_out, 1, <const floating *> layers[l].W, 1, n_out,
+                         NULL, scratch, n_in, n_threads)
+            rows_activate_backward(scratch, <floating *> layers[l - 1].z, M, n_in, act, n_threads)
+
+
+def mlp_gradient(list Ws,                       # IN  L arrays (n_{l-1}, n_l), C-contiguous
+                 list bs,                       # IN  L arrays (n_l,)
+                 int activation,                # 0 relu, 1 sigmoid
+                 const floating[:, ::1] x,      # IN  (M, n_0)
+                 labels,                        # IN  (M,) intp labels in range, or None
+                 t_onehot,                      # IN  (M, n_L) in x's dtype, or None
+                 bint weight_decay,             # add lam * W to dW (MultiLayerNet)
+                 double lam,
+                 list dWs,                      # OUT like Ws
+                 list dbs,                      # OUT like bs
+                 unsigned char[::1] work,       # scratch of workspace_bytes(...) bytes
+                 bint allow_sparse,
+                 int n_threads):
+    """Gradients of the mean softmax cross-entropy of an MLP (validated inputs only).
+
+    Hidden layers use `activation`; the last layer is affine + softmax.
+    """
+    cdef Py_ssize_t L = len(Ws), l, M = x.shape[0], max_in = 1, total = 0, need
+    cdef Layer *layers
+    cdef Work w
+    cdef floating[:, ::1] W2d
+    cdef floating[::1] v1d
+    cdef const Py_ssize_t[::1] lab
+    cdef const floating[:, ::1] tv
+    cdef const Py_ssize_t *lab_p = NULL
+    cdef const floating *t_p = NULL
+    cdef unsigned char *base
+    if labels is not None:
+        lab = labels
+        lab_p = &lab[0]
+    else:
+        tv = t_onehot
+        t_p = &tv[0, 0]
+    layers = <Layer *> malloc(L * sizeof(Layer))
+    if layers == NULL:
+        raise MemoryError()
+    for l in range(L):
+        W2d = Ws[l]
+        layers[l].n_in = W2d.shape[0]
+        layers[l].n_out = W2d.shape[1]
+        layers[l].W = &W2d[0, 0]
+        v1d = bs[l]
+        layers[l].b = &v1d[0]
+        W2d = dWs[l]
+        layers[l].dW = &W2d[0, 0]
+        v1d = dbs[l]
+        layers[l].db = &v1d[0]
+        total += layers[l].n_out
+        max_in = max(max_in, layers[l].n_in)
+    need = carve(&w, NULL, M, layers[0].n_in, total, max_in, sizeof(floating))
+    if work.shape[0] < need:
+        free(layers)
+        raise ValueError("mlp_gradient: workspace has %d bytes, needs %d" % (work.shape[0], need))
+    # 64-byte aligned start inside the buffer
+    base = &work[0]
+    base = base + ((64 - (<size_t> base) % 64) % 64)
+    carve(&w, base, M, layers[0].n_in, total, max_in, sizeof(floating))
+    total = 0
+    for l in range(L):
+        layers[l].z = (<floating *> w.z) + total
+        total += M * layers[l].n_out
+    with nogil:
+        run_mlp(layers, L, M, &x[0, 0], lab_p, t_p, activation, weight_decay,
+                <floating> lam, &w, allow_sparse, n_threads)
+    free(layers)
+
+
+def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward input
+                    const floating[:, ::1] W,      # IN  (K, N)
+                    const floating[:, ::1] dout,   # IN  (M, N)
+                    floating[:, ::1] dx,           # OUT (M, K), or None
+                    floating[:, ::1] dW,           # OUT (K, N)
+                    floating[::1] db,              # OUT (N,)
+                    int n_threads):
+    """Affine.backward: dx = dout @ W.T, dW = x.T @ dout, db = sum(dout, axis=0)."""
+    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = W.shape[1], j
+    cdef floating *dxp = NULL
+    if dx is not None and M > 0 and K > 0:
+        dxp = &dx[0, 0]
+    with nogil:
+        if K > 0 and N > 0:
+            if M == 0:
+                memset(&dW[0, 0], 0, K * N * sizeof(floating))
+            else:
+                # dW = x.T @ dout: A = x read column-wise (rsa=1, csa=K)
+                gemm_strided(K, N, M, &x[0, 0], 1, K, &dout[0, 0], N, 1, NULL,
+                             &dW[0, 0], N, n_threads)
+            if dxp != NULL:
+                # dx = dout @ W.T: B = W read through strides (rsb=1, csb=N)
+                gemm_strided(M, K, N, &dout[0, 0], N, 1, &W[0, 0], 1, N, NULL,
+                             dxp, K, n_threads)
+        elif dxp != NULL:
+            memset(dxp, 0, M * K * sizeof(floating))
+        if N > 0:
+            if M == 0:
+                for j in range(N):
+                    db[j] = 0
+            else:
+                colsum(&dout[0, 0], M, N, &db[0], n_threads)

@@ -1,0 +1,357 @@
+"""The book's ``common/layers.py``: layers with ``forward``/``backward``, on fastnn's kernels.
+
+Same classes, attributes and semantics as "Deep Learning from Scratch":
+
+* ``Affine(W, b)`` keeps references to ``W`` and ``b`` (the net's ``params`` arrays), flattens
+  N-D input to ``(N, -1)`` and stores ``x``, ``dW``, ``db``;
+* ``Relu.backward`` edits ``dout`` in place (the book's ``dout[self.mask] = 0``);
+* ``SoftmaxWithLoss.forward(x, t)`` takes labels or one-hot ``t``; ``backward(dout=1)``;
+* ``Dropout`` draws its mask with ``np.random.rand`` (so a seeded run matches the book's)
+  and scales by ``1 - dropout_ratio`` at test time;
+* ``BatchNormalization`` keeps ``running_mean`` / ``running_var`` and uses ``train_flg``.
+
+``mlp_gradient`` is the fused backprop used by the nets' ``gradient``: forward and backward
+through every layer in one kernel call with the GIL released.
+"""
+import threading
+
+import numpy as np
+
+from . import functions as F
+from ._kernels import _backprop
+from ._threads import resolve_n_threads
+from ._validate import as_kernel_array, compute_dtypes, finish, targets
+
+__all__ = ["Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "Dropout", "BatchNormalization",
+           "mlp_gradient"]
+
+
+class Relu:
+    """``max(0, x)``; ``mask`` marks ``x <= 0``. ``backward`` zeroes ``dout`` in place."""
+
+    def __init__(self):
+        self.mask = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        self.mask = (x <= 0)
+        out = x.copy()
+        out[self.mask] = 0
+        return out
+
+    def backward(self, dout):
+        dout[self.mask] = 0  # in place, as the book
+        return dout
+
+    def __repr__(self):
+        return "Relu()"
+
+
+class Sigmoid:
+    """``1 / (1 + exp(-x))`` (fastnn's kernel); ``out`` is kept for ``backward``."""
+
+    def __init__(self):
+        self.out = None
+
+    def forward(self, x):
+        out = F.sigmoid(x)
+        self.out = out
+        return out
+
+    def backward(self, dout):
+        return dout * (1.0 - self.out) * self.out  # dL/dx = dout * (1 - y) * y
+
+    def __repr__(self):
+        return "Sigmoid()"
+
+
+class Affine:
+    """``out = x @ W + b`` with ``x`` flattened to ``(N, -1)``.
+
+    Parameters
+    ----------
+    W : array (K, N), kept by reference (updating the net's params updates the layer)
+    b : array (N,)
+    """
+
+    def __init__(self, W, b):
+        self.W = W
+        self.b = b
+        self.x = None
+        self.original_x_shape = None
+        self.dW = None
+        self.db = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        self.original_x_shape = x.shape
+        if x.ndim == 0:
+            raise ValueError("Affine.forward: x must have a batch axis, got a 0-d array")
+        x = x.reshape(x.shape[0], -1) if x.ndim != 2 else x
+        W = np.asarray(self.W)
+        if W.ndim != 2 or x.shape[1] != W.shape[0]:
+            raise ValueError("Affine.forward: x has shape %s (flattened %s) and W has shape %s: "
+                             "x's features must equal W.shape[0]"
+                             % (self.original_x_shape, x.shape, W.shape))
+        self.x = x
+        return F.affine(x, W, self.b)  # x @ W + b
+
+    def backward(self, dout):
+        """dx = dout @ W.T; dW = x.T @ dout; db = sum(dout, axis=0). Returns dx (input's shape)."""
+        if self.x is None:
+            raise ValueError("Affine.backward called before forward")
+        dout = np.asarray(dout)
+        W = np.asarray(self.W)
+        M, K = self.x.shape
+        N = W.shape[1]
+        if dout.shape != (M, N):
+            raise ValueError("Affine.backward: dout has shape %s, expected %s (x %s, W %s)"
+                             % (dout.shape, (M, N), self.x.shape, W.shape))
+        dt, res = compute_dtypes(dout.dtype, W.dtype, self.x.dtype)
+        x = as_kernel_array(self.x, dt)
+        dx = np.empty((M, K), dtype=dt)
+        dW = np.empty((K, N), dtype=dt)
+        db = np.empty(N, dtype=dt)
+        _backprop.affine_backward(x, as_kernel_array(W, dt), as_kernel_array(dout, dt),
+                                  dx, dW, db, resolve_n_threads(None))
+        self.dW = finish(dW, res)
+        self.db = finish(db, res)
+        return finish(dx, res).reshape(*self.original_x_shape)
+
+    def __repr__(self):
+        return "Affine(W=%s, b=%s)" % (np.shape(self.W), np.shape(self.b))
+
+
+class SoftmaxWithLoss:
+    """Softmax followed by the cross-entropy loss (labels or one-hot ``t``)."""
+
+    def __init__(self):
+        self.loss = None
+        self.y = None  # softmax output
+        self.t = None  # targets
+
+    def forward(self, x, t):
+        self.t = t
+        self.y = F.softmax(x)
+        self.loss = F.cross_entropy_error(self.y, self.t)
+        return self.loss
+
+    def backward(self, dout=1):
+        if self.y is None:
+            raise ValueError("SoftmaxWithLoss.backward called before forward")
+        t = np.asarray(self.t)
+        batch_size = t.shape[0] if t.ndim else 1
+        if t.size == self.y.size:
+            dx = (self.y - t) / batch_size  # (y - t) / batch_size
+        else:
+            if self.y.ndim != 2:
+                raise ValueError("SoftmaxWithLoss.backward: labels need 2-D scores, y has "
+                                 "shape %s" % (self.y.shape,))
+            dx = self.y.copy()
+            dx[np.arange(batch_size), t] -= 1  # y[t] - 1
+            dx = dx / batch_size
+        return dx
+
+    def __repr__(self):
+        return "SoftmaxWithLoss()"
+
+
+class Dropout:
+    """Drop each unit with probability ``dropout_ratio`` while training.
+
+    Training keeps units where ``np.random.rand(*x.shape) > dropout_ratio``; at test time
+    the output is scaled by ``1 - dropout_ratio`` (the book's, non-inverted, dropout).
+    """
+
+    def __init__(self, dropout_ratio=0.5):
+        self.dropout_ratio = dropout_ratio
+        self.mask = None
+
+    def forward(self, x, train_flg=True):
+        x = np.asarray(x)
+        if train_flg:
+            self.mask = np.random.rand(*x.shape) > self.dropout_ratio
+            return x * self.mask
+        return x * (1.0 - self.dropout_ratio)
+
+    def backward(self, dout):
+        return dout * self.mask
+
+    def __repr__(self):
+        return "Dropout(dropout_ratio=%r)" % (self.dropout_ratio,)
+
+
+class BatchNormalization:
+    """Batch normalisation (Ioffe & Szegedy), the book's layer.
+
+    ``gamma``/``beta`` are kept by reference; running statistics are created on the first
+    forward (zeros of the feature size) and updated with ``momentum`` while training.
+    N-D input is flattened to ``(N, -1)`` and the output takes the input's shape.
+    """
+
+    def __init__(self, gamma, beta, momentum=0.9, running_mean=None, running_var=None):
+        self.gamma = gamma
+        self.beta = beta
+        self.momentum = momentum
+        self.input_shape = None  # 4-D for conv layers, 2-D for dense ones
+        self.running_mean = running_mean
+        self.running_var = running_var
+        self.batch_size = None
+        self.xc = None
+        self.xn = None
+        self.std = None
+        self.dgamma = None
+        self.dbeta = None
+
+    def forward(self, x, train_flg=True):
+        x = np.asarray(x)
+        self.input_shape = x.shape
+        if x.ndim != 2:
+            x = x.reshape(x.shape[0], -1)
+        out = self.__forward(x, train_flg)
+        return out.reshape(*self.input_shape)
+
+    def __forward(self, x, train_flg):
+        if self.running_mean is None:
+            _, D = x.shape
+            self.running_mean = np.zeros(D)
+            self.running_var = np.zeros(D)
+        if train_flg:
+            mu = x.mean(axis=0)
+            xc = x - mu                        # x - mean
+            var = np.mean(xc ** 2, axis=0)     # mean((x - mean)^2)
+            std = np.sqrt(var + 10e-7)         # sqrt(var + 1e-6)
+            xn = xc / std
+            self.batch_size = x.shape[0]
+            self.xc = xc
+            self.xn = xn
+            self.std = std
+            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mu
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+        else:
+            xc = x - self.running_mean
+            xn = xc / (np.sqrt(self.running_var + 10e-7))
+        return self.gamma * xn + self.beta     # gamma * xn + beta
+
+    def backward(self, dout):
+        dout = np.asarray(dout)
+        if dout.ndim != 2:
+            dout = dout.reshape(dout.shape[0], -1)
+        dx = self.__backward(dout)
+        return dx.reshape(*self.input_shape)
+
+    def __backward(self, dout):
+        dbeta = dout.sum(axis=0)
+        dgamma = np.sum(self.xn * dout, axis=0)
+        dxn = self.gamma * dout
+        dxc = dxn / self.std
+        dstd = -np.sum((dxn * self.xc) / (self.std * self.std), axis=0)
+        dvar = 0.5 * dstd / self.std
+        dxc += (2.0 / self.batch_size) * self.xc * dvar
+        dmu = np.sum(dxc, axis=0)
+        dx = dxc - dmu / self.batch_size
+        self.dgamma = dgamma
+        self.dbeta = dbeta
+        return dx
+
+    def __repr__(self):
+        return "BatchNormalization(momentum=%r)" % (self.momentum,)
+
+
+# --- fused backprop -------------------------------------------------------------------
+
+_local = threading.local()
+
+
+def _workspace(nbytes):
+    # one scratch buffer per Python thread, grown as needed and kept: the kernel's scratch
+    # pages stay mapped between training steps instead of being faulted in every call
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf.size < nbytes:
+        buf = _local.buf = np.empty(max(nbytes, 1), dtype=np.uint8)
+    return buf
+
+
+_ACTIVATIONS = {"relu": _backprop.ACT_RELU, "sigmoid": _backprop.ACT_SIGMOID}
+
+
+def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=None):
+    """Backprop gradients of an MLP's mean softmax cross-entropy, in one fused kernel call.
+
+    The net is ``Affine -> activation -> ... -> Affine -> SoftmaxWithLoss`` (the books'
+    ``TwoLayerNet`` / ``MultiLayerNet``). Forward activations are cached and the backward
+    pass runs in C with no Python between layers.
+
+    Parameters
+    ----------
+    Ws : sequence of L arrays, ``Ws[l]`` of shape (n_l, n_{l+1})
+    bs : sequence of L arrays, ``bs[l]`` of shape (n_{l+1},)
+    activation : 'relu' or 'sigmoid' (hidden layers)
+    x : array (M, n_0), a single sample (n_0,), or (M, ...) flattened to (M, n_0)
+    t : M integer labels in [0, n_L), or one-hot targets with the scores' size
+    weight_decay_lambda : float or None
+        When given (even 0), ``weight_decay_lambda * W`` is added to every ``dW``
+        (MultiLayerNet); None adds nothing (TwoLayerNet).
+    n_threads : int, optional
+        Threads (default ``fastnn.get_num_threads()``); results do not depend on it.
+
+    Returns
+    -------
+    dWs, dbs : lists of arrays shaped like ``Ws`` and ``bs``, in the promoted float dtype
+    of x and the parameters.
+    """
+    try:
+        act = _ACTIVATIONS[str(activation).lower()]
+    except KeyError:
+        raise ValueError("mlp_gradient: activation must be 'relu' or 'sigmoid', got %r"
+                         % (activation,)) from None
+    L = len(Ws)
+    if L == 0 or len(bs) != L:
+        raise ValueError("mlp_gradient: need as many biases as weights (>= 1), got %d W and "
+                         "%d b" % (L, len(bs)))
+    x = np.asarray(x)
+    if x.ndim == 0:
+        raise ValueError("mlp_gradient: x must be 1-D (one sample) or 2-D, got a 0-d array")
+    x_shape = x.shape
+    x2 = x.reshape(1, -1) if x.ndim == 1 else (x if x.ndim == 2 else x.reshape(x.shape[0], -1))
+    M = x2.shape[0]
+    if M == 0:
+        raise ValueError("mlp_gradient: x has shape %s: the batch is empty" % (x_shape,))
+    Ws = [np.asarray(W) for W in Ws]
+    bs = [np.asarray(b) for b in bs]
+    n_prev = x2.shape[1]
+    for l, (W, b) in enumerate(zip(Ws, bs)):
+        if W.ndim != 2 or W.shape[0] != n_prev:
+            raise ValueError("mlp_gradient: W%d has shape %s, but its input has %d features "
+                             "(x has shape %s)" % (l + 1, W.shape, n_prev, x_shape))
+        if b.size != W.shape[1] or b.ndim > 2:
+            raise ValueError("mlp_gradient: b%d has shape %s, W%d has shape %s: b must have "
+                             "shape (%d,)" % (l + 1, b.shape, l + 1, W.shape, W.shape[1]))
+        n_prev = W.shape[1]
+    C = n_prev
+    if C == 0:
+        raise ValueError("mlp_gradient: the output layer has no classes (W%d has shape %s)"
+                         % (L, Ws[-1].shape))
+    dt, res = compute_dtypes(x2.dtype, *[W.dtype for W in Ws], *[b.dtype for b in bs])
+    kind, tc = targets(t, M, C, (M, C), "gradient")
+    if kind == "labels":
+        if tc.size and (tc.min() < 0 or tc.max() >= C):
+            bad = tc[(tc < 0) | (tc >= C)]
+            raise ValueError("gradient: labels must be in [0, %d); got %s" % (C, bad[:5].tolist()))
+        labels, onehot = tc, None
+    else:
+        labels, onehot = None, as_kernel_array(tc, dt)
+    xc = as_kernel_array(x2, dt)
+    Wc = [as_kernel_array(W, dt) for W in Ws]
+    bc = [as_kernel_array(b.reshape(-1), dt) for b in bs]
+    dWs = [np.empty(W.shape, dtype=dt) for W in Wc]
+    dbs = [np.empty(b.shape, dtype=dt) for b in bc]
+    decay = weight_decay_lambda is not None
+    sizes = [xc.shape[1]] + [W.shape[1] for W in Wc]
+    work = _workspace(_backprop.workspace_bytes(M, sizes, np.dtype(dt).itemsize))
+    _backprop.mlp_gradient(Wc, bc, act, xc, labels, onehot, decay,
+                           float(weight_decay_lambda) if decay else 0.0, dWs, dbs, work, True,
+                           resolve_n_threads(n_threads))
+    dWs = [finish(d, res) for d in dWs]
+    dbs = [finish(d, res).reshape(b.shape) for d, b in zip(dbs, bs)]
+    return dWs, dbs

@@ -1,0 +1,225 @@
+"""The book's ``common/optimizer.py``: ``update(params, grads)`` in place, one kernel call.
+
+``SGD``, ``Momentum``, ``Nesterov``, ``AdaGrad``, ``RMSprop`` and ``Adam`` with the book's
+arguments, defaults, formulas and ``eps = 1e-7``. State (``v``, ``h``, ``m``) is created on
+the first ``update``, one zero array per key of ``params``, in a dict keyed like ``params``.
+
+Each ``update`` runs the whole step for every parameter in one kernel call (GIL released,
+parallel over chunks of the parameters for big nets). Element-wise and in the
+parameter's dtype, operation for operation as the book's NumPy: float32 parameters get
+float32 arithmetic (Adam's ``lr_t * m`` in float64, as NumPy does).
+
+``lr`` may be a number or a schedule (``fastnn.schedules.ExponentialDecay``,
+``PiecewiseConstantDecay``, any callable of the step): it is called with the number of
+updates done so far (0 for the first), as a TensorFlow optimizer does.
+"""
+import numpy as np
+
+from ._kernels import _optim
+from ._threads import resolve_n_threads
+
+__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _flat(a, order):
+    """A 1-D view of `a` in memory order, or None when `a` is not contiguous that way."""
+    if order == "C" and a.flags.c_contiguous or order == "F" and a.flags.f_contiguous:
+        return a.reshape(-1, order=order)
+    return None
+
+
+class _Optimizer:
+    """Shared machinery: validation, lazy state, one kernel call per dtype."""
+
+    _kind = None
+    _state_names = ()
+
+    def _lr_value(self):
+        lr = self.lr
+        step = getattr(self, "_step", 0)
+        return float(lr(step)) if callable(lr) else float(lr)
+
+    def _state(self, name, params):
+        # lazily created, keyed like params; a key that appears later gets its own zeros
+        st = getattr(self, name)
+        if st is None:
+            st = {}
+            setattr(self, name, st)
+        for key, p in params.items():
+            s = st.get(key)
+            if s is None or not isinstance(s, np.ndarray) or s.shape != p.shape or s.dtype != p.dtype:
+                st[key] = np.zeros(p.shape, dtype=p.dtype,
+                                   order="F" if _order(p) == "F" else "C")
+        return st
+
+    def _run(self, params, grads, consts):
+        """Validate, group by dtype, call the kernel. consts: (c0, c1, c2, c3)."""
+        if not hasattr(params, "keys"):
+            raise TypeError("%s.update: params must be a dict of arrays, got %s"
+                            % (type(self).__name__, type(params).__name__))
+        cls = type(self).__name__
+        for key, p in params.items():
+            if not isinstance(p, np.ndarray):
+                raise TypeError("%s.update: params[%r] must be a NumPy array (updated in place), "
+                                "got %s" % (cls, key, type(p).__name__))
+            if p.dtype not in _FLOATS:
+                raise TypeError("%s.update: params[%r] has dtype %s; parameters must be float32 "
+                                "or float64 arrays" % (cls, key, p.dtype))
+            if not p.flags.writeable:
+                raise ValueError("%s.update: params[%r] (shape %s) is read-only" % (cls, key, p.shape))
+            if key not in grads:
+                raise KeyError("%s.update: grads has no entry %r (params has keys %s)"
+                               % (cls, key, list(params.keys())))
+            g = np.shape(grads[key])
+            if g != p.shape:
+                raise ValueError("%s.update: grads[%r] has shape %s but params[%r] has shape %s"
+                                 % (cls, key, g, key, p.shape))
+        states = [self._state(name, params) for name in self._state_names]
+        groups = {}
+        write_back = []
+        for key, p in params.items():
+            order = _order(p)
+            pf = _flat(p, order)
+            if pf is None:  # a strided view: update a contiguous copy, then copy it back
+                pf = np.ascontiguousarray(p).reshape(-1)  # a contiguous copy
+                write_back.append((p, pf))
+            gf = np.asarray(grads[key], dtype=p.dtype).reshape(-1, order=order)
+            if not gf.flags.c_contiguous:
+                gf = np.ascontiguousarray(gf)
+            sf = []
+            for st in states:
+                s = _flat(st[key], order)
+                if s is None:  # the user replaced a state array with a strided one
+                    st[key] = np.array(st[key], order=order)
+                    s = _flat(st[key], order)
+                sf.append(s)
+            grp = groups.setdefault(p.dtype, ([], [], [], []))
+            grp[0].append(pf)
+            grp[1].append(gf)
+            for j, s in enumerate(sf):
+                grp[2 + j].append(s)
+        nt = resolve_n_threads(None)
+        n_state = len(self._state_names)
+        for dt, (ps, gs, s1, s2) in groups.items():
+            _optim.update(self._kind, ps, gs, s1 if n_state >= 1 else None,
+                          s2 if n_state >= 2 else None, *consts, dt == np.float64, nt)
+        for p, pf in write_back:
+            p[...] = pf.reshape(p.shape)
+        self._step = getattr(self, "_step", 0) + 1
+
+    def __repr__(self):
+        args = ", ".join("%s=%r" % (k, getattr(self, k)) for k in self._args)
+        return "%s(%s)" % (type(self).__name__, args)
+
+
+def _order(p):
+    return "F" if p.flags.f_contiguous and not p.flags.c_contiguous else "C"
+
+
+class SGD(_Optimizer):
+    """Stochastic gradient descent: ``params[key] -= lr * grads[key]``."""
+
+    _kind = _optim.SGD_
+    _args = ("lr",)
+
+    def __init__(self, lr=0.01):
+        self.lr = lr
+
+    def update(self, params, grads):
+        self._run(params, grads, (self._lr_value(), 0.0, 0.0, 0.0))
+
+
+class Momentum(_Optimizer):
+    """Momentum SGD: ``v = momentum * v - lr * grad``; ``param += v``."""
+
+    _kind = _optim.MOMENTUM
+    _state_names = ("v",)
+    _args = ("lr", "momentum")
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr = lr
+        self.momentum = momentum
+        self.v = None
+
+    def update(self, params, grads):
+        self._run(params, grads, (self._lr_value(), float(self.momentum), 0.0, 0.0))
+
+
+class Nesterov(_Optimizer):
+    """Nesterov's accelerated gradient (http://arxiv.org/abs/1212.0901), the book's form."""
+
+    _kind = _optim.NESTEROV
+    _state_names = ("v",)
+    _args = ("lr", "momentum")
+
+    def __init__(self, lr=0.01, momentum=0.9):
+        self.lr = lr
+        self.momentum = momentum
+        self.v = None
+
+    def update(self, params, grads):
+        lr, mom = self._lr_value(), float(self.momentum)
+        self._run(params, grads, (lr, mom, mom * mom, (1 + mom) * lr))
+
+
+class AdaGrad(_Optimizer):
+    """AdaGrad: ``h += g * g``; ``param -= lr * g / (sqrt(h) + 1e-7)``."""
+
+    _kind = _optim.ADAGRAD
+    _state_names = ("h",)
+    _args = ("lr",)
+
+    def __init__(self, lr=0.01):
+        self.lr = lr
+        self.h = None
+
+    def update(self, params, grads):
+        self._run(params, grads, (self._lr_value(), 0.0, 0.0, 0.0))
+
+
+class RMSprop(_Optimizer):
+    """RMSprop: ``h = decay_rate * h + (1 - decay_rate) * g * g``; AdaGrad's step."""
+
+    _kind = _optim.RMSPROP
+    _state_names = ("h",)
+    _args = ("lr", "decay_rate")
+
+    def __init__(self, lr=0.01, decay_rate=0.99):
+        self.lr = lr
+        self.decay_rate = decay_rate
+        self.h = None
+
+    def update(self, params, grads):
+        dr = float(self.decay_rate)
+        self._run(params, grads, (self._lr_value(), dr, 1 - dr, 0.0))
+
+
+class Adam(_Optimizer):
+    """Adam (http://arxiv.org/abs/1412.6980v8), the book's bias-corrected form.
+
+    ``iter`` counts updates; ``lr_t = lr * sqrt(1 - beta2**iter) / (1 - beta1**iter)``;
+    ``m += (1 - beta1) * (g - m)``; ``v += (1 - beta2) * (g**2 - v)``;
+    ``param -= lr_t * m / (sqrt(v) + 1e-7)``.
+    """
+
+    _kind = _optim.ADAM
+    _state_names = ("m", "v")
+    _args = ("lr", "beta1", "beta2")
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999):
+        self.lr = lr
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.iter = 0
+        self.m = None
+        self.v = None
+
+    def update(self, params, grads):
+        lr = self._lr_value()
+        it = self.iter + 1
+        # lr_t = lr * sqrt(1 - beta2^t) / (1 - beta1^t), a float64 scalar as in the book
+        lr_t = lr * np.sqrt(1.0 - self.beta2 ** it) / (1.0 - self.beta1 ** it)
+        self._run(params, grads, (float(lr_t), 1 - float(self.beta1), 1 - float(self.beta2), 0.0))
+        self.iter = it

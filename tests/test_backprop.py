@@ -1,0 +1,389 @@
+"""Fused backprop (fastnn.layers.mlp_gradient and the nets' gradient) against the reference."""
+import io
+import os
+from contextlib import redirect_stdout
+
+import numpy as np
+import pytest
+
+import fastnn
+import reference as R
+from fastnn.gradient import gradient_check
+from fastnn.layers import mlp_gradient
+from fastnn.nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
+
+DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
+
+
+def _mnist(n):
+    path = os.path.join(DATA, "mnist", "mnist_train_100.csv")
+    if not os.path.exists(path):
+        pytest.skip("shared MNIST csv not present")
+    d = np.loadtxt(path, delimiter=",", max_rows=n, ndmin=2)
+    return d[:, 1:] / 255.0, d[:, 0].astype(int)
+
+
+def _sparse(rng, M, K, density=0.2):
+    x = rng.random((M, K))
+    x[rng.random((M, K)) >= density] = 0
+    return x
+
+
+def _ref_net(sizes, activation, lam, seed, dtype=np.float64):
+    np.random.seed(seed)
+    ref = R.MultiLayerNet(sizes[0], sizes[1:-1], sizes[-1], activation=activation,
+                          weight_decay_lambda=lam)
+    for k in ref.params:
+        ref.params[k] = ref.params[k].astype(dtype)
+    ref._build_layers(activation)
+    return ref
+
+
+def _params(ref):
+    L = ref.hidden_layer_num + 1
+    return ([ref.params["W%d" % i] for i in range(1, L + 1)],
+            [ref.params["b%d" % i] for i in range(1, L + 1)])
+
+
+def _assert_grads(got, want, rel, floor=0.0):
+    for k in want:
+        scale = max(np.max(np.abs(want[k])), floor)
+        assert got[k].shape == want[k].shape, k
+        assert np.max(np.abs(got[k] - want[k])) <= rel * scale + 1e-300, (
+            k, np.max(np.abs(got[k] - want[k])), scale)
+
+
+def _as_dict(dWs, dbs):
+    out = {}
+    for i, (dW, db) in enumerate(zip(dWs, dbs), 1):
+        out["W%d" % i], out["b%d" % i] = dW, db
+    return out
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("sizes", [(784, 50, 10), (7, 3, 5, 4), (5, 3), (33, 257, 7)])
+@pytest.mark.parametrize("M", [1, 3, 100, 257])
+@pytest.mark.parametrize("sparse", [True, False])
+def test_matches_reference_float64(activation, sizes, M, sparse, rng):
+    ref = _ref_net(sizes, activation, 0.1, 3)
+    x = _sparse(rng, M, sizes[0]) if sparse else rng.standard_normal((M, sizes[0]))
+    t = rng.integers(0, sizes[-1], M)
+    Ws, bs = _params(ref)
+    got = _as_dict(*mlp_gradient(Ws, bs, activation, x, t, 0.1))
+    _assert_grads(got, ref.gradient(x, t), 1e-12)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("sparse", [True, False])
+def test_matches_reference_float32(activation, sparse, rng):
+    ref = _ref_net((60, 17, 9, 6), activation, 0.05, 4, np.float32)
+    x = (_sparse(rng, 31, 60) if sparse else rng.standard_normal((31, 60))).astype(np.float32)
+    t = rng.integers(0, 6, 31)
+    Ws, bs = _params(ref)
+    dWs, dbs = mlp_gradient(Ws, bs, activation, x, t, 0.05)
+    assert all(d.dtype == np.float32 for d in dWs + dbs)
+    want = ref.gradient(x, t)
+    got = _as_dict(dWs, dbs)
+    for k in want:
+        assert want[k].dtype == np.float32
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=2e-5 * np.max(np.abs(want[k])))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("sparse", [True, False])
+def test_thread_count_does_not_change_bits(dtype, sparse, rng):
+    ref = _ref_net((784, 64, 10), "relu", 0.0, 5, dtype)
+    x = (_sparse(rng, 300, 784) if sparse else rng.standard_normal((300, 784))).astype(dtype)
+    t = rng.integers(0, 10, 300)
+    Ws, bs = _params(ref)
+    one = mlp_gradient(Ws, bs, "relu", x, t, None, n_threads=1)
+    two = mlp_gradient(Ws, bs, "relu", x, t, None, n_threads=2)
+    three = mlp_gradient(Ws, bs, "relu", x, t, None, n_threads=3)
+    for a, b, c in zip(one[0] + one[1], two[0] + two[1], three[0] + three[1]):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
+
+
+def test_onehot_targets_and_labels(rng):
+    ref = _ref_net((20, 8, 5), "sigmoid", 0, 6)
+    x = rng.standard_normal((9, 20))
+    t = rng.integers(0, 5, 9)
+    Ws, bs = _params(ref)
+    a = _as_dict(*mlp_gradient(Ws, bs, "sigmoid", x, t, 0))
+    b = _as_dict(*mlp_gradient(Ws, bs, "sigmoid", x, np.eye(5)[t], 0))
+    c = _as_dict(*mlp_gradient(Ws, bs, "sigmoid", x, np.eye(5, dtype=np.uint8)[t], 0))
+    want = ref.gradient(x, np.eye(5)[t])
+    for g in (a, b, c):
+        _assert_grads(g, want, 1e-12)
+    # soft targets: the reference's (y - t) / batch with t's own values
+    soft = rng.dirichlet(np.ones(5), 9)
+    _assert_grads(_as_dict(*mlp_gradient(Ws, bs, "sigmoid", x, soft, 0)), ref.gradient(x, soft), 1e-12)
+
+
+def test_layouts_and_read_only(rng):
+    ref = _ref_net((30, 12, 4), "relu", 0.01, 7)
+    x = _sparse(rng, 11, 30)
+    t = rng.integers(0, 4, 11)
+    want = ref.gradient(x, t)
+    Ws, bs = _params(ref)
+    xf = np.asfortranarray(x)
+    xs = np.zeros((11, 60))[:, ::2]
+    xs[...] = x
+    Wf = [np.asfortranarray(W) for W in Ws]
+    ro = x.copy()
+    ro.flags.writeable = False
+    for xx, WW in ((xf, Ws), (xs, Ws), (ro, Wf), (x.reshape(11, 2, 15), Ws)):
+        _assert_grads(_as_dict(*mlp_gradient(WW, bs, "relu", xx, t, 0.01)), want, 1e-12)
+    # the inputs are not modified
+    np.testing.assert_array_equal(xf, x)
+    for W, W0 in zip(Ws, _params(ref)[0]):
+        assert W is W0
+
+
+def test_one_sample_1d(rng):
+    ref = _ref_net((10, 6, 3), "sigmoid", 0, 8)
+    x = rng.standard_normal(10)
+    Ws, bs = _params(ref)
+    got = _as_dict(*mlp_gradient(Ws, bs, "sigmoid", x, np.array([2]), 0))
+    _assert_grads(got, ref.gradient(x[None], np.array([2])), 1e-12)
+
+
+def test_int_and_mixed_dtypes(rng):
+    ref = _ref_net((16, 5, 3), "relu", 0, 9)
+    x = rng.integers(0, 3, (7, 16)).astype(np.uint8)
+    t = rng.integers(0, 3, 7)
+    Ws, bs = _params(ref)
+    got = _as_dict(*mlp_gradient(Ws, bs, "relu", x, t, 0))
+    _assert_grads(got, ref.gradient(x.astype(np.float64), t), 1e-12)
+    # float32 params with float64 x compute (and return) float64, as NumPy promotes
+    W32 = [W.astype(np.float32) for W in Ws]
+    dWs, _ = mlp_gradient(W32, bs, "relu", x.astype(np.float64), t, 0)
+    assert dWs[0].dtype == np.float64
+
+
+@pytest.mark.parametrize("sparse", [True, False])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nonfinite_weights_propagate_like_reference(sparse, bad, rng):
+    """A NaN/inf weight meeting a zero input gives NaN in the reference (0 * inf): the
+    sparse path must not skip it."""
+    ref = _ref_net((40, 9, 4), "relu", 0, 10)
+    x = _sparse(rng, 6, 40) if sparse else rng.standard_normal((6, 40))
+    x[:, 3] = 0.0
+    ref.params["W1"][3, 2] = bad
+    ref._build_layers("relu")
+    t = rng.integers(0, 4, 6)
+    Ws, bs = _params(ref)
+    with np.errstate(all="ignore"):
+        want = ref.gradient(x, t)
+    got = _as_dict(*mlp_gradient(Ws, bs, "relu", x, t, 0))
+    for k in want:
+        np.testing.assert_array_equal(np.isnan(got[k]), np.isnan(want[k]), err_msg=k)
+        fin = np.isfinite(want[k])
+        np.testing.assert_allclose(got[k][fin], want[k][fin], rtol=1e-10, atol=1e-14)
+
+
+def test_nan_input_propagates(rng):
+    ref = _ref_net((12, 5, 3), "sigmoid", 0, 11)
+    x = _sparse(rng, 4, 12)
+    x[1, 5] = np.nan
+    t = rng.integers(0, 3, 4)
+    Ws, bs = _params(ref)
+    with np.errstate(all="ignore"):
+        want = ref.gradient(x, t)
+    got = _as_dict(*mlp_gradient(Ws, bs, "sigmoid", x, t, 0))
+    for k in want:
+        np.testing.assert_array_equal(np.isnan(got[k]), np.isnan(want[k]), err_msg=k)
+
+
+def test_extreme_scores_stay_finite(rng):
+    ref = _ref_net((8, 4, 3), "relu", 0, 12)
+    ref.params["W2"] *= 1e6
+    ref._build_layers("relu")
+    x = rng.standard_normal((5, 8)) * 100
+    t = rng.integers(0, 3, 5)
+    Ws, bs = _params(ref)
+    want = ref.gradient(x, t)
+    got = _as_dict(*mlp_gradient(Ws, bs, "relu", x, t, 0))
+    _assert_grads(got, want, 1e-12)
+    assert all(np.isfinite(v).all() for v in got.values())
+
+
+def test_errors(rng):
+    W1, b1, W2, b2 = np.ones((4, 3)), np.zeros(3), np.ones((3, 2)), np.zeros(2)
+    x, t = np.ones((5, 4)), np.zeros(5, dtype=int)
+    with pytest.raises(ValueError, match=r"W1 has shape \(4, 3\).*5 features"):
+        mlp_gradient([W1, W2], [b1, b2], "relu", np.ones((5, 5)), t)
+    with pytest.raises(ValueError, match=r"W2 has shape \(2, 2\)"):
+        mlp_gradient([W1, np.ones((2, 2))], [b1, b2], "relu", x, t)
+    with pytest.raises(ValueError, match=r"b1 has shape \(4,\)"):
+        mlp_gradient([W1, W2], [np.zeros(4), b2], "relu", x, t)
+    with pytest.raises(ValueError, match="activation"):
+        mlp_gradient([W1, W2], [b1, b2], "tanh", x, t)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 2\)"):
+        mlp_gradient([W1, W2], [b1, b2], "relu", x, np.array([0, 1, 2, 0, 0]))
+    with pytest.raises(ValueError, match="t has shape"):
+        mlp_gradient([W1, W2], [b1, b2], "relu", x, np.zeros(3, dtype=int))
+    with pytest.raises(TypeError, match="labels must be integers"):
+        mlp_gradient([W1, W2], [b1, b2], "relu", x, np.zeros(5))
+    with pytest.raises(ValueError, match="empty"):
+        mlp_gradient([W1, W2], [b1, b2], "relu", np.ones((0, 4)), np.zeros(0, dtype=int))
+    with pytest.raises(ValueError, match="as many biases"):
+        mlp_gradient([W1, W2], [b1], "relu", x, t)
+
+
+# --- the nets' gradient ---------------------------------------------------------------------
+
+def test_two_layer_net_gradient_is_fused_and_exact(rng):
+    X, T = _mnist(20)
+    np.random.seed(0)
+    ref = R.TwoLayerNet(784, 50, 10)
+    np.random.seed(0)
+    net = TwoLayerNet(784, 50, 10)
+    _assert_grads(net.gradient(X, T), ref.gradient(X, T), 1e-12)
+    _assert_grads(net.gradient(X, np.eye(10)[T]), ref.gradient(X, np.eye(10)[T]), 1e-12)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_multi_layer_net_gradient(activation, rng):
+    X, T = _mnist(30)
+    np.random.seed(1)
+    ref = R.MultiLayerNet(784, [40, 20], 10, activation=activation, weight_decay_lambda=0.1)
+    np.random.seed(1)
+    net = MultiLayerNet(784, [40, 20], 10, activation=activation, weight_decay_lambda=0.1)
+    _assert_grads(net.gradient(X, T), ref.gradient(X, T), 1e-12)
+
+
+@pytest.mark.parametrize("use_dropout", [False, True])
+@pytest.mark.parametrize("use_batchnorm", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_multi_layer_net_extend_matches_reference(use_dropout, use_batchnorm, activation, rng):
+    kw = dict(activation=activation, weight_decay_lambda=0.01, use_dropout=use_dropout,
+              dropout_ration=0.3, use_batchnorm=use_batchnorm)
+    np.random.seed(2)
+    ref = R.MultiLayerNetExtend(24, [13, 9], 5, **kw)
+    np.random.seed(2)
+    net = MultiLayerNetExtend(24, [13, 9], 5, **kw)
+    assert list(net.params) == list(ref.params)
+    assert list(net.layers) == list(ref.layers)
+    for k in ref.params:
+        np.testing.assert_array_equal(net.params[k], ref.params[k])
+    x = _sparse(rng, 17, 24)
+    t = rng.integers(0, 5, 17)
+    np.random.seed(3)
+    want = ref.gradient(x, t)
+    np.random.seed(3)
+    got = net.gradient(x, t)
+    assert sorted(got) == sorted(want)
+    # with batchnorm, b1/b2 of the normalised layers are 0 up to rounding: scale by the W's
+    _assert_grads(got, want, 1e-11, floor=1e-3 * max(np.max(np.abs(v)) for v in want.values()))
+    np.testing.assert_allclose(net.predict(x), ref.predict(x), rtol=1e-12)
+    np.testing.assert_allclose(net.loss(x, t), ref.loss(x, t), rtol=1e-12)
+    assert net.accuracy(x, t) == ref.accuracy(x, t)
+    assert net.accuracy(x, np.eye(5)[t]) == ref.accuracy(x, np.eye(5)[t])
+
+
+def test_multi_layer_net_extend_numerical_gradient_small(rng):
+    np.random.seed(4)
+    ref = R.MultiLayerNetExtend(6, [4], 3, use_batchnorm=True, weight_decay_lambda=0.1)
+    np.random.seed(4)
+    net = MultiLayerNetExtend(6, [4], 3, use_batchnorm=True, weight_decay_lambda=0.1)
+    x = rng.standard_normal((5, 6))
+    t = rng.integers(0, 3, 5)
+    want = ref.numerical_gradient(x, t)
+    got = net.numerical_gradient(x, t)
+    assert sorted(got) == sorted(want)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-9)
+    # and the fused-engine path (no dropout / batchnorm)
+    np.random.seed(5)
+    ref = R.MultiLayerNetExtend(6, [4], 3, activation="sigmoid")
+    np.random.seed(5)
+    net = MultiLayerNetExtend(6, [4], 3, activation="sigmoid")
+    want, got = ref.numerical_gradient(x, t), net.numerical_gradient(x, t)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=1e-9)
+
+
+def test_multi_layer_net_extend_follows_rebound_params(rng):
+    np.random.seed(6)
+    net = MultiLayerNetExtend(8, [5], 3, use_dropout=True)
+    x = rng.standard_normal((4, 8))
+    net.params["W1"] = net.params["W1"] * 2
+    y = net.predict(x)
+    a = np.maximum(x @ net.params["W1"] + net.params["b1"], 0) * 0.5
+    np.testing.assert_allclose(y, a @ net.params["W2"] + net.params["b2"], rtol=1e-12)
+
+
+# --- gradient check ---------------------------------------------------------------------------
+
+def test_gradient_check_on_mnist_agrees_with_reference():
+    """The book's ch05 check on real MNIST images (hidden layer reduced to keep the
+    reference's own numerical gradient quick)."""
+    X, T = _mnist(3)
+    np.random.seed(0)
+    ref = R.TwoLayerNet(784, 5, 10)
+    np.random.seed(0)
+    net = TwoLayerNet(784, 5, 10)
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        want = R.gradient_check(ref, X, T)
+    expected_print = buf.getvalue()
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        got = gradient_check(net, X, T)
+    lines = buf.getvalue().splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["W1", "b1", "W2", "b2"]
+    assert len(expected_print.splitlines()) == 4
+    for ln, k in zip(lines, ["W1", "b1", "W2", "b2"]):
+        assert ln == k + ":" + str(got[k])
+    for k in want:
+        # both are finite-difference noise of the same size (h^2 truncation + rounding)
+        assert got[k] < 1e-6 and want[k] < 1e-6
+        assert abs(got[k] - want[k]) <= max(0.5 * want[k], 1e-10), (k, got[k], want[k])
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_gradient_check_after_training_below_1e8(activation):
+    """Once the net fits the checked images a little, the +1e-7 inside the log no longer
+    shows and backprop agrees with the numerical gradient below 1e-8 everywhere."""
+    X, T = _mnist(20)
+    np.random.seed(0)
+    net = MultiLayerNet(784, [50], 10, activation=activation)
+    from fastnn.optimizer import Adam
+    opt = Adam(lr=0.01)
+    for i in range(10):
+        opt.update(net.params, net.gradient(X, T))
+    with redirect_stdout(io.StringIO()):
+        diffs = gradient_check(net, X[:3], T[:3])
+    assert set(diffs) == {"W1", "b1", "W2", "b2"}
+    for k, d in diffs.items():
+        assert d < 1e-8, (k, d)
+
+
+def test_set_num_threads_is_honoured(rng):
+    ref = _ref_net((784, 30, 10), "relu", 0, 13)
+    x = _sparse(rng, 64, 784)
+    t = rng.integers(0, 10, 64)
+    Ws, bs = _params(ref)
+    fastnn.set_num_threads(1)
+    try:
+        a = mlp_gradient(Ws, bs, "relu", x, t)
+    finally:
+        fastnn.set_num_threads(None)
+    b = mlp_gradient(Ws, bs, "relu", x, t)
+    for u, v in zip(a[0] + a[1], b[0] + b[1]):
+        np.testing.assert_array_equal(u, v)
+
+
+def test_concurrent_python_threads(rng):
+    from concurrent.futures import ThreadPoolExecutor
+    ref = _ref_net((100, 20, 5), "sigmoid", 0, 14)
+    Ws, bs = _params(ref)
+    xs = [_sparse(rng, 16, 100) for _ in range(8)]
+    ts = [rng.integers(0, 5, 16) for _ in range(8)]
+    want = [mlp_gradient(Ws, bs, "sigmoid", x, t) for x, t in zip(xs, ts)]
+    with ThreadPoolExecutor(4) as ex:
+        got = list(ex.map(lambda xt: mlp_gradient(Ws, bs, "sigmoid", *xt), zip(xs, ts)))
+    for g, w in zip(got, want):
+        for u, v in zip(g[0] + g[1], w[0] + w[1]):
+            np.testing.assert_array_equal(u, v)
