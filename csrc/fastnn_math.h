@@ -58,6 +58,44 @@ static inline double fastnn_exp(double x)
     return (p * s1) * s2;
 }
 
+/* Natural log, vectorisable (fdlibm's e_log.c scheme, branch-free): x = 2^k m with
+ * m in [sqrt(1/2), sqrt(2)), f = m - 1, s = f / (2 + f), log(1 + f) = 2s + s R(s^2) with
+ * fdlibm's minimax R; error < 1 ulp. Subnormals are scaled by 2^54 first. IEEE cases:
+ * log(0) = -inf, log(x < 0) = nan, log(inf) = inf, log(nan) = nan. The exponent is read
+ * with a logical shift and turned into a double with the shifter trick, both of which
+ * SSE2 vectorises. */
+static inline double fastnn_log(double x)
+{
+    const double ln2_hi = 6.93147180369123816490e-01, ln2_lo = 1.90821492927058770002e-10;
+    const double Lg1 = 6.666666666666735130e-01, Lg2 = 3.999999999940941908e-01;
+    const double Lg3 = 2.857142874366239149e-01, Lg4 = 2.222219843214978396e-01;
+    const double Lg5 = 1.818357216161805012e-01, Lg6 = 1.531383769920937332e-01;
+    const double Lg7 = 1.479819860511658591e-01;
+    const double shifter = 6755399441055744.0;   /* 1.5 * 2^52 */
+    /* every lane value is 64 bits wide (mixing in int conditions stops the vectoriser) */
+    const double scale = x < 2.2250738585072014e-308 ? 18014398509481984.0 : 1.0;   /* 2^54 */
+    const double bias = x < 2.2250738585072014e-308 ? 1077.0 : 1023.0;   /* 54 more if scaled */
+    const uint64_t u = fastnn_double_to_bits(x * scale);
+    const uint64_t mant = u & 0x000fffffffffffffULL;
+    /* m in [1, 2); halve it (and bump k) when above sqrt(2) */
+    const uint64_t big = mant > 0x6a09e667f3bcdULL ? 1u : 0u;
+    const double m = fastnn_bits_to_double(mant | (0x3ff0000000000000ULL - (big << 52)));
+    const uint64_t kbits = ((u >> 52) & 0x7ff) + big;   /* biased exponent, 0..2047 */
+    const double kd = (fastnn_bits_to_double(kbits + fastnn_double_to_bits(shifter)) - shifter) - bias;
+    const double f = m - 1.0;
+    const double hfsq = 0.5 * f * f;
+    const double s = f / (2.0 + f);
+    const double z = s * s, w = z * z;
+    const double t1 = w * (Lg2 + w * (Lg4 + w * Lg6));
+    const double t2 = z * (Lg1 + w * (Lg3 + w * (Lg5 + w * Lg7)));
+    const double R = t2 + t1;
+    double r = kd * ln2_hi - ((hfsq - (s * (hfsq + R) + kd * ln2_lo)) - f);
+    r = x == 0.0 ? -INFINITY : r;
+    r = x < 0.0 ? NAN : r;
+    r = x == INFINITY ? x : r;
+    return x != x ? x : r;
+}
+
 /* sigmoid(x) = 1 / (1 + exp(-x)), the book's formula evaluated in double */
 static inline double fastnn_sigmoid(double x)
 {
@@ -90,6 +128,9 @@ static inline double fastnn_sigmoid(double x)
 /* y = exp(y) in place: one long loop, so it vectorises even when rows are short */          \
 ATTR static void fastnn_exp_inplace_##E##_##SFX(T *y, ptrdiff_t n)                            \
 { for (ptrdiff_t j = 0; j < n; j++) y[j] = (T)fastnn_exp((double)y[j]); }                     \
+/* v = log(v) in place */                                                                     \
+ATTR static void fastnn_log_inplace_##E##_##SFX(double *v, ptrdiff_t n)                       \
+{ for (ptrdiff_t j = 0; j < n; j++) v[j] = fastnn_log(v[j]); }                                 \
 /* max of a row as np.max: any NaN makes it NaN (and so the whole softmax row NaN) */         \
 ATTR static T fastnn_row_max_##E##_##SFX(const T *x, ptrdiff_t n)                             \
 {                                                                                              \
@@ -170,6 +211,8 @@ static inline int fastnn_math_init(void)
 #endif
 
 /* the entry points the kernels call */
+static inline void fastnn_log_inplace(double *v, ptrdiff_t n)
+{ FASTNN_MATH_PICK(fastnn_log_inplace_d, v, n); }
 static inline void fastnn_exp_inplace_d(double *y, ptrdiff_t n)
 { FASTNN_MATH_PICK(fastnn_exp_inplace_d, y, n); }
 static inline void fastnn_exp_inplace_s(float *y, ptrdiff_t n)

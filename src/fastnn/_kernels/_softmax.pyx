@@ -1,14 +1,13 @@
 # Softmax, cross-entropy and their fusion.
 #
-# Design (STYLE.md): the per-row math (row max, exp, sum of exps) is C in
-# csrc/fastnn_math.h, compiled for the baseline ISA and for AVX2+FMA and picked at run
-# time; the def functions here own the prange over rows (static schedule: rows cost the
-# same); fastnn.functions validates label dtype/shape and allocates. Per-row losses go to
-# a buffer and are summed in row order afterwards, so a total never depends on the thread
+# Design (STYLE.md): the math of a block of rows (row max, exp, sums, log) is C in
+# csrc/fastnn_math.h, vectorised for baseline/AVX2/AVX-512 with identical bits; the def
+# functions here own the prange over blocks of rows (static schedule: rows cost the same);
+# fastnn.functions validates label dtype/shape and allocates. Per-row log terms go to a
+# buffer and are summed in row order afterwards, so a total never depends on the thread
 # count. Sums are kept in double for float32 input too.
 
-from cython.parallel cimport prange
-from libc.math cimport log
+from cython.parallel cimport parallel, prange
 from libc.stdlib cimport malloc, free
 
 from cython cimport floating
@@ -17,9 +16,7 @@ cdef extern from "fastnn_math.h":
     int fastnn_math_init() noexcept nogil
     void fastnn_softmax_rows_d(const double *x, double *y, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
     void fastnn_softmax_rows_s(const float *x, float *y, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
-    double fastnn_max_sumexp_d(const double *x, Py_ssize_t n, double *m) noexcept nogil
-    double fastnn_max_sumexp_s(const float *x, Py_ssize_t n, float *m) noexcept nogil
-    double fastnn_exp(double x) noexcept nogil
+    void fastnn_log_inplace(double *v, Py_ssize_t n) noexcept nogil
 
 fastnn_math_init()
 
@@ -47,49 +44,54 @@ cdef inline Py_ssize_t argmax_row(const target_t *t, Py_ssize_t n) noexcept nogi
     return best
 
 
-cdef inline double ce_term(floating y_t) noexcept nogil:
-    # the book's loss for one row: -log(y_t + 1e-7), the sum y_t + 1e-7 rounded in the
-    # input's precision as the reference computes it; the log and the mean in double
-    cdef floating v = y_t + <floating> 1e-7
-    return -log(<double> v)
+cdef inline double shifted(floating y_t) noexcept nogil:
+    # y_t + 1e-7 rounded in the input's precision, as the reference computes it
+    return <double> (y_t + <floating> 1e-7)
 
 
-cdef inline double label_term(const floating *y_row, Py_ssize_t n, Py_ssize_t label,
-                              Py_ssize_t *bad) noexcept nogil:
-    # a flag written through a pointer: a plain assignment inside prange is lastprivate
-    if label < 0 or label >= n:
-        bad[0] = 1
-        return 0.0
-    return ce_term(y_row[label])
-
-
-cdef inline double fused_term(const floating *x, Py_ssize_t n, Py_ssize_t label,
-                              Py_ssize_t *bad) noexcept nogil:
-    # -log(softmax(x)[label] + 1e-7) without writing the softmax row; the probability is
-    # rounded to the input's precision first, as the reference stores it.
-    cdef floating m
-    cdef double s
-    if label < 0 or label >= n:
-        bad[0] = 1
-        return 0.0
+cdef inline void softmax_block(const floating *x, floating *y, Py_ssize_t rows,
+                               Py_ssize_t n) noexcept nogil:
     if floating is double:
-        s = fastnn_max_sumexp_d(x, n, &m)
+        fastnn_softmax_rows_d(x, y, rows, n)
     else:
-        s = fastnn_max_sumexp_s(x, n, &m)
-    cdef floating y_t = <floating> (<floating> fastnn_exp(<double> (x[label] - m)) / s)
-    return ce_term(y_t)
+        fastnn_softmax_rows_s(x, y, rows, n)
 
 
-cdef double mean_in_order(const double *v, Py_ssize_t n) noexcept nogil:
+cdef double mean_neg(const double *logs, Py_ssize_t n) noexcept nogil:
+    # -sum(log(y_t + 1e-7)) / batch, summed in row order (thread-count independent)
     cdef double s = 0.0
     cdef Py_ssize_t i
     for i in range(n):
-        s += v[i]
-    return s / n
+        s += logs[i]
+    return -s / n
 
 
 cdef inline int threads_for(Py_ssize_t elems, int n_threads) noexcept nogil:
     return 1 if elems < PARALLEL_MIN_ELEMS else n_threads
+
+
+# ---- one block of rows: gather y_t + 1e-7 for each row, then log them in place -------
+
+cdef inline Py_ssize_t gather_labels(const floating *y, Py_ssize_t n, const Py_ssize_t *t,
+                                     Py_ssize_t rows, double *v) noexcept nogil:
+    """v[i] = y[i, t[i]] + 1e-7; returns how many labels were out of [0, n)."""
+    cdef Py_ssize_t i, bad = 0
+    for i in range(rows):
+        if t[i] < 0 or t[i] >= n:
+            bad += 1
+            v[i] = 1.0
+        else:
+            v[i] = shifted(y[i * n + t[i]])
+    fastnn_log_inplace(v, rows)
+    return bad
+
+
+cdef inline void gather_onehot(const floating *y, Py_ssize_t n, const target_t *t,
+                               Py_ssize_t rows, double *v) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(rows):
+        v[i] = shifted(y[i * n + argmax_row(t + i * n, n)])
+    fastnn_log_inplace(v, rows)
 
 
 def softmax(const floating[:, ::1] x,   # IN  (rows, n)
@@ -99,29 +101,36 @@ def softmax(const floating[:, ::1] x,   # IN  (rows, n)
     if rows == 0 or n == 0:
         return
     cdef Py_ssize_t n_blocks = (rows + ROW_BLOCK - 1) // ROW_BLOCK
+    n_threads = threads_for(rows * n, n_threads)
     with nogil:
-        for blk in prange(n_blocks, schedule="static", num_threads=threads_for(rows * n, n_threads)):
-            r0 = blk * ROW_BLOCK
-            if floating is double:
-                fastnn_softmax_rows_d(&x[r0, 0], &out[r0, 0], min(ROW_BLOCK, rows - r0), n)
-            else:
-                fastnn_softmax_rows_s(&x[r0, 0], &out[r0, 0], min(ROW_BLOCK, rows - r0), n)
+        if n_threads == 1:  # no parallel region at all: small calls stay cheap
+            softmax_block(&x[0, 0], &out[0, 0], rows, n)
+        else:
+            for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
+                r0 = blk * ROW_BLOCK
+                softmax_block(&x[r0, 0], &out[r0, 0], min(ROW_BLOCK, rows - r0), n)
 
 
 def cross_entropy_labels(const floating[:, ::1] y,   # IN (rows, n) probabilities
                          const Py_ssize_t[::1] t,    # IN (rows,) labels
                          int n_threads):
-    """Mean over rows of -log(y[i, t[i]] + 1e-7). Returns (loss, any_bad_label)."""
-    cdef Py_ssize_t i, rows = y.shape[0], n = y.shape[1], bad = 0
+    """Mean over rows of -log(y[i, t[i]] + 1e-7). Returns (loss, n_bad_labels)."""
+    cdef Py_ssize_t blk, r0, rows = y.shape[0], n = y.shape[1], bad = 0
+    cdef Py_ssize_t n_blocks = (rows + ROW_BLOCK - 1) // ROW_BLOCK
     cdef double loss
-    cdef double *terms = <double *> malloc(rows * sizeof(double))
-    if terms == NULL:
+    cdef double *v = <double *> malloc(rows * sizeof(double))
+    if v == NULL:
         raise MemoryError()
+    n_threads = threads_for(rows * n, n_threads)
     with nogil:
-        for i in prange(rows, schedule="static", num_threads=threads_for(rows * n, n_threads)):
-            terms[i] = label_term(&y[i, 0], n, t[i], &bad)
-        loss = mean_in_order(terms, rows)
-    free(terms)
+        if n_threads == 1:
+            bad = gather_labels(&y[0, 0], n, &t[0], rows, v)
+        else:
+            for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
+                r0 = blk * ROW_BLOCK
+                bad += gather_labels(&y[r0, 0], n, &t[r0], min(ROW_BLOCK, rows - r0), v + r0)
+        loss = mean_neg(v, rows)
+    free(v)
     return loss, bad
 
 
@@ -129,48 +138,75 @@ def cross_entropy_onehot(const floating[:, ::1] y,   # IN (rows, n) probabilitie
                          const target_t[:, ::1] t,   # IN (rows, n) one-hot (argmax used)
                          int n_threads):
     """Mean over rows of -log(y[i, argmax(t[i])] + 1e-7)."""
-    cdef Py_ssize_t i, rows = y.shape[0], n = y.shape[1]
+    cdef Py_ssize_t blk, r0, rows = y.shape[0], n = y.shape[1]
+    cdef Py_ssize_t n_blocks = (rows + ROW_BLOCK - 1) // ROW_BLOCK
     cdef double loss
-    cdef double *terms = <double *> malloc(rows * sizeof(double))
-    if terms == NULL:
+    cdef double *v = <double *> malloc(rows * sizeof(double))
+    if v == NULL:
         raise MemoryError()
+    n_threads = threads_for(rows * n, n_threads)
     with nogil:
-        for i in prange(rows, schedule="static", num_threads=threads_for(rows * n, n_threads)):
-            terms[i] = ce_term(y[i, argmax_row(&t[i, 0], n)])
-        loss = mean_in_order(terms, rows)
-    free(terms)
+        if n_threads == 1:
+            gather_onehot(&y[0, 0], n, &t[0, 0], rows, v)
+        else:
+            for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
+                r0 = blk * ROW_BLOCK
+                gather_onehot(&y[r0, 0], n, &t[r0, 0], min(ROW_BLOCK, rows - r0), v + r0)
+        loss = mean_neg(v, rows)
+    free(v)
     return loss
 
+
+# ---- fused: softmax of a block into thread-local scratch, then the same gather ---------
+# (so softmax_loss(x, t) == cross_entropy_error(softmax(x), t) bit for bit)
 
 def softmax_cross_entropy_labels(const floating[:, ::1] x,   # IN (rows, n) scores
                                  const Py_ssize_t[::1] t,    # IN (rows,) labels
                                  int n_threads):
-    """cross_entropy_error(softmax(x), t) in one pass. Returns (loss, any_bad_label)."""
-    cdef Py_ssize_t i, rows = x.shape[0], n = x.shape[1], bad = 0
+    """cross_entropy_error(softmax(x), t) without a softmax array. Returns (loss, n_bad)."""
+    cdef Py_ssize_t blk, r0, nr, rows = x.shape[0], n = x.shape[1], bad = 0
+    cdef Py_ssize_t n_blocks = (rows + ROW_BLOCK - 1) // ROW_BLOCK
     cdef double loss
-    cdef double *terms = <double *> malloc(rows * sizeof(double))
-    if terms == NULL:
+    cdef floating *scratch
+    cdef double *v = <double *> malloc(rows * sizeof(double))
+    if v == NULL:
         raise MemoryError()
+    n_threads = threads_for(rows * n, n_threads)
+    with nogil, parallel(num_threads=n_threads):
+        scratch = <floating *> malloc(ROW_BLOCK * n * sizeof(floating))
+        for blk in prange(n_blocks, schedule="static"):
+            r0 = blk * ROW_BLOCK
+            nr = min(ROW_BLOCK, rows - r0)
+            softmax_block(&x[r0, 0], scratch, nr, n)
+            bad += gather_labels(scratch, n, &t[r0], nr, v + r0)
+        free(scratch)
     with nogil:
-        for i in prange(rows, schedule="static", num_threads=threads_for(rows * n, n_threads)):
-            terms[i] = fused_term(&x[i, 0], n, t[i], &bad)
-        loss = mean_in_order(terms, rows)
-    free(terms)
+        loss = mean_neg(v, rows)
+    free(v)
     return loss, bad
 
 
 def softmax_cross_entropy_onehot(const floating[:, ::1] x,   # IN (rows, n) scores
                                  const target_t[:, ::1] t,   # IN (rows, n) one-hot
                                  int n_threads):
-    """cross_entropy_error(softmax(x), t) for one-hot t, in one pass."""
-    cdef Py_ssize_t i, rows = x.shape[0], n = x.shape[1], bad = 0
+    """cross_entropy_error(softmax(x), t) for one-hot t, without a softmax array."""
+    cdef Py_ssize_t blk, r0, nr, rows = x.shape[0], n = x.shape[1]
+    cdef Py_ssize_t n_blocks = (rows + ROW_BLOCK - 1) // ROW_BLOCK
     cdef double loss
-    cdef double *terms = <double *> malloc(rows * sizeof(double))
-    if terms == NULL:
+    cdef floating *scratch
+    cdef double *v = <double *> malloc(rows * sizeof(double))
+    if v == NULL:
         raise MemoryError()
+    n_threads = threads_for(rows * n, n_threads)
+    with nogil, parallel(num_threads=n_threads):
+        scratch = <floating *> malloc(ROW_BLOCK * n * sizeof(floating))
+        for blk in prange(n_blocks, schedule="static"):
+            r0 = blk * ROW_BLOCK
+            nr = min(ROW_BLOCK, rows - r0)
+            softmax_block(&x[r0, 0], scratch, nr, n)
+            gather_onehot(scratch, n, &t[r0, 0], nr, v + r0)
+        free(scratch)
     with nogil:
-        for i in prange(rows, schedule="static", num_threads=threads_for(rows * n, n_threads)):
-            terms[i] = fused_term(&x[i, 0], n, argmax_row(&t[i, 0], n), &bad)
-        loss = mean_in_order(terms, rows)
-    free(terms)
+        loss = mean_neg(v, rows)
+    free(v)
     return loss
