@@ -25,7 +25,7 @@
 typedef ptrdiff_t fastnn_idx;
 
 #define FASTNN_GEMM_MR 6         /* rows of a tile */
-#define FASTNN_GEMM_MAX_NR 64    /* widest panel: the one-row kernel, float, AVX2 (8 x 8) */
+#define FASTNN_GEMM_MAX_NR 16    /* widest tile panel: float, AVX2 (2 x 8) */
 
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #define FASTNN_X86_DISPATCH 1
@@ -33,7 +33,7 @@ typedef ptrdiff_t fastnn_idx;
 
 /* ---- micro-kernel template ----------------------------------------------------------
  * NAME_tile: C[0:mr, skip:skip+nc] of an MR x (2 LANES) tile (rows past mr repeat row 0).
- * NAME_row:  c[skip:skip+nc] of one row times a panel of 8 LANES columns.
+ * NAME_row:  one row times all of B's columns [0, n), streaming B's rows.
  * b, bias, c point at the panel's first column; bias may be NULL. */
 #if defined(__GNUC__)
 #define FASTNN_MK(NAME, T, LANES, ATTR)                                                        \
@@ -72,23 +72,39 @@ ATTR static void NAME##_tile(fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_id
     for (int i = 0; i < mr; i++)                                                               \
         memcpy(c + i * ldc + skip, (const T *)rows[i] + skip, sizeof(T) * (size_t)nc);         \
 }                                                                                              \
+/* One row: c[0:n] = a[0:K] @ B[0:K, 0:n] (+ bias), streaming B's rows in order (the       \
+ * prefetcher's best case) four at a time; c holds the partial sums (in L1). Each c[j] still \
+ * gets one multiply-add per k in k order, so it equals the tile kernel's result bit for bit.*/\
 ATTR static void NAME##_row(fastnn_idx K, const T *a, fastnn_idx csa, const T *b,              \
-                            fastnn_idx rsb, const T *bias, T *c, int skip, int nc)             \
+                            fastnn_idx rsb, const T *bias, T *c, fastnn_idx n)                 \
 {                                                                                              \
-    /* eight independent accumulators: enough multiply-adds in flight to hide latency */      \
-    NAME##_vt c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, c4 = {0}, c5 = {0}, c6 = {0}, c7 = {0}; \
-    for (fastnn_idx k = 0; k < K; k++) {                                                       \
-        const T av = a[k * csa];                                                               \
-        const NAME##_vu *bk = (const NAME##_vu *)(b + k * rsb);                                \
-        c0 += av * bk[0]; c1 += av * bk[1]; c2 += av * bk[2]; c3 += av * bk[3];                \
-        c4 += av * bk[4]; c5 += av * bk[5]; c6 += av * bk[6]; c7 += av * bk[7];                \
+    const fastnn_idx nv = n / LANES * LANES;                                                   \
+    fastnn_idx j, k = 0;                                                                       \
+    for (j = 0; j < n; j++) c[j] = 0;                                                          \
+    for (; k + 4 <= K; k += 4) {                                                               \
+        const T a0 = a[k * csa], a1 = a[(k + 1) * csa], a2 = a[(k + 2) * csa], a3 = a[(k + 3) * csa]; \
+        const T *b0 = b + k * rsb, *b1 = b0 + rsb, *b2 = b1 + rsb, *b3 = b2 + rsb;             \
+        for (j = 0; j < nv; j += LANES) {                                                      \
+            NAME##_vt acc = *(NAME##_vu *)(c + j);                                             \
+            acc += a0 * *(const NAME##_vu *)(b0 + j);                                          \
+            acc += a1 * *(const NAME##_vu *)(b1 + j);                                          \
+            acc += a2 * *(const NAME##_vu *)(b2 + j);                                          \
+            acc += a3 * *(const NAME##_vu *)(b3 + j);                                          \
+            *(NAME##_vu *)(c + j) = acc;                                                       \
+        }                                                                                      \
+        for (; j < n; j++) {                                                                   \
+            T acc = c[j];                                                                      \
+            acc += a0 * b0[j]; acc += a1 * b1[j]; acc += a2 * b2[j]; acc += a3 * b3[j];        \
+            c[j] = acc;                                                                        \
+        }                                                                                      \
     }                                                                                          \
-    NAME##_vt out[8] = {c0, c1, c2, c3, c4, c5, c6, c7};                                       \
-    if (bias) {                                                                                \
-        const NAME##_vu *bv = (const NAME##_vu *)bias;                                         \
-        for (int v = 0; v < 8; v++) out[v] += bv[v];                                           \
+    for (; k < K; k++) {                                                                       \
+        const T ak = a[k * csa];                                                               \
+        const T *bk = b + k * rsb;                                                             \
+        for (j = 0; j < n; j++) { T acc = c[j]; acc += ak * bk[j]; c[j] = acc; }               \
     }                                                                                          \
-    memcpy(c + skip, (const T *)out + skip, sizeof(T) * (size_t)nc);                           \
+    if (bias)                                                                                  \
+        for (j = 0; j < n; j++) c[j] = c[j] + bias[j];                                         \
 }
 #else  /* no vector extensions: same interface and summation order, plain loops */
 #define FASTNN_MK(NAME, T, LANES, ATTR)                                                        \
@@ -104,9 +120,9 @@ static void NAME##_tile(fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_idx csa
         }                                                                                      \
 }                                                                                              \
 static void NAME##_row(fastnn_idx K, const T *a, fastnn_idx csa, const T *b,                   \
-                       fastnn_idx rsb, const T *bias, T *c, int skip, int nc)                  \
+                       fastnn_idx rsb, const T *bias, T *c, fastnn_idx n)                      \
 {                                                                                              \
-    NAME##_tile(K, a, 0, csa, b, rsb, bias, c, 0, 1, skip, nc);                                \
+    NAME##_tile(K, a, 0, csa, b, rsb, bias, c, 0, 1, 0, (int)n);                               \
 }
 #endif
 
@@ -151,10 +167,13 @@ static void fastnn_gemm_block_##SUFFIX(fastnn_idx i0, fastnn_idx i1, fastnn_idx 
         T *pack)                                                                             \
 {                                                                                            \
     const int isa = fastnn_gemm_init();                                                      \
-    const int lanes = fastnn_gemm_lanes(sizeof(T));                                          \
-    const int one_row = (i1 - i0 == 1);                                                      \
-    const int nr = one_row ? 8 * lanes : 2 * lanes;                                          \
+    const int nr = 2 * fastnn_gemm_lanes(sizeof(T));                                         \
     T bias_pad[FASTNN_GEMM_MAX_NR];                                                          \
+    if (i1 - i0 == 1 && csb == 1) {  /* one sample: stream B's rows */                       \
+        FASTNN_PICK(SUFFIX, row, K, A + i0 * rsa, csa, B + j0, rsb, bias ? bias + j0 : NULL, \
+                    C + i0 * ldc + j0, j1 - j0);                                             \
+        return;                                                                              \
+    }                                                                                        \
     for (fastnn_idx j = j0; j < j1; j += nr) {                                               \
         const int nc = (int)((j1 - j) < nr ? (j1 - j) : nr);                                 \
         /* the panel starts at `start` (shifted left when it would pass column N) */        \
@@ -173,10 +192,6 @@ static void fastnn_gemm_block_##SUFFIX(fastnn_idx i0, fastnn_idx i1, fastnn_idx 
                 bb = bias_pad;                                                               \
             }                                                                                \
             bp = pack; ldb = nr;                                                             \
-        }                                                                                    \
-        if (one_row) {                                                                       \
-            FASTNN_PICK(SUFFIX, row, K, A + i0 * rsa, csa, bp, ldb, bb, C + i0 * ldc + start, skip, nc); \
-            continue;                                                                        \
         }                                                                                    \
         for (fastnn_idx i = i0; i < i1; i += FASTNN_GEMM_MR) {                               \
             const int mr = (int)((i1 - i) < FASTNN_GEMM_MR ? (i1 - i) : FASTNN_GEMM_MR);     \

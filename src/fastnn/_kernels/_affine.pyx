@@ -55,7 +55,7 @@ cdef inline void gemm_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssiz
                             const floating *B, Py_ssize_t rsb, Py_ssize_t csb,
                             const floating *bias, floating *C, Py_ssize_t ldc) noexcept nogil:
     cdef floating *pack = NULL
-    if csb != 1 or N < 8 * fastnn_gemm_lanes(sizeof(floating)):
+    if csb != 1 or N < 2 * fastnn_gemm_lanes(sizeof(floating)):
         pack = <floating *> malloc(K * FASTNN_GEMM_MAX_NR * sizeof(floating))
     if floating is double:
         fastnn_gemm_block_d(i0, i1, j0, j1, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
@@ -88,7 +88,7 @@ cdef void gemm_strided(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
             i1 = min(((chunk + 1) * n_units // n_chunks) * FASTNN_GEMM_MR, M)
             gemm_block(i0, i1, 0, N, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
     else:
-        nr = (8 if M == 1 else 2) * fastnn_gemm_lanes(sizeof(floating))
+        nr = 2 * fastnn_gemm_lanes(sizeof(floating))  # chunks of whole tile panels
         n_units = (N + nr - 1) // nr
         n_chunks = min(n_threads, n_units)
         for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
