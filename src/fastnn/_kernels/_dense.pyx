@@ -35,73 +35,13 @@ from fastnn._kernels._affine cimport gemm_strided
 
 cnp.import_array()
 
-cdef extern from *:
-    """
-    /* fastnn_exp (csrc/fastnn_math.h) with its one 64-bit arithmetic right shift (which
-     * SSE2/AVX2 lack) replaced by the same shifter rounding: floor(n / 2) =
-     * round(n / 2 - 1 / 4). Bitwise identical results (no FMA contraction), and loops over
-     * it vectorise; the in-place loops are cloned for AVX-512F / AVX2 / baseline and the
-     * loader picks one (explicit SIMD via target_clones, no -march flag). */
-    #pragma GCC push_options
-    #pragma GCC optimize ("fp-contract=off")
-    #include <stdint.h>
-    #include <string.h>
-    #include <stddef.h>
-    static inline double b2d(uint64_t u) { double d; memcpy(&d, &u, 8); return d; }
-    static inline uint64_t d2b(double d) { uint64_t u; memcpy(&u, &d, 8); return u; }
-    static inline double nnfs_exp(double x)
-    {
-        const double log2e = 1.4426950408889634074;
-        const double ln2_hi = 6.93147180369123816490e-01;
-        const double ln2_lo = 1.90821492927058770002e-10;
-        const double shifter = 6755399441055744.0;
-        double xc = x > 710.0 ? 710.0 : x;
-        xc = xc < -746.0 ? -746.0 : xc;
-        double t = xc * log2e + shifter;
-        double n = t - shifter;
-        double r = (xc - n * ln2_hi) - n * ln2_lo;
-        double p = 1.0 / 6227020800.0;
-        p = p * r + 1.0 / 479001600.0;
-        p = p * r + 1.0 / 39916800.0;
-        p = p * r + 1.0 / 3628800.0;
-        p = p * r + 1.0 / 362880.0;
-        p = p * r + 1.0 / 40320.0;
-        p = p * r + 1.0 / 5040.0;
-        p = p * r + 1.0 / 720.0;
-        p = p * r + 1.0 / 120.0;
-        p = p * r + 1.0 / 24.0;
-        p = p * r + 1.0 / 6.0;
-        p = p * r + 0.5;
-        p = p * r + 1.0;
-        p = p * r + 1.0;
-        /* h1 = floor(n / 2) by the same shifter rounding, h2 = n - h1: no 64-bit shifts right */
-        double t1 = (n * 0.5 - 0.25) + shifter;
-        uint64_t h1 = d2b(t1) - d2b(shifter);
-        uint64_t ni = d2b(t) - d2b(shifter);
-        uint64_t h2 = ni - h1;
-        double s1 = b2d((h1 + 1023) << 52);
-        double s2 = b2d((h2 + 1023) << 52);
-        return (p * s1) * s2;
-    }
+cdef extern from "fastnn_math.h":
+    # exp over a whole block, vectorised for baseline/AVX2/AVX-512 with identical bits
+    int fastnn_math_init() noexcept nogil
+    void fastnn_exp_inplace_d(double *y, Py_ssize_t n) noexcept nogil
+    void fastnn_exp_inplace_s(float *y, Py_ssize_t n) noexcept nogil
 
-    #if defined(__GNUC__) && defined(__x86_64__) && defined(__has_attribute)
-    #if __has_attribute(target_clones)
-    #define NNFS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-    #endif
-    #endif
-    #ifndef NNFS_CLONES
-    #define NNFS_CLONES
-    #endif
-    /* y = exp(y) in place, vectorised for the widest ISA the CPU has (chosen at load time) */
-    NNFS_CLONES static void nnfs_exp_inplace_d(double *y, ptrdiff_t n)
-    { for (ptrdiff_t i = 0; i < n; i++) y[i] = nnfs_exp(y[i]); }
-    NNFS_CLONES static void nnfs_exp_inplace_s(float *y, ptrdiff_t n)
-    { for (ptrdiff_t i = 0; i < n; i++) y[i] = (float)nnfs_exp((double)y[i]); }
-    #pragma GCC pop_options
-    """
-    double nnfs_exp(double x) noexcept nogil
-    void nnfs_exp_inplace_d(double *y, Py_ssize_t n) noexcept nogil
-    void nnfs_exp_inplace_s(float *y, Py_ssize_t n) noexcept nogil
+fastnn_math_init()
 
 cdef Py_ssize_t PAR_MIN = 1 << 19     # element-wise: below this, one thread (memory bound)
 cdef Py_ssize_t GEMM_PAR_MIN = 1 << 20   # multiply-adds: below this, one thread
@@ -488,9 +428,9 @@ cdef inline void softmax_rows(const floating *x, floating *y, Py_ssize_t rows,
         for j in range(n):
             y[i * n + j] = x[i * n + j] - m            # x - max in the input's precision
     if floating is double:
-        nnfs_exp_inplace_d(y, rows * n)
+        fastnn_exp_inplace_d(y, rows * n)
     else:
-        nnfs_exp_inplace_s(y, rows * n)
+        fastnn_exp_inplace_s(y, rows * n)
     for i in range(rows):
         s = 0.0
         for j in range(n):
