@@ -7,6 +7,7 @@ import numpy as np
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
+_INTP = np.dtype(np.intp)
 
 
 def compute_dtypes(*dtypes):
@@ -47,6 +48,9 @@ def targets(t, rows, n_classes, y_shape, func):
     Returns ("onehot", (rows, n_classes) float array) or ("labels", (rows,) intp array).
     """
     t = np.asarray(t)
+    if t.dtype is _INTP and t.ndim == 1 and t.shape[0] == rows != rows * n_classes \
+            and t.flags.c_contiguous:
+        return "labels", t  # the common case, no copy (the kernel range-checks labels)
     if t.size == rows * n_classes:
         if t.dtype not in (_F32, _F64):
             t = t.astype(_F64)

@@ -156,15 +156,18 @@ def softmax(x, n_threads=None):
         raise ValueError("softmax: the last axis of x (shape %s) is empty" % (x.shape,))
     xc = as_kernel_array(x, dt)
     out = np.empty(xc.shape, dtype=dt)
-    _softmax.softmax(xc.reshape(-1, n), out.reshape(-1, n), resolve_n_threads(n_threads))
-    return finish(out, res)
+    if xc.ndim == 2:
+        _softmax.softmax(xc, out, resolve_n_threads(n_threads))
+    else:
+        _softmax.softmax(xc.reshape(-1, n), out.reshape(-1, n), resolve_n_threads(n_threads))
+    return out if res is dt else out.astype(res)
 
 
 def _batch_2d(y, func):
     y = np.asarray(y)
     if y.ndim == 1:
-        return y.reshape(1, y.size)
-    if y.ndim != 2:
+        y = y.reshape(1, y.size)
+    elif y.ndim != 2:
         raise ValueError("%s: y must be 1-D (one sample) or 2-D (batch, classes), got shape %s"
                          % (func, y.shape))
     if y.shape[0] == 0 or y.shape[1] == 0:

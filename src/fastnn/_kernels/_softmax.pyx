@@ -172,14 +172,24 @@ def softmax_cross_entropy_labels(const floating[:, ::1] x,   # IN (rows, n) scor
     if v == NULL:
         raise MemoryError()
     n_threads = threads_for(rows * n, n_threads)
-    with nogil, parallel(num_threads=n_threads):
+    if n_threads == 1:  # no parallel region for small calls
         scratch = <floating *> malloc(ROW_BLOCK * n * sizeof(floating))
-        for blk in prange(n_blocks, schedule="static"):
-            r0 = blk * ROW_BLOCK
-            nr = min(ROW_BLOCK, rows - r0)
-            softmax_block(&x[r0, 0], scratch, nr, n)
-            bad += gather_labels(scratch, n, &t[r0], nr, v + r0)
+        with nogil:
+            for blk in range(n_blocks):
+                r0 = blk * ROW_BLOCK
+                nr = min(ROW_BLOCK, rows - r0)
+                softmax_block(&x[r0, 0], scratch, nr, n)
+                bad += gather_labels(scratch, n, &t[r0], nr, v + r0)
         free(scratch)
+    else:
+        with nogil, parallel(num_threads=n_threads):
+            scratch = <floating *> malloc(ROW_BLOCK * n * sizeof(floating))
+            for blk in prange(n_blocks, schedule="static"):
+                r0 = blk * ROW_BLOCK
+                nr = min(ROW_BLOCK, rows - r0)
+                softmax_block(&x[r0, 0], scratch, nr, n)
+                bad += gather_labels(scratch, n, &t[r0], nr, v + r0)
+            free(scratch)
     with nogil:
         loss = mean_neg(v, rows)
     free(v)
@@ -198,14 +208,24 @@ def softmax_cross_entropy_onehot(const floating[:, ::1] x,   # IN (rows, n) scor
     if v == NULL:
         raise MemoryError()
     n_threads = threads_for(rows * n, n_threads)
-    with nogil, parallel(num_threads=n_threads):
+    if n_threads == 1:  # no parallel region for small calls
         scratch = <floating *> malloc(ROW_BLOCK * n * sizeof(floating))
-        for blk in prange(n_blocks, schedule="static"):
-            r0 = blk * ROW_BLOCK
-            nr = min(ROW_BLOCK, rows - r0)
-            softmax_block(&x[r0, 0], scratch, nr, n)
-            gather_onehot(scratch, n, &t[r0, 0], nr, v + r0)
+        with nogil:
+            for blk in range(n_blocks):
+                r0 = blk * ROW_BLOCK
+                nr = min(ROW_BLOCK, rows - r0)
+                softmax_block(&x[r0, 0], scratch, nr, n)
+                gather_onehot(scratch, n, &t[r0, 0], nr, v + r0)
         free(scratch)
+    else:
+        with nogil, parallel(num_threads=n_threads):
+            scratch = <floating *> malloc(ROW_BLOCK * n * sizeof(floating))
+            for blk in prange(n_blocks, schedule="static"):
+                r0 = blk * ROW_BLOCK
+                nr = min(ROW_BLOCK, rows - r0)
+                softmax_block(&x[r0, 0], scratch, nr, n)
+                gather_onehot(scratch, n, &t[r0, 0], nr, v + r0)
+            free(scratch)
     with nogil:
         loss = mean_neg(v, rows)
     free(v)
