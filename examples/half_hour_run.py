@@ -4,8 +4,9 @@ on NUMERICAL gradients (central differences, h = 1e-4), one MNIST image per step
 
 Usage: python examples/half_hour_run.py [--csv PATH] [--steps 100] [--no-reference]
 
-The csv holds one image per line: the label, then 784 pixel values (0..255).
-The reference (the prototype's own NumPy code, tests/reference.py) is timed on ONE step
+By default it trains on fastnn's bundled MNIST sample (the first 100 training images of
+its shuffled order); --csv reads the seed's own file instead (e.g. mnist_train_100.csv:
+one image per line, the label, then 784 pixel values 0..255). The reference (the prototype's own NumPy code, tests/reference.py) is timed on ONE step
 in the same process, for comparison (about 10 s).
 """
 import argparse
@@ -16,22 +17,24 @@ import time
 import numpy as np
 
 from fastnn.compat import Threelayer_net
+from fastnn.datasets import load_mnist, load_mnist_csv
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_CSV = os.path.join(HERE, "..", "..", "shared", "data", "mnist", "mnist_train_100.csv")
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--csv", default=DEFAULT_CSV, help="label,784 pixels per line")
+    ap.add_argument("--csv", default=None, help="label,784 pixels per line (default: bundled sample)")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--no-reference", action="store_true", help="skip the NumPy step")
     args = ap.parse_args(argv)
 
-    data = np.loadtxt(args.csv, delimiter=",")
-    x_all = data[:, 1:] / 255.0
-    t_all = data[:, 0].astype(int)
+    if args.csv:
+        x_all, t_all = load_mnist_csv(args.csv)
+    else:
+        (x_all, t_all), _ = load_mnist(sample=True)
+        x_all, t_all = x_all[:100], t_all[:100]
 
     np.random.seed(0)
     net = Threelayer_net(784, 100, 10, lr=0.01)
