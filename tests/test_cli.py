@@ -18,25 +18,7 @@ import pytest
 import fastnn
 from fastnn import cli
 
-try:
-    import matplotlib  # noqa: F401
-    HAVE_MPL = True
-except ImportError:
-    HAVE_MPL = False
-
-try:
-    from fastnn import nets  # noqa: F401
-    HAVE_NETS = True
-except ImportError:
-    HAVE_NETS = False
-
-try:
-    from fastnn import optimizer  # noqa: F401
-    OPT = ["--optimizer", "adam", "--lr", "0.01"]
-except ImportError:  # built without fastnn.optimizer: the CLI's plain SGD step
-    OPT = ["--optimizer", "sgd", "--lr", "0.1"]
-
-needs_nets = pytest.mark.skipif(not HAVE_NETS, reason="fastnn.nets is not in this build")
+OPT = ["--optimizer", "adam", "--lr", "0.01"]
 
 
 def _env(**extra):
@@ -65,7 +47,6 @@ def test_check_still_works():
     assert "all kernels agree with NumPy" in out
 
 
-@needs_nets
 def test_train_default_net_on_the_sample():
     # the seed's run, shortened: 784-100-10 sigmoid, numerical gradients, one image per step
     rc, out, err = run("train", "--steps", "4", "--no-reference")
@@ -77,7 +58,6 @@ def test_train_default_net_on_the_sample():
     assert "step 4/4  loss" in err  # progress with the loss (stderr is not a terminal here)
 
 
-@needs_nets
 def test_train_times_the_reference_on_a_tiny_net():
     rc, out, err = run("train", "--steps", "3", "--hidden", "3", "--seed", "1")
     assert rc == 0, err
@@ -86,7 +66,6 @@ def test_train_times_the_reference_on_a_tiny_net():
     assert "the whole run:" in out
 
 
-@needs_nets
 def test_save_load_round_trip(tmp_path):
     f = tmp_path / "net.npz"
     rc, out, err = run("train", "--gradient", "backprop", "--batch-size", "50", "--steps", "60",
@@ -115,9 +94,8 @@ def test_save_load_round_trip(tmp_path):
         assert json.loads(str(z["__fastnn__"]))["steps_done"] == 65
 
 
-@needs_nets
-@pytest.mark.skipif(not HAVE_MPL, reason="matplotlib is not installed")
 def test_plot_file(tmp_path):
+    pytest.importorskip("matplotlib")  # the [test] extra installs it; CI runs this
     png = tmp_path / "curves.png"
     rc, out, err = run("train", "--gradient", "backprop", "--batch-size", "20", "--steps", "30",
                        "--plot", str(png), "--no-reference")
@@ -125,15 +103,18 @@ def test_plot_file(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10000
 
 
-@pytest.mark.skipif(HAVE_MPL, reason="matplotlib is installed")
 def test_plot_without_matplotlib_says_what_to_install(tmp_path):
-    rc, out, err = run("train", "--plot", str(tmp_path / "x.png"), "--steps", "1")
+    # hide matplotlib from the subprocess whether or not it is installed
+    code = ("import sys; sys.modules['matplotlib'] = None; from fastnn.cli import main; "
+            "sys.exit(main(['train', '--plot', %r, '--steps', '1']))" % str(tmp_path / "x.png"))
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, env=_env())
+    rc, err = p.returncode, p.stderr
     assert rc == 2
     assert "matplotlib" in err and "fastnn[plot]" in err
     assert not (tmp_path / "x.png").exists()
 
 
-@needs_nets
 def test_spiral_data():
     rc, out, err = run("train", "--data", "spiral", "--gradient", "backprop", "--batch-size", "30",
                        "--steps", "200", "--lr", "1.0", "--no-reference")
@@ -171,7 +152,6 @@ def test_usage_errors(args, msg):
     assert msg in err and "Traceback" not in err
 
 
-@needs_nets
 def test_ctrl_c_stops_cleanly_and_saves(tmp_path):
     f = tmp_path / "net.npz"
     p = subprocess.Popen([sys.executable, "-m", "fastnn", "train", "--gradient", "backprop",
@@ -194,7 +174,6 @@ def test_ctrl_c_stops_cleanly_and_saves(tmp_path):
     assert meta["steps_done"] > 0 and set(params) == {"W1", "b1", "W2", "b2"}
 
 
-@needs_nets
 def test_epochs_sets_the_step_count():
     rc, out, err = run("train", "--data", "spiral", "--gradient", "backprop", "--epochs", "2",
                        "--batch-size", "100", "--no-reference")
@@ -217,7 +196,6 @@ def test_save_params_is_atomic_and_round_trips(tmp_path):
         cli.load_params(tmp_path / "other.npz")
 
 
-@needs_nets
 def test_bench_markdown():
     rc, out, err = run("bench", "--quick", "--markdown", timeout=180)
     assert rc == 0, err
