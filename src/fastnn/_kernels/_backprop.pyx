@@ -26,6 +26,7 @@ from libc.string cimport memset
 from libc.math cimport NAN
 
 cimport cython
+cimport numpy as cnp
 from cython cimport floating
 
 from fastnn._kernels._affine cimport gemm_strided
@@ -247,6 +248,7 @@ cdef extern from *:
     Py_ssize_t fastnn_bp_compress_s(const float *x, Py_ssize_t n, int *idx, float *val) noexcept nogil
 
 fastnn_bp_init()
+cnp.import_array()
 
 # Below this many elements an element-wise step runs on one thread.
 cdef Py_ssize_t PARALLEL_MIN_ELEMS = 32768
@@ -254,6 +256,8 @@ cdef Py_ssize_t PARALLEL_MIN_ELEMS = 32768
 cdef Py_ssize_t PARALLEL_MIN_WORK = 60000
 # The sparse first layer is used when at most this fraction of x is non-zero.
 cdef double SPARSE_MAX_DENSITY = 0.5
+# columns of x per backward chunk (dW1 rows one task computes)
+DEF CW = 32
 
 ACT_RELU = 0
 ACT_SIGMOID = 1
@@ -427,46 +431,68 @@ cdef void sparse_first_forward(const floating *x, Py_ssize_t M, Py_ssize_t K, Py
             sprow(rnnz[i], ridx + i * K, rval + i * K, W, N, N, b, z + i * N)
 
 
+cdef inline void chunk_ptrs(const int *idx, Py_ssize_t nnz, Py_ssize_t n_chunks,
+                            int *ptr) noexcept nogil:
+    # ptr[c] = first entry of the compressed row with column >= c * CW (ptr[n_chunks] = nnz)
+    cdef Py_ssize_t k, c = 0
+    ptr[0] = 0
+    for k in range(nnz):
+        while idx[k] >= (c + 1) * CW:
+            c += 1
+            ptr[c] = <int> k
+    while c < n_chunks:
+        c += 1
+        ptr[c] = <int> nnz
+
+
+cdef void dW_chunk(Py_ssize_t c, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
+                   const int *ridx, const floating *rval, const int *rcp, Py_ssize_t n_chunks,
+                   const floating *d, floating *dW, int *cidx, floating *cval) noexcept nogil:
+    """dW1 rows of columns [c*CW, c*CW + CW) of x: gather the chunk's non-zeros column by
+    column (rows ascending) into this chunk's own slice of cidx/cval, then
+    dW1[k, :] = sum over non-zero x[i, k] (i ascending) of x[i, k] * d1[i, :]."""
+    cdef Py_ssize_t c0 = c * CW, w = min(CW, K - c0), i, k, j, p, r
+    cdef Py_ssize_t start[CW + 1]
+    cdef Py_ssize_t pos[CW + 1]
+    for j in range(w + 1):
+        pos[j] = 0
+    for i in range(M):
+        r = i * (n_chunks + 1) + c
+        for k in range(rcp[r], rcp[r + 1]):
+            pos[ridx[i * K + k] - c0 + 1] += 1
+    for j in range(w):
+        pos[j + 1] += pos[j]
+    for j in range(w + 1):
+        start[j] = pos[j]
+    for i in range(M):
+        r = i * (n_chunks + 1) + c
+        for k in range(rcp[r], rcp[r + 1]):
+            j = ridx[i * K + k] - c0
+            p = pos[j]
+            cidx[p] = <int> i
+            cval[p] = rval[i * K + k]
+            pos[j] = p + 1
+    for j in range(w):
+        sprow(start[j + 1] - start[j], cidx + start[j], cval + start[j], d, N, N,
+              <const floating *> NULL, dW + (c0 + j) * N)
+
+
 cdef void sparse_first_dW(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
-                          const int *cidx, const floating *cval, const Py_ssize_t *cptr,
-                          const floating *d, floating *dW, Py_ssize_t nnz_total,
-                          int n_threads) noexcept nogil:
-    # dW1[k, :] = sum over non-zero x[i, k] (i ascending) of x[i, k] * d1[i, :]
-    cdef Py_ssize_t k
+                          const int *ridx, const floating *rval, const int *rcp,
+                          int *cidx, floating *cval, const floating *d, floating *dW,
+                          Py_ssize_t nnz_total, int n_threads) noexcept nogil:
+    # chunks of CW columns; each has its own M * CW slice of cidx/cval (no sharing)
+    cdef Py_ssize_t c, n_chunks = (K + CW - 1) // CW
     if nnz_total * N < PARALLEL_MIN_WORK:
         n_threads = 1
     if n_threads == 1:
-        for k in range(K):
-            sprow(cptr[k + 1] - cptr[k], cidx + cptr[k], cval + cptr[k], d, N, N,
-                  <const floating *> NULL, dW + k * N)
+        for c in range(n_chunks):
+            dW_chunk(c, M, K, N, ridx, rval, rcp, n_chunks, d, dW,
+                     cidx + c * CW * M, cval + c * CW * M)
     else:
-        for k in prange(K, schedule="dynamic", chunksize=16, num_threads=n_threads):
-            sprow(cptr[k + 1] - cptr[k], cidx + cptr[k], cval + cptr[k], d, N, N,
-                  <const floating *> NULL, dW + k * N)
-
-
-cdef void build_csc(Py_ssize_t M, Py_ssize_t K, const int *ridx, const floating *rval,
-                    const Py_ssize_t *rnnz, int *cidx, floating *cval,
-                    Py_ssize_t *cptr) noexcept nogil:
-    # transpose the per-row compressed x into per-column lists, rows ascending
-    cdef Py_ssize_t i, k, c, p
-    memset(cptr, 0, (K + 1) * sizeof(Py_ssize_t))
-    for i in range(M):
-        for k in range(rnnz[i]):
-            cptr[ridx[i * K + k] + 1] += 1
-    for c in range(K):
-        cptr[c + 1] += cptr[c]
-    # cptr[c] is used as the fill position of column c, then shifted back
-    for i in range(M):
-        for k in range(rnnz[i]):
-            c = ridx[i * K + k]
-            p = cptr[c]
-            cidx[p] = <int> i
-            cval[p] = rval[i * K + k]
-            cptr[c] = p + 1
-    for c in range(K, 0, -1):
-        cptr[c] = cptr[c - 1]
-    cptr[0] = 0
+        for c in prange(n_chunks, schedule="dynamic", chunksize=1, num_threads=n_threads):
+            dW_chunk(c, M, K, N, ridx, rval, rcp, n_chunks, d, dW,
+                     cidx + c * CW * M, cval + c * CW * M)
 
 
 cdef inline Py_ssize_t align64(Py_ssize_t n) noexcept nogil:
@@ -480,15 +506,15 @@ cdef struct Work:
     Py_ssize_t *rnnz # M: non-zeros per row of x
     int *ridx        # M * K: column indices, row i at i * K
     void *rval       # M * K: values
-    int *cidx        # M * K: row indices of x's columns, packed
-    void *cval       # M * K
-    Py_ssize_t *cptr # K + 1
+    int *rcp         # M * (K / CW + 2): per row, where each chunk of CW columns starts
+    int *cidx        # M * CW * n_chunks: row indices of x's columns, per chunk
+    void *cval       # M * CW * n_chunks
 
 
 cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
                       Py_ssize_t total_n, Py_ssize_t max_in, Py_ssize_t itemsize) noexcept nogil:
     """Lay the workspace out from `base` (NULL: only measure). Returns its size in bytes."""
-    cdef Py_ssize_t off = 0
+    cdef Py_ssize_t off = 0, n_chunks
     w.z = base + off
     off += align64(M * total_n * itemsize)
     w.scratch = base + off
@@ -499,12 +525,13 @@ cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
     off += align64(M * K * sizeof(int))
     w.rval = base + off
     off += align64(M * K * itemsize)
+    n_chunks = (K + CW - 1) // CW
+    w.rcp = <int *> (base + off)
+    off += align64(M * (n_chunks + 1) * sizeof(int))
     w.cidx = <int *> (base + off)
-    off += align64(M * K * sizeof(int))
+    off += align64(M * CW * n_chunks * sizeof(int))
     w.cval = base + off
-    off += align64(M * K * itemsize)
-    w.cptr = <Py_ssize_t *> (base + off)
-    off += align64((K + 1) * sizeof(Py_ssize_t))
+    off += align64(M * CW * n_chunks * itemsize)
     return off + 64
 
 
@@ -515,12 +542,14 @@ def workspace_bytes(Py_ssize_t M, sizes, Py_ssize_t itemsize):
     return carve(&w, NULL, M, sizes[0], sum(sizes[1:]), max(sizes[:-1]), itemsize)
 
 
-cdef void run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
-                  const Py_ssize_t *labels, const floating *t, int act, bint decay,
-                  floating lam, Work *w, bint allow_sparse, int n_threads) noexcept nogil:
-    """Forward then backward through L affine layers, all scratch in `w`."""
+cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
+                 const Py_ssize_t *labels, const floating *t, int act, bint decay,
+                 floating lam, Work *w, bint allow_sparse, int n_threads) noexcept nogil:
+    """Forward then backward through L affine layers, all scratch in `w`.
+
+    Returns 0, or 1 (nothing computed) when a label is outside [0, n_L)."""
     cdef Py_ssize_t l, i, n_in, n_out, K = layers[0].n_in, N1 = layers[0].n_out
-    cdef Py_ssize_t nnz_total = 0
+    cdef Py_ssize_t nnz_total = 0, n_chunks = (K + CW - 1) // CW
     cdef const floating *h_in
     cdef floating *z
     cdef floating *scratch = <floating *> w.scratch
@@ -530,15 +559,22 @@ cdef void run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
     cdef bint sparse = False
     cdef int nt_rows
 
+    if labels != NULL:
+        for i in range(M):
+            if labels[i] < 0 or labels[i] >= layers[L - 1].n_out:
+                return 1
+
     # ---- is x sparse enough to skip its zeros? ----------------------------------------
     if allow_sparse and M * K > 0 and all_finite(<const floating *> layers[0].W, K * N1):
         nt_rows = n_threads if M * K >= PARALLEL_MIN_ELEMS else 1
         if nt_rows == 1:
             for i in range(M):
                 rnnz[i] = compress_row(x + i * K, K, ridx + i * K, rval + i * K)
+                chunk_ptrs(ridx + i * K, rnnz[i], n_chunks, w.rcp + i * (n_chunks + 1))
         else:
             for i in prange(M, schedule="static", num_threads=nt_rows):
                 rnnz[i] = compress_row(x + i * K, K, ridx + i * K, rval + i * K)
+                chunk_ptrs(ridx + i * K, rnnz[i], n_chunks, w.rcp + i * (n_chunks + 1))
         for i in range(M):
             nnz_total += rnnz[i]
         sparse = nnz_total <= SPARSE_MAX_DENSITY * M * K
@@ -580,8 +616,7 @@ cdef void run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         z = <floating *> layers[l].z       # d_l
         h_in = x if l == 0 else <const floating *> layers[l - 1].z
         if l == 0 and sparse and all_finite(<const floating *> z, M * n_out):
-            build_csc(M, K, ridx, rval, rnnz, w.cidx, <floating *> w.cval, w.cptr)
-            sparse_first_dW(M, K, n_out, w.cidx, <floating *> w.cval, w.cptr, z,
+            sparse_first_dW(M, K, n_out, ridx, rval, w.rcp, w.cidx, <floating *> w.cval, z,
                             <floating *> layers[0].dW, nnz_total, n_threads)
         else:
             gemm_strided(n_in, n_out, M, h_in, 1, n_in, z, n_out, 1, NULL,
@@ -594,73 +629,88 @@ cdef void run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
             gemm_strided(M, n_in, n_out, z, n_out, 1, <const floating *> layers[l].W, 1, n_out,
                          NULL, scratch, n_in, n_threads)
             rows_activate_backward(scratch, <floating *> layers[l - 1].z, M, n_in, act, n_threads)
+    return 0
 
 
-def mlp_gradient(list Ws,                       # IN  L arrays (n_{l-1}, n_l), C-contiguous
-                 list bs,                       # IN  L arrays (n_l,)
-                 int activation,                # 0 relu, 1 sigmoid
-                 const floating[:, ::1] x,      # IN  (M, n_0)
-                 labels,                        # IN  (M,) intp labels in range, or None
-                 t_onehot,                      # IN  (M, n_L) in x's dtype, or None
-                 bint weight_decay,             # add lam * W to dW (MultiLayerNet)
-                 double lam,
-                 list dWs,                      # OUT like Ws
-                 list dbs,                      # OUT like bs
-                 unsigned char[::1] work,       # scratch of workspace_bytes(...) bytes
-                 bint allow_sparse,
-                 int n_threads):
-    """Gradients of the mean softmax cross-entropy of an MLP (validated inputs only).
+cdef inline void *data(object a) except NULL:
+    # the array's data pointer without a memoryview object (the Python layer has made
+    # every array C-contiguous, of the right dtype and shape; non-empty)
+    return cnp.PyArray_DATA(<cnp.ndarray?> a)
 
-    Hidden layers use `activation`; the last layer is affine + softmax.
-    """
-    cdef Py_ssize_t L = len(Ws), l, M = x.shape[0], max_in = 1, total = 0, need
+
+cdef int mlp_run(list Ws, list bs, int activation, object x, object labels, object t_onehot,
+                 bint weight_decay, double lam, list dWs, list dbs, object work,
+                 bint allow_sparse, int n_threads, floating dummy) except -1:
+    cdef Py_ssize_t L = len(Ws), l, M = cnp.PyArray_DIM(<cnp.ndarray?> x, 0), max_in = 1
+    cdef Py_ssize_t total = 0, need, nbytes
     cdef Layer *layers
     cdef Work w
-    cdef floating[:, ::1] W2d
-    cdef floating[::1] v1d
-    cdef const Py_ssize_t[::1] lab
-    cdef const floating[:, ::1] tv
+    cdef cnp.ndarray W
     cdef const Py_ssize_t *lab_p = NULL
     cdef const floating *t_p = NULL
-    cdef unsigned char *base
+    cdef const floating *x_p = <const floating *> data(x)
+    cdef unsigned char *base = <unsigned char *> data(work)
+    cdef int status
     if labels is not None:
-        lab = labels
-        lab_p = &lab[0]
+        lab_p = <const Py_ssize_t *> data(labels)
     else:
-        tv = t_onehot
-        t_p = &tv[0, 0]
+        t_p = <const floating *> data(t_onehot)
     layers = <Layer *> malloc(L * sizeof(Layer))
     if layers == NULL:
         raise MemoryError()
     for l in range(L):
-        W2d = Ws[l]
-        layers[l].n_in = W2d.shape[0]
-        layers[l].n_out = W2d.shape[1]
-        layers[l].W = &W2d[0, 0]
-        v1d = bs[l]
-        layers[l].b = &v1d[0]
-        W2d = dWs[l]
-        layers[l].dW = &W2d[0, 0]
-        v1d = dbs[l]
-        layers[l].db = &v1d[0]
+        W = <cnp.ndarray?> Ws[l]
+        layers[l].n_in = cnp.PyArray_DIM(W, 0)
+        layers[l].n_out = cnp.PyArray_DIM(W, 1)
+        layers[l].W = cnp.PyArray_DATA(W)
+        layers[l].b = data(bs[l])
+        layers[l].dW = data(dWs[l])
+        layers[l].db = data(dbs[l])
         total += layers[l].n_out
         max_in = max(max_in, layers[l].n_in)
     need = carve(&w, NULL, M, layers[0].n_in, total, max_in, sizeof(floating))
-    if work.shape[0] < need:
+    nbytes = cnp.PyArray_NBYTES(<cnp.ndarray?> work)
+    if nbytes < need:
         free(layers)
-        raise ValueError("mlp_gradient: workspace has %d bytes, needs %d" % (work.shape[0], need))
-    # 64-byte aligned start inside the buffer
-    base = &work[0]
-    base = base + ((64 - (<size_t> base) % 64) % 64)
+        raise ValueError("mlp_gradient: workspace has %d bytes, needs %d" % (nbytes, need))
+    base = base + ((64 - (<size_t> base) % 64) % 64)   # 64-byte aligned start
     carve(&w, base, M, layers[0].n_in, total, max_in, sizeof(floating))
     total = 0
     for l in range(L):
         layers[l].z = (<floating *> w.z) + total
         total += M * layers[l].n_out
     with nogil:
-        run_mlp(layers, L, M, &x[0, 0], lab_p, t_p, activation, weight_decay,
-                <floating> lam, &w, allow_sparse, n_threads)
+        status = run_mlp(layers, L, M, x_p, lab_p, t_p, activation, weight_decay,
+                         <floating> lam, &w, allow_sparse, n_threads)
     free(layers)
+    return status
+
+
+def mlp_gradient(list Ws,              # IN  L arrays (n_{l-1}, n_l), C-contiguous
+                 list bs,              # IN  L arrays (n_l,)
+                 int activation,       # 0 relu, 1 sigmoid
+                 x,                    # IN  (M, n_0), M >= 1
+                 labels,               # IN  (M,) intp labels, or None
+                 t_onehot,             # IN  (M, n_L), or None
+                 bint weight_decay,    # add lam * W to dW (MultiLayerNet)
+                 double lam,
+                 list dWs,             # OUT like Ws
+                 list dbs,             # OUT like bs
+                 work,                 # scratch, uint8 array of >= workspace_bytes(...) bytes
+                 bint allow_sparse,
+                 bint is_double,       # every array float64 (else float32)
+                 int n_threads):
+    """Gradients of the mean softmax cross-entropy of an MLP (validated inputs only).
+
+    Hidden layers use `activation`; the last layer is affine + softmax. Every float array
+    must be C-contiguous with the dtype `is_double` names. Returns 0, or 1 (and computes
+    nothing) when a label is outside [0, n_L).
+    """
+    if is_double:
+        return mlp_run[double](Ws, bs, activation, x, labels, t_onehot, weight_decay, lam,
+                               dWs, dbs, work, allow_sparse, n_threads, 0.0)
+    return mlp_run[float](Ws, bs, activation, x, labels, t_onehot, weight_decay, lam,
+                          dWs, dbs, work, allow_sparse, n_threads, 0.0)
 
 
 def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward input
