@@ -41,8 +41,8 @@ cdef extern from *:
      *
      * fastnn_bp_sprow_*: out[0:N] = sum_k val[k] * W[idx[k] * ldw + 0:N] (+ bias after the
      *   sum): one row of (sparse row) @ W. Columns go in panels of 8 / 4 / 2 / 1 vectors held
-     *   in registers; narrow panels split k into even/odd chains (added at the end) so they
-     *   are not latency-bound; a ragged end is one vector overlapping the previous panel.
+     *   in registers; narrower panels split k into 2 or 4 interleaved chains (added in a
+     *   fixed order at the end) so they are not FMA-latency-bound; a ragged end is one vector overlapping the previous panel.
      *   The order of every sum is fixed by N alone, never by the caller's threads.
      * fastnn_bp_compress_*: the non-zeros (and NaNs) of one row as (index, value) pairs.
      * fastnn_bp_finite_*: 1 when every element is finite (x - x == 0), in one vector pass.
@@ -60,7 +60,8 @@ cdef extern from *:
             const int NV, const int S, fastnn_bp_idx nnz, const int *idx, const T *val,   \\
             const T *W, fastnn_bp_idx ldw, fastnn_bp_idx j0, const T *bias, T *out)       \\
     {                                                                                     \\
-        NAME##_vt c[2][8];                                                                \\
+        /* NV vectors of columns, S interleaved chains over k (NV * S <= 8 registers) */  \\
+        NAME##_vt c[4][8];                                                                \\
         for (int s = 0; s < S; s++) for (int v = 0; v < NV; v++) c[s][v] = (NAME##_vt){0}; \\
         fastnn_bp_idx k = 0;                                                              \\
         for (; k + S <= nnz; k += S) {                                                    \\
@@ -77,7 +78,9 @@ cdef extern from *:
             for (int v = 0; v < NV; v++) c[0][v] += a * *(const NAME##_vu *)(w + v * LANES); \\
         }                                                                                 \\
         for (int v = 0; v < NV; v++) {                                                    \\
-            NAME##_vt r = S == 2 ? c[0][v] + c[1][v] : c[0][v];                           \\
+            NAME##_vt r = c[0][v];                                                        \\
+            if (S == 2) r = c[0][v] + c[1][v];                                            \\
+            if (S == 4) r = (c[0][v] + c[1][v]) + (c[2][v] + c[3][v]);                    \\
             if (bias) r += *(const NAME##_vu *)(bias + j0 + v * LANES);                   \\
             *(NAME##_vu *)(out + j0 + v * LANES) = r;                                     \\
         }                                                                                 \\
@@ -98,13 +101,68 @@ cdef extern from *:
         fastnn_bp_idx nfull = N / LANES, j = 0;                                           \\
         for (; nfull >= 8; nfull -= 8, j += 8 * LANES)                                    \\
             NAME##_panel(8, 1, nnz, idx, val, W, ldw, j, bias, out);                      \\
-        if (nfull >= 4) { NAME##_panel(4, 1, nnz, idx, val, W, ldw, j, bias, out);        \\
+        if (nfull >= 4) { NAME##_panel(4, 2, nnz, idx, val, W, ldw, j, bias, out);        \\
                           nfull -= 4; j += 4 * LANES; }                                   \\
-        if (nfull >= 2) { NAME##_panel(2, 2, nnz, idx, val, W, ldw, j, bias, out);        \\
+        if (nfull >= 2) { NAME##_panel(2, 4, nnz, idx, val, W, ldw, j, bias, out);        \\
                           nfull -= 2; j += 2 * LANES; }                                   \\
-        if (nfull >= 1) { NAME##_panel(1, 2, nnz, idx, val, W, ldw, j, bias, out);        \\
+        if (nfull >= 1) { NAME##_panel(1, 4, nnz, idx, val, W, ldw, j, bias, out);        \\
                           j += LANES; }                                                   \\
-        if (j < N) NAME##_panel(1, 2, nnz, idx, val, W, ldw, N - LANES, bias, out);       \\
+        if (j < N) NAME##_panel(1, 4, nnz, idx, val, W, ldw, N - LANES, bias, out);       \\
+    }                                                                                     \\
+    ATTR static inline __attribute__((always_inline)) void NAME##_spanel(                 \\
+            const int NV, fastnn_bp_idx K, fastnn_bp_idx N, fastnn_bp_idx js,             \\
+            const fastnn_bp_idx *cbeg, const fastnn_bp_idx *cend, const int *cidx,         \\
+            const T *cval, const T *W, T *acc, fastnn_bp_idx ldacc)                        \\
+    {                                                                                     \\
+        /* W row i (NV vectors from column js) stays in registers while it is added into  \\
+         * every row of acc whose x[row, i] != 0: W is read once, acc lives in L1. */     \\
+        T tmp[8 * LANES];                                                                 \\
+        const int full = js + NV * LANES <= N;                                            \\
+        for (fastnn_bp_idx i = 0; i < K; i++) {                                           \\
+            fastnn_bp_idx p = cbeg[i];                                                    \\
+            const fastnn_bp_idx pe = cend[i];                                             \\
+            if (p == pe) continue;                                                        \\
+            const T *w = W + i * N + js;                                                  \\
+            if (!full) {                                                                  \\
+                const fastnn_bp_idx n = N - js;                                           \\
+                memcpy(tmp, w, (size_t)n * sizeof(T));                                    \\
+                memset(tmp + n, 0, (size_t)(NV * LANES - n) * sizeof(T));                 \\
+                w = tmp;                                                                  \\
+            }                                                                             \\
+            NAME##_vt wv[8];                                                              \\
+            for (int v = 0; v < NV; v++) wv[v] = *(const NAME##_vu *)(w + v * LANES);     \\
+            for (; p < pe; p++) {                                                         \\
+                const T a = cval[p];                                                      \\
+                T *r = acc + (fastnn_bp_idx)cidx[p] * ldacc + js;                         \\
+                for (int v = 0; v < NV; v++) {                                            \\
+                    NAME##_vt rv = *(NAME##_vu *)(r + v * LANES);                         \\
+                    rv += a * wv[v];                                                      \\
+                    *(NAME##_vu *)(r + v * LANES) = rv;                                   \\
+                }                                                                         \\
+            }                                                                             \\
+        }                                                                                 \\
+    }                                                                                     \\
+    ATTR static void NAME##_scatter(fastnn_bp_idx M, fastnn_bp_idx K, fastnn_bp_idx N,    \\
+            fastnn_bp_idx v0, fastnn_bp_idx v1, const fastnn_bp_idx *cbeg,                 \\
+            const fastnn_bp_idx *cend, const int *cidx, const T *cval, const T *W,          \\
+            T *acc, fastnn_bp_idx ldacc)                                                  \\
+    {                                                                                     \\
+        /* acc[:, v0*LANES : v1*LANES] = x @ W1 for those columns (i ascending per entry) */ \\
+        for (fastnn_bp_idx b = 0; b < M; b++)                                             \\
+            memset(acc + b * ldacc + v0 * LANES, 0, (size_t)((v1 - v0) * LANES) * sizeof(T)); \\
+        for (fastnn_bp_idx vs = v0; vs < v1; vs += 8) {                                   \\
+            const fastnn_bp_idx js = vs * LANES;                                          \\
+            switch ((int)(v1 - vs < 8 ? v1 - vs : 8)) {                                   \\
+            case 1: NAME##_spanel(1, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
+            case 2: NAME##_spanel(2, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
+            case 3: NAME##_spanel(3, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
+            case 4: NAME##_spanel(4, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
+            case 5: NAME##_spanel(5, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
+            case 6: NAME##_spanel(6, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
+            case 7: NAME##_spanel(7, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
+            default: NAME##_spanel(8, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
+            }                                                                             \\
+        }                                                                                 \\
     }                                                                                     \\
     ATTR static int NAME##_finite(const T *x, fastnn_bp_idx n)                            \\
     {                                                                                     \\
@@ -132,6 +190,19 @@ cdef extern from *:
             for (fastnn_bp_idx k = 0; k < nnz; k++) s += val[k] * W[(fastnn_bp_idx)idx[k] * ldw + j]; \\
             out[j] = bias ? s + bias[j] : s;                                              \\
         }                                                                                 \\
+    }                                                                                     \\
+    static void NAME##_scatter(fastnn_bp_idx M, fastnn_bp_idx K, fastnn_bp_idx N,         \\
+            fastnn_bp_idx v0, fastnn_bp_idx v1, const fastnn_bp_idx *cbeg,                 \\
+            const fastnn_bp_idx *cend, const int *cidx, const T *cval, const T *W,          \\
+            T *acc, fastnn_bp_idx ldacc)                                                  \\
+    {                                                                                     \\
+        fastnn_bp_idx j1 = v1 * LANES < N ? v1 * LANES : N;                               \\
+        for (fastnn_bp_idx b = 0; b < M; b++)                                             \\
+            for (fastnn_bp_idx j = v0 * LANES; j < v1 * LANES; j++) acc[b * ldacc + j] = 0; \\
+        for (fastnn_bp_idx i = 0; i < K; i++)                                             \\
+            for (fastnn_bp_idx p = cbeg[i]; p < cend[i]; p++)                             \\
+                for (fastnn_bp_idx j = v0 * LANES; j < j1; j++)                           \\
+                    acc[(fastnn_bp_idx)cidx[p] * ldacc + j] += cval[p] * W[i * N + j];    \\
     }                                                                                     \\
     static int NAME##_finite(const T *x, fastnn_bp_idx n)                                 \\
     {                                                                                     \\
@@ -208,6 +279,8 @@ cdef extern from *:
         return fastnn_bp_isa;
     }
     #else
+    #define fastnn_bp_d_avx2_scatter fastnn_bp_d_base_scatter
+    #define fastnn_bp_s_avx2_scatter fastnn_bp_s_base_scatter
     #define fastnn_bp_d_avx2_sprow fastnn_bp_d_base_sprow
     #define fastnn_bp_s_avx2_sprow fastnn_bp_s_base_sprow
     #define fastnn_bp_d_avx2_finite fastnn_bp_d_base_finite
@@ -228,12 +301,23 @@ cdef extern from *:
         return fastnn_bp_isa == 1 ? fastnn_bp_##SUF##_avx2_finite(x, n)                   \\
                                   : fastnn_bp_##SUF##_base_finite(x, n);                  \\
     }                                                                                     \\
+    static void fastnn_bp_scatter_##SUF(fastnn_bp_idx M, fastnn_bp_idx K, fastnn_bp_idx N,  \\
+            fastnn_bp_idx v0, fastnn_bp_idx v1, const fastnn_bp_idx *cbeg,                 \\
+            const fastnn_bp_idx *cend, const int *cidx, const T *cval, const T *W,          \\
+            T *acc, fastnn_bp_idx ldacc) {                                                \\
+        if (fastnn_bp_isa == 1)                                                           \\
+            fastnn_bp_##SUF##_avx2_scatter(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, acc, ldacc); \\
+        else fastnn_bp_##SUF##_base_scatter(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, acc, ldacc); \\
+    }                                                                                     \\
     static fastnn_bp_idx fastnn_bp_compress_##SUF(const T *x, fastnn_bp_idx n, int *idx, T *val) { \\
         return fastnn_bp_isa == 1 ? fastnn_bp_compress_##SUF##_avx2(x, n, idx, val)       \\
                                   : fastnn_bp_compress_##SUF##_base(x, n, idx, val);      \\
     }
     FASTNN_BP_DISPATCH(d, double)
     FASTNN_BP_DISPATCH(s, float)
+    /* vector width (elements) the active scatter kernel uses */
+    static int fastnn_bp_lanes_d(void) { return fastnn_bp_isa == 1 ? 4 : 2; }
+    static int fastnn_bp_lanes_s(void) { return fastnn_bp_isa == 1 ? 8 : 4; }
     """
     int fastnn_bp_init() noexcept nogil
     void fastnn_bp_sprow_d(Py_ssize_t nnz, const int *idx, const double *val, const double *W,
@@ -244,6 +328,16 @@ cdef extern from *:
                            float *out) noexcept nogil
     int fastnn_bp_finite_d(const double *x, Py_ssize_t n) noexcept nogil
     int fastnn_bp_finite_s(const float *x, Py_ssize_t n) noexcept nogil
+    void fastnn_bp_scatter_d(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, Py_ssize_t v0, Py_ssize_t v1,
+                             const Py_ssize_t *cbeg, const Py_ssize_t *cend, const int *cidx,
+                             const double *cval, const double *W, double *acc,
+                             Py_ssize_t ldacc) noexcept nogil
+    void fastnn_bp_scatter_s(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, Py_ssize_t v0, Py_ssize_t v1,
+                             const Py_ssize_t *cbeg, const Py_ssize_t *cend, const int *cidx,
+                             const float *cval, const float *W, float *acc,
+                             Py_ssize_t ldacc) noexcept nogil
+    int fastnn_bp_lanes_d() noexcept nogil
+    int fastnn_bp_lanes_s() noexcept nogil
     Py_ssize_t fastnn_bp_compress_d(const double *x, Py_ssize_t n, int *idx, double *val) noexcept nogil
     Py_ssize_t fastnn_bp_compress_s(const float *x, Py_ssize_t n, int *idx, float *val) noexcept nogil
 
@@ -415,22 +509,6 @@ cdef void add_decay(floating *dW, const floating *W, Py_ssize_t n, floating lam)
         dW[j] = dW[j] + lam * W[j]   # affine.dW + weight_decay_lambda * affine.W
 
 
-cdef void sparse_first_forward(const floating *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
-                               const int *ridx, const floating *rval, const Py_ssize_t *rnnz,
-                               const floating *W, const floating *b, floating *z,
-                               Py_ssize_t nnz_total, int n_threads) noexcept nogil:
-    # a1[i, :] = sum over non-zero x[i, k] of x[i, k] * W1[k, :]  (+ b1)
-    cdef Py_ssize_t i
-    if nnz_total * N < PARALLEL_MIN_WORK:
-        n_threads = 1
-    if n_threads == 1:
-        for i in range(M):
-            sprow(rnnz[i], ridx + i * K, rval + i * K, W, N, N, b, z + i * N)
-    else:
-        for i in prange(M, schedule="static", num_threads=n_threads):
-            sprow(rnnz[i], ridx + i * K, rval + i * K, W, N, N, b, z + i * N)
-
-
 cdef inline void chunk_ptrs(const int *idx, Py_ssize_t nnz, Py_ssize_t n_chunks,
                             int *ptr) noexcept nogil:
     # ptr[c] = first entry of the compressed row with column >= c * CW (ptr[n_chunks] = nnz)
@@ -445,14 +523,12 @@ cdef inline void chunk_ptrs(const int *idx, Py_ssize_t nnz, Py_ssize_t n_chunks,
         ptr[c] = <int> nnz
 
 
-cdef void dW_chunk(Py_ssize_t c, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
-                   const int *ridx, const floating *rval, const int *rcp, Py_ssize_t n_chunks,
-                   const floating *d, floating *dW, int *cidx, floating *cval) noexcept nogil:
-    """dW1 rows of columns [c*CW, c*CW + CW) of x: gather the chunk's non-zeros column by
-    column (rows ascending) into this chunk's own slice of cidx/cval, then
-    dW1[k, :] = sum over non-zero x[i, k] (i ascending) of x[i, k] * d1[i, :]."""
-    cdef Py_ssize_t c0 = c * CW, w = min(CW, K - c0), i, k, j, p, r
-    cdef Py_ssize_t start[CW + 1]
+cdef void csc_chunk(Py_ssize_t c, Py_ssize_t M, Py_ssize_t K, const int *ridx,
+                    const floating *rval, const int *rcp, Py_ssize_t n_chunks, int *cidx,
+                    floating *cval, Py_ssize_t *cbeg, Py_ssize_t *cend) noexcept nogil:
+    """Columns [c*CW, c*CW + CW) of x as lists of (row, value), rows ascending, written to
+    this chunk's own slice of cidx/cval (offset c * CW * M); cbeg/cend[k] bound column k."""
+    cdef Py_ssize_t c0 = c * CW, w = min(CW, K - c0), i, k, j, p, r, off = c * CW * M
     cdef Py_ssize_t pos[CW + 1]
     for j in range(w + 1):
         pos[j] = 0
@@ -462,37 +538,96 @@ cdef void dW_chunk(Py_ssize_t c, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
             pos[ridx[i * K + k] - c0 + 1] += 1
     for j in range(w):
         pos[j + 1] += pos[j]
-    for j in range(w + 1):
-        start[j] = pos[j]
+    for j in range(w):
+        cbeg[c0 + j] = off + pos[j]
     for i in range(M):
         r = i * (n_chunks + 1) + c
         for k in range(rcp[r], rcp[r + 1]):
             j = ridx[i * K + k] - c0
             p = pos[j]
-            cidx[p] = <int> i
-            cval[p] = rval[i * K + k]
+            cidx[off + p] = <int> i
+            cval[off + p] = rval[i * K + k]
             pos[j] = p + 1
     for j in range(w):
-        sprow(start[j + 1] - start[j], cidx + start[j], cval + start[j], d, N, N,
-              <const floating *> NULL, dW + (c0 + j) * N)
+        cend[c0 + j] = off + pos[j]
 
 
-cdef void sparse_first_dW(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
-                          const int *ridx, const floating *rval, const int *rcp,
-                          int *cidx, floating *cval, const floating *d, floating *dW,
-                          Py_ssize_t nnz_total, int n_threads) noexcept nogil:
-    # chunks of CW columns; each has its own M * CW slice of cidx/cval (no sharing)
+cdef void dW_chunk(Py_ssize_t c, Py_ssize_t K, Py_ssize_t N, const int *cidx,
+                   const floating *cval, const Py_ssize_t *cbeg, const Py_ssize_t *cend,
+                   const floating *d, floating *dW) noexcept nogil:
+    # dW1[k, :] = sum over non-zero x[i, k] (i ascending) of x[i, k] * d1[i, :]
+    cdef Py_ssize_t k
+    for k in range(c * CW, min(c * CW + CW, K)):
+        sprow(cend[k] - cbeg[k], cidx + cbeg[k], cval + cbeg[k], d, N, N,
+              <const floating *> NULL, dW + k * N)
+
+
+cdef void sparse_first_csc(Py_ssize_t M, Py_ssize_t K, const int *ridx, const floating *rval,
+                           const int *rcp, int *cidx, floating *cval, Py_ssize_t *cbeg,
+                           Py_ssize_t *cend, Py_ssize_t nnz_total, int n_threads) noexcept nogil:
+    cdef Py_ssize_t c, n_chunks = (K + CW - 1) // CW
+    if nnz_total < PARALLEL_MIN_ELEMS // 4:
+        n_threads = 1
+    if n_threads == 1:
+        for c in range(n_chunks):
+            csc_chunk(c, M, K, ridx, rval, rcp, n_chunks, cidx, cval, cbeg, cend)
+    else:
+        for c in prange(n_chunks, schedule="dynamic", chunksize=1, num_threads=n_threads):
+            csc_chunk(c, M, K, ridx, rval, rcp, n_chunks, cidx, cval, cbeg, cend)
+
+
+cdef void sparse_first_dW(Py_ssize_t K, Py_ssize_t N, const int *cidx, const floating *cval,
+                          const Py_ssize_t *cbeg, const Py_ssize_t *cend, const floating *d,
+                          floating *dW, Py_ssize_t nnz_total, int n_threads) noexcept nogil:
+    # chunks of CW rows of dW1, handed out dynamically (column counts of x are uneven)
     cdef Py_ssize_t c, n_chunks = (K + CW - 1) // CW
     if nnz_total * N < PARALLEL_MIN_WORK:
         n_threads = 1
     if n_threads == 1:
         for c in range(n_chunks):
-            dW_chunk(c, M, K, N, ridx, rval, rcp, n_chunks, d, dW,
-                     cidx + c * CW * M, cval + c * CW * M)
+            dW_chunk(c, K, N, cidx, cval, cbeg, cend, d, dW)
     else:
         for c in prange(n_chunks, schedule="dynamic", chunksize=1, num_threads=n_threads):
-            dW_chunk(c, M, K, N, ridx, rval, rcp, n_chunks, d, dW,
-                     cidx + c * CW * M, cval + c * CW * M)
+            dW_chunk(c, K, N, cidx, cval, cbeg, cend, d, dW)
+
+
+cdef void sparse_first_forward(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const int *cidx,
+                               const floating *cval, const Py_ssize_t *cbeg,
+                               const Py_ssize_t *cend, const floating *W, const floating *b,
+                               floating *acc, floating *z, Py_ssize_t nnz_total,
+                               int n_threads) noexcept nogil:
+    """a1 = x @ W1 + b1 from x's columns: each W1 row is read once and added into the rows
+    of a1 whose input is non-zero (a1 stays in cache; W1 streams). Threads own disjoint
+    column ranges of a1; every element sums i ascending, then adds the bias."""
+    cdef Py_ssize_t lanes, nv, ldacc, t, i, j
+    cdef int nt
+    if floating is double:
+        lanes = fastnn_bp_lanes_d()
+    else:
+        lanes = fastnn_bp_lanes_s()
+    nv = (N + lanes - 1) // lanes
+    ldacc = nv * lanes
+    nt = n_threads if nnz_total * N >= PARALLEL_MIN_WORK else 1
+    nt = <int> min(nt, nv)
+    if nt == 1:
+        scatter(M, K, N, 0, nv, cbeg, cend, cidx, cval, W, acc, ldacc)
+    else:
+        for t in prange(nt, schedule="static", num_threads=nt):
+            scatter(M, K, N, t * nv // nt, (t + 1) * nv // nt, cbeg, cend, cidx, cval, W,
+                    acc, ldacc)
+    for i in range(M):
+        for j in range(N):
+            z[i * N + j] = acc[i * ldacc + j] + b[j]   # (x @ W1) + b1
+
+
+cdef inline void scatter(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, Py_ssize_t v0,
+                         Py_ssize_t v1, const Py_ssize_t *cbeg, const Py_ssize_t *cend,
+                         const int *cidx, const floating *cval, const floating *W,
+                         floating *acc, Py_ssize_t ldacc) noexcept nogil:
+    if floating is double:
+        fastnn_bp_scatter_d(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, acc, ldacc)
+    else:
+        fastnn_bp_scatter_s(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, acc, ldacc)
 
 
 cdef inline Py_ssize_t align64(Py_ssize_t n) noexcept nogil:
@@ -509,10 +644,14 @@ cdef struct Work:
     int *rcp         # M * (K / CW + 2): per row, where each chunk of CW columns starts
     int *cidx        # M * CW * n_chunks: row indices of x's columns, per chunk
     void *cval       # M * CW * n_chunks
+    Py_ssize_t *cbeg # K: column k of x is cidx/cval[cbeg[k]:cend[k]]
+    Py_ssize_t *cend # K
+    void *acc        # M * (N1 + 16): x @ W1 with padded rows
 
 
 cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
-                      Py_ssize_t total_n, Py_ssize_t max_in, Py_ssize_t itemsize) noexcept nogil:
+                      Py_ssize_t N1, Py_ssize_t total_n, Py_ssize_t max_in,
+                      Py_ssize_t itemsize) noexcept nogil:
     """Lay the workspace out from `base` (NULL: only measure). Returns its size in bytes."""
     cdef Py_ssize_t off = 0, n_chunks
     w.z = base + off
@@ -532,6 +671,12 @@ cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
     off += align64(M * CW * n_chunks * sizeof(int))
     w.cval = base + off
     off += align64(M * CW * n_chunks * itemsize)
+    w.cbeg = <Py_ssize_t *> (base + off)
+    off += align64(K * sizeof(Py_ssize_t))
+    w.cend = <Py_ssize_t *> (base + off)
+    off += align64(K * sizeof(Py_ssize_t))
+    w.acc = base + off
+    off += align64(M * (N1 + 16) * itemsize)
     return off + 64
 
 
@@ -539,7 +684,7 @@ def workspace_bytes(Py_ssize_t M, sizes, Py_ssize_t itemsize):
     """Bytes of workspace `mlp_gradient` needs for a batch of M and layer sizes n_0..n_L."""
     cdef Work w
     sizes = list(sizes)
-    return carve(&w, NULL, M, sizes[0], sum(sizes[1:]), max(sizes[:-1]), itemsize)
+    return carve(&w, NULL, M, sizes[0], sizes[1], sum(sizes[1:]), max(sizes[:-1]), itemsize)
 
 
 cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
@@ -578,6 +723,9 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         for i in range(M):
             nnz_total += rnnz[i]
         sparse = nnz_total <= SPARSE_MAX_DENSITY * M * K
+        if sparse:
+            sparse_first_csc(M, K, ridx, rval, w.rcp, w.cidx, <floating *> w.cval, w.cbeg,
+                             w.cend, nnz_total, n_threads)
 
     # ---- forward: z_l = act(h_{l-1} @ W_l + b_l); the last z holds the scores ----------
     h_in = x
@@ -586,9 +734,9 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         n_out = layers[l].n_out
         z = <floating *> layers[l].z
         if l == 0 and sparse:
-            sparse_first_forward(x, M, K, n_out, ridx, rval, rnnz,
+            sparse_first_forward(M, K, n_out, w.cidx, <const floating *> w.cval, w.cbeg, w.cend,
                                  <const floating *> layers[0].W, <const floating *> layers[0].b,
-                                 z, nnz_total, n_threads)
+                                 <floating *> w.acc, z, nnz_total, n_threads)
         else:
             gemm_strided(M, n_out, n_in, h_in, n_in, 1, <const floating *> layers[l].W, n_out, 1,
                          <const floating *> layers[l].b, z, n_out, n_threads)
@@ -616,7 +764,7 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         z = <floating *> layers[l].z       # d_l
         h_in = x if l == 0 else <const floating *> layers[l - 1].z
         if l == 0 and sparse and all_finite(<const floating *> z, M * n_out):
-            sparse_first_dW(M, K, n_out, ridx, rval, w.rcp, w.cidx, <floating *> w.cval, z,
+            sparse_first_dW(K, n_out, w.cidx, <const floating *> w.cval, w.cbeg, w.cend, z,
                             <floating *> layers[0].dW, nnz_total, n_threads)
         else:
             gemm_strided(n_in, n_out, M, h_in, 1, n_in, z, n_out, 1, NULL,
@@ -668,13 +816,13 @@ cdef int mlp_run(list Ws, list bs, int activation, object x, object labels, obje
         layers[l].db = data(dbs[l])
         total += layers[l].n_out
         max_in = max(max_in, layers[l].n_in)
-    need = carve(&w, NULL, M, layers[0].n_in, total, max_in, sizeof(floating))
+    need = carve(&w, NULL, M, layers[0].n_in, layers[0].n_out, total, max_in, sizeof(floating))
     nbytes = cnp.PyArray_NBYTES(<cnp.ndarray?> work)
     if nbytes < need:
         free(layers)
         raise ValueError("mlp_gradient: workspace has %d bytes, needs %d" % (nbytes, need))
     base = base + ((64 - (<size_t> base) % 64) % 64)   # 64-byte aligned start
-    carve(&w, base, M, layers[0].n_in, total, max_in, sizeof(floating))
+    carve(&w, base, M, layers[0].n_in, layers[0].n_out, total, max_in, sizeof(floating))
     total = 0
     for l in range(L):
         layers[l].z = (<floating *> w.z) + total
