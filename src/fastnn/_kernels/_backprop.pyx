@@ -44,7 +44,7 @@ cdef extern from *:
      *   in registers; narrower panels split k into 2 or 4 interleaved chains (added in a
      *   fixed order at the end) so they are not FMA-latency-bound; a ragged end is one vector overlapping the previous panel.
      *   The order of every sum is fixed by N alone, never by the caller's threads.
-     * fastnn_bp_compress_*: the non-zeros (and NaNs) of one row as (index, value) pairs.
+     * fastnn_bp_csc_*: a chunk of x's columns as (row, value) lists of its non-zeros (and NaNs).
      * fastnn_bp_finite_*: 1 when every element is finite (x - x == 0), in one vector pass.
      * Each is compiled for the baseline ISA and, behind target("avx2,fma"), for AVX2+FMA;
      * the choice is made once at import time (fastnn_bp_init). */
@@ -212,19 +212,26 @@ cdef extern from *:
     }
     #endif
 
-    /* branch-free compaction, any ISA: NaN != 0, so NaN is kept */
-    #define FASTNN_BP_COMPRESS_SCALAR(NAME, T)                                               \\
-    static fastnn_bp_idx NAME(const T *x, fastnn_bp_idx n, int *idx, T *val)               \\
+    /* Columns [c0, c0 + w) of x (M x K) as per-column lists of (row, value), rows
+     * ascending: column j's list is at [j * M, j * M + cnt[j]) (room for every row, so one
+     * pass and no counting). NaN != 0, so NaN is kept. Branch-free: every element is
+     * written to the next free slot, which only advances when the element is non-zero. */
+    #define FASTNN_BP_CSC_SCALAR(NAME, T)                                                    \\
+    static void NAME(const T *x, fastnn_bp_idx M, fastnn_bp_idx K, fastnn_bp_idx c0, int w, \\
+                     int *cidx, T *cval, fastnn_bp_idx *cnt)                              \\
     {                                                                                     \\
-        fastnn_bp_idx k = 0;                                                              \\
-        for (fastnn_bp_idx j = 0; j < n; j++) {                                           \\
-            const T v = x[j];                                                             \\
-            idx[k] = (int)j; val[k] = v; k += (v != 0);                                   \\
+        for (int j = 0; j < w; j++) cnt[j] = 0;                                           \\
+        for (fastnn_bp_idx i = 0; i < M; i++) {                                           \\
+            const T *xr = x + i * K + c0;                                                 \\
+            for (int j = 0; j < w; j++) {                                                 \\
+                const T v = xr[j];                                                        \\
+                const fastnn_bp_idx p = j * M + cnt[j];                                   \\
+                cidx[p] = (int)i; cval[p] = v; cnt[j] += (v != 0);                        \\
+            }                                                                             \\
         }                                                                                 \\
-        return k;                                                                         \\
     }
-    FASTNN_BP_COMPRESS_SCALAR(fastnn_bp_compress_d_base, double)
-    FASTNN_BP_COMPRESS_SCALAR(fastnn_bp_compress_s_base, float)
+    FASTNN_BP_CSC_SCALAR(fastnn_bp_csc_d_base, double)
+    FASTNN_BP_CSC_SCALAR(fastnn_bp_csc_s_base, float)
     FASTNN_BP_KERNELS(fastnn_bp_d_base, double, 2, )
     FASTNN_BP_KERNELS(fastnn_bp_s_base, float, 4, )
 
@@ -232,43 +239,49 @@ cdef extern from *:
     #include <immintrin.h>
     FASTNN_BP_KERNELS(fastnn_bp_d_avx2, double, 4, __attribute__((target("avx2,fma"))))
     FASTNN_BP_KERNELS(fastnn_bp_s_avx2, float, 8, __attribute__((target("avx2,fma"))))
-    /* 16 elements -> a 16-bit mask of non-zeros (unordered compare: NaN counts), then
-     * one step per set bit: the zeros cost a compare, not a branch each. */
+    /* A full chunk of 32 columns: 32-bit mask of the row's non-zeros (unordered compare:
+     * NaN counts), then one step per set bit; zeros cost a compare, not a branch. */
     __attribute__((target("avx2,fma")))
-    static fastnn_bp_idx fastnn_bp_compress_d_avx2(const double *x, fastnn_bp_idx n, int *idx, double *val)
+    static void fastnn_bp_csc_d_avx2(const double *x, fastnn_bp_idx M, fastnn_bp_idx K,
+                                     fastnn_bp_idx c0, int w, int *cidx, double *cval,
+                                     fastnn_bp_idx *cnt)
     {
+        if (w != 32) { fastnn_bp_csc_d_base(x, M, K, c0, w, cidx, cval, cnt); return; }
         const __m256d z = _mm256_setzero_pd();
-        fastnn_bp_idx j = 0, k = 0;
-        for (; j + 16 <= n; j += 16) {
-            unsigned m = (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j), z, _CMP_NEQ_UQ))
-                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 4), z, _CMP_NEQ_UQ)) << 4
-                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 8), z, _CMP_NEQ_UQ)) << 8
-                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 12), z, _CMP_NEQ_UQ)) << 12;
+        for (int j = 0; j < 32; j++) cnt[j] = 0;
+        for (fastnn_bp_idx i = 0; i < M; i++) {
+            const double *xr = x + i * K + c0;
+            unsigned m = 0;
+            for (int q = 0; q < 8; q++)
+                m |= (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(xr + 4 * q), z, _CMP_NEQ_UQ)) << (4 * q);
             while (m) {
-                int b = __builtin_ctz(m);
-                idx[k] = (int)(j + b); val[k] = x[j + b]; k++;
+                const int j = __builtin_ctz(m);
+                const fastnn_bp_idx p = j * M + cnt[j]++;
+                cidx[p] = (int)i; cval[p] = xr[j];
                 m &= m - 1;
             }
         }
-        for (; j < n; j++) { const double v = x[j]; idx[k] = (int)j; val[k] = v; k += (v != 0); }
-        return k;
     }
     __attribute__((target("avx2,fma")))
-    static fastnn_bp_idx fastnn_bp_compress_s_avx2(const float *x, fastnn_bp_idx n, int *idx, float *val)
+    static void fastnn_bp_csc_s_avx2(const float *x, fastnn_bp_idx M, fastnn_bp_idx K,
+                                     fastnn_bp_idx c0, int w, int *cidx, float *cval,
+                                     fastnn_bp_idx *cnt)
     {
+        if (w != 32) { fastnn_bp_csc_s_base(x, M, K, c0, w, cidx, cval, cnt); return; }
         const __m256 z = _mm256_setzero_ps();
-        fastnn_bp_idx j = 0, k = 0;
-        for (; j + 16 <= n; j += 16) {
-            unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j), z, _CMP_NEQ_UQ))
-                | (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j + 8), z, _CMP_NEQ_UQ)) << 8;
+        for (int j = 0; j < 32; j++) cnt[j] = 0;
+        for (fastnn_bp_idx i = 0; i < M; i++) {
+            const float *xr = x + i * K + c0;
+            unsigned m = 0;
+            for (int q = 0; q < 4; q++)
+                m |= (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(xr + 8 * q), z, _CMP_NEQ_UQ)) << (8 * q);
             while (m) {
-                int b = __builtin_ctz(m);
-                idx[k] = (int)(j + b); val[k] = x[j + b]; k++;
+                const int j = __builtin_ctz(m);
+                const fastnn_bp_idx p = j * M + cnt[j]++;
+                cidx[p] = (int)i; cval[p] = xr[j];
                 m &= m - 1;
             }
         }
-        for (; j < n; j++) { const float v = x[j]; idx[k] = (int)j; val[k] = v; k += (v != 0); }
-        return k;
     }
     static int fastnn_bp_isa = -1;
     static int fastnn_bp_init(void) {
@@ -285,8 +298,8 @@ cdef extern from *:
     #define fastnn_bp_s_avx2_sprow fastnn_bp_s_base_sprow
     #define fastnn_bp_d_avx2_finite fastnn_bp_d_base_finite
     #define fastnn_bp_s_avx2_finite fastnn_bp_s_base_finite
-    #define fastnn_bp_compress_d_avx2 fastnn_bp_compress_d_base
-    #define fastnn_bp_compress_s_avx2 fastnn_bp_compress_s_base
+    #define fastnn_bp_csc_d_avx2 fastnn_bp_csc_d_base
+    #define fastnn_bp_csc_s_avx2 fastnn_bp_csc_s_base
     static int fastnn_bp_isa = 0;
     static int fastnn_bp_init(void) { return 0; }
     #endif
@@ -309,9 +322,10 @@ cdef extern from *:
             fastnn_bp_##SUF##_avx2_scatter(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, acc, ldacc); \\
         else fastnn_bp_##SUF##_base_scatter(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, acc, ldacc); \\
     }                                                                                     \\
-    static fastnn_bp_idx fastnn_bp_compress_##SUF(const T *x, fastnn_bp_idx n, int *idx, T *val) { \\
-        return fastnn_bp_isa == 1 ? fastnn_bp_compress_##SUF##_avx2(x, n, idx, val)       \\
-                                  : fastnn_bp_compress_##SUF##_base(x, n, idx, val);      \\
+    static void fastnn_bp_csc_##SUF(const T *x, fastnn_bp_idx M, fastnn_bp_idx K,         \\
+            fastnn_bp_idx c0, int w, int *cidx, T *cval, fastnn_bp_idx *cnt) {            \\
+        if (fastnn_bp_isa == 1) fastnn_bp_csc_##SUF##_avx2(x, M, K, c0, w, cidx, cval, cnt); \\
+        else fastnn_bp_csc_##SUF##_base(x, M, K, c0, w, cidx, cval, cnt);                  \\
     }
     FASTNN_BP_DISPATCH(d, double)
     FASTNN_BP_DISPATCH(s, float)
@@ -338,8 +352,10 @@ cdef extern from *:
                              Py_ssize_t ldacc) noexcept nogil
     int fastnn_bp_lanes_d() noexcept nogil
     int fastnn_bp_lanes_s() noexcept nogil
-    Py_ssize_t fastnn_bp_compress_d(const double *x, Py_ssize_t n, int *idx, double *val) noexcept nogil
-    Py_ssize_t fastnn_bp_compress_s(const float *x, Py_ssize_t n, int *idx, float *val) noexcept nogil
+    void fastnn_bp_csc_d(const double *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t c0, int w,
+                         int *cidx, double *cval, Py_ssize_t *cnt) noexcept nogil
+    void fastnn_bp_csc_s(const float *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t c0, int w,
+                         int *cidx, float *cval, Py_ssize_t *cnt) noexcept nogil
 
 fastnn_bp_init()
 cnp.import_array()
@@ -442,15 +458,6 @@ cdef inline bint all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
         return fastnn_bp_finite_s(x, n)
 
 
-cdef inline Py_ssize_t compress_row(const floating *x, Py_ssize_t n, int *idx,
-                                    floating *val) noexcept nogil:
-    # the non-zeros of one row (NaN counts as non-zero) as (index, value) pairs
-    if floating is double:
-        return fastnn_bp_compress_d(x, n, idx, val)
-    else:
-        return fastnn_bp_compress_s(x, n, idx, val)
-
-
 # --- layer 2: the whole pass ---------------------------------------------------------------
 
 cdef struct Layer:
@@ -509,47 +516,19 @@ cdef void add_decay(floating *dW, const floating *W, Py_ssize_t n, floating lam)
         dW[j] = dW[j] + lam * W[j]   # affine.dW + weight_decay_lambda * affine.W
 
 
-cdef inline void chunk_ptrs(const int *idx, Py_ssize_t nnz, Py_ssize_t n_chunks,
-                            int *ptr) noexcept nogil:
-    # ptr[c] = first entry of the compressed row with column >= c * CW (ptr[n_chunks] = nnz)
-    cdef Py_ssize_t k, c = 0
-    ptr[0] = 0
-    for k in range(nnz):
-        while idx[k] >= (c + 1) * CW:
-            c += 1
-            ptr[c] = <int> k
-    while c < n_chunks:
-        c += 1
-        ptr[c] = <int> nnz
-
-
-cdef void csc_chunk(Py_ssize_t c, Py_ssize_t M, Py_ssize_t K, const int *ridx,
-                    const floating *rval, const int *rcp, Py_ssize_t n_chunks, int *cidx,
+cdef void csc_chunk(Py_ssize_t c, const floating *x, Py_ssize_t M, Py_ssize_t K, int *cidx,
                     floating *cval, Py_ssize_t *cbeg, Py_ssize_t *cend) noexcept nogil:
-    """Columns [c*CW, c*CW + CW) of x as lists of (row, value), rows ascending, written to
-    this chunk's own slice of cidx/cval (offset c * CW * M); cbeg/cend[k] bound column k."""
-    cdef Py_ssize_t c0 = c * CW, w = min(CW, K - c0), i, k, j, p, r, off = c * CW * M
-    cdef Py_ssize_t pos[CW + 1]
-    for j in range(w + 1):
-        pos[j] = 0
-    for i in range(M):
-        r = i * (n_chunks + 1) + c
-        for k in range(rcp[r], rcp[r + 1]):
-            pos[ridx[i * K + k] - c0 + 1] += 1
+    """Columns [c*CW, c*CW + CW) of x as lists of (row, value), rows ascending, in this
+    chunk's own slice of cidx/cval (offset c * CW * M); column k is [cbeg[k], cend[k])."""
+    cdef Py_ssize_t c0 = c * CW, w = min(CW, K - c0), j, off = c * CW * M
+    cdef Py_ssize_t cnt[CW]
+    if floating is double:
+        fastnn_bp_csc_d(x, M, K, c0, <int> w, cidx + off, cval + off, cnt)
+    else:
+        fastnn_bp_csc_s(x, M, K, c0, <int> w, cidx + off, cval + off, cnt)
     for j in range(w):
-        pos[j + 1] += pos[j]
-    for j in range(w):
-        cbeg[c0 + j] = off + pos[j]
-    for i in range(M):
-        r = i * (n_chunks + 1) + c
-        for k in range(rcp[r], rcp[r + 1]):
-            j = ridx[i * K + k] - c0
-            p = pos[j]
-            cidx[off + p] = <int> i
-            cval[off + p] = rval[i * K + k]
-            pos[j] = p + 1
-    for j in range(w):
-        cend[c0 + j] = off + pos[j]
+        cbeg[c0 + j] = off + j * M
+        cend[c0 + j] = off + j * M + cnt[j]
 
 
 cdef void dW_chunk(Py_ssize_t c, Py_ssize_t K, Py_ssize_t N, const int *cidx,
@@ -562,18 +541,18 @@ cdef void dW_chunk(Py_ssize_t c, Py_ssize_t K, Py_ssize_t N, const int *cidx,
               <const floating *> NULL, dW + k * N)
 
 
-cdef void sparse_first_csc(Py_ssize_t M, Py_ssize_t K, const int *ridx, const floating *rval,
-                           const int *rcp, int *cidx, floating *cval, Py_ssize_t *cbeg,
-                           Py_ssize_t *cend, Py_ssize_t nnz_total, int n_threads) noexcept nogil:
+cdef void sparse_first_csc(const floating *x, Py_ssize_t M, Py_ssize_t K, int *cidx,
+                           floating *cval, Py_ssize_t *cbeg, Py_ssize_t *cend,
+                           int n_threads) noexcept nogil:
     cdef Py_ssize_t c, n_chunks = (K + CW - 1) // CW
-    if nnz_total < PARALLEL_MIN_ELEMS // 4:
+    if M * K < PARALLEL_MIN_ELEMS:
         n_threads = 1
     if n_threads == 1:
         for c in range(n_chunks):
-            csc_chunk(c, M, K, ridx, rval, rcp, n_chunks, cidx, cval, cbeg, cend)
+            csc_chunk(c, x, M, K, cidx, cval, cbeg, cend)
     else:
-        for c in prange(n_chunks, schedule="dynamic", chunksize=1, num_threads=n_threads):
-            csc_chunk(c, M, K, ridx, rval, rcp, n_chunks, cidx, cval, cbeg, cend)
+        for c in prange(n_chunks, schedule="static", num_threads=n_threads):
+            csc_chunk(c, x, M, K, cidx, cval, cbeg, cend)
 
 
 cdef void sparse_first_dW(Py_ssize_t K, Py_ssize_t N, const int *cidx, const floating *cval,
@@ -638,10 +617,6 @@ cdef struct Work:
     # pieces of the caller's workspace (see workspace_bytes)
     void *z          # sum_l M * n_l: activations, then deltas, layer after layer
     void *scratch    # M * max_l n_{l-1}: d_l @ W_l.T
-    Py_ssize_t *rnnz # M: non-zeros per row of x
-    int *ridx        # M * K: column indices, row i at i * K
-    void *rval       # M * K: values
-    int *rcp         # M * (K / CW + 2): per row, where each chunk of CW columns starts
     int *cidx        # M * CW * n_chunks: row indices of x's columns, per chunk
     void *cval       # M * CW * n_chunks
     Py_ssize_t *cbeg # K: column k of x is cidx/cval[cbeg[k]:cend[k]]
@@ -658,15 +633,7 @@ cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
     off += align64(M * total_n * itemsize)
     w.scratch = base + off
     off += align64(M * max_in * itemsize)
-    w.rnnz = <Py_ssize_t *> (base + off)
-    off += align64(M * sizeof(Py_ssize_t))
-    w.ridx = <int *> (base + off)
-    off += align64(M * K * sizeof(int))
-    w.rval = base + off
-    off += align64(M * K * itemsize)
     n_chunks = (K + CW - 1) // CW
-    w.rcp = <int *> (base + off)
-    off += align64(M * (n_chunks + 1) * sizeof(int))
     w.cidx = <int *> (base + off)
     off += align64(M * CW * n_chunks * sizeof(int))
     w.cval = base + off
@@ -694,13 +661,10 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
 
     Returns 0, or 1 (nothing computed) when a label is outside [0, n_L)."""
     cdef Py_ssize_t l, i, n_in, n_out, K = layers[0].n_in, N1 = layers[0].n_out
-    cdef Py_ssize_t nnz_total = 0, n_chunks = (K + CW - 1) // CW
+    cdef Py_ssize_t nnz_total = 0
     cdef const floating *h_in
     cdef floating *z
     cdef floating *scratch = <floating *> w.scratch
-    cdef int *ridx = w.ridx
-    cdef floating *rval = <floating *> w.rval
-    cdef Py_ssize_t *rnnz = w.rnnz
     cdef bint sparse = False
     cdef int nt_rows
 
@@ -709,23 +673,12 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
             if labels[i] < 0 or labels[i] >= layers[L - 1].n_out:
                 return 1
 
-    # ---- is x sparse enough to skip its zeros? ----------------------------------------
+    # ---- is x sparse enough to skip its zeros? (x's columns as (row, value) lists) ----
     if allow_sparse and M * K > 0 and all_finite(<const floating *> layers[0].W, K * N1):
-        nt_rows = n_threads if M * K >= PARALLEL_MIN_ELEMS else 1
-        if nt_rows == 1:
-            for i in range(M):
-                rnnz[i] = compress_row(x + i * K, K, ridx + i * K, rval + i * K)
-                chunk_ptrs(ridx + i * K, rnnz[i], n_chunks, w.rcp + i * (n_chunks + 1))
-        else:
-            for i in prange(M, schedule="static", num_threads=nt_rows):
-                rnnz[i] = compress_row(x + i * K, K, ridx + i * K, rval + i * K)
-                chunk_ptrs(ridx + i * K, rnnz[i], n_chunks, w.rcp + i * (n_chunks + 1))
-        for i in range(M):
-            nnz_total += rnnz[i]
+        sparse_first_csc(x, M, K, w.cidx, <floating *> w.cval, w.cbeg, w.cend, n_threads)
+        for i in range(K):
+            nnz_total += w.cend[i] - w.cbeg[i]
         sparse = nnz_total <= SPARSE_MAX_DENSITY * M * K
-        if sparse:
-            sparse_first_csc(M, K, ridx, rval, w.rcp, w.cidx, <floating *> w.cval, w.cbeg,
-                             w.cend, nnz_total, n_threads)
 
     # ---- forward: z_l = act(h_{l-1} @ W_l + b_l); the last z holds the scores ----------
     h_in = x
