@@ -239,23 +239,23 @@ cdef extern from *:
     #include <immintrin.h>
     FASTNN_BP_KERNELS(fastnn_bp_d_avx2, double, 4, __attribute__((target("avx2,fma"))))
     FASTNN_BP_KERNELS(fastnn_bp_s_avx2, float, 8, __attribute__((target("avx2,fma"))))
-    /* A full chunk of 32 columns: 32-bit mask of the row's non-zeros (unordered compare:
+    /* A full chunk of 64 columns: 64-bit mask of the row's non-zeros (unordered compare:
      * NaN counts), then one step per set bit; zeros cost a compare, not a branch. */
     __attribute__((target("avx2,fma")))
     static void fastnn_bp_csc_d_avx2(const double *x, fastnn_bp_idx M, fastnn_bp_idx K,
                                      fastnn_bp_idx c0, int w, int *cidx, double *cval,
                                      fastnn_bp_idx *cnt)
     {
-        if (w != 32) { fastnn_bp_csc_d_base(x, M, K, c0, w, cidx, cval, cnt); return; }
+        if (w != 64) { fastnn_bp_csc_d_base(x, M, K, c0, w, cidx, cval, cnt); return; }
         const __m256d z = _mm256_setzero_pd();
-        for (int j = 0; j < 32; j++) cnt[j] = 0;
+        for (int j = 0; j < 64; j++) cnt[j] = 0;
         for (fastnn_bp_idx i = 0; i < M; i++) {
             const double *xr = x + i * K + c0;
-            unsigned m = 0;
-            for (int q = 0; q < 8; q++)
-                m |= (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(xr + 4 * q), z, _CMP_NEQ_UQ)) << (4 * q);
+            unsigned long long m = 0;
+            for (int q = 0; q < 16; q++)
+                m |= (unsigned long long)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(xr + 4 * q), z, _CMP_NEQ_UQ)) << (4 * q);
             while (m) {
-                const int j = __builtin_ctz(m);
+                const int j = __builtin_ctzll(m);
                 const fastnn_bp_idx p = j * M + cnt[j]++;
                 cidx[p] = (int)i; cval[p] = xr[j];
                 m &= m - 1;
@@ -267,16 +267,16 @@ cdef extern from *:
                                      fastnn_bp_idx c0, int w, int *cidx, float *cval,
                                      fastnn_bp_idx *cnt)
     {
-        if (w != 32) { fastnn_bp_csc_s_base(x, M, K, c0, w, cidx, cval, cnt); return; }
+        if (w != 64) { fastnn_bp_csc_s_base(x, M, K, c0, w, cidx, cval, cnt); return; }
         const __m256 z = _mm256_setzero_ps();
-        for (int j = 0; j < 32; j++) cnt[j] = 0;
+        for (int j = 0; j < 64; j++) cnt[j] = 0;
         for (fastnn_bp_idx i = 0; i < M; i++) {
             const float *xr = x + i * K + c0;
-            unsigned m = 0;
-            for (int q = 0; q < 4; q++)
-                m |= (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(xr + 8 * q), z, _CMP_NEQ_UQ)) << (8 * q);
+            unsigned long long m = 0;
+            for (int q = 0; q < 8; q++)
+                m |= (unsigned long long)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(xr + 8 * q), z, _CMP_NEQ_UQ)) << (8 * q);
             while (m) {
-                const int j = __builtin_ctz(m);
+                const int j = __builtin_ctzll(m);
                 const fastnn_bp_idx p = j * M + cnt[j]++;
                 cidx[p] = (int)i; cval[p] = xr[j];
                 m &= m - 1;
@@ -392,7 +392,7 @@ cdef Py_ssize_t PARALLEL_MIN_WORK = 60000
 # The sparse first layer is used when at most this fraction of x is non-zero.
 cdef double SPARSE_MAX_DENSITY = 0.5
 # columns of x per backward chunk (dW1 rows one task computes)
-DEF CW = 32
+DEF CW = 64
 
 ACT_RELU = 0
 ACT_SIGMOID = 1
