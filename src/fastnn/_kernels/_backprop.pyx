@@ -112,7 +112,7 @@ cdef extern from *:
     ATTR static inline __attribute__((always_inline)) void NAME##_spanel(                 \\
             const int NV, fastnn_bp_idx K, fastnn_bp_idx N, fastnn_bp_idx js,             \\
             const fastnn_bp_idx *cbeg, const fastnn_bp_idx *cend, const int *cidx,         \\
-            const T *cval, const T *W, T *acc, fastnn_bp_idx ldacc)                        \\
+            const T *cval, const T *W, T *acc, fastnn_bp_idx ldacc, fastnn_bp_idx a0)      \\
     {                                                                                     \\
         /* W row i (NV vectors from column js) stays in registers while it is added into  \\
          * every row of acc whose x[row, i] != 0: W is read once, acc lives in L1. */     \\
@@ -133,7 +133,7 @@ cdef extern from *:
             for (int v = 0; v < NV; v++) wv[v] = *(const NAME##_vu *)(w + v * LANES);     \\
             for (; p < pe; p++) {                                                         \\
                 const T a = cval[p];                                                      \\
-                T *r = acc + (fastnn_bp_idx)cidx[p] * ldacc + js;                         \\
+                T *r = acc + (fastnn_bp_idx)cidx[p] * ldacc + (js - a0);                  \\
                 for (int v = 0; v < NV; v++) {                                            \\
                     NAME##_vt rv = *(NAME##_vu *)(r + v * LANES);                         \\
                     rv += a * wv[v];                                                      \\
@@ -147,20 +147,21 @@ cdef extern from *:
             const fastnn_bp_idx *cend, const int *cidx, const T *cval, const T *W,          \\
             T *acc, fastnn_bp_idx ldacc)                                                  \\
     {                                                                                     \\
-        /* acc[:, v0*LANES : v1*LANES] = x @ W1 for those columns (i ascending per entry) */ \\
+        /* acc (M x ldacc, this caller's own block) = (x @ W1)[:, v0*LANES : v1*LANES],  \\
+         * i ascending for every element */                                               \\
         for (fastnn_bp_idx b = 0; b < M; b++)                                             \\
-            memset(acc + b * ldacc + v0 * LANES, 0, (size_t)((v1 - v0) * LANES) * sizeof(T)); \\
+            memset(acc + b * ldacc, 0, (size_t)((v1 - v0) * LANES) * sizeof(T));          \\
         for (fastnn_bp_idx vs = v0; vs < v1; vs += 8) {                                   \\
             const fastnn_bp_idx js = vs * LANES;                                          \\
             switch ((int)(v1 - vs < 8 ? v1 - vs : 8)) {                                   \\
-            case 1: NAME##_spanel(1, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
-            case 2: NAME##_spanel(2, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
-            case 3: NAME##_spanel(3, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
-            case 4: NAME##_spanel(4, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
-            case 5: NAME##_spanel(5, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
-            case 6: NAME##_spanel(6, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
-            case 7: NAME##_spanel(7, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
-            default: NAME##_spanel(8, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc); break; \\
+            case 1: NAME##_spanel(1, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
+            case 2: NAME##_spanel(2, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
+            case 3: NAME##_spanel(3, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
+            case 4: NAME##_spanel(4, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
+            case 5: NAME##_spanel(5, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
+            case 6: NAME##_spanel(6, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
+            case 7: NAME##_spanel(7, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
+            default: NAME##_spanel(8, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
             }                                                                             \\
         }                                                                                 \\
     }                                                                                     \\
@@ -196,13 +197,13 @@ cdef extern from *:
             const fastnn_bp_idx *cend, const int *cidx, const T *cval, const T *W,          \\
             T *acc, fastnn_bp_idx ldacc)                                                  \\
     {                                                                                     \\
-        fastnn_bp_idx j1 = v1 * LANES < N ? v1 * LANES : N;                               \\
+        fastnn_bp_idx j0 = v0 * LANES, j1 = v1 * LANES < N ? v1 * LANES : N;              \\
         for (fastnn_bp_idx b = 0; b < M; b++)                                             \\
-            for (fastnn_bp_idx j = v0 * LANES; j < v1 * LANES; j++) acc[b * ldacc + j] = 0; \\
+            for (fastnn_bp_idx j = j0; j < v1 * LANES; j++) acc[b * ldacc + j - j0] = 0;  \\
         for (fastnn_bp_idx i = 0; i < K; i++)                                             \\
             for (fastnn_bp_idx p = cbeg[i]; p < cend[i]; p++)                             \\
-                for (fastnn_bp_idx j = v0 * LANES; j < j1; j++)                           \\
-                    acc[(fastnn_bp_idx)cidx[p] * ldacc + j] += cval[p] * W[i * N + j];    \\
+                for (fastnn_bp_idx j = j0; j < j1; j++)                                   \\
+                    acc[(fastnn_bp_idx)cidx[p] * ldacc + j - j0] += cval[p] * W[i * N + j]; \\
     }                                                                                     \\
     static int NAME##_finite(const T *x, fastnn_bp_idx n)                                 \\
     {                                                                                     \\
@@ -611,18 +612,33 @@ cdef void sparse_first_forward(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const i
     else:
         lanes = fastnn_bp_lanes_s()
     nv = (N + lanes - 1) // lanes
-    ldacc = nv * lanes
     nt = n_threads if nnz_total * N >= PARALLEL_MIN_WORK else 1
     nt = <int> min(nt, nv)
     if nt == 1:
-        scatter(M, K, N, 0, nv, cbeg, cend, cidx, cval, W, acc, ldacc)
+        scatter(M, K, N, 0, nv, cbeg, cend, cidx, cval, W, acc, nv * lanes)
+        ldacc = nv * lanes
+        for i in range(M):
+            for j in range(N):
+                z[i * N + j] = acc[i * ldacc + j] + b[j]   # (x @ W1) + b1
     else:
+        # thread t owns vectors [t*nv/nt, (t+1)*nv/nt) of a1's columns, in its own block of
+        # acc (M rows of its width): no cache line is written by two threads
         for t in prange(nt, schedule="static", num_threads=nt):
-            scatter(M, K, N, t * nv // nt, (t + 1) * nv // nt, cbeg, cend, cidx, cval, W,
-                    acc, ldacc)
+            first_block(t, nt, nv, lanes, M, K, N, cbeg, cend, cidx, cval, W, b, acc, z)
+
+
+cdef void first_block(Py_ssize_t t, Py_ssize_t nt, Py_ssize_t nv, Py_ssize_t lanes,
+                      Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const Py_ssize_t *cbeg,
+                      const Py_ssize_t *cend, const int *cidx, const floating *cval,
+                      const floating *W, const floating *b, floating *acc,
+                      floating *z) noexcept nogil:
+    cdef Py_ssize_t v0 = t * nv // nt, v1 = (t + 1) * nv // nt, i, j
+    cdef Py_ssize_t w = (v1 - v0) * lanes, j0 = v0 * lanes, j1 = min(v1 * lanes, N)
+    cdef floating *blk = acc + M * j0 + 16 * t  # blocks one after another, 128+ bytes apart
+    scatter(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, blk, w)
     for i in range(M):
-        for j in range(N):
-            z[i * N + j] = acc[i * ldacc + j] + b[j]   # (x @ W1) + b1
+        for j in range(j0, j1):
+            z[i * N + j] = blk[i * w + j - j0] + b[j]   # (x @ W1) + b1
 
 
 cdef inline void scatter(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, Py_ssize_t v0,
@@ -669,7 +685,7 @@ cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
     w.cend = <Py_ssize_t *> (base + off)
     off += align64(K * sizeof(Py_ssize_t))
     w.acc = base + off
-    off += align64(M * (N1 + 16) * itemsize)
+    off += align64((M * (N1 + 16) + 16 * (N1 + 1)) * itemsize)
     return off + 64
 
 
