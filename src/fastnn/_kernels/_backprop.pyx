@@ -31,6 +31,11 @@ from cython cimport floating
 
 from fastnn._kernels._affine cimport gemm_strided
 
+cdef extern from "omp.h":
+    double omp_get_wtime() noexcept nogil
+cdef double TT[8]
+def timings():
+    return [TT[i] for i in range(8)]
 cdef extern from "fastnn_math.h":
     double fastnn_exp(double x) noexcept nogil
     double fastnn_sigmoid(double x) noexcept nogil
@@ -624,18 +629,29 @@ cdef void sparse_first_forward(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const i
         # thread t owns vectors [t*nv/nt, (t+1)*nv/nt) of a1's columns, in its own block of
         # acc (M rows of its width): no cache line is written by two threads
         for t in prange(nt, schedule="static", num_threads=nt):
-            first_block(t, nt, nv, lanes, M, K, N, cbeg, cend, cidx, cval, W, b, acc, z)
+            first_block(t, nt, nv, lanes, M, K, N, cbeg, cend, cidx, cval, W, acc)
+        # the bias, after the region: z rows would otherwise be written by two threads
+        for t in range(nt):
+            first_bias(t, nt, nv, lanes, M, N, b, acc, z)
 
 
 cdef void first_block(Py_ssize_t t, Py_ssize_t nt, Py_ssize_t nv, Py_ssize_t lanes,
                       Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const Py_ssize_t *cbeg,
                       const Py_ssize_t *cend, const int *cidx, const floating *cval,
-                      const floating *W, const floating *b, floating *acc,
-                      floating *z) noexcept nogil:
-    cdef Py_ssize_t v0 = t * nv // nt, v1 = (t + 1) * nv // nt, i, j
-    cdef Py_ssize_t w = (v1 - v0) * lanes, j0 = v0 * lanes, j1 = min(v1 * lanes, N)
+                      const floating *W, floating *acc) noexcept nogil:
+    # thread t's columns of x @ W1 into its own block of acc
+    cdef Py_ssize_t v0 = t * nv // nt, v1 = (t + 1) * nv // nt
+    cdef Py_ssize_t w = (v1 - v0) * lanes, j0 = v0 * lanes
     cdef floating *blk = acc + M * j0 + 16 * t  # blocks one after another, 128+ bytes apart
     scatter(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, blk, w)
+
+
+cdef void first_bias(Py_ssize_t t, Py_ssize_t nt, Py_ssize_t nv, Py_ssize_t lanes,
+                     Py_ssize_t M, Py_ssize_t N, const floating *b, const floating *acc,
+                     floating *z) noexcept nogil:
+    cdef Py_ssize_t v0 = t * nv // nt, v1 = (t + 1) * nv // nt, i, j
+    cdef Py_ssize_t w = (v1 - v0) * lanes, j0 = v0 * lanes, j1 = min(v1 * lanes, N)
+    cdef const floating *blk = acc + M * j0 + 16 * t
     for i in range(M):
         for j in range(j0, j1):
             z[i * N + j] = blk[i * w + j - j0] + b[j]   # (x @ W1) + b1
@@ -704,6 +720,7 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
     Returns 0, or 1 (nothing computed) when a label is outside [0, n_L)."""
     cdef Py_ssize_t l, i, n_in, n_out, K = layers[0].n_in, N1 = layers[0].n_out
     cdef Py_ssize_t nnz_total = 0
+    cdef double t0, tall = omp_get_wtime()
     cdef const floating *h_in
     cdef floating *z
     cdef floating *scratch = <floating *> w.scratch
@@ -717,7 +734,9 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
 
     # ---- is x sparse enough to skip its zeros? (x's columns as (row, value) lists) ----
     if allow_sparse and M * K > 0 and all_finite(<const floating *> layers[0].W, K * N1):
+        t0 = omp_get_wtime()
         sparse_first_csc(x, M, K, w.cidx, <floating *> w.cval, w.cbeg, w.cend, n_threads)
+        TT[0] += omp_get_wtime() - t0
         for i in range(K):
             nnz_total += w.cend[i] - w.cbeg[i]
         sparse = nnz_total <= SPARSE_MAX_DENSITY * M * K
@@ -729,9 +748,11 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         n_out = layers[l].n_out
         z = <floating *> layers[l].z
         if l == 0 and sparse:
+            t0 = omp_get_wtime()
             sparse_first_forward(M, K, n_out, w.cidx, <const floating *> w.cval, w.cbeg, w.cend,
                                  <const floating *> layers[0].W, <const floating *> layers[0].b,
                                  <floating *> w.acc, z, nnz_total, n_threads)
+            TT[1] += omp_get_wtime() - t0
         else:
             gemm_strided(M, n_out, n_in, h_in, n_in, 1, <const floating *> layers[l].W, n_out, 1,
                          <const floating *> layers[l].b, z, n_out, n_threads)
@@ -759,8 +780,10 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         z = <floating *> layers[l].z       # d_l
         h_in = x if l == 0 else <const floating *> layers[l - 1].z
         if l == 0 and sparse and all_finite(<const floating *> z, M * n_out):
+            t0 = omp_get_wtime()
             sparse_first_dW(K, n_out, w.cidx, <const floating *> w.cval, w.cbeg, w.cend, z,
                             <floating *> layers[0].dW, nnz_total, n_threads)
+            TT[2] += omp_get_wtime() - t0
         else:
             gemm_strided(n_in, n_out, M, h_in, 1, n_in, z, n_out, 1, NULL,
                          <floating *> layers[l].dW, n_out, n_threads)
@@ -772,6 +795,8 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
             gemm_strided(M, n_in, n_out, z, n_out, 1, <const floating *> layers[l].W, 1, n_out,
                          NULL, scratch, n_in, n_threads)
             rows_activate_backward(scratch, <floating *> layers[l - 1].z, M, n_in, act, n_threads)
+    TT[3] += omp_get_wtime() - tall
+    TT[4] += 1
     return 0
 
 
