@@ -31,11 +31,6 @@ from cython cimport floating
 
 from fastnn._kernels._affine cimport gemm_strided
 
-cdef extern from "omp.h":
-    double omp_get_wtime() noexcept nogil
-cdef double TT[8]
-def timings():
-    return [TT[i] for i in range(8)]
 cdef extern from "fastnn_math.h":
     double fastnn_exp(double x) noexcept nogil
     double fastnn_sigmoid(double x) noexcept nogil
@@ -49,6 +44,7 @@ cdef extern from *:
      *   in registers; narrower panels split k into 2 or 4 interleaved chains (added in a
      *   fixed order at the end) so they are not FMA-latency-bound; a ragged end is one vector overlapping the previous panel.
      *   The order of every sum is fixed by N alone, never by the caller's threads.
+     * fastnn_bp_compress_*: the non-zeros (and NaNs) of one row as (index, value) pairs.
      * fastnn_bp_csc_*: a chunk of x's columns as (row, value) lists of its non-zeros (and NaNs).
      * fastnn_bp_finite_*: 1 when every element is finite (x - x == 0), in one vector pass.
      * Each is compiled for the baseline ISA and, behind target("avx2,fma"), for AVX2+FMA;
@@ -114,62 +110,6 @@ cdef extern from *:
                           j += LANES; }                                                   \\
         if (j < N) NAME##_panel(1, 4, nnz, idx, val, W, ldw, N - LANES, bias, out);       \\
     }                                                                                     \\
-    ATTR static inline __attribute__((always_inline)) void NAME##_spanel(                 \\
-            const int NV, fastnn_bp_idx K, fastnn_bp_idx N, fastnn_bp_idx js,             \\
-            const fastnn_bp_idx *cbeg, const fastnn_bp_idx *cend, const int *cidx,         \\
-            const T *cval, const T *W, T *acc, fastnn_bp_idx ldacc, fastnn_bp_idx a0)      \\
-    {                                                                                     \\
-        /* W row i (NV vectors from column js) stays in registers while it is added into  \\
-         * every row of acc whose x[row, i] != 0: W is read once, acc lives in L1. */     \\
-        T tmp[8 * LANES];                                                                 \\
-        const int full = js + NV * LANES <= N;                                            \\
-        for (fastnn_bp_idx i = 0; i < K; i++) {                                           \\
-            fastnn_bp_idx p = cbeg[i];                                                    \\
-            const fastnn_bp_idx pe = cend[i];                                             \\
-            if (p == pe) continue;                                                        \\
-            const T *w = W + i * N + js;                                                  \\
-            if (!full) {                                                                  \\
-                const fastnn_bp_idx n = N - js;                                           \\
-                memcpy(tmp, w, (size_t)n * sizeof(T));                                    \\
-                memset(tmp + n, 0, (size_t)(NV * LANES - n) * sizeof(T));                 \\
-                w = tmp;                                                                  \\
-            }                                                                             \\
-            NAME##_vt wv[8];                                                              \\
-            for (int v = 0; v < NV; v++) wv[v] = *(const NAME##_vu *)(w + v * LANES);     \\
-            for (; p < pe; p++) {                                                         \\
-                const T a = cval[p];                                                      \\
-                T *r = acc + (fastnn_bp_idx)cidx[p] * ldacc + (js - a0);                  \\
-                for (int v = 0; v < NV; v++) {                                            \\
-                    NAME##_vt rv = *(NAME##_vu *)(r + v * LANES);                         \\
-                    rv += a * wv[v];                                                      \\
-                    *(NAME##_vu *)(r + v * LANES) = rv;                                   \\
-                }                                                                         \\
-            }                                                                             \\
-        }                                                                                 \\
-    }                                                                                     \\
-    ATTR static void NAME##_scatter(fastnn_bp_idx M, fastnn_bp_idx K, fastnn_bp_idx N,    \\
-            fastnn_bp_idx v0, fastnn_bp_idx v1, const fastnn_bp_idx *cbeg,                 \\
-            const fastnn_bp_idx *cend, const int *cidx, const T *cval, const T *W,          \\
-            T *acc, fastnn_bp_idx ldacc)                                                  \\
-    {                                                                                     \\
-        /* acc (M x ldacc, this caller's own block) = (x @ W1)[:, v0*LANES : v1*LANES],  \\
-         * i ascending for every element */                                               \\
-        for (fastnn_bp_idx b = 0; b < M; b++)                                             \\
-            memset(acc + b * ldacc, 0, (size_t)((v1 - v0) * LANES) * sizeof(T));          \\
-        for (fastnn_bp_idx vs = v0; vs < v1; vs += 8) {                                   \\
-            const fastnn_bp_idx js = vs * LANES;                                          \\
-            switch ((int)(v1 - vs < 8 ? v1 - vs : 8)) {                                   \\
-            case 1: NAME##_spanel(1, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
-            case 2: NAME##_spanel(2, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
-            case 3: NAME##_spanel(3, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
-            case 4: NAME##_spanel(4, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
-            case 5: NAME##_spanel(5, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
-            case 6: NAME##_spanel(6, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
-            case 7: NAME##_spanel(7, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
-            default: NAME##_spanel(8, K, N, js, cbeg, cend, cidx, cval, W, acc, ldacc, v0 * LANES); break; \\
-            }                                                                             \\
-        }                                                                                 \\
-    }                                                                                     \\
     ATTR static int NAME##_finite(const T *x, fastnn_bp_idx n)                            \\
     {                                                                                     \\
         NAME##_vt a0 = {0}, a1 = {0};                                                     \\
@@ -196,19 +136,6 @@ cdef extern from *:
             for (fastnn_bp_idx k = 0; k < nnz; k++) s += val[k] * W[(fastnn_bp_idx)idx[k] * ldw + j]; \\
             out[j] = bias ? s + bias[j] : s;                                              \\
         }                                                                                 \\
-    }                                                                                     \\
-    static void NAME##_scatter(fastnn_bp_idx M, fastnn_bp_idx K, fastnn_bp_idx N,         \\
-            fastnn_bp_idx v0, fastnn_bp_idx v1, const fastnn_bp_idx *cbeg,                 \\
-            const fastnn_bp_idx *cend, const int *cidx, const T *cval, const T *W,          \\
-            T *acc, fastnn_bp_idx ldacc)                                                  \\
-    {                                                                                     \\
-        fastnn_bp_idx j0 = v0 * LANES, j1 = v1 * LANES < N ? v1 * LANES : N;              \\
-        for (fastnn_bp_idx b = 0; b < M; b++)                                             \\
-            for (fastnn_bp_idx j = j0; j < v1 * LANES; j++) acc[b * ldacc + j - j0] = 0;  \\
-        for (fastnn_bp_idx i = 0; i < K; i++)                                             \\
-            for (fastnn_bp_idx p = cbeg[i]; p < cend[i]; p++)                             \\
-                for (fastnn_bp_idx j = j0; j < j1; j++)                                   \\
-                    acc[(fastnn_bp_idx)cidx[p] * ldacc + j - j0] += cval[p] * W[i * N + j]; \\
     }                                                                                     \\
     static int NAME##_finite(const T *x, fastnn_bp_idx n)                                 \\
     {                                                                                     \\
@@ -238,6 +165,19 @@ cdef extern from *:
     }
     FASTNN_BP_CSC_SCALAR(fastnn_bp_csc_d_base, double)
     FASTNN_BP_CSC_SCALAR(fastnn_bp_csc_s_base, float)
+    /* branch-free compaction, any ISA: NaN != 0, so NaN is kept */
+    #define FASTNN_BP_COMPRESS_SCALAR(NAME, T)                                               \\
+    static fastnn_bp_idx NAME(const T *x, fastnn_bp_idx n, int *idx, T *val)               \\
+    {                                                                                     \\
+        fastnn_bp_idx k = 0;                                                              \\
+        for (fastnn_bp_idx j = 0; j < n; j++) {                                           \\
+            const T v = x[j];                                                             \\
+            idx[k] = (int)j; val[k] = v; k += (v != 0);                                   \\
+        }                                                                                 \\
+        return k;                                                                         \\
+    }
+    FASTNN_BP_COMPRESS_SCALAR(fastnn_bp_compress_d_base, double)
+    FASTNN_BP_COMPRESS_SCALAR(fastnn_bp_compress_s_base, float)
     FASTNN_BP_KERNELS(fastnn_bp_d_base, double, 2, )
     FASTNN_BP_KERNELS(fastnn_bp_s_base, float, 4, )
 
@@ -289,6 +229,44 @@ cdef extern from *:
             }
         }
     }
+    /* 16 elements -> a 16-bit mask of non-zeros (unordered compare: NaN counts), then
+     * one step per set bit: the zeros cost a compare, not a branch each. */
+    __attribute__((target("avx2,fma")))
+    static fastnn_bp_idx fastnn_bp_compress_d_avx2(const double *x, fastnn_bp_idx n, int *idx, double *val)
+    {
+        const __m256d z = _mm256_setzero_pd();
+        fastnn_bp_idx j = 0, k = 0;
+        for (; j + 16 <= n; j += 16) {
+            unsigned m = (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j), z, _CMP_NEQ_UQ))
+                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 4), z, _CMP_NEQ_UQ)) << 4
+                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 8), z, _CMP_NEQ_UQ)) << 8
+                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 12), z, _CMP_NEQ_UQ)) << 12;
+            while (m) {
+                int b = __builtin_ctz(m);
+                idx[k] = (int)(j + b); val[k] = x[j + b]; k++;
+                m &= m - 1;
+            }
+        }
+        for (; j < n; j++) { const double v = x[j]; idx[k] = (int)j; val[k] = v; k += (v != 0); }
+        return k;
+    }
+    __attribute__((target("avx2,fma")))
+    static fastnn_bp_idx fastnn_bp_compress_s_avx2(const float *x, fastnn_bp_idx n, int *idx, float *val)
+    {
+        const __m256 z = _mm256_setzero_ps();
+        fastnn_bp_idx j = 0, k = 0;
+        for (; j + 16 <= n; j += 16) {
+            unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j), z, _CMP_NEQ_UQ))
+                | (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j + 8), z, _CMP_NEQ_UQ)) << 8;
+            while (m) {
+                int b = __builtin_ctz(m);
+                idx[k] = (int)(j + b); val[k] = x[j + b]; k++;
+                m &= m - 1;
+            }
+        }
+        for (; j < n; j++) { const float v = x[j]; idx[k] = (int)j; val[k] = v; k += (v != 0); }
+        return k;
+    }
     static int fastnn_bp_isa = -1;
     static int fastnn_bp_init(void) {
         if (fastnn_bp_isa < 0) {
@@ -298,12 +276,12 @@ cdef extern from *:
         return fastnn_bp_isa;
     }
     #else
-    #define fastnn_bp_d_avx2_scatter fastnn_bp_d_base_scatter
-    #define fastnn_bp_s_avx2_scatter fastnn_bp_s_base_scatter
     #define fastnn_bp_d_avx2_sprow fastnn_bp_d_base_sprow
     #define fastnn_bp_s_avx2_sprow fastnn_bp_s_base_sprow
     #define fastnn_bp_d_avx2_finite fastnn_bp_d_base_finite
     #define fastnn_bp_s_avx2_finite fastnn_bp_s_base_finite
+    #define fastnn_bp_compress_d_avx2 fastnn_bp_compress_d_base
+    #define fastnn_bp_compress_s_avx2 fastnn_bp_compress_s_base
     #define fastnn_bp_csc_d_avx2 fastnn_bp_csc_d_base
     #define fastnn_bp_csc_s_avx2 fastnn_bp_csc_s_base
     static int fastnn_bp_isa = 0;
@@ -320,13 +298,9 @@ cdef extern from *:
         return fastnn_bp_isa == 1 ? fastnn_bp_##SUF##_avx2_finite(x, n)                   \\
                                   : fastnn_bp_##SUF##_base_finite(x, n);                  \\
     }                                                                                     \\
-    static void fastnn_bp_scatter_##SUF(fastnn_bp_idx M, fastnn_bp_idx K, fastnn_bp_idx N,  \\
-            fastnn_bp_idx v0, fastnn_bp_idx v1, const fastnn_bp_idx *cbeg,                 \\
-            const fastnn_bp_idx *cend, const int *cidx, const T *cval, const T *W,          \\
-            T *acc, fastnn_bp_idx ldacc) {                                                \\
-        if (fastnn_bp_isa == 1)                                                           \\
-            fastnn_bp_##SUF##_avx2_scatter(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, acc, ldacc); \\
-        else fastnn_bp_##SUF##_base_scatter(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, acc, ldacc); \\
+    static fastnn_bp_idx fastnn_bp_compress_##SUF(const T *x, fastnn_bp_idx n, int *idx, T *val) { \\
+        return fastnn_bp_isa == 1 ? fastnn_bp_compress_##SUF##_avx2(x, n, idx, val)       \\
+                                  : fastnn_bp_compress_##SUF##_base(x, n, idx, val);      \\
     }                                                                                     \\
     static void fastnn_bp_csc_##SUF(const T *x, fastnn_bp_idx M, fastnn_bp_idx K,         \\
             fastnn_bp_idx c0, int w, int *cidx, T *cval, fastnn_bp_idx *cnt) {            \\
@@ -358,9 +332,6 @@ cdef extern from *:
     static void fastnn_bp_sigmoid_s(float *z, fastnn_bp_idx n) {
         if (fastnn_bp_isa == 1) fastnn_bp_sigmoid_s_avx2(z, n); else fastnn_bp_sigmoid_s_base(z, n);
     }
-    /* vector width (elements) the active scatter kernel uses */
-    static int fastnn_bp_lanes_d(void) { return fastnn_bp_isa == 1 ? 4 : 2; }
-    static int fastnn_bp_lanes_s(void) { return fastnn_bp_isa == 1 ? 8 : 4; }
     """
     int fastnn_bp_init() noexcept nogil
     void fastnn_bp_sprow_d(Py_ssize_t nnz, const int *idx, const double *val, const double *W,
@@ -371,18 +342,10 @@ cdef extern from *:
                            float *out) noexcept nogil
     int fastnn_bp_finite_d(const double *x, Py_ssize_t n) noexcept nogil
     int fastnn_bp_finite_s(const float *x, Py_ssize_t n) noexcept nogil
-    void fastnn_bp_scatter_d(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, Py_ssize_t v0, Py_ssize_t v1,
-                             const Py_ssize_t *cbeg, const Py_ssize_t *cend, const int *cidx,
-                             const double *cval, const double *W, double *acc,
-                             Py_ssize_t ldacc) noexcept nogil
-    void fastnn_bp_scatter_s(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, Py_ssize_t v0, Py_ssize_t v1,
-                             const Py_ssize_t *cbeg, const Py_ssize_t *cend, const int *cidx,
-                             const float *cval, const float *W, float *acc,
-                             Py_ssize_t ldacc) noexcept nogil
     void fastnn_bp_sigmoid_d(double *z, Py_ssize_t n) noexcept nogil
     void fastnn_bp_sigmoid_s(float *z, Py_ssize_t n) noexcept nogil
-    int fastnn_bp_lanes_d() noexcept nogil
-    int fastnn_bp_lanes_s() noexcept nogil
+    Py_ssize_t fastnn_bp_compress_d(const double *x, Py_ssize_t n, int *idx, double *val) noexcept nogil
+    Py_ssize_t fastnn_bp_compress_s(const float *x, Py_ssize_t n, int *idx, float *val) noexcept nogil
     void fastnn_bp_csc_d(const double *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t c0, int w,
                          int *cidx, double *cval, Py_ssize_t *cnt) noexcept nogil
     void fastnn_bp_csc_s(const float *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t c0, int w,
@@ -573,98 +536,66 @@ cdef void dW_chunk(Py_ssize_t c, Py_ssize_t K, Py_ssize_t N, const int *cidx,
               <const floating *> NULL, dW + k * N)
 
 
-cdef void sparse_first_csc(const floating *x, Py_ssize_t M, Py_ssize_t K, int *cidx,
-                           floating *cval, Py_ssize_t *cbeg, Py_ssize_t *cend,
-                           int n_threads) noexcept nogil:
-    cdef Py_ssize_t c, n_chunks = (K + CW - 1) // CW
-    if M * K < PARALLEL_MIN_ELEMS:
-        n_threads = 1
-    if n_threads == 1:
-        for c in range(n_chunks):
-            csc_chunk(c, x, M, K, cidx, cval, cbeg, cend)
-    else:
-        for c in prange(n_chunks, schedule="static", num_threads=n_threads):
-            csc_chunk(c, x, M, K, cidx, cval, cbeg, cend)
+cdef void first_dW_chunk(Py_ssize_t c, const floating *x, Py_ssize_t M, Py_ssize_t K,
+                         Py_ssize_t N, int *cidx, floating *cval, Py_ssize_t *cbeg,
+                         Py_ssize_t *cend, const floating *d, floating *dW) noexcept nogil:
+    csc_chunk(c, x, M, K, cidx, cval, cbeg, cend)
+    dW_chunk(c, K, N, cidx, cval, cbeg, cend, d, dW)
 
 
-cdef void sparse_first_dW(Py_ssize_t K, Py_ssize_t N, const int *cidx, const floating *cval,
-                          const Py_ssize_t *cbeg, const Py_ssize_t *cend, const floating *d,
-                          floating *dW, Py_ssize_t nnz_total, int n_threads) noexcept nogil:
-    # chunks of CW rows of dW1, handed out dynamically (column counts of x are uneven)
+cdef void sparse_first_dW(const floating *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
+                          int *cidx, floating *cval, Py_ssize_t *cbeg, Py_ssize_t *cend,
+                          const floating *d, floating *dW, Py_ssize_t nnz_total,
+                          int n_threads) noexcept nogil:
+    """dW1 = x.T @ d1 by chunks of CW columns of x: each task turns its stripe of x into
+    (row, value) lists and computes its CW rows of dW1; nothing is shared between tasks
+    (static schedule: a chunk stays with its thread, and so does its stripe of x)."""
     cdef Py_ssize_t c, n_chunks = (K + CW - 1) // CW
     if nnz_total * N < PARALLEL_MIN_WORK:
         n_threads = 1
     if n_threads == 1:
         for c in range(n_chunks):
-            dW_chunk(c, K, N, cidx, cval, cbeg, cend, d, dW)
+            first_dW_chunk(c, x, M, K, N, cidx, cval, cbeg, cend, d, dW)
     else:
-        for c in prange(n_chunks, schedule="dynamic", chunksize=1, num_threads=n_threads):
-            dW_chunk(c, K, N, cidx, cval, cbeg, cend, d, dW)
+        for c in prange(n_chunks, schedule="static", num_threads=n_threads):
+            first_dW_chunk(c, x, M, K, N, cidx, cval, cbeg, cend, d, dW)
 
 
-cdef void sparse_first_forward(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const int *cidx,
-                               const floating *cval, const Py_ssize_t *cbeg,
-                               const Py_ssize_t *cend, const floating *W, const floating *b,
-                               floating *acc, floating *z, Py_ssize_t nnz_total,
+cdef void first_row(Py_ssize_t i, const floating *x, Py_ssize_t K, Py_ssize_t N,
+                    int *ridx, floating *rval, Py_ssize_t *rnnz, const floating *W,
+                    const floating *b, floating *z, int act, bint hidden) noexcept nogil:
+    # z[i] = act(x[i] @ W1 + b1) over the non-zeros of x[i] only
+    cdef Py_ssize_t nnz = compress_row(x + i * K, K, ridx + i * K, rval + i * K)
+    rnnz[i] = nnz
+    sprow(nnz, ridx + i * K, rval + i * K, W, N, N, b, z + i * N)
+    if hidden:
+        activate(z + i * N, N, act)
+
+
+cdef void sparse_first_forward(const floating *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
+                               int *ridx, floating *rval, Py_ssize_t *rnnz, const floating *W,
+                               const floating *b, floating *z, int act, bint hidden,
                                int n_threads) noexcept nogil:
-    """a1 = x @ W1 + b1 from x's columns: each W1 row is read once and added into the rows
-    of a1 whose input is non-zero (a1 stays in cache; W1 streams). Threads own disjoint
-    column ranges of a1; every element sums i ascending, then adds the bias."""
-    cdef Py_ssize_t lanes, nv, ldacc, t, i, j
-    cdef int nt
-    if floating is double:
-        lanes = fastnn_bp_lanes_d()
-    else:
-        lanes = fastnn_bp_lanes_s()
-    nv = (N + lanes - 1) // lanes
-    nt = n_threads if nnz_total * N >= PARALLEL_MIN_WORK else 1
-    nt = <int> min(nt, nv)
-    if nt == 1:
-        scatter(M, K, N, 0, nv, cbeg, cend, cidx, cval, W, acc, nv * lanes)
-        ldacc = nv * lanes
+    """Rows of the batch in parallel, each on its own: its non-zeros, a1 = x @ W1 + b1
+    from them, the activation. W1 is only read; nothing written is shared."""
+    cdef Py_ssize_t i
+    if M * K < PARALLEL_MIN_ELEMS:
+        n_threads = 1
+    if n_threads == 1:
         for i in range(M):
-            for j in range(N):
-                z[i * N + j] = acc[i * ldacc + j] + b[j]   # (x @ W1) + b1
+            first_row(i, x, K, N, ridx, rval, rnnz, W, b, z, act, hidden)
     else:
-        # thread t owns vectors [t*nv/nt, (t+1)*nv/nt) of a1's columns, in its own block of
-        # acc (M rows of its width): no cache line is written by two threads
-        for t in prange(nt, schedule="static", num_threads=nt):
-            first_block(t, nt, nv, lanes, M, K, N, cbeg, cend, cidx, cval, W, acc)
-        # the bias, after the region: z rows would otherwise be written by two threads
-        for t in range(nt):
-            first_bias(t, nt, nv, lanes, M, N, b, acc, z)
+        for i in prange(M, schedule="static", num_threads=n_threads):
+            first_row(i, x, K, N, ridx, rval, rnnz, W, b, z, act, hidden)
 
 
-cdef void first_block(Py_ssize_t t, Py_ssize_t nt, Py_ssize_t nv, Py_ssize_t lanes,
-                      Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const Py_ssize_t *cbeg,
-                      const Py_ssize_t *cend, const int *cidx, const floating *cval,
-                      const floating *W, floating *acc) noexcept nogil:
-    # thread t's columns of x @ W1 into its own block of acc
-    cdef Py_ssize_t v0 = t * nv // nt, v1 = (t + 1) * nv // nt
-    cdef Py_ssize_t w = (v1 - v0) * lanes, j0 = v0 * lanes
-    cdef floating *blk = acc + M * j0 + 16 * t  # blocks one after another, 128+ bytes apart
-    scatter(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, blk, w)
-
-
-cdef void first_bias(Py_ssize_t t, Py_ssize_t nt, Py_ssize_t nv, Py_ssize_t lanes,
-                     Py_ssize_t M, Py_ssize_t N, const floating *b, const floating *acc,
-                     floating *z) noexcept nogil:
-    cdef Py_ssize_t v0 = t * nv // nt, v1 = (t + 1) * nv // nt, i, j
-    cdef Py_ssize_t w = (v1 - v0) * lanes, j0 = v0 * lanes, j1 = min(v1 * lanes, N)
-    cdef const floating *blk = acc + M * j0 + 16 * t
-    for i in range(M):
-        for j in range(j0, j1):
-            z[i * N + j] = blk[i * w + j - j0] + b[j]   # (x @ W1) + b1
-
-
-cdef inline void scatter(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, Py_ssize_t v0,
-                         Py_ssize_t v1, const Py_ssize_t *cbeg, const Py_ssize_t *cend,
-                         const int *cidx, const floating *cval, const floating *W,
-                         floating *acc, Py_ssize_t ldacc) noexcept nogil:
+cdef inline Py_ssize_t compress_row(const floating *x, Py_ssize_t n, int *idx,
+                                    floating *val) noexcept nogil:
+    # the non-zeros of one row (NaN counts as non-zero) as (index, value) pairs
     if floating is double:
-        fastnn_bp_scatter_d(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, acc, ldacc)
+        return fastnn_bp_compress_d(x, n, idx, val)
     else:
-        fastnn_bp_scatter_s(M, K, N, v0, v1, cbeg, cend, cidx, cval, W, acc, ldacc)
+        return fastnn_bp_compress_s(x, n, idx, val)
 
 
 cdef inline Py_ssize_t align64(Py_ssize_t n) noexcept nogil:
@@ -675,23 +606,29 @@ cdef struct Work:
     # pieces of the caller's workspace (see workspace_bytes)
     void *z          # sum_l M * n_l: activations, then deltas, layer after layer
     void *scratch    # M * max_l n_{l-1}: d_l @ W_l.T
+    Py_ssize_t *rnnz # M: non-zeros per row of x
+    int *ridx        # M * K: column indices of row i's non-zeros at i * K
+    void *rval       # M * K: their values
     int *cidx        # M * CW * n_chunks: row indices of x's columns, per chunk
     void *cval       # M * CW * n_chunks
     Py_ssize_t *cbeg # K: column k of x is cidx/cval[cbeg[k]:cend[k]]
     Py_ssize_t *cend # K
-    void *acc        # M * (N1 + 16): x @ W1 with padded rows
 
 
 cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
-                      Py_ssize_t N1, Py_ssize_t total_n, Py_ssize_t max_in,
-                      Py_ssize_t itemsize) noexcept nogil:
+                      Py_ssize_t total_n, Py_ssize_t max_in, Py_ssize_t itemsize) noexcept nogil:
     """Lay the workspace out from `base` (NULL: only measure). Returns its size in bytes."""
-    cdef Py_ssize_t off = 0, n_chunks
+    cdef Py_ssize_t off = 0, n_chunks = (K + CW - 1) // CW
     w.z = base + off
     off += align64(M * total_n * itemsize)
     w.scratch = base + off
     off += align64(M * max_in * itemsize)
-    n_chunks = (K + CW - 1) // CW
+    w.rnnz = <Py_ssize_t *> (base + off)
+    off += align64(M * sizeof(Py_ssize_t))
+    w.ridx = <int *> (base + off)
+    off += align64(M * K * sizeof(int))
+    w.rval = base + off
+    off += align64(M * K * itemsize)
     w.cidx = <int *> (base + off)
     off += align64(M * CW * n_chunks * sizeof(int))
     w.cval = base + off
@@ -700,8 +637,6 @@ cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
     off += align64(K * sizeof(Py_ssize_t))
     w.cend = <Py_ssize_t *> (base + off)
     off += align64(K * sizeof(Py_ssize_t))
-    w.acc = base + off
-    off += align64((M * (N1 + 16) + 16 * (N1 + 1)) * itemsize)
     return off + 64
 
 
@@ -709,7 +644,7 @@ def workspace_bytes(Py_ssize_t M, sizes, Py_ssize_t itemsize):
     """Bytes of workspace `mlp_gradient` needs for a batch of M and layer sizes n_0..n_L."""
     cdef Work w
     sizes = list(sizes)
-    return carve(&w, NULL, M, sizes[0], sizes[1], sum(sizes[1:]), max(sizes[:-1]), itemsize)
+    return carve(&w, NULL, M, sizes[0], sum(sizes[1:]), max(sizes[:len(sizes) - 1]), itemsize)
 
 
 cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
@@ -719,8 +654,7 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
 
     Returns 0, or 1 (nothing computed) when a label is outside [0, n_L)."""
     cdef Py_ssize_t l, i, n_in, n_out, K = layers[0].n_in, N1 = layers[0].n_out
-    cdef Py_ssize_t nnz_total = 0
-    cdef double t0, tall = omp_get_wtime()
+    cdef Py_ssize_t nnz_total = 0, n_rows
     cdef const floating *h_in
     cdef floating *z
     cdef floating *scratch = <floating *> w.scratch
@@ -732,14 +666,13 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
             if labels[i] < 0 or labels[i] >= layers[L - 1].n_out:
                 return 1
 
-    # ---- is x sparse enough to skip its zeros? (x's columns as (row, value) lists) ----
+    # ---- is x sparse enough to skip its zeros? (judged on its first rows) ------------
     if allow_sparse and M * K > 0 and all_finite(<const floating *> layers[0].W, K * N1):
-        t0 = omp_get_wtime()
-        sparse_first_csc(x, M, K, w.cidx, <floating *> w.cval, w.cbeg, w.cend, n_threads)
-        TT[0] += omp_get_wtime() - t0
-        for i in range(K):
-            nnz_total += w.cend[i] - w.cbeg[i]
-        sparse = nnz_total <= SPARSE_MAX_DENSITY * M * K
+        n_rows = min(M, 4)
+        for i in range(n_rows * K):
+            nnz_total += x[i] != 0
+        sparse = nnz_total <= SPARSE_MAX_DENSITY * n_rows * K
+        nnz_total = 0
 
     # ---- forward: z_l = act(h_{l-1} @ W_l + b_l); the last z holds the scores ----------
     h_in = x
@@ -748,16 +681,16 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         n_out = layers[l].n_out
         z = <floating *> layers[l].z
         if l == 0 and sparse:
-            t0 = omp_get_wtime()
-            sparse_first_forward(M, K, n_out, w.cidx, <const floating *> w.cval, w.cbeg, w.cend,
+            sparse_first_forward(x, M, K, n_out, w.ridx, <floating *> w.rval, w.rnnz,
                                  <const floating *> layers[0].W, <const floating *> layers[0].b,
-                                 <floating *> w.acc, z, nnz_total, n_threads)
-            TT[1] += omp_get_wtime() - t0
+                                 z, act, L > 1, n_threads)
+            for i in range(M):
+                nnz_total += w.rnnz[i]
         else:
             gemm_strided(M, n_out, n_in, h_in, n_in, 1, <const floating *> layers[l].W, n_out, 1,
                          <const floating *> layers[l].b, z, n_out, n_threads)
-        if l < L - 1:
-            rows_activate(z, M, n_out, act, n_threads)
+            if l < L - 1:
+                rows_activate(z, M, n_out, act, n_threads)
         h_in = z
 
     # ---- softmax + SoftmaxWithLoss.backward: the scores become dy ---------------------
@@ -779,11 +712,10 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         n_out = layers[l].n_out
         z = <floating *> layers[l].z       # d_l
         h_in = x if l == 0 else <const floating *> layers[l - 1].z
-        if l == 0 and sparse and all_finite(<const floating *> z, M * n_out):
-            t0 = omp_get_wtime()
-            sparse_first_dW(K, n_out, w.cidx, <const floating *> w.cval, w.cbeg, w.cend, z,
+        if (l == 0 and sparse and nnz_total <= SPARSE_MAX_DENSITY * M * K
+                and all_finite(<const floating *> z, M * n_out)):
+            sparse_first_dW(x, M, K, n_out, w.cidx, <floating *> w.cval, w.cbeg, w.cend, z,
                             <floating *> layers[0].dW, nnz_total, n_threads)
-            TT[2] += omp_get_wtime() - t0
         else:
             gemm_strided(n_in, n_out, M, h_in, 1, n_in, z, n_out, 1, NULL,
                          <floating *> layers[l].dW, n_out, n_threads)
@@ -795,8 +727,6 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
             gemm_strided(M, n_in, n_out, z, n_out, 1, <const floating *> layers[l].W, 1, n_out,
                          NULL, scratch, n_in, n_threads)
             rows_activate_backward(scratch, <floating *> layers[l - 1].z, M, n_in, act, n_threads)
-    TT[3] += omp_get_wtime() - tall
-    TT[4] += 1
     return 0
 
 
@@ -836,13 +766,13 @@ cdef int mlp_run(list Ws, list bs, int activation, object x, object labels, obje
         layers[l].db = data(dbs[l])
         total += layers[l].n_out
         max_in = max(max_in, layers[l].n_in)
-    need = carve(&w, NULL, M, layers[0].n_in, layers[0].n_out, total, max_in, sizeof(floating))
+    need = carve(&w, NULL, M, layers[0].n_in, total, max_in, sizeof(floating))
     nbytes = cnp.PyArray_NBYTES(<cnp.ndarray?> work)
     if nbytes < need:
         free(layers)
         raise ValueError("mlp_gradient: workspace has %d bytes, needs %d" % (nbytes, need))
     base = base + ((64 - (<size_t> base) % 64) % 64)   # 64-byte aligned start
-    carve(&w, base, M, layers[0].n_in, layers[0].n_out, total, max_in, sizeof(floating))
+    carve(&w, base, M, layers[0].n_in, total, max_in, sizeof(floating))
     total = 0
     for l in range(L):
         layers[l].z = (<floating *> w.z) + total
