@@ -3,18 +3,22 @@
 #
 # Design (STYLE.md): three layers.
 #   1. `cdef inline ... noexcept nogil` row functions (softmax + dy for one row, the
-#      activation and its derivative over a run of elements) and the C sparse-row kernel
-#      below (one output row = sum of a few scaled rows of a matrix);
-#   2. `mlp_gradient`, a def kernel over typed memoryviews that runs the whole pass: GEMMs
+#      activation and its derivative over a run of elements) and the C helpers below
+#      (one output row = sum of a few scaled rows of a matrix; a row's non-zeros; a stripe
+#      of columns as (row, value) lists), each built for baseline and AVX2+FMA;
+#   2. `mlp_gradient`, a def kernel that runs the whole pass on raw pointers: GEMMs
 #      through `gemm_strided` (which owns its own prange; transposes are strides, never
-#      copies), element-wise steps in a prange over rows;
-#   3. fastnn.layers.mlp_gradient (Python) validates, casts, allocates the outputs once.
+#      copies), the element-wise steps and the sparse first layer in pranges;
+#   3. fastnn.layers.mlp_gradient (Python) validates, casts, allocates the outputs and
+#      keeps a per-thread workspace, so a training step allocates nothing else.
 #
 # Sparse first layer: MNIST-like inputs are ~80% exact zeros. When x is sparse enough,
-# a1 = x @ W1 + b1 and dW1 = x.T @ d1 skip the zero entries of x (CSR rows for the
-# forward, CSC columns for dW1). A skipped product 0 * w is 0 only when w is finite, so
-# the sparse path is taken only when W1 (forward) and d1 (backward) are all finite;
-# otherwise the dense GEMM runs and NaN/inf propagate exactly as in the reference.
+# a1 = x @ W1 + b1 runs row by row over each row's non-zeros (rows in parallel), and
+# dW1 = x.T @ d1 runs by stripes of CW columns of x, each turned into (row, value) lists
+# and reduced by its own task. No cache line is written by two threads. A skipped
+# product 0 * w is 0 only when w is finite, so the sparse path is taken only when W1
+# (forward) and d1 (backward) are all finite; otherwise the dense GEMM runs and NaN/inf
+# propagate exactly as in the reference.
 #
 # Determinism: every output element is computed by one thread in a fixed order (GEMM
 # tiles, rows of a1, rows of dW1, columns of db), so results are bitwise identical on
