@@ -44,9 +44,10 @@ cdef extern from *:
     /* Sparse helpers for the first layer (C, so the vector width is explicit).
      *
      * fastnn_bp_sprow_*: out[0:N] = sum_k val[k] * W[idx[k] * ldw + 0:N] (+ bias after the
-     *   sum): one row of (sparse row) @ W. Columns go in panels of 8 / 4 / 2 / 1 vectors held
-     *   in registers; narrower panels split k into 2 or 4 interleaved chains (added in a
-     *   fixed order at the end) so they are not FMA-latency-bound; a ragged end is one vector overlapping the previous panel.
+     *   sum): one row of (sparse row) @ W. Columns go in panels of up to 8 vectors held
+     *   in registers; narrow panels split k into 2 or 4 interleaved chains (added in a
+     *   fixed order at the end) so they are not FMA-latency-bound; a ragged end is a last
+     *   vector overlapping its neighbour.
      *   The order of every sum is fixed by N alone, never by the caller's threads.
      * fastnn_bp_compress_*: the non-zeros (and NaNs) of one row as (index, value) pairs.
      * fastnn_bp_csc_*: a chunk of x's columns as (row, value) lists of its non-zeros (and NaNs).
@@ -63,31 +64,35 @@ cdef extern from *:
     typedef T NAME##_vu __attribute__((vector_size(sizeof(T) * LANES), aligned(sizeof(T)), may_alias)); \\
     ATTR static inline __attribute__((always_inline)) void NAME##_panel(                  \\
             const int NV, const int S, fastnn_bp_idx nnz, const int *idx, const T *val,   \\
-            const T *W, fastnn_bp_idx ldw, fastnn_bp_idx j0, const T *bias, T *out)       \\
+            const T *W, fastnn_bp_idx ldw, fastnn_bp_idx j0, fastnn_bp_idx jl,            \\
+            const T *bias, T *out)                                                        \\
     {                                                                                     \\
-        /* NV vectors of columns, S interleaved chains over k (NV * S <= 8 registers) */  \\
+        /* NV vectors of columns (vector v at j0 + v * LANES, the last one at jl), S      \\
+         * interleaved chains over k (NV * S <= 8 accumulators) */                        \\
         NAME##_vt c[4][8];                                                                \\
+        fastnn_bp_idx off[8];                                                             \\
+        for (int v = 0; v < NV; v++) off[v] = v == NV - 1 ? jl : j0 + v * LANES;         \\
         for (int s = 0; s < S; s++) for (int v = 0; v < NV; v++) c[s][v] = (NAME##_vt){0}; \\
         fastnn_bp_idx k = 0;                                                              \\
         for (; k + S <= nnz; k += S) {                                                    \\
             for (int s = 0; s < S; s++) {                                                 \\
                 const T a = val[k + s];                                                   \\
-                const T *w = W + (fastnn_bp_idx)idx[k + s] * ldw + j0;                    \\
+                const T *w = W + (fastnn_bp_idx)idx[k + s] * ldw;                         \\
                 for (int v = 0; v < NV; v++)                                              \\
-                    c[s][v] += a * *(const NAME##_vu *)(w + v * LANES);                   \\
+                    c[s][v] += a * *(const NAME##_vu *)(w + off[v]);                      \\
             }                                                                             \\
         }                                                                                 \\
         for (; k < nnz; k++) {                                                            \\
             const T a = val[k];                                                           \\
-            const T *w = W + (fastnn_bp_idx)idx[k] * ldw + j0;                            \\
-            for (int v = 0; v < NV; v++) c[0][v] += a * *(const NAME##_vu *)(w + v * LANES); \\
+            const T *w = W + (fastnn_bp_idx)idx[k] * ldw;                                 \\
+            for (int v = 0; v < NV; v++) c[0][v] += a * *(const NAME##_vu *)(w + off[v]); \\
         }                                                                                 \\
         for (int v = 0; v < NV; v++) {                                                    \\
             NAME##_vt r = c[0][v];                                                        \\
             if (S == 2) r = c[0][v] + c[1][v];                                            \\
             if (S == 4) r = (c[0][v] + c[1][v]) + (c[2][v] + c[3][v]);                    \\
-            if (bias) r += *(const NAME##_vu *)(bias + j0 + v * LANES);                   \\
-            *(NAME##_vu *)(out + j0 + v * LANES) = r;                                     \\
+            if (bias) r += *(const NAME##_vu *)(bias + off[v]);                           \\
+            *(NAME##_vu *)(out + off[v]) = r;                                             \\
         }                                                                                 \\
     }                                                                                     \\
     ATTR static void NAME##_sprow(fastnn_bp_idx nnz, const int *idx, const T *val,        \\
@@ -103,16 +108,22 @@ cdef extern from *:
             }                                                                             \\
             return;                                                                       \\
         }                                                                                 \\
-        fastnn_bp_idx nfull = N / LANES, j = 0;                                           \\
-        for (; nfull >= 8; nfull -= 8, j += 8 * LANES)                                    \\
-            NAME##_panel(8, 1, nnz, idx, val, W, ldw, j, bias, out);                      \\
-        if (nfull >= 4) { NAME##_panel(4, 2, nnz, idx, val, W, ldw, j, bias, out);        \\
-                          nfull -= 4; j += 4 * LANES; }                                   \\
-        if (nfull >= 2) { NAME##_panel(2, 4, nnz, idx, val, W, ldw, j, bias, out);        \\
-                          nfull -= 2; j += 2 * LANES; }                                   \\
-        if (nfull >= 1) { NAME##_panel(1, 4, nnz, idx, val, W, ldw, j, bias, out);        \\
-                          j += LANES; }                                                   \\
-        if (j < N) NAME##_panel(1, 4, nnz, idx, val, W, ldw, N - LANES, bias, out);       \\
+        /* panels of 8 vectors, then one panel of the 1..8 left, whose last vector ends   \\
+         * at column N (overlapping its neighbour when N is not a multiple of LANES) */   \\
+        fastnn_bp_idx nvec = (N + LANES - 1) / LANES, j = 0;                              \\
+        for (; nvec > 8; nvec -= 8, j += 8 * LANES)                                       \\
+            NAME##_panel(8, 1, nnz, idx, val, W, ldw, j, j + 7 * LANES, bias, out);       \\
+        const fastnn_bp_idx jl = N - LANES;                                               \\
+        switch ((int)nvec) {                                                              \\
+        case 1: NAME##_panel(1, 4, nnz, idx, val, W, ldw, j, jl, bias, out); break;       \\
+        case 2: NAME##_panel(2, 4, nnz, idx, val, W, ldw, j, jl, bias, out); break;       \\
+        case 3: NAME##_panel(3, 2, nnz, idx, val, W, ldw, j, jl, bias, out); break;       \\
+        case 4: NAME##_panel(4, 2, nnz, idx, val, W, ldw, j, jl, bias, out); break;       \\
+        case 5: NAME##_panel(5, 1, nnz, idx, val, W, ldw, j, jl, bias, out); break;       \\
+        case 6: NAME##_panel(6, 1, nnz, idx, val, W, ldw, j, jl, bias, out); break;       \\
+        case 7: NAME##_panel(7, 1, nnz, idx, val, W, ldw, j, jl, bias, out); break;       \\
+        default: NAME##_panel(8, 1, nnz, idx, val, W, ldw, j, jl, bias, out); break;      \\
+        }                                                                                 \\
     }                                                                                     \\
     ATTR static int NAME##_finite(const T *x, fastnn_bp_idx n)                            \\
     {                                                                                     \\
