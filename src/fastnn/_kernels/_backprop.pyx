@@ -332,17 +332,33 @@ cdef extern from *:
     ATTR static void NAME(T *z, fastnn_bp_idx n) {                                        \
         for (fastnn_bp_idx j = 0; j < n; j++) z[j] = (T)fastnn_sigmoid((double)z[j]);     \
     }
+    #define FASTNN_BP_EXP(NAME, T, ATTR)                                                     \
+    ATTR static void NAME(T *z, fastnn_bp_idx n) {                                        \
+        for (fastnn_bp_idx j = 0; j < n; j++) z[j] = (T)fastnn_exp((double)z[j]);         \
+    }
+    FASTNN_BP_EXP(fastnn_bp_exp_d_base, double, )
+    FASTNN_BP_EXP(fastnn_bp_exp_s_base, float, )
     FASTNN_BP_SIGMOID(fastnn_bp_sigmoid_d_base, double, )
     FASTNN_BP_SIGMOID(fastnn_bp_sigmoid_s_base, float, )
     #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    FASTNN_BP_EXP(fastnn_bp_exp_d_avx2, double, __attribute__((target("avx2,fma"))))
+    FASTNN_BP_EXP(fastnn_bp_exp_s_avx2, float, __attribute__((target("avx2,fma"))))
     FASTNN_BP_SIGMOID(fastnn_bp_sigmoid_d_avx2, double, __attribute__((target("avx2,fma"))))
     FASTNN_BP_SIGMOID(fastnn_bp_sigmoid_s_avx2, float, __attribute__((target("avx2,fma"))))
     #else
+    #define fastnn_bp_exp_d_avx2 fastnn_bp_exp_d_base
+    #define fastnn_bp_exp_s_avx2 fastnn_bp_exp_s_base
     #define fastnn_bp_sigmoid_d_avx2 fastnn_bp_sigmoid_d_base
     #define fastnn_bp_sigmoid_s_avx2 fastnn_bp_sigmoid_s_base
     #endif
     static void fastnn_bp_sigmoid_d(double *z, fastnn_bp_idx n) {
         if (fastnn_bp_isa == 1) fastnn_bp_sigmoid_d_avx2(z, n); else fastnn_bp_sigmoid_d_base(z, n);
+    }
+    static void fastnn_bp_exp_d(double *z, fastnn_bp_idx n) {
+        if (fastnn_bp_isa == 1) fastnn_bp_exp_d_avx2(z, n); else fastnn_bp_exp_d_base(z, n);
+    }
+    static void fastnn_bp_exp_s(float *z, fastnn_bp_idx n) {
+        if (fastnn_bp_isa == 1) fastnn_bp_exp_s_avx2(z, n); else fastnn_bp_exp_s_base(z, n);
     }
     static void fastnn_bp_sigmoid_s(float *z, fastnn_bp_idx n) {
         if (fastnn_bp_isa == 1) fastnn_bp_sigmoid_s_avx2(z, n); else fastnn_bp_sigmoid_s_base(z, n);
@@ -357,6 +373,8 @@ cdef extern from *:
                            float *out) noexcept nogil
     int fastnn_bp_finite_d(const double *x, Py_ssize_t n) noexcept nogil
     int fastnn_bp_finite_s(const float *x, Py_ssize_t n) noexcept nogil
+    void fastnn_bp_exp_d(double *z, Py_ssize_t n) noexcept nogil
+    void fastnn_bp_exp_s(float *z, Py_ssize_t n) noexcept nogil
     void fastnn_bp_sigmoid_d(double *z, Py_ssize_t n) noexcept nogil
     void fastnn_bp_sigmoid_s(float *z, Py_ssize_t n) noexcept nogil
     Py_ssize_t fastnn_bp_compress_d(const double *x, Py_ssize_t n, int *idx, double *val) noexcept nogil
@@ -436,29 +454,49 @@ cdef inline floating row_max(const floating *x, Py_ssize_t n) noexcept nogil:
     return m
 
 
-cdef inline void softmax_dy_row(floating *s, Py_ssize_t n, Py_ssize_t label,
-                                const floating *t_row, floating batch) noexcept nogil:
-    """Scores row -> dy row in place: y = softmax(s); dy = (y - t) / batch.
+cdef inline void shift_row(floating *s, Py_ssize_t n) noexcept nogil:
+    # s -= max(s), in the dtype, as the reference's overflow guard
+    cdef floating m = row_max(s, n)
+    cdef Py_ssize_t j
+    for j in range(n):
+        s[j] = s[j] - m
+
+
+cdef inline void exp_run(floating *z, Py_ssize_t n) noexcept nogil:
+    # z = exp(z) in double (vectorised), rounded to the dtype
+    if floating is double:
+        fastnn_bp_exp_d(z, n)
+    else:
+        fastnn_bp_exp_s(z, n)
+
+
+cdef inline void dy_row(floating *e, Py_ssize_t n, Py_ssize_t label, const floating *t_row,
+                        floating batch) noexcept nogil:
+    """exp(s - max) row -> dy row in place: y = e / sum(e); dy = (y - t) / batch.
 
     One-hot t: (y - t) / batch_size; labels: y[label] -= 1, then / batch_size
-    (SoftmaxWithLoss.backward). exp and the sum in double; y rounded to the dtype.
+    (SoftmaxWithLoss.backward). The sum in double; y rounded to the dtype.
     """
-    cdef floating m = row_max(s, n)
-    cdef double tot = 0.0, e
+    cdef double tot = 0.0
     cdef Py_ssize_t j
     cdef floating y
     for j in range(n):
-        e = fastnn_exp(<double> (s[j] - m))   # exp(x - max)
-        s[j] = <floating> e
-        tot += e
+        tot += e[j]                            # sum(exp(x - max))
     for j in range(n):
-        y = <floating> (<double> s[j] / tot)  # exp / sum(exp)
+        y = <floating> (<double> e[j] / tot)  # exp / sum(exp)
         if t_row != NULL:
-            s[j] = (y - t_row[j]) / batch     # (y - t) / batch_size
+            e[j] = (y - t_row[j]) / batch     # (y - t) / batch_size
         elif j == label:
-            s[j] = (y - 1) / batch            # y[t] -= 1; / batch_size
+            e[j] = (y - 1) / batch            # y[t] -= 1; / batch_size
         else:
-            s[j] = y / batch
+            e[j] = y / batch
+
+
+cdef inline void softmax_dy_row(floating *s, Py_ssize_t n, Py_ssize_t label,
+                                const floating *t_row, floating batch) noexcept nogil:
+    shift_row(s, n)
+    exp_run(s, n)
+    dy_row(s, n, label, t_row, batch)
 
 
 cdef inline bint all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
@@ -713,9 +751,13 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
     n_out = layers[L - 1].n_out
     nt_rows = n_threads if M * n_out >= PARALLEL_MIN_ELEMS else 1
     if nt_rows == 1:
+        # three passes over the block, so the exps run as one vector loop
         for i in range(M):
-            softmax_dy_row(z + i * n_out, n_out, labels[i] if labels != NULL else -1,
-                           t + i * n_out if t != NULL else NULL, <floating> M)
+            shift_row(z + i * n_out, n_out)
+        exp_run(z, M * n_out)
+        for i in range(M):
+            dy_row(z + i * n_out, n_out, labels[i] if labels != NULL else -1,
+                   t + i * n_out if t != NULL else NULL, <floating> M)
     else:
         for i in prange(M, schedule="static", num_threads=nt_rows):
             softmax_dy_row(z + i * n_out, n_out, labels[i] if labels != NULL else -1,
