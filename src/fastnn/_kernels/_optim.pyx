@@ -24,8 +24,9 @@ ADAGRAD = 3
 RMSPROP = 4
 ADAM = 5
 
-# chunk of elements one thread takes; below PARALLEL_MIN_ELEMS in all, one thread
-cdef Py_ssize_t CHUNK = 16384
+# chunk of elements one thread takes; below PARALLEL_MIN_ELEMS in all, one thread (the
+# sqrt-and-divide optimizers cost ~8x more per element, so they share work sooner)
+cdef Py_ssize_t CHUNK = 4096
 cdef Py_ssize_t PARALLEL_MIN_ELEMS = 131072
 
 
@@ -102,7 +103,7 @@ cdef void run_update(int kind, list ps, list gs, list s1s, list s2s, const doubl
             P[4 * l + 3] = <floating *> cnp.PyArray_DATA(<cnp.ndarray?> s2s[l])
         total += N[l]
         n_chunks += (N[l] + CHUNK - 1) // CHUNK
-    if total < PARALLEL_MIN_ELEMS or n_threads == 1:
+    if total < (PARALLEL_MIN_ELEMS // 8 if kind >= 3 else PARALLEL_MIN_ELEMS) or n_threads == 1:
         with nogil:
             for l in range(L):
                 step_run(kind, P[4 * l], P[4 * l + 1], P[4 * l + 2], P[4 * l + 3], N[l], c)
