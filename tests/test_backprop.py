@@ -387,3 +387,19 @@ def test_concurrent_python_threads(rng):
     for g, w in zip(got, want):
         for u, v in zip(g[0] + g[1], w[0] + w[1]):
             np.testing.assert_array_equal(u, v)
+
+
+def test_gradient_check_two_layer_net_after_training_below_1e8():
+    """The book's ch05 TwoLayerNet (sigmoid, std 0.01) starts near uniform outputs, where
+    the +1e-7 in the log shows at ~1e-7 in b2; once it fits the images it is far below."""
+    X, T = _mnist(20)
+    np.random.seed(0)
+    net = TwoLayerNet(784, 50, 10)
+    from fastnn.optimizer import Adam
+    opt = Adam(lr=0.03)
+    for i in range(30):
+        opt.update(net.params, net.gradient(X, T))
+    with redirect_stdout(io.StringIO()):
+        diffs = gradient_check(net, X[:3], T[:3])
+    for k, d in diffs.items():
+        assert d < 1e-8, (k, d)
