@@ -403,3 +403,35 @@ def test_gradient_check_two_layer_net_after_training_below_1e8():
         diffs = gradient_check(net, X[:3], T[:3])
     for k, d in diffs.items():
         assert d < 1e-8, (k, d)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dropout_masks_fused_like_layers(activation, dtype, rng):
+    """mlp_gradient with dropout masks == the book's layers with those masks."""
+    np.random.seed(7)
+    ref = R.MultiLayerNetExtend(784, [30, 20], 10, activation=activation, use_dropout=True,
+                                dropout_ration=0.4, weight_decay_lambda=0.01)
+    for k in ref.params:
+        ref.params[k][...] = ref.params[k]  # float64 reference
+    x = _sparse(rng, 40, 784)
+    t = rng.integers(0, 10, 40)
+    np.random.seed(8)
+    want = ref.gradient(x, t)
+    masks = [ref.layers["Dropout1"].mask, ref.layers["Dropout2"].mask]
+    Ws = [ref.params["W%d" % i].astype(dtype) for i in (1, 2, 3)]
+    bs = [ref.params["b%d" % i].astype(dtype) for i in (1, 2, 3)]
+    got = _as_dict(*mlp_gradient(Ws, bs, activation, x.astype(dtype), t, 0.01,
+                                 dropout_masks=masks))
+    rel = 1e-12 if dtype == np.float64 else 2e-5
+    _assert_grads(got, want, rel)
+    one = mlp_gradient(Ws, bs, activation, x.astype(dtype), t, 0.01, n_threads=1,
+                       dropout_masks=masks)
+    two = mlp_gradient(Ws, bs, activation, x.astype(dtype), t, 0.01, n_threads=2,
+                       dropout_masks=masks)
+    for a, b in zip(one[0] + one[1], two[0] + two[1]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"dropout mask 1 has shape \(3, 30\)"):
+        mlp_gradient(Ws, bs, activation, x, t, dropout_masks=[np.ones((3, 30)), None])
+    with pytest.raises(ValueError, match="1 dropout masks for 2 hidden layers"):
+        mlp_gradient(Ws, bs, activation, x, t, dropout_masks=[masks[0]])

@@ -282,7 +282,8 @@ def _workspace(M, sizes, itemsize):
 _ACTIVATIONS = {"relu": _backprop.ACT_RELU, "sigmoid": _backprop.ACT_SIGMOID}
 
 
-def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=None):
+def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=None,
+                 dropout_masks=None):
     """Backprop gradients of an MLP's mean softmax cross-entropy, in one fused kernel call.
 
     The net is ``Affine -> activation -> ... -> Affine -> SoftmaxWithLoss`` (the books'
@@ -301,6 +302,9 @@ def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=N
         (MultiLayerNet); None adds nothing (TwoLayerNet).
     n_threads : int, optional
         Threads (default ``fastnn.get_num_threads()``); results do not depend on it.
+    dropout_masks : sequence of L-1 boolean arrays (M, n_{l+1}) or None, optional
+        Keep-masks of a Dropout after each hidden activation (``MultiLayerNetExtend``):
+        the forward multiplies the activations by them and the backward the gradients.
 
     Returns
     -------
@@ -364,10 +368,25 @@ def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=N
     dWs = [np.empty((sizes[l], sizes[l + 1]), dtype=dt) for l in range(L)]
     dbs = [np.empty(sizes[l + 1], dtype=dt) for l in range(L)]
     decay = weight_decay_lambda is not None
+    masks = None
+    if dropout_masks is not None:
+        if len(dropout_masks) != L - 1:
+            raise ValueError("mlp_gradient: %d dropout masks for %d hidden layers"
+                             % (len(dropout_masks), L - 1))
+        masks = []
+        for l, m in enumerate(dropout_masks):
+            if m is None:
+                masks.append(None)
+                continue
+            m = np.asarray(m)
+            if m.shape != (M, sizes[l + 1]):
+                raise ValueError("mlp_gradient: dropout mask %d has shape %s, expected %s"
+                                 % (l + 1, m.shape, (M, sizes[l + 1])))
+            masks.append(np.ascontiguousarray(m != 0, dtype=np.uint8))
     work = _workspace(M, sizes, dt.itemsize)
     bad = _backprop.mlp_gradient(Wc, bc, act, xc, labels, onehot, decay,
                                  float(weight_decay_lambda) if decay else 0.0, dWs, dbs, work,
-                                 True, dt is _F64, resolve_n_threads(n_threads))
+                                 True, dt is _F64, resolve_n_threads(n_threads), masks)
     if bad:
         raise bad_labels(labels, C, "gradient")
     if res is not dt:

@@ -405,14 +405,16 @@ from .gradient import numerical_gradient as _numerical_gradient  # noqa: E402
 __all__ += ["MultiLayerNetExtend"]
 
 
-def _fused_gradient(params, weights, act, lam, x, t):
-    """Backprop through affine -> act -> ... -> affine -> softmax + CE in one kernel call.
+def _fused_gradient(params, weights, act, lam, x, t, masks=None):
+    """Backprop through affine -> act [-> dropout] -> ... -> affine -> softmax + CE in one
+    kernel call.
 
     lam None: no weight-decay term (TwoLayerNet); a number (even 0): ``dW + lam * W``,
     as MultiLayerNet adds it. Returns a dict keyed like ``weights``.
     """
     dWs, dbs = _layers.mlp_gradient([params[wk] for wk, _ in weights],
-                                    [params[bk] for _, bk in weights], act, x, t, lam)
+                                    [params[bk] for _, bk in weights], act, x, t, lam,
+                                    dropout_masks=masks)
     grads = {}
     for (wk, bk), dW, db in zip(weights, dWs, dbs):
         grads[wk] = dW
@@ -440,8 +442,9 @@ class MultiLayerNetExtend:
     use_batchnorm : bool, default False
         Adds ``'gamma{i}'`` (ones) and ``'beta{i}'`` (zeros) params per hidden layer.
 
-    ``gradient`` is one fused kernel call when neither dropout nor batchnorm is used;
-    with them it runs the book's layer-by-layer backward (each layer on fastnn kernels).
+    ``gradient`` is one fused kernel call without batchnorm (dropout included: the masks
+    are drawn with ``np.random.rand`` in the book's order, so a seeded run matches it);
+    with batchnorm it runs the book's layer-by-layer backward (each layer on fastnn kernels).
     """
 
     def __init__(self, input_size, hidden_size_list, output_size,
@@ -557,9 +560,15 @@ class MultiLayerNetExtend:
 
     def gradient(self, x, t):
         """Backpropagation gradients of ``loss(x, t, train_flg=True)`` (weight decay included)."""
-        if not self.use_dropout and not self.use_batchnorm:
+        if not self.use_batchnorm:
+            masks = None
+            if self.use_dropout:
+                # the book's Dropout.forward draws, layer after layer, during the forward
+                rows = np.shape(x)[0] if np.ndim(x) > 1 else 1
+                masks = [np.random.rand(rows, n) > self.layers["Dropout%d" % i].dropout_ratio
+                         for i, n in enumerate(self.hidden_size_list, 1)]
             return _fused_gradient(self.params, self._weight_keys(), self.activation,
-                                   self.weight_decay_lambda, x, t)
+                                   self.weight_decay_lambda, x, t, masks)
         # forward
         self.loss(x, t, train_flg=True)
         # backward

@@ -515,6 +515,8 @@ cdef struct Layer:
     void *dW      # (n_in, n_out) OUT
     void *db      # (n_out,) OUT
     void *z       # (M, n_out) scratch: activations, then deltas
+    void *hd      # (M, n_out) scratch: activations after dropout (hidden layers with a mask)
+    const unsigned char *mask   # (M, n_out) dropout keep-mask of this hidden layer, or NULL
 
 
 cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
@@ -556,6 +558,14 @@ cdef void rows_activate_backward(const floating *dh, floating *h, Py_ssize_t M, 
     else:
         for i in prange(M, schedule="static", num_threads=n_threads):
             activate_backward(dh + i * N, h + i * N, N, act)
+
+
+cdef void apply_mask(const floating *src, const unsigned char *mask, floating *dst,
+                     Py_ssize_t n) noexcept nogil:
+    # Dropout: dst = src * mask (the book's x * self.mask, mask 0/1)
+    cdef Py_ssize_t j
+    for j in range(n):
+        dst[j] = src[j] * (<floating> mask[j])
 
 
 cdef void add_decay(floating *dW, const floating *W, Py_ssize_t n, floating lam) noexcept nogil:
@@ -658,6 +668,7 @@ cdef inline Py_ssize_t align64(Py_ssize_t n) noexcept nogil:
 cdef struct Work:
     # pieces of the caller's workspace (see workspace_bytes)
     void *z          # sum_l M * n_l: activations, then deltas, layer after layer
+    void *hd         # sum_l M * n_l: activations after dropout
     void *scratch    # M * max_l n_{l-1}: d_l @ W_l.T
     Py_ssize_t *rnnz # M: non-zeros per row of x
     int *ridx        # M * K: column indices of row i's non-zeros at i * K
@@ -673,6 +684,8 @@ cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
     """Lay the workspace out from `base` (NULL: only measure). Returns its size in bytes."""
     cdef Py_ssize_t off = 0, n_chunks = (K + CW - 1) // CW
     w.z = base + off
+    off += align64(M * total_n * itemsize)
+    w.hd = base + off
     off += align64(M * total_n * itemsize)
     w.scratch = base + off
     off += align64(M * max_in * itemsize)
@@ -745,6 +758,10 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
             if l < L - 1:
                 rows_activate(z, M, n_out, act, n_threads)
         h_in = z
+        if l < L - 1 and layers[l].mask != NULL:
+            # Dropout after the activation; z keeps the activation for its derivative
+            apply_mask(z, layers[l].mask, <floating *> layers[l].hd, M * n_out)
+            h_in = <const floating *> layers[l].hd
 
     # ---- softmax + SoftmaxWithLoss.backward: the scores become dy ---------------------
     z = <floating *> layers[L - 1].z
@@ -768,7 +785,10 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         n_in = layers[l].n_in
         n_out = layers[l].n_out
         z = <floating *> layers[l].z       # d_l
-        h_in = x if l == 0 else <const floating *> layers[l - 1].z
+        h_in = x
+        if l > 0:
+            h_in = <const floating *> (layers[l - 1].hd if layers[l - 1].mask != NULL
+                                       else layers[l - 1].z)
         if (l == 0 and sparse and nnz_total <= SPARSE_MAX_DENSITY * M * K
                 and all_finite(<const floating *> z, M * n_out)):
             sparse_first_dW(x, M, K, n_out, w.cidx, <floating *> w.cval, w.cbeg, w.cend, z,
@@ -783,6 +803,8 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
             # dh = d_l @ W_l.T (W_l read through strides), then times act'(h_{l-1}) in place
             gemm_strided(M, n_in, n_out, z, n_out, 1, <const floating *> layers[l].W, 1, n_out,
                          NULL, scratch, n_in, n_threads)
+            if layers[l - 1].mask != NULL:
+                apply_mask(scratch, layers[l - 1].mask, scratch, M * n_in)  # Dropout.backward
             rows_activate_backward(scratch, <floating *> layers[l - 1].z, M, n_in, act, n_threads)
     return 0
 
@@ -795,7 +817,7 @@ cdef inline void *data(object a) except NULL:
 
 cdef int mlp_run(list Ws, list bs, int activation, object x, object labels, object t_onehot,
                  bint weight_decay, double lam, list dWs, list dbs, object work,
-                 bint allow_sparse, int n_threads, floating dummy) except -1:
+                 bint allow_sparse, object masks, int n_threads, floating dummy) except -1:
     cdef Py_ssize_t L = len(Ws), l, M = cnp.PyArray_DIM(<cnp.ndarray?> x, 0), max_in = 1
     cdef Py_ssize_t total = 0, need, nbytes
     cdef Layer *layers
@@ -821,6 +843,9 @@ cdef int mlp_run(list Ws, list bs, int activation, object x, object labels, obje
         layers[l].b = data(bs[l])
         layers[l].dW = data(dWs[l])
         layers[l].db = data(dbs[l])
+        layers[l].mask = NULL
+        if masks is not None and l < L - 1 and masks[l] is not None:
+            layers[l].mask = <const unsigned char *> data(masks[l])
         total += layers[l].n_out
         max_in = max(max_in, layers[l].n_in)
     need = carve(&w, NULL, M, layers[0].n_in, total, max_in, sizeof(floating))
@@ -833,6 +858,7 @@ cdef int mlp_run(list Ws, list bs, int activation, object x, object labels, obje
     total = 0
     for l in range(L):
         layers[l].z = (<floating *> w.z) + total
+        layers[l].hd = (<floating *> w.hd) + total
         total += M * layers[l].n_out
     with nogil:
         status = run_mlp(layers, L, M, x_p, lab_p, t_p, activation, weight_decay,
@@ -854,18 +880,21 @@ def mlp_gradient(list Ws,              # IN  L arrays (n_{l-1}, n_l), C-contiguo
                  work,                 # scratch, uint8 array of >= workspace_bytes(...) bytes
                  bint allow_sparse,
                  bint is_double,       # every array float64 (else float32)
-                 int n_threads):
+                 int n_threads,
+                 masks=None):          # IN  per hidden layer: (M, n_l) uint8 keep-mask or None
+
     """Gradients of the mean softmax cross-entropy of an MLP (validated inputs only).
 
     Hidden layers use `activation`; the last layer is affine + softmax. Every float array
-    must be C-contiguous with the dtype `is_double` names. Returns 0, or 1 (and computes
-    nothing) when a label is outside [0, n_L).
+    must be C-contiguous with the dtype `is_double` names. With `masks`, hidden layer l's
+    activations are multiplied by masks[l] (Dropout after the activation). Returns 0, or 1
+    (and computes nothing) when a label is outside [0, n_L).
     """
     if is_double:
         return mlp_run[double](Ws, bs, activation, x, labels, t_onehot, weight_decay, lam,
-                               dWs, dbs, work, allow_sparse, n_threads, 0.0)
+                               dWs, dbs, work, allow_sparse, masks, n_threads, 0.0)
     return mlp_run[float](Ws, bs, activation, x, labels, t_onehot, weight_decay, lam,
-                          dWs, dbs, work, allow_sparse, n_threads, 0.0)
+                          dWs, dbs, work, allow_sparse, masks, n_threads, 0.0)
 
 
 def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward input
