@@ -143,6 +143,14 @@ def test_numerical_gradient_2d_and_diff(rng):
 
 # --- the fused engine -----------------------------------------------------------------
 
+@pytest.fixture(params=[True, False], ids=["series", "exact"])
+def engine_mode(request, monkeypatch):
+    """Run a test with the Taylor-mode fast path on, and with every row evaluated exactly."""
+    import fastnn.nets
+    monkeypatch.setattr(fastnn.nets, "_USE_SERIES", request.param)
+    return request.param
+
+
 def _data(rng, B, n_in, n_out, zeros=0.4):
     x = rng.standard_normal((B, n_in))
     x[rng.random((B, n_in)) < zeros] = 0.0         # exact zeros: the skipped rows
@@ -164,7 +172,7 @@ def _max_err(g, r):
 @pytest.mark.parametrize("sizes", [(7, 5, 3), (13, 4, 3), (1, 1, 2)])
 @pytest.mark.parametrize("B", [1, 3, 100])
 @pytest.mark.parametrize("onehot", [False, True])
-def test_two_layer_net_matches_reference(sizes, B, onehot, rng):
+def test_two_layer_net_matches_reference(sizes, B, onehot, rng, engine_mode):
     x, t = _data(rng, B, sizes[0], sizes[2])
     if onehot:
         t = _onehot(t, sizes[2])
@@ -179,7 +187,7 @@ def test_two_layer_net_matches_reference(sizes, B, onehot, rng):
 @pytest.mark.parametrize("lam", [0, 0.1])
 @pytest.mark.parametrize("hidden", [[4], [6, 5], [5, 4, 3]])
 @pytest.mark.parametrize("B", [1, 3, 50])
-def test_multi_layer_net_matches_reference(activation, lam, hidden, B, rng):
+def test_multi_layer_net_matches_reference(activation, lam, hidden, B, rng, engine_mode):
     x, t = _data(rng, B, 9, 4)
     np.random.seed(5)
     ref = R.MultiLayerNet(9, hidden, 4, activation=activation, weight_init_std=activation,
@@ -187,6 +195,31 @@ def test_multi_layer_net_matches_reference(activation, lam, hidden, B, rng):
     np.random.seed(5)
     net = MultiLayerNet(9, hidden, 4, activation=activation, weight_init_std=activation,
                         weight_decay_lambda=lam)
+    assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL
+
+
+def test_relu_exactly_at_the_kink(rng, engine_mode):
+    # z1[:, 0] == 0 exactly: the ReLU's two sides, which no series can cover
+    x, t = _data(rng, 6, 7, 3)
+    np.random.seed(8)
+    ref = R.MultiLayerNet(7, [5, 4], 3, activation="relu")
+    np.random.seed(8)
+    net = MultiLayerNet(7, [5, 4], 3, activation="relu")
+    for p in (ref.params, net.params):
+        p["W1"][:, 0] = 0.0
+        p["W2"][:, 1] = 0.0
+    assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL
+
+
+def test_unnormalized_pixels_mix_series_and_exact_rows(rng):
+    # 0..255 inputs: h * x reaches 0.0255, beyond the series radius for many rows
+    x = np.floor(rng.random((4, 30)) * 256)
+    x[x < 100] = 0
+    t = rng.integers(0, 5, 4)
+    np.random.seed(9)
+    ref = R.MultiLayerNet(30, [6, 5], 5, activation="sigmoid", weight_init_std=0.01)
+    np.random.seed(9)
+    net = MultiLayerNet(30, [6, 5], 5, activation="sigmoid", weight_init_std=0.01)
     assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL
 
 
@@ -202,7 +235,7 @@ def test_one_sample_1d_x(rng):
                     ref.numerical_gradient(x[0], _onehot(t, 3)[0])) < ATOL
 
 
-def test_saturated_and_large_weights(rng):
+def test_saturated_and_large_weights(rng, engine_mode):
     # big logits (softmax near 0/1, the 1e-7 floor active) and big pre-activations
     x, t = _data(rng, 5, 6, 3)
     x *= 30
@@ -244,7 +277,7 @@ def _f32_reference(net_cls, params32, x, t, **kw):
     return grads
 
 
-def test_float32_params_true_central_difference(rng):
+def test_float32_params_true_central_difference(rng, engine_mode):
     assert type(np.float32(1) - 1e-4) is np.float32   # NumPy 2 / NEP 50
     x, t = _data(rng, 3, 7, 3)
     np.random.seed(4)
@@ -271,7 +304,7 @@ def test_float32_multilayer_decay(rng):
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-6, atol=ATOL)
 
 
-def test_thread_counts_bitwise_identical(rng):
+def test_thread_counts_bitwise_identical(rng, engine_mode):
     x, t = _data(rng, 40, 30, 10)
     for net in (TwoLayerNet(30, 17, 10, weight_init_std=0.3),
                 MultiLayerNet(30, [12, 9], 10, activation="relu", weight_decay_lambda=0.01),
@@ -350,7 +383,7 @@ def _mnist_rows(n):
                         "mnist_train_100.csv")
     if not os.path.exists(path):
         pytest.skip("shared MNIST csv not present")
-    d = np.loadtxt(path, delimiter=",", max_rows=n)
+    d = np.loadtxt(path, delimiter=",", max_rows=n, ndmin=2)
     return d[:, 1:] / 255.0, d[:, 0].astype(int)
 
 

@@ -26,6 +26,8 @@ from .gradient import numerical_gradient as _generic_numerical_gradient
 __all__ = ["TwoLayerNet", "MultiLayerNet"]
 
 _ACTIVATIONS = {"relu": 0, "sigmoid": 1}
+# the reference's `x[idx] = tmp_val - h` on float32 params rounds as NumPy does
+_numgrad.set_nep50(type(np.float32(1) - 1e-4) is np.float32)
 
 
 # --- shared helpers ------------------------------------------------------------------
@@ -58,6 +60,22 @@ def _labels_for(t, rows, n_classes, cls):
 def _labels_of(t):
     t = np.asarray(t)
     return t if t.ndim == 1 else np.argmax(t, axis=1)
+
+
+# Below this many estimated flops a call runs on one thread (waking a second one, on a
+# busy machine, costs more than the whole call).
+_ENGINE_PARALLEL_MIN_FLOPS = 2e6
+# Taylor mode on (tests switch it off to check the exact incremental path on its own)
+_USE_SERIES = True
+
+
+def _engine_work(sizes, B, nnz):
+    """Rough flop count of one engine call (series per column and row, then rows)."""
+    est = 0.0
+    for l in range(len(sizes) - 1):
+        deeper = sum(sizes[m] * sizes[m + 1] * 7 + 60 * sizes[m] for m in range(l + 1, len(sizes) - 1))
+        est += sizes[l + 1] * (20.0 * nnz[l] + B * (deeper + 300))
+    return est
 
 
 def _engine_numerical_gradient(net, weights, act, lam, x, t, n_threads, cls):
@@ -109,6 +127,11 @@ def _engine_numerical_gradient(net, weights, act, lam, x, t, n_threads, cls):
     layers = []
     A = x64
     nt = resolve_n_threads(n_threads)
+    sizes = [n_in] + [W.shape[1] for W, _ in arrays]
+    if n_threads is None and nt > 1:
+        nnz0 = np.count_nonzero(x64)
+        if _engine_work(sizes, B, [nnz0] + [B * n for n in sizes[1:-1]]) < _ENGINE_PARALLEL_MIN_FLOPS:
+            nt = 1
     with np.errstate(over="ignore", invalid="ignore"):
         for li, (W, b) in enumerate(arrays):
             finite = finite and np.isfinite(W).all() and np.isfinite(b).all()
@@ -120,10 +143,15 @@ def _engine_numerical_gradient(net, weights, act, lam, x, t, n_threads, cls):
             nz = np.ascontiguousarray(A.T) != 0                # (n_in, B): rows to visit
             off = np.zeros(W.shape[0] + 1, dtype=np.intp)
             np.cumsum(nz.sum(axis=1), out=off[1:])
+            ii, rows = np.nonzero(nz)
             d = {"W": W64, "b": b64, "A": A, "nz_off": off,
-                 "nz_rows": np.ascontiguousarray(np.nonzero(nz)[1], dtype=np.intp),
+                 "nz_rows": np.ascontiguousarray(rows, dtype=np.intp),
+                 "nz_vals": np.ascontiguousarray(A[rows, ii]),
                  "w_f32": int(W.dtype == np.float32), "b_f32": int(b.dtype == np.float32),
-                 "gW": np.empty(W.shape, dtype=np.float64),
+                 # with several threads each column is written contiguously (no false
+                 # sharing of gW's cache lines between threads), then transposed back
+                 "gWT": int(nt > 1),
+                 "gW": np.empty(W.shape[::-1] if nt > 1 else W.shape, dtype=np.float64),
                  "gb": np.empty(W.shape[1], dtype=np.float64)}
             if li < len(arrays) - 1:
                 d["Z"] = Z
@@ -138,10 +166,11 @@ def _engine_numerical_gradient(net, weights, act, lam, x, t, n_threads, cls):
         P = F.softmax(Z, n_threads=nt)
     if not np.isfinite(Z).all() or not np.isfinite(P).all():
         return generic()
-    _numgrad.numgrad_net(layers, P, lab, _ACTIVATIONS[act], float(lam), nt)
+    _numgrad.numgrad_net(layers, P, lab, _ACTIVATIONS[act], float(lam), nt, _USE_SERIES)
     out = {}
     for (wk, bk), (W, b), d in zip(weights, arrays, layers):
-        out[wk] = d["gW"].astype(W.dtype, copy=False)
+        gW = d["gW"].T if d["gWT"] else d["gW"]
+        out[wk] = np.ascontiguousarray(gW, dtype=W.dtype)
         out[bk] = d["gb"].reshape(b.shape).astype(b.dtype, copy=False)
     return out
 

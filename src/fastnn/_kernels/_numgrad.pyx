@@ -5,12 +5,16 @@
 # Design (STYLE.md, DESIGN.md "The finite-difference engine"):
 # * the Python layer (fastnn.nets) runs ONE forward pass in double and hands this module
 #   the cache: every layer's input activations A, pre-activations Z, exp(-Z) (sigmoid),
-#   the output probabilities P and, per layer and input unit i, the list of rows b with
-#   A[b, i] != 0 (a CSC index: rows with A[b, i] == 0 see no change at all when W[i, j]
-#   moves, so their per-row loss difference is exactly 0, as in the reference);
-# * `cdef inline noexcept nogil` functions evaluate, for ONE row, the loss change caused
-#   by a change d of one pre-activation z[b, j], for both perturbed points at once;
-# * `numgrad_net` owns ONE parallel region over every parameter of every layer
+#   the output probabilities P and, per layer and input unit i, the rows b with
+#   A[b, i] != 0 and their values (a CSC index: rows with A[b, i] == 0 see no change at
+#   all when W[i, j] moves, so their per-row loss difference is exactly 0, as in the
+#   reference, and they are skipped);
+# * `cdef ... noexcept nogil` functions work on ONE row: `row_pair` re-evaluates the row's
+#   loss change exactly, from the perturbed layer on, for both perturbed points at once;
+#   `row_series` computes the same change as a power series in the pre-activation change
+#   (Taylor mode, below), shared by every parameter of a column;
+# * `column` computes every gradient entry of one column j of one layer (W_l[:, j] and
+#   b_l[j]); `numgrad_net` owns ONE parallel region over all columns of all layers
 #   (schedule='dynamic': zero-skipping makes the work uneven), with per-thread scratch
 #   malloc'ed inside the region. Each gradient entry is computed by one thread, rows in
 #   order, so the result is bitwise identical on any thread count.
@@ -30,7 +34,7 @@
 # so no exp/log is spent on the unchanged parts of the net.
 
 from cython.parallel cimport parallel, prange
-from libc.math cimport expm1, log1p, exp, fabs, isfinite, NAN
+from libc.math cimport expm1, log1p, exp, fabs, pow
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
 
@@ -52,9 +56,11 @@ ctypedef struct Layer:
     const double *E        # (B, n_out) exp(-Z) (sigmoid hidden layers only)
     const Py_ssize_t *nz_off   # (n_in + 1,) CSC offsets of nonzero A[:, i]
     const Py_ssize_t *nz_rows  # rows b with A[b, i] != 0, increasing
+    const double *nz_vals      # A[b, i] for those rows
     int w_f32              # parameter dtype is float32: round perturbed points to float32
     int b_f32
-    double *gW             # OUT (n_in, n_out)
+    double *gW             # OUT (n_in, n_out), or (n_out, n_in) when gWT
+    int gWT                # gW is stored transposed (a column's entries contiguous)
     double *gb             # OUT (n_out,)
 
 
@@ -99,9 +105,14 @@ cdef inline double perturbed_plus(double w, int f32) noexcept nogil:
     return w + H
 
 
+cdef bint NEP50 = True      # NumPy >= 2: np.float32 - python float is a float32 operation
+
+
 cdef inline double perturbed_minus(double w, int f32) noexcept nogil:
     """The reference's x[idx] = tmp_val - h, in x's dtype."""
     cdef float w32, c32
+    if f32 and not NEP50:
+        return <double> (<float> (w - H))           # NumPy 1.x: double, then stored
     if f32:
         w32 = <float> w
         c32 = <float> H
@@ -204,34 +215,357 @@ cdef double row_pair(const Layer *L, Py_ssize_t n_layers, int act, Py_ssize_t l,
     return out_delta_vec(prow, tb, s0p, C) - out_delta_vec(prow, tb, s0m, C)
 
 
+# --- Taylor mode: the per-row loss change as a power series in d ----------------------
+#
+# For a fixed row b and unit j of layer l, the row's loss change caused by z_l[b, j] += d
+# is an analytic function of the scalar d: r(d) - r = G_1 d + G_2 d^2 + ... It does not
+# depend on WHICH parameter moved z_l[b, j] (W_l[i, j] for any i, or b_l[j]), so its
+# coefficients are computed once per (b, j) -- truncated power-series arithmetic through
+# the activations, the next layers' rank-1/dense updates, softmax and -log(p_t + 1e-7) --
+# and every parameter of column j then costs a few multiply-adds per row:
+#   (r(d+) - r) - (r(d-) - r) = sum_n G_n (d+^n - d-^n).
+# The series is used only for |d| <= rad[b], where its last terms are below 1e-19
+# (sigmoid) and no ReLU downstream can change sides; elsewhere the row is evaluated
+# exactly (row_pair). Only the arithmetic changes; the value is the loss at w+-h.
+
+cdef enum:
+    NT = 6      # series order
+    NS = 7      # coefficients per series (index 0 = constant term, 0 for changes)
+
+cdef double RAD_CAP = 1e-2
+cdef Py_ssize_t CB = 1      # columns per work item
+
+
+cdef inline void sig_coeffs(double s0, double c0, double *s) noexcept nogil:
+    """Taylor coefficients s_n = sigmoid^(n)(z) / n! at z; s0 = sigmoid(z), c0 = 1 - s0."""
+    cdef int n, i
+    cdef double acc
+    s[0] = s0
+    s[1] = s0 * c0                           # S' = S (1 - S)
+    for n in range(1, NT):
+        # (n + 1) s_{n+1} = s_n (1 - 2 s_0) - sum_{i=1}^{n-1} s_i s_{n-i}
+        acc = s[n] * (c0 - s0)
+        for i in range(1, n):
+            acc = acc - s[i] * s[n - i]
+        s[n + 1] = acc / (n + 1)
+
+
+cdef inline bint ser_is_zero(const double *c) noexcept nogil:
+    cdef int n
+    for n in range(1, NS):
+        if c[n] != 0.0:
+            return False
+    return True
+
+
+cdef inline void ser_compose(const double *sig, const double *c, double *out,
+                             double *pw, double *tmp) noexcept nogil:
+    """out = sum_{q>=1} sig[q] c^q, truncated at order NT (c has no constant term)."""
+    cdef int n, q, i
+    cdef double acc
+    out[0] = 0.0
+    pw[0] = 0.0
+    for n in range(1, NS):
+        pw[n] = c[n]
+        out[n] = sig[1] * c[n]
+    for q in range(2, NS):
+        for n in range(q, NS):                # tmp = pw * c: orders >= q
+            acc = 0.0
+            for i in range(q - 1, n):
+                acc = acc + pw[i] * c[n - i]
+            tmp[n] = acc
+        pw[q - 1] = 0.0
+        for n in range(q, NS):
+            pw[n] = tmp[n]
+            out[n] = out[n] + sig[q] * tmp[n]
+
+
+cdef void out_series(const double *V, Py_ssize_t C, const double *p, Py_ssize_t t,
+                     double *G, double *wk) noexcept nogil:
+    """G = series of r' - r, r = -log(p_t + 1e-7), when the logits move by V (C x NS)."""
+    cdef double *e = wk
+    cdef double *D = wk + NS
+    cdef double *Num = wk + 2 * NS
+    cdef double *r = wk + 3 * NS
+    cdef double *u = wk + 4 * NS
+    cdef const double *c
+    cdef Py_ssize_t k
+    cdef int n, m
+    cdef double acc, f
+    for n in range(NS):
+        D[n] = 0.0
+        Num[n] = 0.0
+    for k in range(C):
+        c = V + k * NS
+        if ser_is_zero(c):
+            continue
+        # e = exp(c): e_0 = 1, n e_n = sum_{m=1}^{n} m c_m e_{n-m}
+        e[0] = 1.0
+        for n in range(1, NS):
+            acc = 0.0
+            for m in range(1, n + 1):
+                acc = acc + m * c[m] * e[n - m]
+            e[n] = acc / n
+        for n in range(1, NS):
+            D[n] = D[n] + p[k] * e[n]        # sum_k e'_k / S = 1 + sum_k p_k (e^c_k - 1)
+            if k == t:
+                Num[n] = e[n]
+    # R = (1 + Num) / (1 + D) = p'_t / p_t: r_0 = 1, r_n = Num_n - sum_{m=1}^{n} D_m r_{n-m}
+    r[0] = 1.0
+    for n in range(1, NS):
+        acc = Num[n]
+        for m in range(1, n + 1):
+            acc = acc - D[m] * r[n - m]
+        r[n] = acc
+    # U = (p'_t - p_t) / (p_t + 1e-7) = p_t (R - 1) / (p_t + 1e-7)
+    f = p[t] / (p[t] + EPS_LOG)
+    for n in range(1, NS):
+        u[n] = f * r[n]
+    # r' - r = -log(1 + U):  n l_n = n u_n - sum_{m=1}^{n-1} m l_m u_{n-m}
+    G[0] = 0.0
+    for n in range(1, NS):
+        acc = n * u[n]
+        for m in range(1, n):
+            acc = acc - m * (-G[m]) * u[n - m]
+        G[n] = -acc / n
+
+
+cdef double row_series(const Layer *L, Py_ssize_t n_layers, int act, const double **S,
+                       Py_ssize_t l, Py_ssize_t j, Py_ssize_t b,
+                       const double *P, const Py_ssize_t *t, double *G,
+                       double *V0, double *V1, double *Abuf, double *wk) noexcept nogil:
+    """Fill G (NS) with the series of row b's loss change in d = change of z_l[b, j];
+    return the radius within which it is used (0: always evaluate exactly)."""
+    cdef Py_ssize_t C = L[n_layers - 1].n_out
+    cdef double rad = RAD_CAP, z, sc, acc
+    cdef double *da = wk + 5 * NS
+    cdef double *pw = wk + 6 * NS
+    cdef double *tmp = wk + 7 * NS
+    cdef double *sw
+    cdef const double *c
+    cdef const double *Wr
+    cdef Py_ssize_t n, k, kk, m, n2
+    cdef int q
+    for q in range(NS):
+        G[q] = 0.0
+    if l == n_layers - 1:
+        for k in range(C * NS):
+            V0[k] = 0.0
+        V0[j * NS + 1] = 1.0                 # logit j moves by d
+    else:
+        n = L[l].n_out
+        # unit j's activation change: da(d) = act(z + d) - act(z)
+        if act == 1:
+            c = S[l] + (b * n + j) * NS
+            da[0] = 0.0
+            for q in range(1, NS):
+                da[q] = c[q]
+        else:
+            z = L[l].Z[b * n + j]
+            if z == 0.0:
+                return 0.0
+            rad = min(rad, 0.5 * fabs(z))    # |d| < |z|: the ReLU stays on its side
+            for q in range(NS):
+                da[q] = 0.0
+            if z > 0.0:
+                da[1] = 1.0
+            else:
+                return rad                   # G = 0: the row's loss does not move
+        # next pre-activations: dz_{l+1}[kk] = da * W_{l+1}[j, kk]   (rank 1)
+        n2 = L[l + 1].n_out
+        Wr = L[l + 1].W + j * n2
+        for kk in range(n2):
+            for q in range(NS):
+                V0[kk * NS + q] = da[q] * Wr[kk]
+        if act == 1 and l + 1 < n_layers - 1:
+            # powers of da, shared by every unit of layer l+1 (dz = W[j, k] da there):
+            # Abuf[(q-1) NS + n] = [da^q]_n
+            for q in range(NS):
+                Abuf[q] = da[q]
+            for q in range(2, NS):
+                for n in range(NS):
+                    Abuf[(q - 1) * NS + n] = 0.0
+                for n in range(q, NS):
+                    acc = 0.0
+                    for m in range(q - 1, n):
+                        acc = acc + Abuf[(q - 2) * NS + m] * da[n - m]
+                    Abuf[(q - 1) * NS + n] = acc
+        for m in range(l + 1, n_layers - 1):
+            n = L[m].n_out
+            n2 = L[m + 1].n_out
+            if act == 1 and m == l + 1:
+                # da_m[k] = sum_q sig_q (W[j, k] da)^q = sum_q sig_q W[j, k]^q da^q
+                Wr = L[l + 1].W + j * n
+                for k in range(n):
+                    c = S[m] + (b * n + k) * NS
+                    sw = V1 + k * NS
+                    for q in range(NS):
+                        sw[q] = 0.0
+                    z = Wr[k]
+                    if z == 0.0:
+                        continue
+                    sc = z
+                    for q in range(1, NS):
+                        for kk in range(q, NS):
+                            sw[kk] = sw[kk] + c[q] * sc * Abuf[(q - 1) * NS + kk]
+                        sc = sc * z
+                for k in range(n * NS):
+                    Abuf[k] = V1[k]
+            for k in range(n):
+                if act == 1 and m == l + 1:
+                    break
+                c = V0 + k * NS
+                if ser_is_zero(c):
+                    for q in range(NS):
+                        Abuf[k * NS + q] = 0.0
+                    continue
+                if act == 1:
+                    ser_compose(S[m] + (b * n + k) * NS, c, Abuf + k * NS, pw, tmp)
+                else:
+                    z = L[m].Z[b * n + k]
+                    sc = 0.0
+                    for q in range(1, NS):
+                        sc = sc + fabs(c[q])
+                    if z == 0.0:
+                        return 0.0
+                    rad = min(rad, 0.5 * fabs(z) / sc)
+                    for q in range(NS):
+                        Abuf[k * NS + q] = c[q] if z > 0.0 else 0.0
+            # dz_{m+1} = da_m @ W_{m+1}, series coefficient by coefficient
+            for kk in range(n2 * NS):
+                V1[kk] = 0.0
+            for k in range(n):
+                c = Abuf + k * NS
+                if ser_is_zero(c):
+                    continue
+                Wr = L[m + 1].W + k * n2
+                for kk in range(n2):
+                    for q in range(1, NS):
+                        V1[kk * NS + q] = V1[kk * NS + q] + c[q] * Wr[kk]
+            sw = V0; V0 = V1; V1 = sw
+    out_series(V0, C, P + b * C, t[b], G, wk)
+    # truncation: the last two terms must be negligible at |d| = rad
+    if G[NT] != 0.0:
+        rad = min(rad, pow(1e-19 / fabs(G[NT]), 1.0 / NT))
+    if G[NT - 1] != 0.0:
+        rad = min(rad, pow(1e-16 / fabs(G[NT - 1]), 1.0 / (NT - 1)))
+    return rad
+
+
+cdef inline double series_pair(const double *G, double dp, double dm) noexcept nogil:
+    """sum_n G_n (dp^n - dm^n)."""
+    cdef double pp = dp, pm = dm, acc = G[1] * (dp - dm)
+    cdef int n
+    for n in range(2, NS):
+        pp = pp * dp
+        pm = pm * dm
+        acc = acc + G[n] * (pp - pm)
+    return acc
+
+
+cdef void column(const Layer *L, Py_ssize_t n_layers, int act, const double **S,
+                 Py_ssize_t l, Py_ssize_t j, Py_ssize_t B, const double *P,
+                 const Py_ssize_t *t, double lam, bint use_series, double *scratch,
+                 Py_ssize_t maxw) noexcept nogil:
+    """Gradient entries of column j of layer l: W_l[:, j] and b_l[j]."""
+    cdef Py_ssize_t n = L[l].n_out, i, k, b, r0, r1
+    cdef double *G = scratch + 4 * maxw + 3 * maxw * NS + 8 * NS
+    cdef double *rad = G + B * NS
+    cdef double w, wp, wm, dp, dm, acc, a, decay
+    cdef double *ex0 = scratch
+    cdef double *ex1 = scratch + maxw
+    cdef double *ex2 = scratch + 2 * maxw
+    cdef double *ex3 = scratch + 3 * maxw
+    # the series of z_l[b, j] for every row (or none: exact evaluation)
+    for b in range(B):
+        if use_series:
+            rad[b] = row_series(L, n_layers, act, S, l, j, b, P, t, G + b * NS,
+                                scratch + 4 * maxw, scratch + 4 * maxw + maxw * NS,
+                                scratch + 4 * maxw + 2 * maxw * NS,
+                                scratch + 4 * maxw + 3 * maxw * NS)
+        else:
+            rad[b] = -1.0
+    # W_l[i, j] for every i: z_l[b, j] moves by (w' - w) * a_{l-1}[b, i]
+    for i in range(L[l].n_in):
+        r0 = L[l].nz_off[i]
+        r1 = L[l].nz_off[i + 1]
+        w = L[l].W[i * n + j]
+        if r0 == r1 and lam == 0.0:
+            # a[:, i] == 0: the loss does not move at all
+            L[l].gW[j * L[l].n_in + i if L[l].gWT else i * n + j] = 0.0
+            continue
+        wp = perturbed_plus(w, L[l].w_f32)
+        wm = perturbed_minus(w, L[l].w_f32)
+        dp = wp - w
+        dm = wm - w
+        acc = 0.0
+        for k in range(r0, r1):             # rows with a[b, i] != 0 only
+            b = L[l].nz_rows[k]
+            a = L[l].nz_vals[k]
+            if fabs(dp * a) <= rad[b] and fabs(dm * a) <= rad[b]:
+                acc += series_pair(G + b * NS, dp * a, dm * a)
+            else:
+                acc += row_pair(L, n_layers, act, l, j, b, dp * a, dm * a, P, t,
+                                ex0, ex1, ex2, ex3)
+        decay = 0.0
+        if lam != 0.0:
+            decay = 0.5 * lam * (wp - wm) * (wp + wm)   # 0.5 lambda (w+^2 - w-^2)
+        # (f(w+) - f(w-)) / 2h, f = mean row loss (+ decay)
+        L[l].gW[j * L[l].n_in + i if L[l].gWT else i * n + j] = (acc / B + decay) / (2.0 * H)
+    # b_l[j]: z_l[b, j] moves by (b' - b) in every row
+    w = L[l].bias[j]
+    wp = perturbed_plus(w, L[l].b_f32)
+    wm = perturbed_minus(w, L[l].b_f32)
+    dp = wp - w
+    dm = wm - w
+    acc = 0.0
+    for b in range(B):
+        if fabs(dp) <= rad[b] and fabs(dm) <= rad[b]:
+            acc += series_pair(G + b * NS, dp, dm)
+        else:
+            acc += row_pair(L, n_layers, act, l, j, b, dp, dm, P, t, ex0, ex1, ex2, ex3)
+    L[l].gb[j] = (acc / B) / (2.0 * H)
+
+
 def numgrad_net(list layers,            # IN  per layer: dict of arrays (see nets.py)
                 const double[:, ::1] P,  # IN  (B, C) output probabilities
                 const Py_ssize_t[::1] t,  # IN  (B,) labels
                 int act,                 # 0 relu, 1 sigmoid
                 double weight_decay_lambda,
-                int n_threads):
-    """Fill every layer's gW/gb with the central-difference gradient of the net's loss."""
+                int n_threads,
+                bint use_series=True):
+    """Fill every layer's gW/gb with the central-difference gradient of the net's loss.
+
+    Work items are the columns j of every layer (W_l[:, j] and b_l[j] share the per-row
+    series of z_l[:, j]); one thread computes a whole column, rows in order.
+    """
     cdef Py_ssize_t n_layers = len(layers)
     cdef Py_ssize_t B = P.shape[0]
     cdef Layer *L = <Layer *> malloc(n_layers * sizeof(Layer))
     cdef Py_ssize_t *offs = <Py_ssize_t *> malloc((n_layers + 1) * sizeof(Py_ssize_t))
-    cdef Py_ssize_t l, g, gl, i, j, k, b, r0, r1, maxw = 1, total
+    cdef const double **S = <const double **> malloc(n_layers * sizeof(double *))
+    cdef Py_ssize_t l, g, i, j, k, b, r0, r1, maxw = 1, total, n, q
     cdef double *scratch
-    cdef double w, wp, wm, dp, dm, acc, a, decay, lam = weight_decay_lambda
+    cdef double *Sbuf = NULL
+    cdef double *G
+    cdef double *rad
+    cdef double w, wp, wm, dp, dm, acc, a, decay, lam = weight_decay_lambda, E, s0, c0
     cdef const double[:, ::1] mW, mA, mZ, mE
-    cdef const double[::1] mb
+    cdef const double[::1] mb, mvals
     cdef const Py_ssize_t[::1] moff, mrows
     cdef double[:, ::1] mgW
     cdef double[::1] mgb
-    if L == NULL or offs == NULL:
-        free(L); free(offs)
+    cdef size_t n_scratch, n_S = 0
+    cdef Py_ssize_t failed = 0
+    if L == NULL or offs == NULL or S == NULL:
+        free(L); free(offs); free(S)
         raise MemoryError()
     try:
         offs[0] = 0
         for l in range(n_layers):
             d = layers[l]
             mW = d["W"]; mb = d["b"]; mA = d["A"]; moff = d["nz_off"]; mrows = d["nz_rows"]
-            mgW = d["gW"]; mgb = d["gb"]
+            mvals = d["nz_vals"]; mgW = d["gW"]; mgb = d["gb"]
             L[l].n_in = mW.shape[0]
             L[l].n_out = mW.shape[1]
             L[l].W = &mW[0, 0]
@@ -239,67 +573,70 @@ def numgrad_net(list layers,            # IN  per layer: dict of arrays (see net
             L[l].A = &mA[0, 0]
             L[l].nz_off = &moff[0]
             L[l].nz_rows = &mrows[0] if mrows.shape[0] > 0 else NULL
+            L[l].nz_vals = &mvals[0] if mvals.shape[0] > 0 else NULL
             L[l].w_f32 = d["w_f32"]
             L[l].b_f32 = d["b_f32"]
             L[l].gW = &mgW[0, 0]
+            L[l].gWT = d["gWT"]
             L[l].gb = &mgb[0]
             L[l].Z = NULL
             L[l].E = NULL
+            S[l] = NULL
             if l < n_layers - 1:
                 mZ = d["Z"]
                 L[l].Z = &mZ[0, 0]
                 if act == 1:
                     mE = d["E"]
                     L[l].E = &mE[0, 0]
+                    n_S += B * L[l].n_out * NS
             maxw = max(maxw, L[l].n_out)
-            offs[l + 1] = offs[l] + L[l].n_in * L[l].n_out + L[l].n_out
+            # work items: blocks of CB columns
+            offs[l + 1] = offs[l] + (L[l].n_out + CB - 1) // CB
         total = offs[n_layers]
+        maxw = max(maxw, NS)                 # series scratch also holds NT powers
+        if use_series and n_S:
+            # sigmoid Taylor coefficients of every hidden unit, once per call
+            Sbuf = <double *> malloc(n_S * sizeof(double))
+            if Sbuf == NULL:
+                raise MemoryError()
+            with nogil:
+                k = 0
+                for l in range(n_layers - 1):
+                    S[l] = Sbuf + k
+                    for i in range(B * L[l].n_out):
+                        E = L[l].E[i]
+                        s0 = 1.0 / (1.0 + E)                   # sigmoid(z)
+                        c0 = E / (1.0 + E) if E < 1e300 else 1.0   # 1 - sigmoid(z)
+                        sig_coeffs(s0, c0, Sbuf + k + i * NS)
+                    k += B * L[l].n_out * NS
+        n_scratch = 4 * maxw + 3 * maxw * NS + 8 * NS + B * NS + B
         with nogil, parallel(num_threads=n_threads):
-            scratch = <double *> malloc(4 * maxw * sizeof(double))
-            for g in prange(total, schedule="dynamic", chunksize=32):
-                # which layer, and which parameter in it (W entries first, then b)
+            scratch = <double *> malloc(n_scratch * sizeof(double))
+            for g in prange(total, schedule="dynamic", chunksize=1):
+                if scratch == NULL:
+                    failed += 1                          # reported after the region
+                    continue
                 l = 0
                 while g >= offs[l + 1]:
                     l = l + 1
-                gl = g - offs[l]
-                acc = 0.0
-                decay = 0.0
-                if gl < L[l].n_in * L[l].n_out:
-                    i = gl // L[l].n_out
-                    j = gl - i * L[l].n_out
-                    w = L[l].W[gl]
-                    wp = perturbed_plus(w, L[l].w_f32)
-                    wm = perturbed_minus(w, L[l].w_f32)
-                    dp = wp - w
-                    dm = wm - w
-                    r0 = L[l].nz_off[i]
-                    r1 = L[l].nz_off[i + 1]
-                    for k in range(r0, r1):
-                        b = L[l].nz_rows[k]
-                        a = L[l].A[b * L[l].n_in + i]
-                        # z_l[b, j] moves by (w' - w) * a_{l-1}[b, i]
-                        acc = acc + row_pair(L, n_layers, act, l, j, b, dp * a, dm * a, &P[0, 0], &t[0],
-                                             scratch, scratch + maxw, scratch + 2 * maxw, scratch + 3 * maxw)
-                    if lam != 0.0:
-                        # 0.5 lambda (w+^2 - w-^2), exactly the decay term's change
-                        decay = 0.5 * lam * (wp - wm) * (wp + wm)
-                    # (f(w+) - f(w-)) / 2h, f = mean row loss (+ decay)
-                    L[l].gW[gl] = (acc / B + decay) / (2.0 * H)
-                else:
-                    j = gl - L[l].n_in * L[l].n_out
-                    w = L[l].bias[j]
-                    wp = perturbed_plus(w, L[l].b_f32)
-                    wm = perturbed_minus(w, L[l].b_f32)
-                    dp = wp - w
-                    dm = wm - w
-                    for b in range(B):
-                        acc = acc + row_pair(L, n_layers, act, l, j, b, dp, dm, &P[0, 0], &t[0],
-                                             scratch, scratch + maxw, scratch + 2 * maxw, scratch + 3 * maxw)
-                    L[l].gb[j] = (acc / B) / (2.0 * H)
+                n = L[l].n_out
+                for j in range((g - offs[l]) * CB, min((g - offs[l] + 1) * CB, n)):
+                    column(L, n_layers, act, S, l, j, B, &P[0, 0], &t[0], lam, use_series,
+                           scratch, maxw)
             free(scratch)
+        if failed:
+            raise MemoryError("numgrad_net: could not allocate per-thread scratch")
     finally:
         free(L)
         free(offs)
+        free(S)
+        free(Sbuf)
+
+
+def set_nep50(bint on):
+    """Tell the engine how NumPy rounds np.float32(v) - 1e-4 (set once at import)."""
+    global NEP50
+    NEP50 = on
 
 
 # --- generic numerical_gradient(f, x) -----------------------------------------------------
