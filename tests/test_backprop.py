@@ -163,15 +163,16 @@ def test_int_and_mixed_dtypes(rng):
 
 @pytest.mark.parametrize("sparse", [True, False])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_nonfinite_weights_propagate_like_reference(sparse, bad, rng):
+@pytest.mark.parametrize("M,K", [(6, 40), (64, 784)])  # one thread / threads
+def test_nonfinite_weights_propagate_like_reference(sparse, bad, M, K, rng):
     """A NaN/inf weight meeting a zero input gives NaN in the reference (0 * inf): the
     sparse path must not skip it."""
-    ref = _ref_net((40, 9, 4), "relu", 0, 10)
-    x = _sparse(rng, 6, 40) if sparse else rng.standard_normal((6, 40))
+    ref = _ref_net((K, 9, 4), "relu", 0, 10)
+    x = _sparse(rng, M, K) if sparse else rng.standard_normal((M, K))
     x[:, 3] = 0.0
     ref.params["W1"][3, 2] = bad
     ref._build_layers("relu")
-    t = rng.integers(0, 4, 6)
+    t = rng.integers(0, 4, M)
     Ws, bs = _params(ref)
     with np.errstate(all="ignore"):
         want = ref.gradient(x, t)

@@ -393,6 +393,8 @@ cdef Py_ssize_t PARALLEL_MIN_ELEMS = 32768
 cdef Py_ssize_t PARALLEL_MIN_WORK = 60000
 # The sparse first layer is used when at most this fraction of x is non-zero.
 cdef double SPARSE_MAX_DENSITY = 0.5
+# elements of W1 per finiteness-check task
+cdef Py_ssize_t FINITE_CHUNK = 8192
 # columns of x per backward chunk (dW1 rows one task computes)
 DEF CW = 64
 
@@ -635,21 +637,43 @@ cdef void first_row(Py_ssize_t i, const floating *x, Py_ssize_t K, Py_ssize_t N,
         activate(z + i * N, N, act)
 
 
-cdef void sparse_first_forward(const floating *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
+cdef bint sparse_first_forward(const floating *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t N,
                                int *ridx, floating *rval, Py_ssize_t *rnnz, const floating *W,
                                const floating *b, floating *z, int act, bint hidden,
                                int n_threads) noexcept nogil:
     """Rows of the batch in parallel, each on its own: its non-zeros, a1 = x @ W1 + b1
-    from them, the activation. W1 is only read; nothing written is shared."""
-    cdef Py_ssize_t i
+    from them, the activation. W1 is only read; nothing written is shared.
+
+    Returns whether W1 is all finite (checked alongside, in chunks, by the same threads):
+    when it is not, the caller must redo the layer densely (a skipped 0 * inf is NaN)."""
+    cdef Py_ssize_t i, c, n_w = K * N, n_chunks = (n_w + FINITE_CHUNK - 1) // FINITE_CHUNK
+    cdef unsigned char *ok
+    cdef bint all_ok = True
     if M * K < PARALLEL_MIN_ELEMS:
         n_threads = 1
     if n_threads == 1:
+        if not all_finite(W, n_w):
+            return False
         for i in range(M):
             first_row(i, x, K, N, ridx, rval, rnnz, W, b, z, act, hidden)
-    else:
-        for i in prange(M, schedule="static", num_threads=n_threads):
+        return True
+    ok = <unsigned char *> malloc(n_chunks + 1)
+    if ok == NULL:
+        if not all_finite(W, n_w):
+            return False
+        for i in range(M):
             first_row(i, x, K, N, ridx, rval, rnnz, W, b, z, act, hidden)
+        return True
+    for i in prange(M + n_chunks, schedule="static", num_threads=n_threads):
+        if i < M:
+            first_row(i, x, K, N, ridx, rval, rnnz, W, b, z, act, hidden)
+        else:
+            c = i - M
+            ok[c] = all_finite(W + c * FINITE_CHUNK, min(FINITE_CHUNK, n_w - c * FINITE_CHUNK))
+    for c in range(n_chunks):
+        all_ok = all_ok and ok[c]
+    free(ok)
+    return all_ok
 
 
 cdef inline Py_ssize_t compress_row(const floating *x, Py_ssize_t n, int *idx,
@@ -733,7 +757,7 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
                 return 1
 
     # ---- is x sparse enough to skip its zeros? (judged on its first rows) ------------
-    if allow_sparse and M * K > 0 and all_finite(<const floating *> layers[0].W, K * N1):
+    if allow_sparse and M * K > 0:
         n_rows = min(M, 4)
         for i in range(n_rows * K):
             nnz_total += x[i] != 0
@@ -747,12 +771,14 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         n_out = layers[l].n_out
         z = <floating *> layers[l].z
         if l == 0 and sparse:
-            sparse_first_forward(x, M, K, n_out, w.ridx, <floating *> w.rval, w.rnnz,
-                                 <const floating *> layers[0].W, <const floating *> layers[0].b,
-                                 z, act, L > 1, n_threads)
-            for i in range(M):
-                nnz_total += w.rnnz[i]
-        else:
+            sparse = sparse_first_forward(x, M, K, n_out, w.ridx, <floating *> w.rval, w.rnnz,
+                                          <const floating *> layers[0].W,
+                                          <const floating *> layers[0].b, z, act, L > 1,
+                                          n_threads)
+            if sparse:
+                for i in range(M):
+                    nnz_total += w.rnnz[i]
+        if l > 0 or not sparse:
             gemm_strided(M, n_out, n_in, h_in, n_in, 1, <const floating *> layers[l].W, n_out, 1,
                          <const floating *> layers[l].b, z, n_out, n_threads)
             if l < L - 1:
