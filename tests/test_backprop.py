@@ -436,3 +436,63 @@ def test_dropout_masks_fused_like_layers(activation, dtype, rng):
         mlp_gradient(Ws, bs, activation, x, t, dropout_masks=[np.ones((3, 30)), None])
     with pytest.raises(ValueError, match="1 dropout masks for 2 hidden layers"):
         mlp_gradient(Ws, bs, activation, x, t, dropout_masks=[masks[0]])
+
+
+@pytest.mark.parametrize("use_dropout", [False, True])
+def test_batchnorm_fused_running_stats_and_layer_path(use_dropout, rng):
+    kw = dict(activation="relu", use_batchnorm=True, use_dropout=use_dropout,
+              dropout_ration=0.25, weight_decay_lambda=0.02)
+    np.random.seed(11)
+    ref = R.MultiLayerNetExtend(784, [40, 30], 10, **kw)
+    np.random.seed(11)
+    net = MultiLayerNetExtend(784, [40, 30], 10, **kw)
+    x = _sparse(rng, 64, 784)
+    t = rng.integers(0, 10, 64)
+    for step in range(2):
+        np.random.seed(20 + step)
+        want = ref.gradient(x, t)
+        np.random.seed(20 + step)
+        got = net.gradient(x, t)
+        assert list(got) == list(want)
+        _assert_grads(got, want, 1e-11, floor=1e-3 * max(np.max(np.abs(v)) for v in want.values()))
+        for i in (1, 2):
+            a, b = net.layers["BatchNorm%d" % i], ref.layers["BatchNorm%d" % i]
+            np.testing.assert_allclose(a.running_mean, b.running_mean, rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(a.running_var, b.running_var, rtol=1e-13, atol=1e-15)
+    # the book's layer-by-layer path gives the same gradients
+    np.random.seed(30)
+    fused = net.gradient(x, t)
+    np.random.seed(30)
+    layered = net._layer_gradient(x, t)
+    _assert_grads(fused, layered, 1e-11, floor=1e-3 * max(np.max(np.abs(v)) for v in layered.values()))
+    # thread count does not change the bits
+    fastnn.set_num_threads(1)
+    try:
+        np.random.seed(31)
+        one = net.gradient(x, t)
+    finally:
+        fastnn.set_num_threads(None)
+    np.random.seed(31)
+    two = net.gradient(x, t)
+    for k in one:
+        np.testing.assert_array_equal(one[k], two[k])
+
+
+def test_batchnorm_float32_and_errors(rng):
+    np.random.seed(12)
+    ref = R.MultiLayerNetExtend(50, [16], 5, use_batchnorm=True)
+    x = rng.standard_normal((20, 50)).astype(np.float32)
+    t = rng.integers(0, 5, 20)
+    want = ref.gradient(x.astype(np.float64), t)
+    Ws = [ref.params["W1"].astype(np.float32), ref.params["W2"].astype(np.float32)]
+    bs = [ref.params["b1"].astype(np.float32), ref.params["b2"].astype(np.float32)]
+    gb = [(ref.params["gamma1"].astype(np.float32), ref.params["beta1"].astype(np.float32))]
+    dWs, dbs, bn = mlp_gradient(Ws, bs, "relu", x, t, 0, batchnorm=gb)
+    assert dWs[0].dtype == np.float32 and bn[0]["dgamma"].dtype == np.float32
+    np.testing.assert_allclose(dWs[0], want["W1"], rtol=0, atol=1e-4 * np.max(np.abs(want["W1"])))
+    np.testing.assert_allclose(bn[0]["dgamma"], want["gamma1"], rtol=0,
+                               atol=1e-4 * np.max(np.abs(want["gamma1"])))
+    with pytest.raises(ValueError, match="2 batchnorm entries for 1 hidden layers"):
+        mlp_gradient(Ws, bs, "relu", x, t, batchnorm=gb * 2)
+    with pytest.raises(ValueError, match=r"gamma1/beta1 have shapes \(3,\)"):
+        mlp_gradient(Ws, bs, "relu", x, t, batchnorm=[(np.ones(3), np.zeros(3))])

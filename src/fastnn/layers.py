@@ -283,7 +283,7 @@ _ACTIVATIONS = {"relu": _backprop.ACT_RELU, "sigmoid": _backprop.ACT_SIGMOID}
 
 
 def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=None,
-                 dropout_masks=None):
+                 dropout_masks=None, batchnorm=None):
     """Backprop gradients of an MLP's mean softmax cross-entropy, in one fused kernel call.
 
     The net is ``Affine -> activation -> ... -> Affine -> SoftmaxWithLoss`` (the books'
@@ -305,11 +305,16 @@ def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=N
     dropout_masks : sequence of L-1 boolean arrays (M, n_{l+1}) or None, optional
         Keep-masks of a Dropout after each hidden activation (``MultiLayerNetExtend``):
         the forward multiplies the activations by them and the backward the gradients.
+    batchnorm : sequence of L-1 ``(gamma, beta)`` pairs (or None) or None, optional
+        A BatchNormalization in training mode between each hidden affine and its
+        activation (``MultiLayerNetExtend(use_batchnorm=True)``).
 
     Returns
     -------
     dWs, dbs : lists of arrays shaped like ``Ws`` and ``bs``, in the promoted float dtype
     of x and the parameters.
+    bn : list (only when ``batchnorm`` is given) of None or dicts with ``'dgamma'``,
+        ``'dbeta'`` and the batch statistics ``'mu'``, ``'var'`` (for the running ones).
     """
     act = _ACTIVATIONS.get(activation)
     if act is None:
@@ -352,10 +357,28 @@ def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=N
     if C == 0:
         raise ValueError("mlp_gradient: the output layer has no classes (W%d has shape %s)"
                          % (L, Ws[-1].shape))
+    bn_pairs = None
+    if batchnorm is not None:
+        if len(batchnorm) != L - 1:
+            raise ValueError("mlp_gradient: %d batchnorm entries for %d hidden layers"
+                             % (len(batchnorm), L - 1))
+        bn_pairs = []
+        for l, gb in enumerate(batchnorm):
+            if gb is None:
+                bn_pairs.append(None)
+                continue
+            g, be = (np.asarray(a) for a in gb)
+            if g.size != sizes[l + 1] or be.size != sizes[l + 1]:
+                raise ValueError("mlp_gradient: gamma%d/beta%d have shapes %s/%s, hidden layer "
+                                 "%d has %d units" % (l + 1, l + 1, g.shape, be.shape, l + 1,
+                                                      sizes[l + 1]))
+            same = same and g.dtype is dt and be.dtype is dt
+            bn_pairs.append((g, be))
     if same:
         res = dt
     else:
-        dt, res = compute_dtypes(x2.dtype, *{a.dtype for a in Ws + bs})
+        extra = [a.dtype for p in (bn_pairs or []) if p is not None for a in p]
+        dt, res = compute_dtypes(x2.dtype, *{a.dtype for a in Ws + bs}, *extra)
     kind, tc = targets(t, M, C, (M, C), "gradient")
     if kind == "labels":
         labels, onehot = tc, None
@@ -383,10 +406,22 @@ def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=N
                 raise ValueError("mlp_gradient: dropout mask %d has shape %s, expected %s"
                                  % (l + 1, m.shape, (M, sizes[l + 1])))
             masks.append(np.ascontiguousarray(m != 0, dtype=np.uint8))
+    bn = None
+    if bn_pairs is not None:
+        bn = []
+        for l, p in enumerate(bn_pairs):
+            if p is None:
+                bn.append(None)
+                continue
+            n = sizes[l + 1]
+            # gamma, beta, dgamma, dbeta, mu, var, std, xc, xn
+            bn.append((as_kernel_array(p[0].reshape(-1), dt), as_kernel_array(p[1].reshape(-1), dt))
+                      + tuple(np.empty(n, dtype=dt) for _ in range(5))
+                      + (np.empty((M, n), dtype=dt), np.empty((M, n), dtype=dt)))
     work = _workspace(M, sizes, dt.itemsize)
     bad = _backprop.mlp_gradient(Wc, bc, act, xc, labels, onehot, decay,
                                  float(weight_decay_lambda) if decay else 0.0, dWs, dbs, work,
-                                 True, dt is _F64, resolve_n_threads(n_threads), masks)
+                                 True, dt is _F64, resolve_n_threads(n_threads), masks, bn)
     if bad:
         raise bad_labels(labels, C, "gradient")
     if res is not dt:
@@ -395,4 +430,11 @@ def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=N
     for l in range(L):
         if bs[l].ndim != 1:
             dbs[l] = dbs[l].reshape(bs[l].shape)
+    if bn is not None:
+        out = [None if e is None else
+               {"dgamma": finish(e[2], res).reshape(bn_pairs[l][0].shape),
+                "dbeta": finish(e[3], res).reshape(bn_pairs[l][1].shape),
+                "mu": finish(e[4], res), "var": finish(e[5], res)}
+               for l, e in enumerate(bn)]
+        return dWs, dbs, out
     return dWs, dbs

@@ -27,7 +27,7 @@
 from cython.parallel cimport parallel, prange
 from libc.stdlib cimport malloc, free
 from libc.string cimport memset
-from libc.math cimport NAN
+from libc.math cimport NAN, sqrt
 
 cimport cython
 cimport numpy as cnp
@@ -519,6 +519,16 @@ cdef struct Layer:
     void *z       # (M, n_out) scratch: activations, then deltas
     void *hd      # (M, n_out) scratch: activations after dropout (hidden layers with a mask)
     const unsigned char *mask   # (M, n_out) dropout keep-mask of this hidden layer, or NULL
+    # BatchNormalization after this hidden layer's affine (gamma NULL: none)
+    const void *gamma
+    const void *beta
+    void *dgamma  # (n_out,) OUT
+    void *dbeta   # (n_out,) OUT
+    void *mu      # (n_out,) OUT batch mean (for the running mean)
+    void *var     # (n_out,) OUT batch variance (for the running variance)
+    void *std     # (n_out,) scratch
+    void *xc      # (M, n_out) scratch
+    void *xn      # (M, n_out) scratch
 
 
 cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
@@ -560,6 +570,86 @@ cdef void rows_activate_backward(const floating *dh, floating *h, Py_ssize_t M, 
     else:
         for i in prange(M, schedule="static", num_threads=n_threads):
             activate_backward(dh + i * N, h + i * N, N, act)
+
+
+cdef int bn_forward(floating *z, Py_ssize_t M, Py_ssize_t n, Layer *ly) noexcept nogil:
+    """BatchNormalization._forward(x, train_flg=True) in place on z, the book's steps in
+    the dtype with the sums in double; keeps xc, xn, std for the backward. -1: no memory."""
+    cdef floating *mu = <floating *> ly.mu
+    cdef floating *var = <floating *> ly.var
+    cdef floating *std = <floating *> ly.std
+    cdef floating *xc = <floating *> ly.xc
+    cdef floating *xn = <floating *> ly.xn
+    cdef const floating *gamma = <const floating *> ly.gamma
+    cdef const floating *beta = <const floating *> ly.beta
+    cdef double *acc = <double *> malloc(max(n, 1) * sizeof(double))
+    cdef Py_ssize_t i, j
+    if acc == NULL:
+        return -1
+    for j in range(n):
+        acc[j] = 0.0
+    for i in range(M):
+        for j in range(n):
+            acc[j] += z[i * n + j]
+    for j in range(n):
+        mu[j] = <floating> (acc[j] / M)                  # mu = x.mean(axis=0)
+        acc[j] = 0.0
+    for i in range(M):
+        for j in range(n):
+            xc[i * n + j] = z[i * n + j] - mu[j]         # xc = x - mu
+            acc[j] += xc[i * n + j] * xc[i * n + j]
+    for j in range(n):
+        var[j] = <floating> (acc[j] / M)                 # var = mean(xc**2, axis=0)
+        std[j] = <floating> sqrt(<double> (var[j] + <floating> 10e-7))  # sqrt(var + 10e-7)
+    for i in range(M):
+        for j in range(n):
+            xn[i * n + j] = xc[i * n + j] / std[j]       # xn = xc / std
+            z[i * n + j] = gamma[j] * xn[i * n + j] + beta[j]   # gamma * xn + beta
+    free(acc)
+    return 0
+
+
+cdef int bn_backward(floating *d, Py_ssize_t M, Py_ssize_t n, Layer *ly) noexcept nogil:
+    """BatchNormalization._backward in place on d (dout -> dx), the book's steps."""
+    cdef const floating *std = <const floating *> ly.std
+    cdef const floating *xc = <const floating *> ly.xc
+    cdef const floating *xn = <const floating *> ly.xn
+    cdef const floating *gamma = <const floating *> ly.gamma
+    cdef floating *dgamma = <floating *> ly.dgamma
+    cdef floating *dbeta = <floating *> ly.dbeta
+    cdef double *acc = <double *> malloc(max(3 * n, 1) * sizeof(double))
+    cdef floating *dvar = <floating *> malloc(max(n, 1) * sizeof(floating))
+    cdef floating dxn
+    cdef Py_ssize_t i, j
+    if acc == NULL or dvar == NULL:
+        free(acc); free(dvar)
+        return -1
+    for j in range(3 * n):
+        acc[j] = 0.0
+    for i in range(M):
+        for j in range(n):
+            acc[j] += d[i * n + j]                                   # dbeta = sum(dout)
+            acc[n + j] += xn[i * n + j] * d[i * n + j]               # dgamma = sum(xn * dout)
+            dxn = gamma[j] * d[i * n + j]                            # dxn = gamma * dout
+            acc[2 * n + j] += (dxn * xc[i * n + j]) / (std[j] * std[j])
+    for j in range(n):
+        dbeta[j] = <floating> acc[j]
+        dgamma[j] = <floating> acc[n + j]
+        # dstd = -sum(dxn * xc / (std * std)); dvar = 0.5 * dstd / std
+        dvar[j] = <floating> 0.5 * (-<floating> acc[2 * n + j]) / std[j]
+        acc[j] = 0.0
+    for i in range(M):
+        for j in range(n):
+            dxn = gamma[j] * d[i * n + j]
+            # dxc = dxn / std + (2.0 / batch) * xc * dvar
+            d[i * n + j] = dxn / std[j] + (<floating> (2.0 / M)) * xc[i * n + j] * dvar[j]
+            acc[j] += d[i * n + j]                                   # dmu = sum(dxc)
+    for i in range(M):
+        for j in range(n):
+            d[i * n + j] = d[i * n + j] - (<floating> acc[j]) / M   # dx = dxc - dmu / batch
+    free(acc)
+    free(dvar)
+    return 0
 
 
 cdef void apply_mask(const floating *src, const unsigned char *mask, floating *dst,
@@ -742,13 +832,13 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
                  floating lam, Work *w, bint allow_sparse, int n_threads) noexcept nogil:
     """Forward then backward through L affine layers, all scratch in `w`.
 
-    Returns 0, or 1 (nothing computed) when a label is outside [0, n_L)."""
+    Returns 0, 1 (nothing computed) when a label is outside [0, n_L), 2 out of memory."""
     cdef Py_ssize_t l, i, n_in, n_out, K = layers[0].n_in, N1 = layers[0].n_out
     cdef Py_ssize_t nnz_total = 0, n_rows
     cdef const floating *h_in
     cdef floating *z
     cdef floating *scratch = <floating *> w.scratch
-    cdef bint sparse = False
+    cdef bint sparse = False, act_done
     cdef int nt_rows
 
     if labels != NULL:
@@ -770,18 +860,26 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         n_in = layers[l].n_in
         n_out = layers[l].n_out
         z = <floating *> layers[l].z
+        act_done = False
         if l == 0 and sparse:
+            # the activation goes with each row unless a BatchNorm comes first
             sparse = sparse_first_forward(x, M, K, n_out, w.ridx, <floating *> w.rval, w.rnnz,
                                           <const floating *> layers[0].W,
-                                          <const floating *> layers[0].b, z, act, L > 1,
-                                          n_threads)
+                                          <const floating *> layers[0].b, z, act,
+                                          L > 1 and layers[0].gamma == NULL, n_threads)
             if sparse:
+                act_done = True
                 for i in range(M):
                     nnz_total += w.rnnz[i]
         if l > 0 or not sparse:
             gemm_strided(M, n_out, n_in, h_in, n_in, 1, <const floating *> layers[l].W, n_out, 1,
                          <const floating *> layers[l].b, z, n_out, n_threads)
-            if l < L - 1:
+        if l < L - 1:
+            if layers[l].gamma != NULL:
+                act_done = False
+                if bn_forward(z, M, n_out, &layers[l]) < 0:
+                    return 2
+            if not act_done:
                 rows_activate(z, M, n_out, act, n_threads)
         h_in = z
         if l < L - 1 and layers[l].mask != NULL:
@@ -832,6 +930,9 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
             if layers[l - 1].mask != NULL:
                 apply_mask(scratch, layers[l - 1].mask, scratch, M * n_in)  # Dropout.backward
             rows_activate_backward(scratch, <floating *> layers[l - 1].z, M, n_in, act, n_threads)
+            if layers[l - 1].gamma != NULL:
+                if bn_backward(<floating *> layers[l - 1].z, M, n_in, &layers[l - 1]) < 0:
+                    return 2
     return 0
 
 
@@ -843,7 +944,8 @@ cdef inline void *data(object a) except NULL:
 
 cdef int mlp_run(list Ws, list bs, int activation, object x, object labels, object t_onehot,
                  bint weight_decay, double lam, list dWs, list dbs, object work,
-                 bint allow_sparse, object masks, int n_threads, floating dummy) except -1:
+                 bint allow_sparse, object masks, object bn, int n_threads,
+                 floating dummy) except -1:
     cdef Py_ssize_t L = len(Ws), l, M = cnp.PyArray_DIM(<cnp.ndarray?> x, 0), max_in = 1
     cdef Py_ssize_t total = 0, need, nbytes
     cdef Layer *layers
@@ -872,6 +974,18 @@ cdef int mlp_run(list Ws, list bs, int activation, object x, object labels, obje
         layers[l].mask = NULL
         if masks is not None and l < L - 1 and masks[l] is not None:
             layers[l].mask = <const unsigned char *> data(masks[l])
+        layers[l].gamma = NULL
+        if bn is not None and l < L - 1 and bn[l] is not None:
+            # (gamma, beta, dgamma, dbeta, mu, var, std, xc, xn)
+            layers[l].gamma = data(bn[l][0])
+            layers[l].beta = data(bn[l][1])
+            layers[l].dgamma = data(bn[l][2])
+            layers[l].dbeta = data(bn[l][3])
+            layers[l].mu = data(bn[l][4])
+            layers[l].var = data(bn[l][5])
+            layers[l].std = data(bn[l][6])
+            layers[l].xc = data(bn[l][7])
+            layers[l].xn = data(bn[l][8])
         total += layers[l].n_out
         max_in = max(max_in, layers[l].n_in)
     need = carve(&w, NULL, M, layers[0].n_in, total, max_in, sizeof(floating))
@@ -890,6 +1004,8 @@ cdef int mlp_run(list Ws, list bs, int activation, object x, object labels, obje
         status = run_mlp(layers, L, M, x_p, lab_p, t_p, activation, weight_decay,
                          <floating> lam, &w, allow_sparse, n_threads)
     free(layers)
+    if status == 2:
+        raise MemoryError()
     return status
 
 
@@ -907,7 +1023,9 @@ def mlp_gradient(list Ws,              # IN  L arrays (n_{l-1}, n_l), C-contiguo
                  bint allow_sparse,
                  bint is_double,       # every array float64 (else float32)
                  int n_threads,
-                 masks=None):          # IN  per hidden layer: (M, n_l) uint8 keep-mask or None
+                 masks=None,           # IN  per hidden layer: (M, n_l) uint8 keep-mask or None
+                 bn=None):             # per hidden layer: None or (gamma, beta, dgamma, dbeta,
+                                       # mu, var, std, xc, xn) arrays of the dtype
 
     """Gradients of the mean softmax cross-entropy of an MLP (validated inputs only).
 
@@ -918,9 +1036,9 @@ def mlp_gradient(list Ws,              # IN  L arrays (n_{l-1}, n_l), C-contiguo
     """
     if is_double:
         return mlp_run[double](Ws, bs, activation, x, labels, t_onehot, weight_decay, lam,
-                               dWs, dbs, work, allow_sparse, masks, n_threads, 0.0)
+                               dWs, dbs, work, allow_sparse, masks, bn, n_threads, 0.0)
     return mlp_run[float](Ws, bs, activation, x, labels, t_onehot, weight_decay, lam,
-                          dWs, dbs, work, allow_sparse, masks, n_threads, 0.0)
+                          dWs, dbs, work, allow_sparse, masks, bn, n_threads, 0.0)
 
 
 def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward input
