@@ -19,7 +19,7 @@ import pytest
 
 import reference as R
 from fastnn import optimizer as O
-from fastnn.nets import MultiLayerNet, TwoLayerNet
+from fastnn.nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 
 MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 
@@ -69,6 +69,11 @@ def _multilayer(cls):
     return cls(784, [100, 100], 10, weight_decay_lambda=1e-4)
 
 
+def _extend(cls):
+    np.random.seed(0)
+    return cls(784, [100, 100], 10, use_dropout=True, dropout_ration=0.2, use_batchnorm=True)
+
+
 def _update_case(module, name):
     rng = np.random.default_rng(0)
     params = {"W1": rng.standard_normal((784, 50)), "b1": rng.standard_normal(50),
@@ -102,6 +107,11 @@ def test_gradient_multilayer_fastnn(benchmark):
     benchmark(_multilayer(MultiLayerNet).gradient, X, T)
 
 
+def test_gradient_extend_fastnn(benchmark):
+    benchmark.group = "gradient MultiLayerNetExtend dropout+batchnorm 784-100-100-10 b100"
+    benchmark(_extend(MultiLayerNetExtend).gradient, X, T)
+
+
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_update_fastnn(benchmark, name):
     benchmark.group = "update %s 784-50-10 float64" % name
@@ -128,6 +138,11 @@ def test_gradient_reference(benchmark, dtype):
 def test_gradient_multilayer_reference(benchmark):
     benchmark.group = "gradient MultiLayerNet relu 784-100-100-10 b100 float64"
     benchmark(_multilayer(R.MultiLayerNet).gradient, X, T)
+
+
+def test_gradient_extend_reference(benchmark):
+    benchmark.group = "gradient MultiLayerNetExtend dropout+batchnorm 784-100-100-10 b100"
+    benchmark(_extend(R.MultiLayerNetExtend).gradient, X, T)
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
