@@ -496,3 +496,14 @@ def test_batchnorm_float32_and_errors(rng):
         mlp_gradient(Ws, bs, "relu", x, t, batchnorm=gb * 2)
     with pytest.raises(ValueError, match=r"gamma1/beta1 have shapes \(3,\)"):
         mlp_gradient(Ws, bs, "relu", x, t, batchnorm=[(np.ones(3), np.zeros(3))])
+
+
+def test_large_batches_skip_the_sparse_scratch(rng, monkeypatch):
+    """Whole-dataset batches use the dense path (no sparse scratch kept around)."""
+    import fastnn.layers as layers_mod
+    monkeypatch.setattr(layers_mod, "_SPARSE_MAX_ELEMS", 100)
+    ref = _ref_net((50, 12, 4), "sigmoid", 0.1, 15)
+    x = _sparse(rng, 30, 50)
+    t = rng.integers(0, 4, 30)
+    Ws, bs = _params(ref)
+    _assert_grads(_as_dict(*mlp_gradient(Ws, bs, "sigmoid", x, t, 0.1)), ref.gradient(x, t), 1e-12)

@@ -265,13 +265,18 @@ _F64 = np.dtype(np.float64)
 _F32 = np.dtype(np.float32)
 
 
-def _workspace(M, sizes, itemsize):
+# Above this many input elements (M * n_0) the sparse first layer is not used: its scratch
+# (about 3x the size of x) would not be worth keeping around for whole-dataset batches.
+_SPARSE_MAX_ELEMS = 1 << 24
+
+
+def _workspace(M, sizes, itemsize, sparse):
     # one scratch buffer per Python thread, grown as needed and kept: the kernel's scratch
     # pages stay mapped between training steps instead of being faulted in every call
-    key = (M, tuple(sizes), itemsize)
+    key = (M, tuple(sizes), itemsize, sparse)
     if getattr(_local, "key", None) == key:
         return _local.buf
-    nbytes = _backprop.workspace_bytes(M, sizes, itemsize)
+    nbytes = _backprop.workspace_bytes(M, sizes, itemsize, sparse)
     buf = getattr(_local, "buf", None)
     if buf is None or buf.size < nbytes:
         buf = _local.buf = np.empty(max(nbytes, 1), dtype=np.uint8)
@@ -418,10 +423,11 @@ def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=N
             bn.append((as_kernel_array(p[0].reshape(-1), dt), as_kernel_array(p[1].reshape(-1), dt))
                       + tuple(np.empty(n, dtype=dt) for _ in range(5))
                       + (np.empty((M, n), dtype=dt), np.empty((M, n), dtype=dt)))
-    work = _workspace(M, sizes, dt.itemsize)
+    sparse = M * sizes[0] <= _SPARSE_MAX_ELEMS
+    work = _workspace(M, sizes, dt.itemsize, sparse)
     bad = _backprop.mlp_gradient(Wc, bc, act, xc, labels, onehot, decay,
                                  float(weight_decay_lambda) if decay else 0.0, dWs, dbs, work,
-                                 True, dt is _F64, resolve_n_threads(n_threads), masks, bn)
+                                 sparse, dt is _F64, resolve_n_threads(n_threads), masks, bn)
     if bad:
         raise bad_labels(labels, C, "gradient")
     if res is not dt:

@@ -794,9 +794,14 @@ cdef struct Work:
 
 
 cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
-                      Py_ssize_t total_n, Py_ssize_t max_in, Py_ssize_t itemsize) noexcept nogil:
-    """Lay the workspace out from `base` (NULL: only measure). Returns its size in bytes."""
-    cdef Py_ssize_t off = 0, n_chunks = (K + CW - 1) // CW
+                      Py_ssize_t total_n, Py_ssize_t max_in, Py_ssize_t itemsize,
+                      bint sparse) noexcept nogil:
+    """Lay the workspace out from `base` (NULL: only measure). Returns its size in bytes.
+    Without `sparse` the first layer's sparse scratch is left out (K counts as 0)."""
+    cdef Py_ssize_t off = 0, n_chunks
+    if not sparse:
+        K = 0
+    n_chunks = (K + CW - 1) // CW
     w.z = base + off
     off += align64(M * total_n * itemsize)
     w.hd = base + off
@@ -820,11 +825,12 @@ cdef Py_ssize_t carve(Work *w, unsigned char *base, Py_ssize_t M, Py_ssize_t K,
     return off + 64
 
 
-def workspace_bytes(Py_ssize_t M, sizes, Py_ssize_t itemsize):
+def workspace_bytes(Py_ssize_t M, sizes, Py_ssize_t itemsize, bint allow_sparse=True):
     """Bytes of workspace `mlp_gradient` needs for a batch of M and layer sizes n_0..n_L."""
     cdef Work w
     sizes = list(sizes)
-    return carve(&w, NULL, M, sizes[0], sum(sizes[1:]), max(sizes[:len(sizes) - 1]), itemsize)
+    return carve(&w, NULL, M, sizes[0], sum(sizes[1:]), max(sizes[:len(sizes) - 1]), itemsize,
+                 allow_sparse)
 
 
 cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
@@ -988,13 +994,13 @@ cdef int mlp_run(list Ws, list bs, int activation, object x, object labels, obje
             layers[l].xn = data(bn[l][8])
         total += layers[l].n_out
         max_in = max(max_in, layers[l].n_in)
-    need = carve(&w, NULL, M, layers[0].n_in, total, max_in, sizeof(floating))
+    need = carve(&w, NULL, M, layers[0].n_in, total, max_in, sizeof(floating), allow_sparse)
     nbytes = cnp.PyArray_NBYTES(<cnp.ndarray?> work)
     if nbytes < need:
         free(layers)
         raise ValueError("mlp_gradient: workspace has %d bytes, needs %d" % (nbytes, need))
     base = base + ((64 - (<size_t> base) % 64) % 64)   # 64-byte aligned start
-    carve(&w, base, M, layers[0].n_in, total, max_in, sizeof(floating))
+    carve(&w, base, M, layers[0].n_in, total, max_in, sizeof(floating), allow_sparse)
     total = 0
     for l in range(L):
         layers[l].z = (<floating *> w.z) + total
