@@ -163,15 +163,16 @@ def test_int_and_mixed_dtypes(rng):
 
 @pytest.mark.parametrize("sparse", [True, False])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_nonfinite_weights_propagate_like_reference(sparse, bad, rng):
+@pytest.mark.parametrize("M,K", [(6, 40), (64, 784)])  # one thread / threads
+def test_nonfinite_weights_propagate_like_reference(sparse, bad, M, K, rng):
     """A NaN/inf weight meeting a zero input gives NaN in the reference (0 * inf): the
     sparse path must not skip it."""
-    ref = _ref_net((40, 9, 4), "relu", 0, 10)
-    x = _sparse(rng, 6, 40) if sparse else rng.standard_normal((6, 40))
+    ref = _ref_net((K, 9, 4), "relu", 0, 10)
+    x = _sparse(rng, M, K) if sparse else rng.standard_normal((M, K))
     x[:, 3] = 0.0
     ref.params["W1"][3, 2] = bad
     ref._build_layers("relu")
-    t = rng.integers(0, 4, 6)
+    t = rng.integers(0, 4, M)
     Ws, bs = _params(ref)
     with np.errstate(all="ignore"):
         want = ref.gradient(x, t)
@@ -387,3 +388,122 @@ def test_concurrent_python_threads(rng):
     for g, w in zip(got, want):
         for u, v in zip(g[0] + g[1], w[0] + w[1]):
             np.testing.assert_array_equal(u, v)
+
+
+def test_gradient_check_two_layer_net_after_training_below_1e8():
+    """The book's ch05 TwoLayerNet (sigmoid, std 0.01) starts near uniform outputs, where
+    the +1e-7 in the log shows at ~1e-7 in b2; once it fits the images it is far below."""
+    X, T = _mnist(20)
+    np.random.seed(0)
+    net = TwoLayerNet(784, 50, 10)
+    from fastnn.optimizer import Adam
+    opt = Adam(lr=0.03)
+    for i in range(30):
+        opt.update(net.params, net.gradient(X, T))
+    with redirect_stdout(io.StringIO()):
+        diffs = gradient_check(net, X[:3], T[:3])
+    for k, d in diffs.items():
+        assert d < 1e-8, (k, d)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dropout_masks_fused_like_layers(activation, dtype, rng):
+    """mlp_gradient with dropout masks == the book's layers with those masks."""
+    np.random.seed(7)
+    ref = R.MultiLayerNetExtend(784, [30, 20], 10, activation=activation, use_dropout=True,
+                                dropout_ration=0.4, weight_decay_lambda=0.01)
+    for k in ref.params:
+        ref.params[k][...] = ref.params[k]  # float64 reference
+    x = _sparse(rng, 40, 784)
+    t = rng.integers(0, 10, 40)
+    np.random.seed(8)
+    want = ref.gradient(x, t)
+    masks = [ref.layers["Dropout1"].mask, ref.layers["Dropout2"].mask]
+    Ws = [ref.params["W%d" % i].astype(dtype) for i in (1, 2, 3)]
+    bs = [ref.params["b%d" % i].astype(dtype) for i in (1, 2, 3)]
+    got = _as_dict(*mlp_gradient(Ws, bs, activation, x.astype(dtype), t, 0.01,
+                                 dropout_masks=masks))
+    rel = 1e-12 if dtype == np.float64 else 2e-5
+    _assert_grads(got, want, rel)
+    one = mlp_gradient(Ws, bs, activation, x.astype(dtype), t, 0.01, n_threads=1,
+                       dropout_masks=masks)
+    two = mlp_gradient(Ws, bs, activation, x.astype(dtype), t, 0.01, n_threads=2,
+                       dropout_masks=masks)
+    for a, b in zip(one[0] + one[1], two[0] + two[1]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"dropout mask 1 has shape \(3, 30\)"):
+        mlp_gradient(Ws, bs, activation, x, t, dropout_masks=[np.ones((3, 30)), None])
+    with pytest.raises(ValueError, match="1 dropout masks for 2 hidden layers"):
+        mlp_gradient(Ws, bs, activation, x, t, dropout_masks=[masks[0]])
+
+
+@pytest.mark.parametrize("use_dropout", [False, True])
+def test_batchnorm_fused_running_stats_and_layer_path(use_dropout, rng):
+    kw = dict(activation="relu", use_batchnorm=True, use_dropout=use_dropout,
+              dropout_ration=0.25, weight_decay_lambda=0.02)
+    np.random.seed(11)
+    ref = R.MultiLayerNetExtend(784, [40, 30], 10, **kw)
+    np.random.seed(11)
+    net = MultiLayerNetExtend(784, [40, 30], 10, **kw)
+    x = _sparse(rng, 64, 784)
+    t = rng.integers(0, 10, 64)
+    for step in range(2):
+        np.random.seed(20 + step)
+        want = ref.gradient(x, t)
+        np.random.seed(20 + step)
+        got = net.gradient(x, t)
+        assert list(got) == list(want)
+        _assert_grads(got, want, 1e-11, floor=1e-3 * max(np.max(np.abs(v)) for v in want.values()))
+        for i in (1, 2):
+            a, b = net.layers["BatchNorm%d" % i], ref.layers["BatchNorm%d" % i]
+            np.testing.assert_allclose(a.running_mean, b.running_mean, rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(a.running_var, b.running_var, rtol=1e-13, atol=1e-15)
+    # the book's layer-by-layer path gives the same gradients
+    np.random.seed(30)
+    fused = net.gradient(x, t)
+    np.random.seed(30)
+    layered = net._layer_gradient(x, t)
+    _assert_grads(fused, layered, 1e-11, floor=1e-3 * max(np.max(np.abs(v)) for v in layered.values()))
+    # thread count does not change the bits
+    fastnn.set_num_threads(1)
+    try:
+        np.random.seed(31)
+        one = net.gradient(x, t)
+    finally:
+        fastnn.set_num_threads(None)
+    np.random.seed(31)
+    two = net.gradient(x, t)
+    for k in one:
+        np.testing.assert_array_equal(one[k], two[k])
+
+
+def test_batchnorm_float32_and_errors(rng):
+    np.random.seed(12)
+    ref = R.MultiLayerNetExtend(50, [16], 5, use_batchnorm=True)
+    x = rng.standard_normal((20, 50)).astype(np.float32)
+    t = rng.integers(0, 5, 20)
+    want = ref.gradient(x.astype(np.float64), t)
+    Ws = [ref.params["W1"].astype(np.float32), ref.params["W2"].astype(np.float32)]
+    bs = [ref.params["b1"].astype(np.float32), ref.params["b2"].astype(np.float32)]
+    gb = [(ref.params["gamma1"].astype(np.float32), ref.params["beta1"].astype(np.float32))]
+    dWs, dbs, bn = mlp_gradient(Ws, bs, "relu", x, t, 0, batchnorm=gb)
+    assert dWs[0].dtype == np.float32 and bn[0]["dgamma"].dtype == np.float32
+    np.testing.assert_allclose(dWs[0], want["W1"], rtol=0, atol=1e-4 * np.max(np.abs(want["W1"])))
+    np.testing.assert_allclose(bn[0]["dgamma"], want["gamma1"], rtol=0,
+                               atol=1e-4 * np.max(np.abs(want["gamma1"])))
+    with pytest.raises(ValueError, match="2 batchnorm entries for 1 hidden layers"):
+        mlp_gradient(Ws, bs, "relu", x, t, batchnorm=gb * 2)
+    with pytest.raises(ValueError, match=r"gamma1/beta1 have shapes \(3,\)"):
+        mlp_gradient(Ws, bs, "relu", x, t, batchnorm=[(np.ones(3), np.zeros(3))])
+
+
+def test_large_batches_skip_the_sparse_scratch(rng, monkeypatch):
+    """Whole-dataset batches use the dense path (no sparse scratch kept around)."""
+    import fastnn.layers as layers_mod
+    monkeypatch.setattr(layers_mod, "_SPARSE_MAX_ELEMS", 100)
+    ref = _ref_net((50, 12, 4), "sigmoid", 0.1, 15)
+    x = _sparse(rng, 30, 50)
+    t = rng.integers(0, 4, 30)
+    Ws, bs = _params(ref)
+    _assert_grads(_as_dict(*mlp_gradient(Ws, bs, "sigmoid", x, t, 0.1)), ref.gradient(x, t), 1e-12)

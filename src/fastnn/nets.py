@@ -434,14 +434,16 @@ from .gradient import numerical_gradient as _numerical_gradient  # noqa: E402
 __all__ += ["MultiLayerNetExtend"]
 
 
-def _fused_gradient(params, weights, act, lam, x, t):
-    """Backprop through affine -> act -> ... -> affine -> softmax + CE in one kernel call.
+def _fused_gradient(params, weights, act, lam, x, t, masks=None):
+    """Backprop through affine -> act [-> dropout] -> ... -> affine -> softmax + CE in one
+    kernel call.
 
     lam None: no weight-decay term (TwoLayerNet); a number (even 0): ``dW + lam * W``,
     as MultiLayerNet adds it. Returns a dict keyed like ``weights``.
     """
     dWs, dbs = _layers.mlp_gradient([params[wk] for wk, _ in weights],
-                                    [params[bk] for _, bk in weights], act, x, t, lam)
+                                    [params[bk] for _, bk in weights], act, x, t, lam,
+                                    dropout_masks=masks)
     grads = {}
     for (wk, bk), dW, db in zip(weights, dWs, dbs):
         grads[wk] = dW
@@ -469,8 +471,9 @@ class MultiLayerNetExtend:
     use_batchnorm : bool, default False
         Adds ``'gamma{i}'`` (ones) and ``'beta{i}'`` (zeros) params per hidden layer.
 
-    ``gradient`` is one fused kernel call when neither dropout nor batchnorm is used;
-    with them it runs the book's layer-by-layer backward (each layer on fastnn kernels).
+    ``gradient`` is one fused kernel call, dropout and batchnorm included (dropout masks
+    are drawn with ``np.random.rand`` in the book's order, so a seeded run matches it;
+    the batchnorm layers' running statistics are updated as the book's forward does).
     """
 
     def __init__(self, input_size, hidden_size_list, output_size,
@@ -586,9 +589,45 @@ class MultiLayerNetExtend:
 
     def gradient(self, x, t):
         """Backpropagation gradients of ``loss(x, t, train_flg=True)`` (weight decay included)."""
-        if not self.use_dropout and not self.use_batchnorm:
+        masks = None
+        if self.use_dropout:
+            # the book's Dropout.forward draws, layer after layer, during the forward
+            rows = np.shape(x)[0] if np.ndim(x) > 1 else 1
+            masks = [np.random.rand(rows, n) > self.layers["Dropout%d" % i].dropout_ratio
+                     for i, n in enumerate(self.hidden_size_list, 1)]
+        if not self.use_batchnorm:
             return _fused_gradient(self.params, self._weight_keys(), self.activation,
-                                   self.weight_decay_lambda, x, t)
+                                   self.weight_decay_lambda, x, t, masks)
+        return self._fused_batchnorm_gradient(x, t, masks)
+
+    def _fused_batchnorm_gradient(self, x, t, masks):
+        # one kernel call; then the running statistics as BatchNormalization's forward
+        # (train_flg=True) updates them, and the grads in the book's key order
+        keys = self._weight_keys()
+        hidden = range(1, self.hidden_layer_num + 1)
+        dWs, dbs, bn = _layers.mlp_gradient(
+            [self.params[wk] for wk, _ in keys], [self.params[bk] for _, bk in keys],
+            self.activation, x, t, self.weight_decay_lambda, dropout_masks=masks,
+            batchnorm=[(self.params["gamma%d" % i], self.params["beta%d" % i]) for i in hidden])
+        for i in hidden:
+            layer = self.layers["BatchNorm%d" % i]
+            mu, var = bn[i - 1]["mu"], bn[i - 1]["var"]
+            if layer.running_mean is None:
+                layer.running_mean = np.zeros(mu.shape[0])
+                layer.running_var = np.zeros(mu.shape[0])
+            layer.running_mean = layer.momentum * layer.running_mean + (1 - layer.momentum) * mu
+            layer.running_var = layer.momentum * layer.running_var + (1 - layer.momentum) * var
+        grads = {}
+        for idx, (wk, bk) in enumerate(keys, 1):
+            grads[wk] = dWs[idx - 1]
+            grads[bk] = dbs[idx - 1]
+            if idx != self.hidden_layer_num + 1:
+                grads["gamma%d" % idx] = bn[idx - 1]["dgamma"]
+                grads["beta%d" % idx] = bn[idx - 1]["dbeta"]
+        return grads
+
+    def _layer_gradient(self, x, t):
+        """The book's layer-by-layer backprop (kept for reference and tests)."""
         # forward
         self.loss(x, t, train_flg=True)
         # backward

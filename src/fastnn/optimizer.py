@@ -20,14 +20,9 @@ from ._threads import resolve_n_threads
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _flat(a, order):
-    """A 1-D view of `a` in memory order, or None when `a` is not contiguous that way."""
-    if order == "C" and a.flags.c_contiguous or order == "F" and a.flags.f_contiguous:
-        return a.reshape(-1, order=order)
-    return None
+_F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
+_FLOATS = (_F32, _F64)
 
 
 class _Optimizer:
@@ -41,81 +36,83 @@ class _Optimizer:
         step = getattr(self, "_step", 0)
         return float(lr(step)) if callable(lr) else float(lr)
 
-    def _state(self, name, params):
-        # lazily created, keyed like params; a key that appears later gets its own zeros
-        st = getattr(self, name)
-        if st is None:
-            st = {}
-            setattr(self, name, st)
-        for key, p in params.items():
-            s = st.get(key)
-            if s is None or not isinstance(s, np.ndarray) or s.shape != p.shape or s.dtype != p.dtype:
-                st[key] = np.zeros(p.shape, dtype=p.dtype,
-                                   order="F" if _order(p) == "F" else "C")
-        return st
-
     def _run(self, params, grads, consts):
-        """Validate, group by dtype, call the kernel. consts: (c0, c1, c2, c3)."""
-        if not hasattr(params, "keys"):
+        """Validate, create state lazily, group by dtype, call the kernel once per dtype.
+
+        consts: the kernel's (c0, c1, c2, c3). Arrays go to the kernel as they are when
+        contiguous (C or Fortran order: params, grads and state share the memory order);
+        a strided parameter is updated through a contiguous copy written back afterwards.
+        """
+        if not hasattr(params, "items"):
             raise TypeError("%s.update: params must be a dict of arrays, got %s"
                             % (type(self).__name__, type(params).__name__))
-        cls = type(self).__name__
-        for key, p in params.items():
-            if not isinstance(p, np.ndarray):
-                raise TypeError("%s.update: params[%r] must be a NumPy array (updated in place), "
-                                "got %s" % (cls, key, type(p).__name__))
-            if p.dtype not in _FLOATS:
-                raise TypeError("%s.update: params[%r] has dtype %s; parameters must be float32 "
-                                "or float64 arrays" % (cls, key, p.dtype))
-            if not p.flags.writeable:
-                raise ValueError("%s.update: params[%r] (shape %s) is read-only" % (cls, key, p.shape))
-            if key not in grads:
-                raise KeyError("%s.update: grads has no entry %r (params has keys %s)"
-                               % (cls, key, list(params.keys())))
-            g = np.shape(grads[key])
-            if g != p.shape:
-                raise ValueError("%s.update: grads[%r] has shape %s but params[%r] has shape %s"
-                                 % (cls, key, g, key, p.shape))
-        states = [self._state(name, params) for name in self._state_names]
+        states = []
+        for name in self._state_names:
+            st = getattr(self, name)
+            if st is None:  # lazily created, keyed like params
+                st = {}
+                setattr(self, name, st)
+            states.append(st)
         groups = {}
         write_back = []
         for key, p in params.items():
-            order = _order(p)
-            pf = _flat(p, order)
-            if pf is None:  # a strided view: update a contiguous copy, then copy it back
-                pf = np.ascontiguousarray(p).reshape(-1)  # a contiguous copy
-                write_back.append((p, pf))
-            gf = np.asarray(grads[key], dtype=p.dtype).reshape(-1, order=order)
-            if not gf.flags.c_contiguous:
-                gf = np.ascontiguousarray(gf)
-            sf = []
-            for st in states:
-                s = _flat(st[key], order)
-                if s is None:  # the user replaced a state array with a strided one
-                    st[key] = np.array(st[key], order=order)
-                    s = _flat(st[key], order)
-                sf.append(s)
-            grp = groups.setdefault(p.dtype, ([], [], [], []))
-            grp[0].append(pf)
-            grp[1].append(gf)
-            for j, s in enumerate(sf):
+            if type(p) is not np.ndarray and not isinstance(p, np.ndarray):
+                raise TypeError("%s.update: params[%r] must be a NumPy array (updated in place), "
+                                "got %s" % (type(self).__name__, key, type(p).__name__))
+            dt = p.dtype
+            if dt is not _F64 and dt is not _F32 and dt not in _FLOATS:
+                raise TypeError("%s.update: params[%r] has dtype %s; parameters must be float32 "
+                                "or float64 arrays" % (type(self).__name__, key, dt))
+            flags = p.flags
+            if not flags.writeable:
+                raise ValueError("%s.update: params[%r] (shape %s) is read-only"
+                                 % (type(self).__name__, key, p.shape))
+            try:
+                g = grads[key]
+            except (KeyError, IndexError, TypeError):
+                raise KeyError("%s.update: grads has no entry %r (params has keys %s)"
+                               % (type(self).__name__, key, list(params.keys()))) from None
+            shape = p.shape
+            gshape = g.shape if type(g) is np.ndarray else np.shape(g)
+            if gshape != shape:
+                raise ValueError("%s.update: grads[%r] has shape %s but params[%r] has shape %s"
+                                 % (type(self).__name__, key, gshape, key, shape))
+            if flags.c_contiguous:
+                order, pk = "C", p
+            elif flags.f_contiguous:
+                order, pk = "F", p
+            else:  # a strided view: update a contiguous copy, then copy it back
+                order, pk = "C", np.ascontiguousarray(p)
+                write_back.append((p, pk))
+            if type(g) is np.ndarray and g.dtype is dt and (
+                    g.flags.c_contiguous if order == "C" else g.flags.f_contiguous):
+                gk = g
+            else:
+                gk = np.asarray(g, dtype=dt, order=order)
+            grp = groups.get(dt)
+            if grp is None:
+                grp = groups[dt] = ([], [], [], [])
+            grp[0].append(pk)
+            grp[1].append(gk)
+            for j, st in enumerate(states):
+                s = st.get(key)
+                if s is None or s.shape != shape or s.dtype is not dt:
+                    s = st[key] = np.zeros(shape, dtype=dt, order=order)
+                elif not (s.flags.c_contiguous if order == "C" else s.flags.f_contiguous):
+                    s = st[key] = np.array(s, order=order)  # the user put a strided array there
                 grp[2 + j].append(s)
         nt = resolve_n_threads(None)
-        n_state = len(self._state_names)
+        n_state = len(states)
         for dt, (ps, gs, s1, s2) in groups.items():
             _optim.update(self._kind, ps, gs, s1 if n_state >= 1 else None,
-                          s2 if n_state >= 2 else None, *consts, dt == np.float64, nt)
-        for p, pf in write_back:
-            p[...] = pf.reshape(p.shape)
+                          s2 if n_state >= 2 else None, *consts, dt is _F64, nt)
+        for p, pk in write_back:
+            p[...] = pk
         self._step = getattr(self, "_step", 0) + 1
 
     def __repr__(self):
         args = ", ".join("%s=%r" % (k, getattr(self, k)) for k in self._args)
         return "%s(%s)" % (type(self).__name__, args)
-
-
-def _order(p):
-    return "F" if p.flags.f_contiguous and not p.flags.c_contiguous else "C"
 
 
 class SGD(_Optimizer):

@@ -12,7 +12,10 @@ from cython.parallel cimport prange
 from libc.math cimport sqrt, sqrtf
 from libc.stdlib cimport malloc, free
 
+cimport numpy as cnp
 from cython cimport floating
+
+cnp.import_array()
 
 SGD_ = 0
 MOMENTUM = 1
@@ -21,8 +24,9 @@ ADAGRAD = 3
 RMSPROP = 4
 ADAM = 5
 
-# chunk of elements one thread takes; below PARALLEL_MIN_ELEMS in all, one thread
-cdef Py_ssize_t CHUNK = 16384
+# chunk of elements one thread takes; below PARALLEL_MIN_ELEMS in all, one thread (the
+# sqrt-and-divide optimizers cost ~8x more per element, so they share work sooner)
+cdef Py_ssize_t CHUNK = 4096
 cdef Py_ssize_t PARALLEL_MIN_ELEMS = 131072
 
 
@@ -76,7 +80,7 @@ cdef inline void step_run(int kind, floating *p, const floating *g, floating *s1
 cdef void run_update(int kind, list ps, list gs, list s1s, list s2s, const double *c,
                      int n_threads, floating dummy) except *:
     cdef Py_ssize_t L = len(ps), l, n_chunks = 0, total = 0, k, j, off
-    cdef floating[::1] v
+    cdef cnp.ndarray a
     cdef floating **P = <floating **> malloc(4 * max(L, 1) * sizeof(floating *))
     cdef Py_ssize_t *N = <Py_ssize_t *> malloc(max(L, 1) * sizeof(Py_ssize_t))
     cdef Py_ssize_t *chunk_seg = NULL
@@ -85,22 +89,21 @@ cdef void run_update(int kind, list ps, list gs, list s1s, list s2s, const doubl
         free(P); free(N)
         raise MemoryError()
     for l in range(L):
-        v = ps[l]
-        N[l] = v.shape[0]
-        P[4 * l] = &v[0] if N[l] > 0 else NULL
-        v = gs[l]
-        P[4 * l + 1] = &v[0] if N[l] > 0 else NULL
+        # data pointers straight from the arrays (no memoryview objects: this runs every
+        # step for every parameter); the Python layer made them contiguous, same dtype
+        a = <cnp.ndarray?> ps[l]
+        N[l] = cnp.PyArray_SIZE(a)
+        P[4 * l] = <floating *> cnp.PyArray_DATA(a)
+        P[4 * l + 1] = <floating *> cnp.PyArray_DATA(<cnp.ndarray?> gs[l])
         P[4 * l + 2] = NULL
         P[4 * l + 3] = NULL
         if s1s is not None:
-            v = s1s[l]
-            P[4 * l + 2] = &v[0] if N[l] > 0 else NULL
+            P[4 * l + 2] = <floating *> cnp.PyArray_DATA(<cnp.ndarray?> s1s[l])
         if s2s is not None:
-            v = s2s[l]
-            P[4 * l + 3] = &v[0] if N[l] > 0 else NULL
+            P[4 * l + 3] = <floating *> cnp.PyArray_DATA(<cnp.ndarray?> s2s[l])
         total += N[l]
         n_chunks += (N[l] + CHUNK - 1) // CHUNK
-    if total < PARALLEL_MIN_ELEMS or n_threads == 1:
+    if total < (PARALLEL_MIN_ELEMS // 8 if kind >= 3 else PARALLEL_MIN_ELEMS) or n_threads == 1:
         with nogil:
             for l in range(L):
                 step_run(kind, P[4 * l], P[4 * l + 1], P[4 * l + 2], P[4 * l + 3], N[l], c)

@@ -1,0 +1,175 @@
+"""Training-step benchmarks: fastnn vs the NumPy reference (and PyTorch CPU when installed).
+
+One step = ``gradient`` (backprop) + ``SGD.update`` of the book's 784-50-10 net on a batch of
+100 real MNIST images (about 81% exact zeros), float64 and float32; plus the gradient and
+the optimizers alone, and a deeper relu MultiLayerNet. Run briefly:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=src:tests \
+        python -m pytest benchmarks/bench_train.py --benchmark-only \
+        --benchmark-columns=median,iqr,rounds
+
+PyTorch is never a dependency of fastnn: install it into a benchmark-only environment
+(``pip install torch==2.13.0``) to get its rows; without it they are skipped.
+"""
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+import reference as R
+from fastnn import optimizer as O
+from fastnn.nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
+
+MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
+
+
+def _mnist(n=100):
+    img = os.path.join(MNIST, "train-images-idx3-ubyte.gz")
+    lab = os.path.join(MNIST, "train-labels-idx1-ubyte.gz")
+    if os.path.exists(img):
+        with gzip.open(img) as f:
+            x = np.frombuffer(f.read(16 + 784 * n), np.uint8, offset=16).reshape(n, 784)
+        with gzip.open(lab) as f:
+            t = np.frombuffer(f.read(8 + n), np.uint8, offset=8)
+    else:  # MNIST-like stand-in: 19% non-zero pixels
+        rng = np.random.default_rng(0)
+        x = (rng.random((n, 784)) * 255 * (rng.random((n, 784)) < 0.19)).astype(np.uint8)
+        t = rng.integers(0, 10, n).astype(np.uint8)
+    return x.astype(np.float64) / 255.0, t.astype(np.int64)
+
+
+X, T = _mnist(100)
+DTYPES = ["float64", "float32"]
+
+
+def _nets(dtype):
+    np.random.seed(0)
+    ref = R.TwoLayerNet(784, 50, 10)
+    np.random.seed(0)
+    net = TwoLayerNet(784, 50, 10)
+    for n in (ref, net):
+        for k in n.params:
+            n.params[k] = n.params[k].astype(dtype)
+    return ref, net, X.astype(dtype)
+
+
+# Order matters on a small shared machine: every fastnn benchmark runs first, then the
+# NumPy reference (OpenBLAS's threads keep spinning for a while after each call), then
+# PyTorch (its own OpenMP runtime). The groups pair them up in the report.
+
+def _step(opt, net, x):
+    def step():
+        opt.update(net.params, net.gradient(x, T))
+    return step
+
+
+def _multilayer(cls):
+    np.random.seed(0)
+    return cls(784, [100, 100], 10, weight_decay_lambda=1e-4)
+
+
+def _extend(cls):
+    np.random.seed(0)
+    return cls(784, [100, 100], 10, use_dropout=True, dropout_ration=0.2, use_batchnorm=True)
+
+
+def _update_case(module, name):
+    rng = np.random.default_rng(0)
+    params = {"W1": rng.standard_normal((784, 50)), "b1": rng.standard_normal(50),
+              "W2": rng.standard_normal((50, 10)), "b2": rng.standard_normal(10)}
+    grads = {k: rng.standard_normal(v.shape) * 1e-9 for k, v in params.items()}
+    return getattr(module, name)(lr=1e-9), params, grads
+
+
+OPTIMIZERS = ["SGD", "Momentum", "AdaGrad", "Adam"]
+
+
+# --- fastnn -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_step_fastnn(benchmark, dtype):
+    """One training step: gradient (fused backprop) + SGD.update."""
+    benchmark.group = "train step 784-50-10 b100 %s" % dtype
+    _, net, x = _nets(dtype)
+    benchmark(_step(O.SGD(lr=1e-6), net, x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradient_fastnn(benchmark, dtype):
+    benchmark.group = "gradient 784-50-10 b100 %s" % dtype
+    _, net, x = _nets(dtype)
+    benchmark(net.gradient, x, T)
+
+
+def test_gradient_multilayer_fastnn(benchmark):
+    benchmark.group = "gradient MultiLayerNet relu 784-100-100-10 b100 float64"
+    benchmark(_multilayer(MultiLayerNet).gradient, X, T)
+
+
+def test_gradient_extend_fastnn(benchmark):
+    benchmark.group = "gradient MultiLayerNetExtend dropout+batchnorm 784-100-100-10 b100"
+    benchmark(_extend(MultiLayerNetExtend).gradient, X, T)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_update_fastnn(benchmark, name):
+    benchmark.group = "update %s 784-50-10 float64" % name
+    opt, params, grads = _update_case(O, name)
+    benchmark(opt.update, params, grads)
+
+
+# --- the NumPy reference ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_step_reference(benchmark, dtype):
+    benchmark.group = "train step 784-50-10 b100 %s" % dtype
+    ref, _, x = _nets(dtype)
+    benchmark(_step(R.SGD(lr=1e-6), ref, x))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gradient_reference(benchmark, dtype):
+    benchmark.group = "gradient 784-50-10 b100 %s" % dtype
+    ref, _, x = _nets(dtype)
+    benchmark(ref.gradient, x, T)
+
+
+def test_gradient_multilayer_reference(benchmark):
+    benchmark.group = "gradient MultiLayerNet relu 784-100-100-10 b100 float64"
+    benchmark(_multilayer(R.MultiLayerNet).gradient, X, T)
+
+
+def test_gradient_extend_reference(benchmark):
+    benchmark.group = "gradient MultiLayerNetExtend dropout+batchnorm 784-100-100-10 b100"
+    benchmark(_extend(R.MultiLayerNetExtend).gradient, X, T)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_update_reference(benchmark, name):
+    benchmark.group = "update %s 784-50-10 float64" % name
+    opt, params, grads = _update_case(R, name)
+    benchmark(opt.update, params, grads)
+
+
+# --- PyTorch CPU (benchmark-only environments) -------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_step_torch(benchmark, dtype):
+    """The same step in PyTorch: forward, CrossEntropyLoss, backward, SGD.step."""
+    torch = pytest.importorskip("torch")
+    benchmark.group = "train step 784-50-10 b100 %s" % dtype
+    tdt = getattr(torch, dtype)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(784, 50), torch.nn.Sigmoid(),
+                                torch.nn.Linear(50, 10)).to(tdt)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6)
+    xt = torch.from_numpy(X.astype(dtype))
+    tt = torch.from_numpy(T)
+
+    def step():
+        opt.zero_grad()
+        loss_fn(model(xt), tt).backward()
+        opt.step()
+    benchmark(step)
