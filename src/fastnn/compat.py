@@ -8,7 +8,7 @@ central-difference gradients, computed by fastnn's fused engine (see ``fastnn.ne
 import numpy as np
 
 from . import functions as F
-from .nets import _backprop, _engine_numerical_gradient
+from .nets import _engine_numerical_gradient, _fused_gradient
 
 __all__ = ["Threelayer_net"]
 
@@ -67,4 +67,4 @@ class Threelayer_net:  # noqa: N801 - the prototype's own name
         """Backpropagation gradients of ``loss(x, t)`` (same keys as ``grad``)."""
         x = np.asarray(x)
         x = x.reshape(1, -1) if x.ndim == 1 else x
-        return _backprop(self.params, self._weights, "sigmoid", 0, x, t)
+        return _fused_gradient(self.params, self._weights, "sigmoid", None, x, t)

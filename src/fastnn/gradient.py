@@ -17,7 +17,7 @@ import numpy as np
 
 from ._kernels import _numgrad
 
-__all__ = ["numerical_diff", "numerical_gradient", "numerical_gradient_2d"]
+__all__ = ["numerical_diff", "numerical_gradient", "numerical_gradient_2d", "gradient_check"]
 
 _H = 1e-4
 _NEP50 = type(np.float32(1) - 1e-4) is np.float32
@@ -134,10 +134,7 @@ def numerical_gradient_2d(f, X):
     return grad
 
 
-# --- gradient check (issue #4) ---------------------------------------------------------
-
-__all__ += ["gradient_check"]
-
+# --- gradient check ------------------------------------------------------------------
 
 def gradient_check(network, x, t):
     """The book's gradient check: backprop against the numerical gradient.

@@ -1,10 +1,14 @@
-"""The book's nets: ch04 ``TwoLayerNet`` and ch06 ``MultiLayerNet``, on fastnn's kernels.
+"""The book's nets: ch04 ``TwoLayerNet``, ch06 ``MultiLayerNet`` and ``MultiLayerNetExtend``,
+on fastnn's kernels.
 
 Names, arguments, defaults, init draws (the same ``np.random`` calls in the same order, so
 ``np.random.seed(0)`` gives the book's parameters exactly) and ``params`` keys are the
 book's. ``params`` is a plain dict of NumPy arrays, read afresh on every call:
 ``net.params['W1'] -= lr * grads['W1']`` and ``net.params['W1'] = new_array`` both take
 effect on the next call.
+
+``gradient(x, t)`` is one fused backprop call (``fastnn.layers.mlp_gradient``: forward and
+backward of every layer in C, dropout and batchnorm included).
 
 ``numerical_gradient(x, t)`` runs the fused finite-difference engine
 (``fastnn._kernels._numgrad``): one forward pass, then, for every parameter, the loss at
@@ -15,15 +19,18 @@ plus ``0.5 * lambda * sum(W**2)`` per weight with weight decay), evaluated in do
 for float32 params that is the true central difference at the float32 points rather than
 float32 rounding noise. Results do not depend on the thread count.
 """
+from collections import OrderedDict
+
 import numpy as np
 
 from . import functions as F
+from . import layers as _layers
 from ._kernels import _numgrad
 from ._threads import resolve_n_threads
 from ._validate import bad_labels, targets
 from .gradient import numerical_gradient as _generic_numerical_gradient
 
-__all__ = ["TwoLayerNet", "MultiLayerNet"]
+__all__ = ["TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend"]
 
 _ACTIVATIONS = {"relu": 0, "sigmoid": 1}
 # the reference's `x[idx] = tmp_val - h` on float32 params rounds as NumPy does
@@ -173,48 +180,6 @@ def _engine_numerical_gradient(net, weights, act, lam, x, t, n_threads, cls):
         out[wk] = np.ascontiguousarray(gW, dtype=W.dtype)
         out[bk] = d["gb"].reshape(b.shape).astype(b.dtype, copy=False)
     return out
-
-
-def _softmax_ce_backward(scores, t, B):
-    """dL/dscores of mean softmax cross-entropy: (softmax(s) - onehot(t)) / B."""
-    y = F.softmax(scores)
-    t = np.asarray(t)
-    if t.size == y.size:
-        return (y - t.reshape(y.shape)) / B                 # dy = (y - t) / B
-    dy = y.copy()
-    dy[np.arange(B), t.reshape(-1)] -= 1                   # dy = (y - onehot) / B
-    return dy / B
-
-
-def _backprop(params, weights, act, lam, x, t):
-    """Backpropagation through affine -> act -> ... -> affine -> softmax + CE."""
-    B = x.shape[0]
-    zs, acts = [], [x]
-    a = x
-    for li, (wk, bk) in enumerate(weights):
-        z = F.affine(a, params[wk], params[bk])           # z = a @ W + b
-        zs.append(z)
-        if li < len(weights) - 1:
-            a = F.sigmoid(z) if act == "sigmoid" else F.relu(z)
-            acts.append(a)
-    dz = _softmax_ce_backward(zs[-1], t, B)
-    grads = {}
-    for li in range(len(weights) - 1, -1, -1):
-        wk, bk = weights[li]
-        W = params[wk]
-        grads[wk] = np.dot(acts[li].T, dz)                 # dW = a^T dz
-        if lam:
-            grads[wk] = grads[wk] + lam * W                # + lambda W (weight decay)
-        grads[bk] = np.sum(dz, axis=0)                     # db = sum over the batch
-        if li > 0:
-            da = np.dot(dz, W.T)                           # da = dz W^T
-            if act == "sigmoid":
-                s = acts[li]
-                dz = da * (1.0 - s) * s                    # sigmoid' = (1 - s) s
-            else:
-                dz = np.where(zs[li - 1] <= 0, 0, da)      # relu' = [z > 0]
-                dz = dz.astype(da.dtype, copy=False)
-    return grads
 
 
 # --- ch04 TwoLayerNet ----------------------------------------------------------------
@@ -426,13 +391,6 @@ class MultiLayerNet:
 
 # --- fused backprop (issue #4) and ch06 MultiLayerNetExtend ---------------------------------
 
-from collections import OrderedDict  # noqa: E402
-
-from . import layers as _layers  # noqa: E402
-from .gradient import numerical_gradient as _numerical_gradient  # noqa: E402
-
-__all__ += ["MultiLayerNetExtend"]
-
 
 def _fused_gradient(params, weights, act, lam, x, t, masks=None):
     """Backprop through affine -> act [-> dropout] -> ... -> affine -> softmax + CE in one
@@ -580,11 +538,11 @@ class MultiLayerNetExtend:
         loss_W = lambda W: self.loss(X, T, train_flg=True)  # noqa: E731 - the book's idiom
         grads = {}
         for idx in range(1, self.hidden_layer_num + 2):
-            grads["W" + str(idx)] = _numerical_gradient(loss_W, self.params["W" + str(idx)])
-            grads["b" + str(idx)] = _numerical_gradient(loss_W, self.params["b" + str(idx)])
+            grads["W" + str(idx)] = _generic_numerical_gradient(loss_W, self.params["W" + str(idx)])
+            grads["b" + str(idx)] = _generic_numerical_gradient(loss_W, self.params["b" + str(idx)])
             if self.use_batchnorm and idx != self.hidden_layer_num + 1:
-                grads["gamma" + str(idx)] = _numerical_gradient(loss_W, self.params["gamma" + str(idx)])
-                grads["beta" + str(idx)] = _numerical_gradient(loss_W, self.params["beta" + str(idx)])
+                grads["gamma" + str(idx)] = _generic_numerical_gradient(loss_W, self.params["gamma" + str(idx)])
+                grads["beta" + str(idx)] = _generic_numerical_gradient(loss_W, self.params["beta" + str(idx)])
         return grads
 
     def gradient(self, x, t):
