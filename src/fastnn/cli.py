@@ -156,30 +156,11 @@ def _nets():
     return nets.TwoLayerNet, nets.MultiLayerNet
 
 
-class _PlainSGD:
-    """params[key] -= lr * grads[key]: used only when fastnn.optimizer is not built."""
-
-    def __init__(self, lr=0.01):
-        self.lr = lr
-
-    def update(self, params, grads):
-        for key in params.keys():
-            params[key] -= self.lr * grads[key]
-
-
 def _make_optimizer(name, lr):
-    try:
-        from fastnn import optimizer as O
-    except ImportError:
-        if name != "sgd":
-            raise UsageError("--optimizer %s needs fastnn.optimizer, which this build "
-                             "lacks; only sgd is available" % name) from None
-        return _PlainSGD(lr)
-    cls = {"sgd": "SGD", "momentum": "Momentum", "nesterov": "Nesterov",
-           "adagrad": "AdaGrad", "rmsprop": "RMSprop", "adam": "Adam"}[name]
-    if not hasattr(O, cls):
-        raise UsageError("--optimizer %s: fastnn.optimizer has no %s" % (name, cls))
-    return getattr(O, cls)(lr=lr)
+    from fastnn import optimizer as O
+    cls = {"sgd": O.SGD, "momentum": O.Momentum, "nesterov": O.Nesterov,
+           "adagrad": O.AdaGrad, "rmsprop": O.RMSprop, "adam": O.Adam}[name]
+    return cls(lr=lr)
 
 
 def _arch(args, input_size, output_size):
@@ -408,10 +389,7 @@ def _train(args):
                              % (args.load, _describe(arch), args.data, n_in, n_out))
     else:
         arch = _arch(args, n_in, n_out if args.data == "spiral" else 10)
-    try:
-        net = _build(arch)
-    except ImportError as e:
-        raise UsageError("this fastnn build has no nets module (%s)" % e) from None
+    net = _build(arch)
     if args.load:
         for k, v in params.items():
             if k not in net.params or net.params[k].shape != v.shape:
@@ -584,10 +562,7 @@ def _bench_cases(quick):
     p = R.softmax(s)
     cases.append(("cross_entropy_error", "1000x10 labels, float64",
                   lambda: F.cross_entropy_error(p, t), lambda: R.cross_entropy_error(p, t)))
-    try:
-        TwoLayerNet, MultiLayerNet = _nets()
-    except ImportError:
-        return cases
+    TwoLayerNet, MultiLayerNet = _nets()
     from fastnn.datasets import load_mnist
     (xm, tm), _ = load_mnist(sample=True)
 
