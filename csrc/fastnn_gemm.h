@@ -72,6 +72,28 @@ ATTR static void NAME##_tile(fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_id
     for (int i = 0; i < mr; i++)                                                               \
         memcpy(c + i * ldc + skip, (const T *)rows[i] + skip, sizeof(T) * (size_t)nc);         \
 }                                                                                              \
+/* The same tile one vector wide: for a last panel of at most LANES columns, so narrow    \
+ * tails (N = 50: 48 + 2) waste one vector instead of two. Same per-element operations.   */\
+ATTR static void NAME##_tile1(fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_idx csa,        \
+                              const T *b, fastnn_idx rsb, const T *bias, T *c, fastnn_idx ldc, \
+                              int mr, int skip, int nc)                                        \
+{                                                                                              \
+    const T *a0 = a, *a1 = a + (mr > 1) * rsa, *a2 = a + (mr > 2) * 2 * rsa;                   \
+    const T *a3 = a + (mr > 3) * 3 * rsa, *a4 = a + (mr > 4) * 4 * rsa;                         \
+    const T *a5 = a + (mr > 5) * 5 * rsa;                                                      \
+    NAME##_vt c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, c4 = {0}, c5 = {0};                      \
+    for (fastnn_idx k = 0; k < K; k++) {                                                       \
+        const NAME##_vt b0 = *(const NAME##_vu *)(b + k * rsb);                                \
+        const fastnn_idx ak = k * csa;                                                         \
+        c0 += a0[ak] * b0; c1 += a1[ak] * b0; c2 += a2[ak] * b0;                               \
+        c3 += a3[ak] * b0; c4 += a4[ak] * b0; c5 += a5[ak] * b0;                               \
+    }                                                                                          \
+    NAME##_vt bb = {0};                                                                        \
+    if (bias) bb = *(const NAME##_vu *)bias;                                                   \
+    NAME##_vt rows[6] = {c0 + bb, c1 + bb, c2 + bb, c3 + bb, c4 + bb, c5 + bb};               \
+    for (int i = 0; i < mr; i++)                                                               \
+        memcpy(c + i * ldc + skip, (const T *)&rows[i] + skip, sizeof(T) * (size_t)nc);        \
+}                                                                                              \
 /* One row: c[0:n] = a[0:K] @ B[0:K, 0:n] (+ bias), streaming B's rows in order (the       \
  * prefetcher's best case) four at a time; c holds the partial sums (in L1). Each c[j] still \
  * gets one multiply-add per k in k order, so it equals the tile kernel's result bit for bit.*/\
@@ -118,6 +140,12 @@ static void NAME##_tile(fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_idx csa
             for (fastnn_idx k = 0; k < K; k++) s += a[i * rsa + k * csa] * b[k * rsb + j];     \
             c[i * ldc + j] = bias ? s + bias[j] : s;                                           \
         }                                                                                      \
+}                                                                                              \
+static void NAME##_tile1(fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_idx csa,             \
+                         const T *b, fastnn_idx rsb, const T *bias, T *c, fastnn_idx ldc,      \
+                         int mr, int skip, int nc)                                             \
+{                                                                                              \
+    NAME##_tile(K, a, rsa, csa, b, rsb, bias, c, ldc, mr, skip, nc);                           \
 }                                                                                              \
 static void NAME##_row(fastnn_idx K, const T *a, fastnn_idx csa, const T *b,                   \
                        fastnn_idx rsb, const T *bias, T *c, fastnn_idx n)                      \
@@ -174,29 +202,36 @@ static void fastnn_gemm_block_##SUFFIX(fastnn_idx i0, fastnn_idx i1, fastnn_idx 
                     C + i0 * ldc + j0, j1 - j0);                                             \
         return;                                                                              \
     }                                                                                        \
-    for (fastnn_idx j = j0; j < j1; j += nr) {                                               \
-        const int nc = (int)((j1 - j) < nr ? (j1 - j) : nr);                                 \
+    for (fastnn_idx j = j0; j < j1; ) {                                                      \
+        /* a last panel of at most one vector uses the one-vector tile */                     \
+        const int lanes = nr / 2;                                                            \
+        const int w = ((j1 - j) <= lanes && N >= lanes) ? lanes : nr;                        \
+        const int nc = (int)((j1 - j) < w ? (j1 - j) : w);                                   \
         /* the panel starts at `start` (shifted left when it would pass column N) */        \
-        fastnn_idx start = (j + nr <= N || N < nr) ? j : N - nr;                             \
+        fastnn_idx start = (j + w <= N || N < w) ? j : N - w;                                \
         const int skip = (int)(j - start);                                                   \
         const T *bp = B + start * csb, *bb = bias ? bias + start : NULL;                     \
         fastnn_idx ldb = rsb;                                                                \
-        if (csb != 1 || N < nr) {                                                            \
-            const int width = (int)((N - start) < nr ? (N - start) : nr);                    \
+        if (csb != 1 || N < w) {                                                             \
+            const int width = (int)((N - start) < w ? (N - start) : w);                      \
             for (fastnn_idx k = 0; k < K; k++) {                                             \
-                for (int jj = 0; jj < width; jj++) pack[k * nr + jj] = B[k * rsb + (start + jj) * csb]; \
-                for (int jj = width; jj < nr; jj++) pack[k * nr + jj] = 0;                   \
+                for (int jj = 0; jj < width; jj++) pack[k * w + jj] = B[k * rsb + (start + jj) * csb]; \
+                for (int jj = width; jj < w; jj++) pack[k * w + jj] = 0;                     \
             }                                                                                \
             if (bias) {                                                                      \
-                for (int jj = 0; jj < nr; jj++) bias_pad[jj] = jj < width ? bias[start + jj] : 0; \
+                for (int jj = 0; jj < w; jj++) bias_pad[jj] = jj < width ? bias[start + jj] : 0; \
                 bb = bias_pad;                                                               \
             }                                                                                \
-            bp = pack; ldb = nr;                                                             \
+            bp = pack; ldb = w;                                                              \
         }                                                                                    \
         for (fastnn_idx i = i0; i < i1; i += FASTNN_GEMM_MR) {                               \
             const int mr = (int)((i1 - i) < FASTNN_GEMM_MR ? (i1 - i) : FASTNN_GEMM_MR);     \
-            FASTNN_PICK(SUFFIX, tile, K, A + i * rsa, rsa, csa, bp, ldb, bb, C + i * ldc + start, ldc, mr, skip, nc); \
+            if (w == nr)                                                                     \
+                FASTNN_PICK(SUFFIX, tile, K, A + i * rsa, rsa, csa, bp, ldb, bb, C + i * ldc + start, ldc, mr, skip, nc); \
+            else                                                                             \
+                FASTNN_PICK(SUFFIX, tile1, K, A + i * rsa, rsa, csa, bp, ldb, bb, C + i * ldc + start, ldc, mr, skip, nc); \
         }                                                                                    \
+        j += nc;                                                                             \
     }                                                                                        \
 }
 

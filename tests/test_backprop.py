@@ -1,6 +1,5 @@
 """Fused backprop (fastnn.layers.mlp_gradient and the nets' gradient) against the reference."""
 import io
-import os
 from contextlib import redirect_stdout
 
 import numpy as np
@@ -8,20 +7,10 @@ import pytest
 
 import fastnn
 import reference as R
+from mnist_rows import mnist_rows
 from fastnn.gradient import gradient_check
 from fastnn.layers import mlp_gradient
 from fastnn.nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
-
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-
-
-def _mnist(n):
-    path = os.path.join(DATA, "mnist", "mnist_train_100.csv")
-    if not os.path.exists(path):
-        pytest.skip("shared MNIST csv not present")
-    d = np.loadtxt(path, delimiter=",", max_rows=n, ndmin=2)
-    return d[:, 1:] / 255.0, d[:, 0].astype(int)
-
 
 def _sparse(rng, M, K, density=0.2):
     x = rng.random((M, K))
@@ -235,7 +224,7 @@ def test_errors(rng):
 # --- the nets' gradient ---------------------------------------------------------------------
 
 def test_two_layer_net_gradient_is_fused_and_exact(rng):
-    X, T = _mnist(20)
+    X, T = mnist_rows(20)
     np.random.seed(0)
     ref = R.TwoLayerNet(784, 50, 10)
     np.random.seed(0)
@@ -246,7 +235,7 @@ def test_two_layer_net_gradient_is_fused_and_exact(rng):
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 def test_multi_layer_net_gradient(activation, rng):
-    X, T = _mnist(30)
+    X, T = mnist_rows(30)
     np.random.seed(1)
     ref = R.MultiLayerNet(784, [40, 20], 10, activation=activation, weight_decay_lambda=0.1)
     np.random.seed(1)
@@ -320,7 +309,7 @@ def test_multi_layer_net_extend_follows_rebound_params(rng):
 def test_gradient_check_on_mnist_agrees_with_reference():
     """The book's ch05 check on real MNIST images (hidden layer reduced to keep the
     reference's own numerical gradient quick)."""
-    X, T = _mnist(3)
+    X, T = mnist_rows(3)
     np.random.seed(0)
     ref = R.TwoLayerNet(784, 5, 10)
     np.random.seed(0)
@@ -347,7 +336,7 @@ def test_gradient_check_on_mnist_agrees_with_reference():
 def test_gradient_check_after_training_below_1e8(activation):
     """Once the net fits the checked images a little, the +1e-7 inside the log no longer
     shows and backprop agrees with the numerical gradient below 1e-8 everywhere."""
-    X, T = _mnist(20)
+    X, T = mnist_rows(20)
     np.random.seed(0)
     net = MultiLayerNet(784, [50], 10, activation=activation)
     from fastnn.optimizer import Adam
@@ -393,7 +382,7 @@ def test_concurrent_python_threads(rng):
 def test_gradient_check_two_layer_net_after_training_below_1e8():
     """The book's ch05 TwoLayerNet (sigmoid, std 0.01) starts near uniform outputs, where
     the +1e-7 in the log shows at ~1e-7 in b2; once it fits the images it is far below."""
-    X, T = _mnist(20)
+    X, T = mnist_rows(20)
     np.random.seed(0)
     net = TwoLayerNet(784, 50, 10)
     from fastnn.optimizer import Adam

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 import reference as R
-import fastnn
 from fastnn.compat import Threelayer_net
 from fastnn.gradient import numerical_diff, numerical_gradient, numerical_gradient_2d
 from fastnn.nets import MultiLayerNet, TwoLayerNet
+from mnist_rows import mnist_rows
 
 H = 1e-4
 ATOL = 1e-9
@@ -377,20 +377,10 @@ def test_engine_errors(rng):
         net.numerical_gradient(x, t)
 
 
-def _mnist_rows(n):
-    import os
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist",
-                        "mnist_train_100.csv")
-    if not os.path.exists(path):
-        pytest.skip("shared MNIST csv not present")
-    d = np.loadtxt(path, delimiter=",", max_rows=n, ndmin=2)
-    return d[:, 1:] / 255.0, d[:, 0].astype(int)
-
-
 def test_training_steps_match_reference():
     """10 SGD steps (lr 0.1, one real MNIST image per step) of the half-hour structure,
     784 inputs, hidden layer reduced to 5: params stay within 1e-8 of the reference's."""
-    X, T = _mnist_rows(10)
+    X, T = mnist_rows(10)
     np.random.seed(0)
     ref = R.Threelayer_net(784, 5, 10, lr=0.01)
     np.random.seed(0)
@@ -410,7 +400,7 @@ def test_training_steps_match_reference():
 
 @pytest.mark.slow
 def test_half_hour_config_one_step():
-    X, T = _mnist_rows(1)
+    X, T = mnist_rows(1)
     np.random.seed(0)
     ref = R.Threelayer_net(784, 100, 10, lr=0.01)
     np.random.seed(0)

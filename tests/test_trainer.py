@@ -1,27 +1,16 @@
 """fastnn.trainer.Trainer against the book's common/trainer.py (tests/reference.py)."""
 import io
-import os
 from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
 
 import reference as R
+from mnist_rows import mnist_rows
 from fastnn.nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 from fastnn.optimizer import SGD, Adam
 from fastnn.schedules import PiecewiseConstantDecay
 from fastnn.trainer import Trainer
-
-DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
-
-
-def _mnist(n):
-    path = os.path.join(DATA, "mnist", "mnist_train_100.csv")
-    if not os.path.exists(path):
-        pytest.skip("shared MNIST csv not present")
-    d = np.loadtxt(path, delimiter=",", max_rows=n, ndmin=2)
-    return d[:, 1:] / 255.0, d[:, 0].astype(int)
-
 
 def _run(trainer_cls, net, X, T, seed, **kw):
     np.random.seed(seed)
@@ -36,7 +25,7 @@ def _run(trainer_cls, net, X, T, seed, **kw):
                                              ("AdaGrad", {"lr": 0.05}), ("Adam", {"lr": 0.01}),
                                              ("Nesterov", {"lr": 0.05}), ("rmsprpo", {"lr": 0.01})])
 def test_same_run_as_reference(optimizer, param):
-    X, T = _mnist(100)
+    X, T = mnist_rows(100)
     np.random.seed(0)
     ref_net = R.MultiLayerNet(784, [30], 10)
     np.random.seed(0)
@@ -63,7 +52,7 @@ def test_same_run_as_reference(optimizer, param):
 
 
 def test_two_layer_net_and_extend_train():
-    X, T = _mnist(100)
+    X, T = mnist_rows(100)
     np.random.seed(0)
     net = TwoLayerNet(784, 20, 10)
     tr, out = _run(Trainer, net, X, T, 2, epochs=2, mini_batch_size=10, optimizer="sgd",
@@ -85,7 +74,7 @@ def test_two_layer_net_and_extend_train():
 
 
 def test_optimizer_object_and_schedule():
-    X, T = _mnist(100)
+    X, T = mnist_rows(100)
     np.random.seed(0)
     net = MultiLayerNet(784, [10], 10)
     opt = SGD(lr=PiecewiseConstantDecay([4], [0.5, 0.05]))

@@ -128,7 +128,7 @@ def sigmoid(const floating[::1] x,   # IN  (n,)
     cdef Py_ssize_t c, n = x.shape[0], chunk = 4096
     if n == 0:
         return
-    if n < 4 * chunk:
+    if n < 2 * chunk:  # below ~8k elements a second thread costs more than it saves
         n_threads = 1
     with nogil:
         for c in prange((n + chunk - 1) // chunk, schedule="static", num_threads=n_threads):
