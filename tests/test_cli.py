@@ -202,3 +202,27 @@ def test_bench_markdown():
     assert "| benchmark | shape | fastnn | NumPy reference | speed-up |" in out
     assert "BLAS:" in out and "thread" in out
     assert "TwoLayerNet.numerical_gradient" in out
+
+
+def test_timed_reference_is_the_oracle():
+    """The NumPy code `fastnn train`/`bench` time (fastnn._reference_numpy, shipped because
+    tests/ is not installed) computes what tests/reference.py computes."""
+    import reference as R
+    from fastnn import _reference_numpy as T
+
+    rng = np.random.default_rng(3)
+    x = rng.random((4, 6))
+    t = np.eye(3)[rng.integers(0, 3, 4)]
+    for make in (lambda m: m.TwoLayerNet(6, 5, 3),
+                 lambda m: m.MultiLayerNet(6, [5, 4], 3, activation="sigmoid"),
+                 lambda m: m.MultiLayerNet(6, [5], 3, weight_decay_lambda=0.1)):
+        np.random.seed(0)
+        timed = make(T)
+        np.random.seed(0)
+        oracle = make(R)
+        assert timed.loss(x, t) == oracle.loss(x, t)
+        for grads in ("numerical_gradient", "gradient"):
+            got, want = getattr(timed, grads)(x, t), getattr(oracle, grads)(x, t)
+            assert got.keys() == want.keys()
+            for k in want:
+                np.testing.assert_array_equal(got[k], want[k], err_msg=k)
