@@ -27,9 +27,7 @@ typedef ptrdiff_t fastnn_idx;
 #define FASTNN_GEMM_MR 6         /* rows of a tile */
 #define FASTNN_GEMM_MAX_NR 16    /* widest tile panel: float, AVX2 (2 x 8) */
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
-#define FASTNN_X86_DISPATCH 1
-#endif
+#include "fastnn_cpu.h"
 
 /* ---- micro-kernel template ----------------------------------------------------------
  * NAME_tile: C[0:mr, skip:skip+nc] of an MR x (2 LANES) tile (rows past mr repeat row 0).
@@ -166,14 +164,8 @@ static int fastnn_gemm_isa = -1;  /* 0 baseline, 1 avx2+fma */
 
 static inline int fastnn_gemm_init(void)
 {
-    if (fastnn_gemm_isa < 0) {
-#ifdef FASTNN_X86_DISPATCH
-        __builtin_cpu_init();
-        fastnn_gemm_isa = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
-#else
-        fastnn_gemm_isa = 0;
-#endif
-    }
+    if (fastnn_gemm_isa < 0)
+        fastnn_gemm_isa = fastnn_cpu_level() >= 1;
     return fastnn_gemm_isa;
 }
 

@@ -111,7 +111,8 @@ static inline double fastnn_sigmoid(double x)
  * 256/512-bit vectors make the polynomial exp 3-4x faster; the baseline build stays
  * valid on every x86-64 and no -march flag is needed. Contraction into FMA is switched
  * off here, so every ISA gives the same bits (and so does every thread count). */
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include "fastnn_cpu.h"
+#ifdef FASTNN_X86_DISPATCH
 #define FASTNN_MATH_DISPATCH 1
 #endif
 
@@ -187,18 +188,12 @@ FASTNN_MATH_LOOPS(avx512, __attribute__((target("avx512f"))))
 #pragma GCC pop_options
 #endif
 
-static int fastnn_math_isa = -1;  /* 0 baseline, 1 avx2, 2 avx512f */
+static int fastnn_math_isa = -1;  /* fastnn_cpu_level(): 0 baseline, 1 avx2, 2 avx512f */
 
 static inline int fastnn_math_init(void)
 {
-    if (fastnn_math_isa < 0) {
-#ifdef FASTNN_MATH_DISPATCH
-        __builtin_cpu_init();
-        fastnn_math_isa = __builtin_cpu_supports("avx512f") ? 2 : __builtin_cpu_supports("avx2") ? 1 : 0;
-#else
-        fastnn_math_isa = 0;
-#endif
-    }
+    if (fastnn_math_isa < 0)
+        fastnn_math_isa = fastnn_cpu_level();
     return fastnn_math_isa;
 }
 

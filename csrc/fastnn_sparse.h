@@ -17,6 +17,7 @@
  * Each is compiled for the baseline ISA and, behind target("avx2,fma"), for AVX2+FMA;
  * the choice is made once at import time (fastnn_bp_init). */
 #include <stddef.h>
+#include "fastnn_cpu.h"
 #include <string.h>
 typedef ptrdiff_t fastnn_bp_idx;
 
@@ -246,10 +247,8 @@ static fastnn_bp_idx fastnn_bp_compress_s_avx2(const float *x, fastnn_bp_idx n, 
 }
 static int fastnn_bp_isa = -1;
 static int fastnn_bp_init(void) {
-    if (fastnn_bp_isa < 0) {
-        __builtin_cpu_init();
-        fastnn_bp_isa = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 0;
-    }
+    if (fastnn_bp_isa < 0)
+        fastnn_bp_isa = fastnn_cpu_level() >= 1;
     return fastnn_bp_isa;
 }
 #else

@@ -75,3 +75,20 @@ def test_check_command_runs():
                          text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "OpenMP" in out.stdout and "all kernels agree" in out.stdout
+
+
+def test_baseline_isa_kernels_pass_the_same_tests():
+    """This machine's CPU picks the AVX2/AVX-512 kernels; FASTNN_BASELINE_ISA=1 makes the
+    run-time dispatch pick the baseline (SSE2) ones, which a CPU without AVX2 would run.
+    The kernel suites must pass on them too."""
+    here = os.path.dirname(__file__)
+    env = dict(os.environ, FASTNN_BASELINE_ISA="1")
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+         os.path.join(here, "test_functions.py"), os.path.join(here, "test_backprop.py"),
+         os.path.join(here, "test_nnfs.py"), "-k", "not several_python_threads"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+    check = subprocess.run([sys.executable, "-m", "fastnn", "check"], env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert "baseline micro-kernel" in check.stdout and check.returncode == 0, check.stdout

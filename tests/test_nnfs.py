@@ -22,7 +22,12 @@ def close(a, b, dtype=np.float64, **kw):
     a, b = np.asarray(a), np.asarray(b)
     assert a.shape == b.shape, (a.shape, b.shape)
     assert a.dtype == b.dtype, (a.dtype, b.dtype)
-    np.testing.assert_allclose(a, b, **{**tol(dtype), **kw})
+    t = tol(dtype)
+    if np.dtype(dtype) == np.float32 and b.size:
+        # float32 sums of many products round differently in another order (the baseline
+        # kernels do not fuse multiply-adds): the error scales with the values' magnitude
+        t["atol"] = max(t["atol"], 1e-6 * float(np.nanmax(np.abs(np.where(np.isinf(b), 0, b)))))
+    np.testing.assert_allclose(a, b, **{**t, **kw})
 
 
 def pair(cls, *args, seed=0, **kwargs):
