@@ -17,7 +17,7 @@ import numpy as np
 
 from ._kernels import _affine, _softmax
 from ._threads import resolve_n_threads
-from ._validate import as_kernel_array, bad_labels, compute_dtypes, finish, targets
+from ._validate import _F32, _F64, as_kernel_array, bad_labels, compute_dtypes, finish, targets
 
 __all__ = [
     "identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad",
@@ -147,6 +147,11 @@ def softmax(x, n_threads=None):
     Stable for logits of any size (no overflow); a row holding NaN or +inf gives NaN,
     exactly as the reference.
     """
+    if (type(x) is np.ndarray and x.ndim == 2 and (x.dtype is _F64 or x.dtype is _F32)
+            and x.flags.c_contiguous and x.shape[1]):
+        out = np.empty(x.shape, dtype=x.dtype)  # the common case: no cast, no copy
+        _softmax.softmax(x, out, resolve_n_threads(n_threads))
+        return out
     x = np.asarray(x)
     if x.ndim == 0:
         raise ValueError("softmax: x must have at least one axis, got a 0-d array")
@@ -177,9 +182,13 @@ def _batch_2d(y, func):
 
 
 def _loss(y, t, func, kernel_labels, kernel_onehot, n_threads):
-    y2 = _batch_2d(y, func)
-    dt, res = compute_dtypes(y2.dtype)
-    yc = as_kernel_array(y2, dt)
+    if (type(y) is np.ndarray and y.ndim == 2 and (y.dtype is _F64 or y.dtype is _F32)
+            and y.flags.c_contiguous and y.size):
+        yc, res = y, y.dtype  # the common case, checked in a few attribute reads
+    else:
+        y2 = _batch_2d(y, func)
+        dt, res = compute_dtypes(y2.dtype)
+        yc = as_kernel_array(y2, dt)
     rows, n = yc.shape
     kind, tc = targets(t, rows, n, np.shape(y), func)
     nt = resolve_n_threads(n_threads)

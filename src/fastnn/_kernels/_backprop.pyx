@@ -36,7 +36,7 @@ from cython cimport floating
 from fastnn._kernels._affine cimport gemm_strided
 
 cdef extern from "fastnn_math.h":
-    # element-wise loops, vectorised for baseline/AVX2/AVX-512 with identical bits
+    # element-wise loops, vectorised for baseline/AVX2/AVX-512 (picked at run time)
     int fastnn_math_init() noexcept nogil
     void fastnn_exp_inplace_d(double *y, Py_ssize_t n) noexcept nogil
     void fastnn_exp_inplace_s(float *y, Py_ssize_t n) noexcept nogil

@@ -1,7 +1,7 @@
 # Softmax, cross-entropy and their fusion.
 #
 # Design (STYLE.md): the math of a block of rows (row max, exp, sums, log) is C in
-# csrc/fastnn_math.h, vectorised for baseline/AVX2/AVX-512 with identical bits; the def
+# csrc/fastnn_math.h, vectorised for baseline/AVX2/AVX-512 (picked at run time); the def
 # functions here own the prange over blocks of rows (static schedule: rows cost the same);
 # fastnn.functions validates label dtype/shape and allocates. Per-row log terms go to a
 # buffer and are summed in row order afterwards, so a total never depends on the thread
