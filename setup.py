@@ -71,12 +71,13 @@ class BuildExt(build_ext):
         if ctype == "msvc":
             cflags, lflags = ["/O2"], []
         else:
-            # -O3, and nothing that changes IEEE semantics: no -ffast-math (stable softmax
-            # and the gradient checks need inf/NaN), no -march=native (SIGILL elsewhere).
+            # -O3 and nothing that changes IEEE semantics (stable softmax and the gradient
+            # checks need inf/NaN); no host-specific ISA either (a wheel would SIGILL on an
+            # older CPU): SIMD comes from run-time dispatch in csrc/.
             cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unreachable-code"]
             lflags = []
             if _flag("FASTNN_NATIVE"):
-                cflags.append("-march=native")
+                cflags.append("-march=native")  # opt-in, FASTNN_NATIVE=1, local builds only
 
         omp = None if _flag("FASTNN_DISABLE_OPENMP") else _openmp_flags(self.compiler)
         if omp is None:
