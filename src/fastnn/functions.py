@@ -109,6 +109,15 @@ def affine(x, W, b=None, n_threads=None):
     out : array, shape (N,), (M, N) or (..., N), in the inputs' promoted float dtype
         (integer inputs compute in float64).
     """
+    if (type(x) is np.ndarray and type(W) is np.ndarray and x.ndim == 2 and W.ndim == 2
+            and (x.dtype is _F64 or x.dtype is _F32) and W.dtype is x.dtype
+            and x.shape[1] == W.shape[0] and x.flags.c_contiguous and W.flags.c_contiguous
+            and (b is None or (type(b) is np.ndarray and b.dtype is x.dtype
+                               and b.shape == (W.shape[1],) and b.flags.c_contiguous))):
+        # the common case (a layer's forward pass): nothing to cast, copy or broadcast
+        out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
+        _affine.affine(x, W, b, out, resolve_n_threads(n_threads))
+        return out
     x = np.asarray(x)
     W = np.asarray(W)
     if W.ndim != 2:
