@@ -54,6 +54,39 @@ static inline double fastnn_exp(double x)
     return (p * s1) * s2;
 }
 
+/* The same scheme in single precision, for float32 arrays: 8 (AVX2) or 16 (AVX-512) lanes
+ * instead of 4 or 8, degree-7 polynomial (truncation < 3e-9 relative), about 1 ulp. */
+static inline float fastnn_bits_to_float(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+static inline uint32_t fastnn_float_to_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+
+static inline float fastnn_expf(float x)
+{
+    const float log2e = 1.44269504088896341f;
+    const float ln2_hi = 0.693359375f;          /* exact in 9 bits: n * ln2_hi is exact */
+    const float ln2_lo = -2.12194440e-4f;
+    const float shifter = 12582912.0f;          /* 1.5 * 2^23: rounds to integer */
+    /* clamp so n stays in [-150, 128]; NaN passes through */
+    float xc = x > 89.0f ? 89.0f : x;
+    xc = xc < -104.0f ? -104.0f : xc;
+    const float n = (xc * log2e + shifter) - shifter;
+    const float r = (xc - n * ln2_hi) - n * ln2_lo;
+    float p = 1.0f / 5040.0f;
+    p = p * r + 1.0f / 720.0f;
+    p = p * r + 1.0f / 120.0f;
+    p = p * r + 1.0f / 24.0f;
+    p = p * r + 1.0f / 6.0f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    /* 2^n = 2^h1 * 2^h2, h1 = round(n/2): both factors normal, exponent bits via shifter */
+    const float h1 = (n * 0.5f + shifter) - shifter;
+    const float h2 = n - h1;
+    const uint32_t sb = fastnn_float_to_bits(shifter);
+    const float s1 = fastnn_bits_to_float((fastnn_float_to_bits(h1 + shifter) - sb + 127u) << 23);
+    const float s2 = fastnn_bits_to_float((fastnn_float_to_bits(h2 + shifter) - sb + 127u) << 23);
+    return (p * s1) * s2;
+}
+
 /* Natural log, vectorisable (fdlibm's e_log.c scheme, branch-free): x = 2^k m with
  * m in [sqrt(1/2), sqrt(2)), f = m - 1, s = f / (2 + f), log(1 + f) = 2s + s R(s^2) with
  * fdlibm's minimax R; error < 1 ulp. Subnormals are scaled by 2^54 first. IEEE cases:
@@ -110,11 +143,12 @@ static inline double fastnn_sigmoid(double x)
 #endif
 
 
-/* Written once for T = double and T = float (E: d or s), and once per ISA (SFX). */
-#define FASTNN_ROW_HELPERS(T, E, SFX, ATTR)                                                    \
+/* Written once for T = double and T = float (E: d or s; EXP: fastnn_exp or fastnn_expf, so
+ * float32 arrays get 2x the lanes), and once per ISA (SFX). */
+#define FASTNN_ROW_HELPERS(T, E, EXP, SFX, ATTR)                                               \
 /* y = exp(y) in place: one long loop, so it vectorises even when rows are short */          \
 ATTR static void fastnn_exp_inplace_##E##_##SFX(T *y, ptrdiff_t n)                            \
-{ for (ptrdiff_t j = 0; j < n; j++) y[j] = (T)fastnn_exp((double)y[j]); }                     \
+{ for (ptrdiff_t j = 0; j < n; j++) y[j] = EXP(y[j]); }                                        \
 /* v = log(v) in place */                                                                     \
 ATTR static void fastnn_log_inplace_##E##_##SFX(double *v, ptrdiff_t n)                       \
 { for (ptrdiff_t j = 0; j < n; j++) v[j] = fastnn_log(v[j]); }                                 \
@@ -156,13 +190,13 @@ ATTR static double fastnn_max_sumexp_##E##_##SFX(const T *x, ptrdiff_t n, T *m) 
     }                                                                                          \
     return s;                                                                                  \
 }                                                                                              \
-/* y = 1 / (1 + exp(-x)) in double */                                                          \
+/* y = 1 / (1 + exp(-x)), in T's precision as the reference computes it */                     \
 ATTR static void fastnn_sigmoid_##E##_##SFX(const T *x, T *y, ptrdiff_t n)                    \
-{ for (ptrdiff_t j = 0; j < n; j++) y[j] = (T)fastnn_sigmoid((double)x[j]); }
+{ for (ptrdiff_t j = 0; j < n; j++) y[j] = (T)1 / ((T)1 + EXP(-x[j])); }
 
 #define FASTNN_MATH_LOOPS(SFX, ATTR)                                                            \
-FASTNN_ROW_HELPERS(double, d, SFX, ATTR)                                                       \
-FASTNN_ROW_HELPERS(float, s, SFX, ATTR)
+FASTNN_ROW_HELPERS(double, d, fastnn_exp, SFX, ATTR)                                           \
+FASTNN_ROW_HELPERS(float, s, fastnn_expf, SFX, ATTR)
 
 FASTNN_MATH_LOOPS(base, )
 #ifdef FASTNN_MATH_DISPATCH
