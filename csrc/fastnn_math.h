@@ -125,11 +125,6 @@ static inline double fastnn_log(double x)
     return x != x ? x : r;
 }
 
-/* sigmoid(x) = 1 / (1 + exp(-x)), the book's formula evaluated in double */
-static inline double fastnn_sigmoid(double x)
-{
-    return 1.0 / (1.0 + fastnn_exp(-x));
-}
 
 
 

@@ -364,7 +364,7 @@ def _train(args):
 
     if args.plot:
         try:
-            import matplotlib  # noqa: F401
+            import matplotlib  # noqa: F401 - only asks whether it is installed
         except ImportError:
             raise UsageError("--plot needs matplotlib, which is not installed: "
                              "pip install 'fastnn[plot]' (or pip install matplotlib)") from None
