@@ -160,14 +160,8 @@ FASTNN_MK(fastnn_mk_d_avx2, double, 4, __attribute__((target("avx2,fma"))))
 FASTNN_MK(fastnn_mk_s_avx2, float, 8, __attribute__((target("avx2,fma"))))
 #endif
 
-static int fastnn_gemm_isa = -1;  /* 0 baseline, 1 avx2+fma */
-
-static inline int fastnn_gemm_init(void)
-{
-    if (fastnn_gemm_isa < 0)
-        fastnn_gemm_isa = fastnn_cpu_level() >= 1;
-    return fastnn_gemm_isa;
-}
+/* the GEMM instance for the active level (AVX-512 runs the AVX2 tiles for now) */
+static inline int fastnn_gemm_init(void) { return fastnn_isa() >= FASTNN_ISA_AVX2; }
 
 /* vector lanes of the active ISA for elements of `size` bytes */
 static inline int fastnn_gemm_lanes(size_t size) { return (fastnn_gemm_init() ? 32 : 16) / (int)size; }

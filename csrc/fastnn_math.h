@@ -200,19 +200,10 @@ FASTNN_MATH_LOOPS(avx512, __attribute__((target("avx512f,avx2,fma"))))
 #endif
 
 
-static int fastnn_math_isa = -1;  /* fastnn_cpu_level(): 0 baseline, 1 avx2, 2 avx512f */
-
-static inline int fastnn_math_init(void)
-{
-    if (fastnn_math_isa < 0)
-        fastnn_math_isa = fastnn_cpu_level();
-    return fastnn_math_isa;
-}
-
 #ifdef FASTNN_MATH_DISPATCH
 #define FASTNN_MATH_PICK(NAME, ...)                                                             \
-    (fastnn_math_isa == 2 ? NAME##_avx512(__VA_ARGS__)                                         \
-     : fastnn_math_isa == 1 ? NAME##_avx2(__VA_ARGS__) : NAME##_base(__VA_ARGS__))
+    (fastnn_isa() == FASTNN_ISA_AVX512 ? NAME##_avx512(__VA_ARGS__)                            \
+     : fastnn_isa() == FASTNN_ISA_AVX2 ? NAME##_avx2(__VA_ARGS__) : NAME##_base(__VA_ARGS__))
 #else
 #define FASTNN_MATH_PICK(NAME, ...) NAME##_base(__VA_ARGS__)
 #endif

@@ -245,12 +245,8 @@ static fastnn_bp_idx fastnn_bp_compress_s_avx2(const float *x, fastnn_bp_idx n, 
     for (; j < n; j++) { const float v = x[j]; idx[k] = (int)j; val[k] = v; k += (v != 0); }
     return k;
 }
-static int fastnn_bp_isa = -1;
-static int fastnn_bp_init(void) {
-    if (fastnn_bp_isa < 0)
-        fastnn_bp_isa = fastnn_cpu_level() >= 1;
-    return fastnn_bp_isa;
-}
+/* the instance for the active level (AVX-512 runs the AVX2 one for now) */
+#define fastnn_bp_isa (fastnn_isa() >= FASTNN_ISA_AVX2)
 #else
 #define fastnn_bp_d_avx2_sprow fastnn_bp_d_base_sprow
 #define fastnn_bp_s_avx2_sprow fastnn_bp_s_base_sprow
@@ -260,8 +256,7 @@ static int fastnn_bp_init(void) {
 #define fastnn_bp_compress_s_avx2 fastnn_bp_compress_s_base
 #define fastnn_bp_csc_d_avx2 fastnn_bp_csc_d_base
 #define fastnn_bp_csc_s_avx2 fastnn_bp_csc_s_base
-static int fastnn_bp_isa = 0;
-static int fastnn_bp_init(void) { return 0; }
+#define fastnn_bp_isa 0
 #endif
 
 #define FASTNN_BP_DISPATCH(SUF, T)                                                       \

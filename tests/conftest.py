@@ -13,3 +13,15 @@ SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "dat
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+# Every ISA level this CPU runs (baseline, avx2, avx512): kernel test modules run each of
+# their tests on each level with `pytestmark = pytest.mark.usefixtures("isa")`.
+from fastnn._kernels import _cpu  # noqa: E402
+
+
+@pytest.fixture(params=_cpu.supported_isas())
+def isa(request):
+    old = _cpu.set_isa(request.param)
+    yield request.param
+    _cpu.set_isa(old)

@@ -12,6 +12,9 @@ from fastnn.gradient import gradient_check
 from fastnn.layers import mlp_gradient
 from fastnn.nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 
+# every test runs on each ISA level this CPU has (baseline, avx2, avx512)
+pytestmark = pytest.mark.usefixtures("isa")
+
 def _sparse(rng, M, K, density=0.2):
     x = rng.random((M, K))
     x[rng.random((M, K)) >= density] = 0

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 import fastnn
+from fastnn._kernels import _cpu
 from fastnn._threads import resolve_n_threads
 
 
@@ -77,18 +78,61 @@ def test_check_command_runs():
     assert "OpenMP" in out.stdout and "all kernels agree" in out.stdout
 
 
-def test_baseline_isa_kernels_pass_the_same_tests():
-    """This machine's CPU picks the AVX2/AVX-512 kernels; FASTNN_BASELINE_ISA=1 makes the
-    run-time dispatch pick the baseline (SSE2) ones, which a CPU without AVX2 would run.
-    The kernel suites must pass on them too."""
-    here = os.path.dirname(__file__)
-    env = dict(os.environ, FASTNN_BASELINE_ISA="1")
-    out = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-         os.path.join(here, "test_functions.py"), os.path.join(here, "test_backprop.py"),
-         os.path.join(here, "test_nnfs.py"), "-k", "not several_python_threads"],
-        env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
+def _isa_in_subprocess(value, code="from fastnn._kernels import _cpu; print(_cpu.get_isa())"):
+    env = dict(os.environ, FASTNN_ISA=value)
+    return subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code], env=env,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("level", _cpu.supported_isas())
+def test_fastnn_isa_forces_each_supported_level(level):
+    out = _isa_in_subprocess(level)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == level
+
+
+def test_fastnn_isa_rejects_unknown_names():
+    out = _isa_in_subprocess("sse9")
+    assert out.returncode != 0
+    assert "FASTNN_ISA must be one of baseline, avx2, avx512, got 'sse9'" in out.stderr
+
+
+def test_fastnn_isa_above_the_cpu_warns_and_caps():
+    # every (forced, CPU) pair, whatever this machine's CPU is
+    for cpu in range(3):
+        for forced in range(3):
+            name = ("baseline", "avx2", "avx512")[forced]
+            if forced <= cpu:
+                assert _cpu._forced_level(name, cpu) == forced
+            else:
+                with pytest.warns(RuntimeWarning, match="this CPU runs up to"):
+                    assert _cpu._forced_level(name, cpu) == cpu
+        assert _cpu._forced_level("", cpu) == cpu
+        assert _cpu._forced_level(None, cpu) == cpu
+
+
+def test_set_isa_switches_every_module_and_refuses_levels_above_the_cpu():
+    import numpy as np
+    x = np.linspace(-30, 30, 10001)
+    got = {}
+    for level in _cpu.supported_isas():
+        old = _cpu.set_isa(level)
+        try:
+            assert _cpu.get_isa() == level
+            got[level] = fastnn.sigmoid(x)
+        finally:
+            _cpu.set_isa(old)
+    for level, y in got.items():
+        np.testing.assert_allclose(y, 1 / (1 + np.exp(-x)), rtol=1e-15, atol=0)
+    names = ("baseline", "avx2", "avx512")
+    above = names[names.index(_cpu.cpu_isa()) + 1:]
+    for level in above:
+        with pytest.raises(ValueError, match="would crash"):
+            _cpu.set_isa(level)
+
+
+def test_check_command_names_the_isa():
+    env = dict(os.environ, FASTNN_ISA="baseline")
     check = subprocess.run([sys.executable, "-m", "fastnn", "check"], env=env,
                            capture_output=True, text=True, timeout=120)
-    assert "baseline micro-kernel" in check.stdout and check.returncode == 0, check.stdout
+    assert "baseline kernels" in check.stdout and check.returncode == 0, check.stdout

@@ -8,6 +8,9 @@ import fastnn
 import reference as R
 from fastnn import functions as F
 
+# every test runs on each ISA level this CPU has (baseline, avx2, avx512)
+pytestmark = pytest.mark.usefixtures("isa")
+
 DTYPES = [np.float64, np.float32]
 SIZES = [1, 3, 7, 257]
 # float64: ~1e-12 relative (a few ulp of exp/sums); float32: ~1e-5

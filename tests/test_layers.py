@@ -7,6 +7,9 @@ import pytest
 import reference as R
 from fastnn import layers as L
 
+# every test runs on each ISA level this CPU has (baseline, avx2, avx512)
+pytestmark = pytest.mark.usefixtures("isa")
+
 DTYPES = [np.float64, np.float32]
 TOL = {np.float64: 1e-12, np.float32: 2e-6}
 

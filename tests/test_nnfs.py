@@ -11,6 +11,9 @@ import fastnn
 import fastnn.nnfs as F
 import reference_nnfs as R
 
+# every test runs on each ISA level this CPU has (baseline, avx2, avx512)
+pytestmark = pytest.mark.usefixtures("isa")
+
 DTYPES = [np.float64, np.float32]
 
 

@@ -25,12 +25,12 @@ def _check(args):
     """Print how this build was made and compare every kernel with NumPy on random data."""
     import fastnn
     from fastnn import functions as F
-    from fastnn._kernels._affine import gemm_isa
+    from fastnn._kernels._cpu import get_isa
 
     print("fastnn %s" % fastnn.__version__)
     print("  OpenMP:  %s" % ("yes" if fastnn.openmp_enabled() else "no (serial build)"))
     print("  threads: %d" % fastnn.get_num_threads())
-    print("  GEMM:    %s micro-kernel" % gemm_isa())
+    print("  ISA:     %s kernels" % get_isa())
     rng = np.random.default_rng(args.seed)
     failures = 0
 

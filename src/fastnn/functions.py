@@ -15,7 +15,7 @@ ufuncs, which are already a single pass over memory.
 """
 import numpy as np
 
-from ._kernels import _affine, _softmax
+from ._kernels import _activations, _linear, _losses
 from ._threads import resolve_n_threads
 from ._validate import _F32, _F64, as_kernel_array, bad_labels, compute_dtypes, finish, targets
 
@@ -57,7 +57,7 @@ def sigmoid(x, n_threads=None):
     dt, res = compute_dtypes(x.dtype)
     xc = as_kernel_array(x, dt)
     out = np.empty(xc.shape, dtype=dt)
-    _affine.sigmoid(xc.reshape(-1), out.reshape(-1), resolve_n_threads(n_threads))
+    _activations.sigmoid(xc.reshape(-1), out.reshape(-1), resolve_n_threads(n_threads))
     return _scalar_if_0d(finish(out, res), x.ndim)
 
 
@@ -116,7 +116,7 @@ def affine(x, W, b=None, n_threads=None):
                                and b.shape == (W.shape[1],) and b.flags.c_contiguous))):
         # the common case (a layer's forward pass): nothing to cast, copy or broadcast
         out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
-        _affine.affine(x, W, b, out, resolve_n_threads(n_threads))
+        _linear.affine(x, W, b, out, resolve_n_threads(n_threads))
         return out
     x = np.asarray(x)
     W = np.asarray(W)
@@ -142,7 +142,7 @@ def affine(x, W, b=None, n_threads=None):
         bc = as_kernel_array(b, dt)
     xc = as_kernel_array(x if x.ndim == 2 else x.reshape(-1, K), dt)
     out = np.empty((xc.shape[0], N), dtype=dt)
-    _affine.affine(xc, as_kernel_array(W, dt), bc, out, resolve_n_threads(n_threads))
+    _linear.affine(xc, as_kernel_array(W, dt), bc, out, resolve_n_threads(n_threads))
     if res is not dt:
         out = out.astype(res)
     return out if out.shape == out_shape else out.reshape(out_shape)
@@ -159,7 +159,7 @@ def softmax(x, n_threads=None):
     if (type(x) is np.ndarray and x.ndim == 2 and (x.dtype is _F64 or x.dtype is _F32)
             and x.flags.c_contiguous and x.shape[1]):
         out = np.empty(x.shape, dtype=x.dtype)  # the common case: no cast, no copy
-        _softmax.softmax(x, out, resolve_n_threads(n_threads))
+        _activations.softmax(x, out, resolve_n_threads(n_threads))
         return out
     x = np.asarray(x)
     if x.ndim == 0:
@@ -171,9 +171,9 @@ def softmax(x, n_threads=None):
     xc = as_kernel_array(x, dt)
     out = np.empty(xc.shape, dtype=dt)
     if xc.ndim == 2:
-        _softmax.softmax(xc, out, resolve_n_threads(n_threads))
+        _activations.softmax(xc, out, resolve_n_threads(n_threads))
     else:
-        _softmax.softmax(xc.reshape(-1, n), out.reshape(-1, n), resolve_n_threads(n_threads))
+        _activations.softmax(xc.reshape(-1, n), out.reshape(-1, n), resolve_n_threads(n_threads))
     return out if res is dt else out.astype(res)
 
 
@@ -220,14 +220,14 @@ def cross_entropy_error(y, t, n_threads=None):
 
     Returns a scalar of y's float dtype.
     """
-    return _loss(y, t, "cross_entropy_error", _softmax.cross_entropy_labels,
-                 _softmax.cross_entropy_onehot, n_threads)
+    return _loss(y, t, "cross_entropy_error", _losses.cross_entropy_labels,
+                 _losses.cross_entropy_onehot, n_threads)
 
 
 def softmax_loss(X, t, n_threads=None):
     """``cross_entropy_error(softmax(X), t)`` in one fused pass over X (no softmax array)."""
-    return _loss(X, t, "softmax_loss", _softmax.softmax_cross_entropy_labels,
-                 _softmax.softmax_cross_entropy_onehot, n_threads)
+    return _loss(X, t, "softmax_loss", _losses.softmax_cross_entropy_labels,
+                 _losses.softmax_cross_entropy_onehot, n_threads)
 
 
 def sum_squared_error(y, t):

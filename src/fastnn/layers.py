@@ -18,7 +18,7 @@ import threading
 import numpy as np
 
 from . import functions as F
-from ._kernels import _backprop
+from ._kernels import _executor, _linear
 from ._threads import resolve_n_threads
 from ._validate import as_kernel_array, bad_labels, compute_dtypes, finish, targets
 
@@ -112,7 +112,7 @@ class Affine:
         dx = np.empty((M, K), dtype=dt)
         dW = np.empty((K, N), dtype=dt)
         db = np.empty(N, dtype=dt)
-        _backprop.affine_backward(x, as_kernel_array(W, dt), as_kernel_array(dout, dt),
+        _linear.affine_backward(x, as_kernel_array(W, dt), as_kernel_array(dout, dt),
                                   dx, dW, db, resolve_n_threads(None))
         self.dW = finish(dW, res)
         self.db = finish(db, res)
@@ -276,7 +276,7 @@ def _workspace(M, sizes, itemsize, sparse):
     key = (M, tuple(sizes), itemsize, sparse)
     if getattr(_local, "key", None) == key:
         return _local.buf
-    nbytes = _backprop.workspace_bytes(M, sizes, itemsize, sparse)
+    nbytes = _executor.workspace_bytes(M, sizes, itemsize, sparse)
     buf = getattr(_local, "buf", None)
     if buf is None or buf.size < nbytes:
         buf = _local.buf = np.empty(max(nbytes, 1), dtype=np.uint8)
@@ -284,7 +284,7 @@ def _workspace(M, sizes, itemsize, sparse):
     return buf
 
 
-_ACTIVATIONS = {"relu": _backprop.ACT_RELU, "sigmoid": _backprop.ACT_SIGMOID}
+_ACTIVATIONS = {"relu": _executor.ACT_RELU, "sigmoid": _executor.ACT_SIGMOID}
 
 
 def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=None,
@@ -425,7 +425,7 @@ def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=N
                       + (np.empty((M, n), dtype=dt), np.empty((M, n), dtype=dt)))
     sparse = M * sizes[0] <= _SPARSE_MAX_ELEMS
     work = _workspace(M, sizes, dt.itemsize, sparse)
-    bad = _backprop.mlp_gradient(Wc, bc, act, xc, labels, onehot, decay,
+    bad = _executor.mlp_gradient(Wc, bc, act, xc, labels, onehot, decay,
                                  float(weight_decay_lambda) if decay else 0.0, dWs, dbs, work,
                                  sparse, dt is _F64, resolve_n_threads(n_threads), masks, bn)
     if bad:

@@ -15,7 +15,7 @@ updates done so far (0 for the first), as a TensorFlow optimizer does.
 """
 import numpy as np
 
-from ._kernels import _optim
+from ._kernels import _optimizers
 from ._threads import resolve_n_threads
 
 __all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
@@ -104,7 +104,7 @@ class _Optimizer:
         nt = resolve_n_threads(None)
         n_state = len(states)
         for dt, (ps, gs, s1, s2) in groups.items():
-            _optim.update(self._kind, ps, gs, s1 if n_state >= 1 else None,
+            _optimizers.update(self._kind, ps, gs, s1 if n_state >= 1 else None,
                           s2 if n_state >= 2 else None, *consts, dt is _F64, nt)
         for p, pk in write_back:
             p[...] = pk
@@ -118,7 +118,7 @@ class _Optimizer:
 class SGD(_Optimizer):
     """Stochastic gradient descent: ``params[key] -= lr * grads[key]``."""
 
-    _kind = _optim.SGD_
+    _kind = _optimizers.SGD_
     _args = ("lr",)
 
     def __init__(self, lr=0.01):
@@ -131,7 +131,7 @@ class SGD(_Optimizer):
 class Momentum(_Optimizer):
     """Momentum SGD: ``v = momentum * v - lr * grad``; ``param += v``."""
 
-    _kind = _optim.MOMENTUM
+    _kind = _optimizers.MOMENTUM
     _state_names = ("v",)
     _args = ("lr", "momentum")
 
@@ -147,7 +147,7 @@ class Momentum(_Optimizer):
 class Nesterov(_Optimizer):
     """Nesterov's accelerated gradient (http://arxiv.org/abs/1212.0901), the book's form."""
 
-    _kind = _optim.NESTEROV
+    _kind = _optimizers.NESTEROV
     _state_names = ("v",)
     _args = ("lr", "momentum")
 
@@ -164,7 +164,7 @@ class Nesterov(_Optimizer):
 class AdaGrad(_Optimizer):
     """AdaGrad: ``h += g * g``; ``param -= lr * g / (sqrt(h) + 1e-7)``."""
 
-    _kind = _optim.ADAGRAD
+    _kind = _optimizers.ADAGRAD
     _state_names = ("h",)
     _args = ("lr",)
 
@@ -179,7 +179,7 @@ class AdaGrad(_Optimizer):
 class RMSprop(_Optimizer):
     """RMSprop: ``h = decay_rate * h + (1 - decay_rate) * g * g``; AdaGrad's step."""
 
-    _kind = _optim.RMSPROP
+    _kind = _optimizers.RMSPROP
     _state_names = ("h",)
     _args = ("lr", "decay_rate")
 
@@ -201,7 +201,7 @@ class Adam(_Optimizer):
     ``param -= lr_t * m / (sqrt(v) + 1e-7)``.
     """
 
-    _kind = _optim.ADAM
+    _kind = _optimizers.ADAM
     _state_names = ("m", "v")
     _args = ("lr", "beta1", "beta2")
 

@@ -31,17 +31,20 @@ from libc.stdlib cimport calloc, free
 cimport numpy as cnp
 from cython cimport floating
 
-from fastnn._kernels._affine cimport gemm_strided
+from fastnn._kernels._cpu cimport isa_state
+from fastnn._kernels._linear cimport gemm_strided
 
 cnp.import_array()
 
+cdef extern from "fastnn_cpu.h":
+    void fastnn_isa_bind(const int *state) noexcept nogil
+
 cdef extern from "fastnn_math.h":
     # exp over a whole block, vectorised for baseline/AVX2/AVX-512 (picked at run time)
-    int fastnn_math_init() noexcept nogil
     void fastnn_exp_inplace_d(double *y, Py_ssize_t n) noexcept nogil
     void fastnn_exp_inplace_s(float *y, Py_ssize_t n) noexcept nogil
 
-fastnn_math_init()
+fastnn_isa_bind(isa_state())
 
 cdef Py_ssize_t PAR_MIN = 1 << 19     # element-wise: below this, one thread (memory bound)
 cdef Py_ssize_t GEMM_PAR_MIN = 1 << 20   # multiply-adds: below this, one thread

@@ -1,7 +1,7 @@
-# Softmax, cross-entropy and their fusion.
+# Losses: cross-entropy (labels or one-hot) and its fusion with softmax.
 #
 # Design (STYLE.md): the math of a block of rows (row max, exp, sums, log) is C in
-# csrc/fastnn_math.h, vectorised for baseline/AVX2/AVX-512 (picked at run time); the def
+# csrc/fastnn_math.h, compiled per ISA level and picked at run time; the def
 # functions here own the prange over blocks of rows (static schedule: rows cost the same);
 # fastnn.functions validates label dtype/shape and allocates. Per-row log terms go to a
 # buffer and are summed in row order afterwards, so a total never depends on the thread
@@ -12,13 +12,17 @@ from libc.stdlib cimport malloc, free
 
 from cython cimport floating
 
+from fastnn._kernels._cpu cimport isa_state
+
+cdef extern from "fastnn_cpu.h":
+    void fastnn_isa_bind(const int *state) noexcept nogil
+
 cdef extern from "fastnn_math.h":
-    int fastnn_math_init() noexcept nogil
     void fastnn_softmax_rows_d(const double *x, double *y, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
     void fastnn_softmax_rows_s(const float *x, float *y, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
     void fastnn_log_inplace(double *v, Py_ssize_t n) noexcept nogil
 
-fastnn_math_init()
+fastnn_isa_bind(isa_state())
 
 ctypedef fused target_t:
     float
@@ -92,23 +96,6 @@ cdef inline void gather_onehot(const floating *y, Py_ssize_t n, const target_t *
     for i in range(rows):
         v[i] = shifted(y[i * n + argmax_row(t + i * n, n)])
     fastnn_log_inplace(v, rows)
-
-
-def softmax(const floating[:, ::1] x,   # IN  (rows, n)
-            floating[:, ::1] out,       # OUT (rows, n)
-            int n_threads):
-    cdef Py_ssize_t blk, r0, rows = x.shape[0], n = x.shape[1]
-    if rows == 0 or n == 0:
-        return
-    cdef Py_ssize_t n_blocks = (rows + ROW_BLOCK - 1) // ROW_BLOCK
-    n_threads = threads_for(rows * n, n_threads)
-    with nogil:
-        if n_threads == 1:  # no parallel region at all: small calls stay cheap
-            softmax_block(&x[0, 0], &out[0, 0], rows, n)
-        else:
-            for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
-                r0 = blk * ROW_BLOCK
-                softmax_block(&x[r0, 0], &out[r0, 0], min(ROW_BLOCK, rows - r0), n)
 
 
 def cross_entropy_labels(const floating[:, ::1] y,   # IN (rows, n) probabilities

@@ -33,18 +33,20 @@ cimport cython
 cimport numpy as cnp
 from cython cimport floating
 
-from fastnn._kernels._affine cimport gemm_strided
+from fastnn._kernels._cpu cimport isa_state
+from fastnn._kernels._linear cimport colsum, gemm_strided
+
+cdef extern from "fastnn_cpu.h":
+    void fastnn_isa_bind(const int *state) noexcept nogil
 
 cdef extern from "fastnn_math.h":
     # element-wise loops, vectorised for baseline/AVX2/AVX-512 (picked at run time)
-    int fastnn_math_init() noexcept nogil
     void fastnn_exp_inplace_d(double *y, Py_ssize_t n) noexcept nogil
     void fastnn_exp_inplace_s(float *y, Py_ssize_t n) noexcept nogil
     void fastnn_sigmoid_array_d(const double *x, double *y, Py_ssize_t n) noexcept nogil
     void fastnn_sigmoid_array_s(const float *x, float *y, Py_ssize_t n) noexcept nogil
 
 cdef extern from "fastnn_sparse.h":
-    int fastnn_bp_init() noexcept nogil
     void fastnn_bp_sprow_d(Py_ssize_t nnz, const int *idx, const double *val, const double *W,
                            Py_ssize_t ldw, Py_ssize_t N, const double *bias,
                            double *out) noexcept nogil
@@ -60,8 +62,7 @@ cdef extern from "fastnn_sparse.h":
     void fastnn_bp_csc_s(const float *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t c0, int w,
                          int *cidx, float *cval, Py_ssize_t *cnt) noexcept nogil
 
-fastnn_bp_init()
-fastnn_math_init()
+fastnn_isa_bind(isa_state())
 cnp.import_array()
 
 # Below this many elements an element-wise step runs on one thread.
@@ -206,27 +207,6 @@ cdef struct Layer:
     void *std     # (n_out,) scratch
     void *xc      # (M, n_out) scratch
     void *xn      # (M, n_out) scratch
-
-
-cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
-                 int n_threads) noexcept nogil:
-    # db = np.sum(d, axis=0): rows added in order, in double
-    cdef Py_ssize_t i, j
-    cdef double s
-    if M * N < PARALLEL_MIN_ELEMS:
-        n_threads = 1
-    if n_threads == 1:
-        for j in range(N):
-            s = 0.0
-            for i in range(M):
-                s = s + d[i * N + j]
-            out[j] = <floating> s
-    else:
-        for j in prange(N, schedule="static", num_threads=n_threads):
-            s = 0.0
-            for i in range(M):
-                s = s + d[i * N + j]
-            out[j] = <floating> s
 
 
 cdef void rows_activate(floating *z, Py_ssize_t M, Py_ssize_t N, int act,
@@ -722,37 +702,3 @@ def mlp_gradient(list Ws,              # IN  L arrays (n_{l-1}, n_l), C-contiguo
                                dWs, dbs, work, allow_sparse, masks, bn, n_threads, 0.0)
     return mlp_run[float](Ws, bs, activation, x, labels, t_onehot, weight_decay, lam,
                           dWs, dbs, work, allow_sparse, masks, bn, n_threads, 0.0)
-
-
-def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward input
-                    const floating[:, ::1] W,      # IN  (K, N)
-                    const floating[:, ::1] dout,   # IN  (M, N)
-                    floating[:, ::1] dx,           # OUT (M, K), or None
-                    floating[:, ::1] dW,           # OUT (K, N)
-                    floating[::1] db,              # OUT (N,)
-                    int n_threads):
-    """Affine.backward: dx = dout @ W.T, dW = x.T @ dout, db = sum(dout, axis=0)."""
-    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = W.shape[1], j
-    cdef floating *dxp = NULL
-    if dx is not None and M > 0 and K > 0:
-        dxp = &dx[0, 0]
-    with nogil:
-        if K > 0 and N > 0:
-            if M == 0:
-                memset(&dW[0, 0], 0, K * N * sizeof(floating))
-            else:
-                # dW = x.T @ dout: A = x read column-wise (rsa=1, csa=K)
-                gemm_strided(K, N, M, &x[0, 0], 1, K, &dout[0, 0], N, 1, NULL,
-                             &dW[0, 0], N, n_threads)
-            if dxp != NULL:
-                # dx = dout @ W.T: B = W read through strides (rsb=1, csb=N)
-                gemm_strided(M, K, N, &dout[0, 0], N, 1, &W[0, 0], 1, N, NULL,
-                             dxp, K, n_threads)
-        elif dxp != NULL:
-            memset(dxp, 0, M * K * sizeof(floating))
-        if N > 0:
-            if M == 0:
-                for j in range(N):
-                    db[j] = 0
-            else:
-                colsum(&dout[0, 0], M, N, &db[0], n_threads)

@@ -1,4 +1,5 @@
-# Dense-layer forward kernels: out = x @ W + b, and element-wise sigmoid.
+# Linear algebra kernels: the dense GEMM with bias (out = x @ W + b), strided so that
+# x.T @ dz and dz @ W.T need no copy, and the Affine layer's backward.
 #
 # Design (STYLE.md): C micro-kernels in csrc/fastnn_gemm.h compute one block of rows x
 # columns; the def functions here own the prange that hands blocks to threads; the Python
@@ -12,13 +13,12 @@ from libc.stdlib cimport malloc, free
 cimport cython
 from cython cimport floating
 
-cdef extern from "fastnn_openmp.h":
-    int fastnn_openmp_enabled() noexcept nogil
+from libc.string cimport memset
 
-cdef extern from "fastnn_math.h":
-    int fastnn_math_init() noexcept nogil
-    void fastnn_sigmoid_array_d(const double *x, double *y, Py_ssize_t n) noexcept nogil
-    void fastnn_sigmoid_array_s(const float *x, float *y, Py_ssize_t n) noexcept nogil
+from fastnn._kernels._cpu cimport isa_state
+
+cdef extern from "fastnn_cpu.h":
+    void fastnn_isa_bind(const int *state) noexcept nogil
 
 cdef extern from "fastnn_gemm.h":
     ctypedef Py_ssize_t fastnn_idx
@@ -37,16 +37,10 @@ cdef extern from "fastnn_gemm.h":
                              const float *bias, float *C, fastnn_idx ldc,
                              float *pack) noexcept nogil
 
-fastnn_gemm_init()
-fastnn_math_init()
+fastnn_isa_bind(isa_state())
 
 # Below this many multiply-adds a call runs on one thread: waking a second one costs more.
 cdef Py_ssize_t PARALLEL_MIN_WORK = 40000
-
-
-def gemm_isa():
-    """Name of the micro-kernel chosen at import time for this CPU."""
-    return "avx2+fma" if fastnn_gemm_init() == 1 else "baseline"
 
 
 cdef inline void gemm_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
@@ -114,22 +108,56 @@ def affine(const floating[:, ::1] x,      # IN  (M, K)
                      out.shape[1], n_threads)
 
 
-cdef inline void sigmoid_array(const floating *x, floating *y, Py_ssize_t n) noexcept nogil:
-    if floating is double:
-        fastnn_sigmoid_array_d(x, y, n)
-    else:
-        fastnn_sigmoid_array_s(x, y, n)
-
-
-def sigmoid(const floating[::1] x,   # IN  (n,)
-            floating[::1] out,       # OUT (n,)
-            int n_threads):
-    """out = 1 / (1 + exp(-x)), evaluated in double, element-wise, in chunks per thread."""
-    cdef Py_ssize_t c, n = x.shape[0], chunk = 4096
-    if n == 0:
-        return
-    if n < 2 * chunk:  # below ~8k elements a second thread costs more than it saves
+cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
+                 int n_threads) noexcept nogil:
+    """out = np.sum(d, axis=0): rows added in order, in double (one thread per column)."""
+    cdef Py_ssize_t i, j
+    cdef double s
+    if M * N < 32768:
         n_threads = 1
+    if n_threads == 1:
+        for j in range(N):
+            s = 0.0
+            for i in range(M):
+                s = s + d[i * N + j]
+            out[j] = <floating> s
+    else:
+        for j in prange(N, schedule="static", num_threads=n_threads):
+            s = 0.0
+            for i in range(M):
+                s = s + d[i * N + j]
+            out[j] = <floating> s
+
+
+def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward input
+                    const floating[:, ::1] W,      # IN  (K, N)
+                    const floating[:, ::1] dout,   # IN  (M, N)
+                    floating[:, ::1] dx,           # OUT (M, K), or None
+                    floating[:, ::1] dW,           # OUT (K, N)
+                    floating[::1] db,              # OUT (N,)
+                    int n_threads):
+    """Affine.backward: dx = dout @ W.T, dW = x.T @ dout, db = sum(dout, axis=0)."""
+    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = W.shape[1], j
+    cdef floating *dxp = NULL
+    if dx is not None and M > 0 and K > 0:
+        dxp = &dx[0, 0]
     with nogil:
-        for c in prange((n + chunk - 1) // chunk, schedule="static", num_threads=n_threads):
-            sigmoid_array(&x[c * chunk], &out[c * chunk], min(chunk, n - c * chunk))
+        if K > 0 and N > 0:
+            if M == 0:
+                memset(&dW[0, 0], 0, K * N * sizeof(floating))
+            else:
+                # dW = x.T @ dout: A = x read column-wise (rsa=1, csa=K)
+                gemm_strided(K, N, M, &x[0, 0], 1, K, &dout[0, 0], N, 1, NULL,
+                             &dW[0, 0], N, n_threads)
+            if dxp != NULL:
+                # dx = dout @ W.T: B = W read through strides (rsb=1, csb=N)
+                gemm_strided(M, K, N, &dout[0, 0], N, 1, &W[0, 0], 1, N, NULL,
+                             dxp, K, n_threads)
+        elif dxp != NULL:
+            memset(dxp, 0, M * K * sizeof(floating))
+        if N > 0:
+            if M == 0:
+                for j in range(N):
+                    db[j] = 0
+            else:
+                colsum(&dout[0, 0], M, N, &db[0], n_threads)

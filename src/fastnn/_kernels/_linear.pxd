@@ -7,3 +7,7 @@ cdef void gemm_strided(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                        const floating *B, Py_ssize_t rsb, Py_ssize_t csb,
                        const floating *bias, floating *C, Py_ssize_t ldc,
                        int n_threads) noexcept nogil
+
+# out[N] = sum over M rows of d[M, N], rows in order, in double.
+cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
+                 int n_threads) noexcept nogil
