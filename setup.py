@@ -5,6 +5,9 @@ Environment switches (all optional):
 FASTNN_NATIVE=1           add -march=native (local builds only; never for wheels)
 FASTNN_DISABLE_OPENMP=1   build serially even when OpenMP works (to test that path)
 FASTNN_REQUIRE_OPENMP=1   fail the build instead of falling back to a serial build
+FASTNN_SANITIZE=address,undefined
+                          build with -fsanitize=... (AddressSanitizer, UBSan) at -O1 -g for
+                          the sanitizer run (README, "Sanitizers"); never for wheels
 """
 import hashlib
 import os
@@ -78,6 +81,14 @@ class BuildExt(build_ext):
             lflags = []
             if _flag("FASTNN_NATIVE"):
                 cflags.append("-march=native")  # opt-in, FASTNN_NATIVE=1, local builds only
+            sanitize = os.environ.get("FASTNN_SANITIZE", "").strip()
+            if sanitize and sanitize != "0":
+                # -O1 -g: readable reports; recover=none: the first error fails the run
+                san = ["-fsanitize=" + sanitize, "-fno-sanitize-recover=all",
+                       "-fno-omit-frame-pointer", "-g"]
+                cflags = ["-O1"] + cflags[1:] + san
+                lflags += ["-fsanitize=" + sanitize]
+                print("fastnn: building with -fsanitize=%s" % sanitize)
 
         omp = None if _flag("FASTNN_DISABLE_OPENMP") else _openmp_flags(self.compiler)
         if omp is None:
