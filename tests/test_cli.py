@@ -256,6 +256,7 @@ def test_mnist_offline_fails_with_a_clear_message(tmp_path):
     (["--lr", "-1"], "--lr: must be a positive number"),
     (["--lr", "nan"], "--lr: must be a positive number"),
     (["--target", "-5"], "--target: must be a percentage"),
+    (["--target", "101"], "--target: must be a percentage above 0 and at most 100"),
     (["--batch-size", "0"], "--batch-size: must be an integer from 1"),
     (["--batch-size", "6000"], "--batch-size 6000: the training set has only 5000"),
     (["--seed", "-1"], "--seed: must be an integer from 0 to 4294967295"),

@@ -92,7 +92,7 @@ def _add_train(sub):
     g.add_argument("--epochs", type=positive_float("must be a positive number of passes"),
                    default=None, metavar="E",
                    help="train this many passes over the training set instead")
-    p.add_argument("--target", type=positive_float("must be a percentage above 0"),
+    p.add_argument("--target", type=positive_float("must be a percentage above 0 and at most 100", 100),
                    default=None, metavar="PERCENT",
                    help="stop once this share of the held-out images is recognised, checked "
                    "once an epoch (default: 90 when neither --steps nor --epochs is given)")

@@ -43,11 +43,12 @@ def int_range(lo, hi=None, what=None):
     return parse
 
 
-def positive_float(what="must be a positive number"):
-    """An argparse type: a finite number > 0 (nan, inf, 0 and negatives are refused)."""
+def positive_float(what="must be a positive number", most=math.inf):
+    """An argparse type: a finite number > 0 and <= ``most`` (nan, inf, 0 and negatives
+    are refused)."""
     def parse(text):
         v = _number(text, float)
-        if not math.isfinite(v) or v <= 0:
+        if not math.isfinite(v) or v <= 0 or v > most:
             raise argparse.ArgumentTypeError("%s, got %s" % (what, text))
         return v
     parse.__name__ = "number"

@@ -37,8 +37,9 @@ def check_plot_path(path, option="--plot"):
                                  ", ".join("." + t for t in types)))
 
 
-def plot_history(path, losses, evals, title):
-    """Save the curves: ``losses`` one per step; ``evals`` (step, train acc, test acc)."""
+def plot_history(path, losses, evals, title, target=None):
+    """Save the curves: ``losses`` one per step; ``evals`` (step, train acc, test acc);
+    ``target`` (percent) drawn as a dashed line."""
     plt = _pyplot()
     steps = np.arange(1, len(losses) + 1)
     loss = np.asarray(losses, dtype=np.float64)
@@ -57,6 +58,8 @@ def plot_history(path, losses, evals, title):
         ev = np.asarray(evals, dtype=np.float64)
         ax2.plot(ev[:, 0], 100 * ev[:, 1], "o-", ms=3, label="training images")
         ax2.plot(ev[:, 0], 100 * ev[:, 2], "s-", ms=3, label="held-out images")
+    if target is not None:
+        ax2.axhline(target, color="0.4", ls="--", lw=1, label="target (%g%%)" % target)
     ax2.set_xlabel("step")
     ax2.set_ylabel("accuracy (%)")
     ax2.set_ylim(0, 100)

@@ -310,7 +310,7 @@ def run(args):
         if old_handler is not None:
             signal.signal(signal.SIGINT, old_handler)
     wall = time.perf_counter() - t_start
-    check_time = accuracy.seconds
+    check_time, n_checks = accuracy.seconds, len(evals)
     step_time = wall - check_time  # the steps alone
     interrupted = stop["flag"] and reached is None and done < steps
     if interrupted:
@@ -324,8 +324,9 @@ def run(args):
     if done:
         print("trained %d step%s (%.3g epochs) in %s: %s a step%s"
               % (done, "" if done == 1 else "s", done / epoch, fmt_time(step_time),
-                 fmt_time(per_step), ", and %s for %d accuracy checks" % (
-                     fmt_time(check_time), len(evals)) if check_time >= 0.005 else ""),
+                 fmt_time(per_step), ", and %s for %d accuracy check%s" % (
+                     fmt_time(check_time), n_checks, "" if n_checks == 1 else "s")
+                 if n_checks and check_time >= 0.005 else ""),
               file=out)
         losses = [float(v) for v in trainer.train_loss_list]
         k = min(10, done)
@@ -351,8 +352,9 @@ def run(args):
         from ._plot import plot_history
         plot_history(args.plot, trainer.train_loss_list, evals,
                      "fastnn train: %s, %s gradients, batches of %d, %s lr %g (%s)"
-                     % (describe(arch), args.gradient, args.batch_size, args.optimizer,
-                        args.lr, args.data))
+                     % (describe(arch), args.gradient, args.batch_size,
+                        "SGD" if args.optimizer == "sgd" else args.optimizer, args.lr,
+                        args.data), target=target)
         print("plot: %s" % args.plot, file=out)
     out.flush()
     if interrupted:
