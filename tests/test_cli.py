@@ -464,14 +464,3 @@ def test_timed_reference_is_the_oracle():
     bt, br = T.BatchNormalization(gamma, beta), R.BatchNormalization(gamma, beta)
     np.testing.assert_array_equal(bt.forward(x), br.forward(x))
     np.testing.assert_array_equal(bt.backward(x * 2), br.backward(x * 2))
-
-
-@pytest.mark.skipif(not (SHARED_MNIST / "train-images-idx3-ubyte.gz").exists(),
-                    reason="no shared MNIST")
-def test_full_mnist_when_cached():
-    rc, out, err = run("train", "--data", "mnist", "--hidden", "100,50", "--activation", "relu",
-                       "--gradient", "backprop", "--epochs", "0.5", "--no-reference", *FAST,
-                       FASTNN_DATA=str(SHARED_MNIST.parent))
-    assert rc == 0, err
-    assert "MNIST: 60000 training images, 10000 held-out test images" in out
-    assert accuracy(out) > 85

@@ -313,8 +313,8 @@ def run(args):
     print("fastnn %s" % fastnn.__version__)
     print("  OpenMP:  %s" % ("yes" if fastnn.openmp_enabled() else "no (a serial build)"))
     print("  threads: %d" % threads)
-    print("  instruction sets this CPU runs: %s (the kernels use %s)"
-          % (", ".join(_cpu.supported_isas()), _cpu.get_isa()))
+    print("  ISA:     %s kernels (this CPU runs %s; the check runs each)"
+          % (_cpu.get_isa(), ", ".join(_cpu.supported_isas())))
     print("checking every kernel family against NumPy (relative error; float64 to %g, "
           "float32 to %g, long sums to %g/%g, numerical gradients to %g):"
           % (TOL[np.float64], TOL[np.float32], TOL_SUMS[np.float64], TOL_SUMS[np.float32],
@@ -346,5 +346,5 @@ def run(args):
     if failures:
         print("%d of %d comparisons disagree with NumPy" % (failures, total + 1))
         return 1
-    print("all %d comparisons agree with NumPy" % (total + 1))
+    print("all kernels agree with NumPy (%d comparisons)" % (total + 1))
     return 0
