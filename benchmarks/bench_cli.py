@@ -1,37 +1,39 @@
-"""The main job's step, as ``fastnn train`` runs it: one SGD step of the seed's net
-(784-100-10 sigmoid, numerical gradient, one real MNIST image), fastnn against the books'
-NumPy code; and loading the bundled sample (no reference: the book reads a pickle)."""
-import numpy as np
+"""The cases `fastnn bench` prints, under pytest-benchmark: one definition of each case
+(fastnn.cli._cases), fastnn and the books' NumPy code in the same group.
+
+The slow NumPy numerical gradients (seconds per call) run once per group; everything else
+is timed by pytest-benchmark's own calibration. Run briefly:
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=src:tests python -m pytest \\
+        benchmarks/bench_cli.py --benchmark-only --benchmark-columns=median,iqr,rounds
+"""
+import time
+
 import pytest
 
-import reference as R
-from fastnn import datasets
-from fastnn.datasets import mnist as M
-from fastnn.nets import TwoLayerNet
+from fastnn.cli._cases import cases
 
-(X, T), _ = datasets.load_mnist(sample=True)
+CASES = cases()
 
 
-def _step(net, x, t, lr=0.1):
-    grads = net.numerical_gradient(x, t)
-    for key in ("W1", "b1", "W2", "b2"):  # the book's SGD
-        net.params[key] -= lr * grads[key]
-
-
-@pytest.mark.benchmark(group="train step: 784-100-10 sigmoid, numerical, 1 image")
 @pytest.mark.parametrize("impl", ["fastnn", "reference"])
-def test_seed_step(benchmark, impl):
-    np.random.seed(0)
-    net = (TwoLayerNet if impl == "fastnn" else R.TwoLayerNet)(784, 100, 10)
-    x, t = X[:1], T[:1]
-    if impl == "reference":  # about 5-10 s per step: one round
-        benchmark.pedantic(_step, args=(net, x, t), rounds=1, iterations=1)
+@pytest.mark.parametrize("case", CASES, ids=[c.group for c in CASES])
+def test_case(benchmark, case, impl):
+    benchmark.group = case.group
+    fn = case.make(impl)
+    if impl == "fastnn":
+        time.sleep(0.2)  # NumPy's BLAS threads spin for a while after the reference's calls
+    if case.slow and impl == "reference":
+        benchmark.pedantic(fn, rounds=1, iterations=1, warmup_rounds=0)
     else:
-        benchmark(_step, net, x, t)
+        benchmark(fn)
 
 
 @pytest.mark.benchmark(group="load_mnist(sample=True)")
 def test_load_sample(benchmark):
+    from fastnn import datasets
+    from fastnn.datasets import mnist as M
+
     def load():
         M._raw_cache.clear()
         return datasets.load_mnist(sample=True)

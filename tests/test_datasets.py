@@ -11,6 +11,7 @@ import http.server
 import os
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -511,3 +512,147 @@ def test_images_and_labels_must_pair(tmp_path, monkeypatch):
     (tmp_path / "home" / "mnist").symlink_to(src)
     with pytest.raises(M.IDXFormatError, match="has 5 images but .* has 4 labels"):
         datasets.load_mnist(data_home=tmp_path / "home", download=False)
+
+
+# --- issue #11: the loaders' bad inputs --------------------------------------------------
+
+def _csv_text(labels, imgs, header=None, label_last=False):
+    rows = np.c_[imgs, labels] if label_last else np.c_[labels, imgs]
+    lines = [",".join(map(str, r)) for r in rows]
+    if header is not None:
+        lines.insert(0, header)
+    return "\n".join(lines) + "\n"
+
+
+def test_csv_bom_header_and_crlf(tmp_path):
+    imgs = tiny_images(3).reshape(3, 784)
+    labels = np.array([5, 0, 4])
+    kaggle = "label," + ",".join("pixel%d" % i for i in range(784))
+    p = tmp_path / "train.csv"
+    p.write_bytes(b"\xef\xbb\xbf" + _csv_text(labels, imgs, kaggle).replace("\n", "\r\n").encode())
+    x, t = datasets.load_mnist_csv(p, normalize=False)
+    np.testing.assert_array_equal(x, imgs)
+    assert t.tolist() == [5, 0, 4]
+    # a BOM without a header; a header that names the label as the last column
+    p.write_bytes(b"\xef\xbb\xbf" + _csv_text(labels, imgs).encode())
+    assert datasets.load_mnist_csv(p)[1].tolist() == [5, 0, 4]
+    last = ",".join("px%d" % i for i in range(784)) + ",label"
+    p.write_text(_csv_text(labels, imgs, last, label_last=True))
+    x, t = datasets.load_mnist_csv(p, normalize=False)
+    np.testing.assert_array_equal(x, imgs)
+    assert t.tolist() == [5, 0, 4]
+
+
+def test_csv_binary_input_is_a_clear_error(tmp_path):
+    cases = {
+        "random.csv": np.random.default_rng(0).integers(0, 256, 5000, np.uint8).tobytes(),
+        "idx.csv": idx_bytes(tiny_images(2)),
+        "latin1.csv": "5,".encode() + "é".encode("latin-1") + b",1\n",
+    }
+    for name, data in cases.items():
+        p = tmp_path / name
+        p.write_bytes(data)
+        with pytest.raises(ValueError, match=r"binary data|not a UTF-8 text CSV|gzip") as e:
+            datasets.load_mnist_csv(p)
+        assert name in str(e.value)
+    # gzip is recognised by its content, whatever the name
+    p = tmp_path / "packed.csv"
+    p.write_bytes(gzip.compress(_csv_text([1, 2], tiny_images(2).reshape(2, 784)).encode()))
+    assert datasets.load_mnist_csv(p)[1].tolist() == [1, 2]
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ValueError, match="no samples"):
+        datasets.load_mnist_csv(empty)
+
+
+def test_csv_bytes_path_and_bad_path_type(tmp_path):
+    p = tmp_path / "s.csv"
+    p.write_text(_csv_text([7], tiny_images(1).reshape(1, 784)))
+    assert datasets.load_mnist_csv(os.fsencode(p))[1].tolist() == [7]
+    with pytest.raises(TypeError, match="path must be a file name"):
+        datasets.load_mnist_csv(3.5)
+
+
+@pytest.mark.parametrize("naming", ["plain", "dotted", "mixed"])
+def test_load_mnist_reads_unzipped_files_in_the_cache(mirror_files, monkeypatch, tmp_path,
+                                                     naming):
+    src, files, content = mirror_files
+    monkeypatch.setattr(M, "MNIST_FILES", files)
+    folder = tmp_path / "home" / "mnist"
+    folder.mkdir(parents=True)
+    for i, (key, (fname, _, _)) in enumerate(files.items()):
+        plain = fname[:-3]
+        if naming == "dotted" or (naming == "mixed" and i % 2):
+            plain = plain.replace("-idx", ".idx")
+        if naming == "mixed" and i == 0:
+            (folder / fname).write_bytes((src / fname).read_bytes())  # one still gzipped
+        else:
+            (folder / plain).write_bytes(content[key])
+    (x, t), (xt, tt) = datasets.load_mnist(data_home=tmp_path / "home", download=False,
+                                           normalize=False)
+    assert len(x) == len(content["train_label"]) - 8
+    np.testing.assert_array_equal(tt, np.frombuffer(content["test_label"], np.uint8, offset=8))
+    # a damaged unzipped file is an error naming it (and, offline, nothing is renamed)
+    plain_labels = [p for p in folder.iterdir() if p.name.startswith("t10k-labels")][0]
+    if plain_labels.suffix != ".gz":
+        plain_labels.write_bytes(content["test_label"][:-1])
+        M._raw_cache.clear()
+        with pytest.raises(M.MNISTNotAvailableError, match=plain_labels.name):
+            datasets.load_mnist(data_home=tmp_path / "home", download=False)
+
+
+def _gzip_bomb(path, header, megabytes):
+    """A gzip file whose content is ``header`` and then ``megabytes`` MB of zeros, written
+    without ever holding the content in memory."""
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    zeros = bytes(1 << 20)
+    with open(path, "wb") as f:
+        f.write(comp.compress(header))
+        for _ in range(megabytes):
+            f.write(comp.compress(zeros))
+        f.write(comp.flush())
+
+
+def test_gzip_bomb_is_rejected_without_reading_it_in_full(mirror_files, monkeypatch,
+                                                         tmp_path):
+    import tracemalloc
+    src, files, content = mirror_files
+    monkeypatch.setattr(M, "MNIST_FILES", files)
+    folder = tmp_path / "home" / "mnist"
+    folder.mkdir(parents=True)
+    for key, (fname, _, _) in files.items():
+        (folder / fname).write_bytes((src / fname).read_bytes())
+    bomb = folder / files["train_label"][0]
+    _gzip_bomb(bomb, content["train_label"][:8], 300)  # 300 MB of zeros in ~300 KB
+    assert bomb.stat().st_size < 2_000_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(M.MNISTNotAvailableError, match="decompresses to more than"):
+            datasets.load_mnist(data_home=tmp_path / "home", download=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 120e6  # the real files' content (~55 MB here at most), never the 300 MB
+    # read_idx on its own: the IDX header's declared size is the limit
+    small = tmp_path / "labels.gz"
+    _gzip_bomb(small, idx_bytes(np.zeros(10, np.uint8)), 50)
+    tracemalloc.start()
+    try:
+        with pytest.raises(M.IDXFormatError, match="more than 18 bytes"):
+            M.read_idx(small)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5e6
+    # a plain IDX file longer than its header says is not read in full either
+    plain = tmp_path / "labels-idx1-ubyte"
+    plain.write_bytes(idx_bytes(np.zeros(10, np.uint8)) + bytes(1000))
+    with pytest.raises(M.IDXFormatError, match="trailing data"):
+        M.read_idx(plain)
+
+
+def test_multi_member_gzip_reads_like_gzip_decompress(tmp_path):
+    data = idx_bytes(np.arange(10, dtype=np.uint8))
+    p = tmp_path / "two.gz"
+    p.write_bytes(gzip.compress(data[:7]) + gzip.compress(data[7:]))
+    assert list(M.read_idx(p)) == list(range(10))

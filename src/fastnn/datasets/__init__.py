@@ -10,9 +10,9 @@ from .mnist import (
     fetch_mnist,
     get_data_home,
     load_mnist,
-    load_mnist_csv,
     read_idx,
 )
+from .mnist_csv import load_mnist_csv
 from .nnfs_data import sine_data, spiral_data, vertical_data
 
 __all__ = [

