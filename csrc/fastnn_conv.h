@@ -1,0 +1,257 @@
+/* Convolution and max-pooling loops for one sample, for _kernels/_convolution.pyx.
+ *
+ * The convolution itself is im2col + the project's GEMM (gemm_strided): these helpers lay
+ * one sample's input out as columns, scatter column gradients back (col2im), add biases,
+ * sum bias gradients, and run max-pooling forward and backward. Each is written once for
+ * T = double and T = float and compiled per ISA level (baseline, AVX2+FMA, AVX-512F; the
+ * loops are copies, adds and compares the compiler vectorises), picked with fastnn_isa().
+ *
+ * Geometry (the book's): input (C, H, W); filter/window (FH, FW); output (OH, OW) with
+ * OH = (H + 2 pad - FH) / stride + 1; column index k = (c, fy, fx), position p = (oy, ox);
+ * the padded input is zero outside [0, H) x [0, W).
+ *
+ * Order of sums (so results match the book and never depend on threads): a col2im pixel
+ * adds its contributions in (fy, fx) order onto 0, as the book's col2im does; a bias
+ * gradient sums its positions with 8 fixed accumulators, combined in a fixed tree. */
+#ifndef FASTNN_CONV_H
+#define FASTNN_CONV_H
+
+#include <stddef.h>
+#include <string.h>
+
+#include "fastnn_cpu.h"
+
+typedef struct {
+    ptrdiff_t C, H, W;     /* input channels, height, width */
+    ptrdiff_t FH, FW;      /* filter (pooling window) height, width */
+    ptrdiff_t stride, pad;
+    ptrdiff_t OH, OW;      /* output height, width */
+} fastnn_conv_geom;
+
+/* Output positions o in [*lo, *hi) whose input index o * stride + off lies in [0, n_in). */
+static inline void fastnn_conv_range(ptrdiff_t n_out, ptrdiff_t n_in, ptrdiff_t stride,
+                                     ptrdiff_t off, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    ptrdiff_t l = off >= 0 ? 0 : (-off + stride - 1) / stride;     /* ceil(-off / stride) */
+    ptrdiff_t h = n_in - 1 - off < 0 ? 0 : (n_in - 1 - off) / stride + 1;
+    h = h < n_out ? h : n_out;
+    *lo = l < h ? l : h;
+    *hi = h;
+}
+
+#define FASTNN_CONV_LOOPS(T, E, SFX, ATTR)                                                     \
+/* colT[k * P + p] = xpad[c, oy*s + fy, ox*s + fx]: K rows of P positions (GEMM's B for   \
+ * out = W @ colT). x is one sample (C, H, W). */                                             \
+ATTR static void fastnn_im2col_cols_##E##_##SFX(const fastnn_conv_geom *g, const T *x, T *col) \
+{                                                                                              \
+    const ptrdiff_t s = g->stride, OW = g->OW, P = g->OH * g->OW;                              \
+    for (ptrdiff_t c = 0; c < g->C; c++)                                                       \
+    for (ptrdiff_t fy = 0; fy < g->FH; fy++)                                                   \
+    for (ptrdiff_t fx = 0; fx < g->FW; fx++) {                                                 \
+        T *row = col + ((c * g->FH + fy) * g->FW + fx) * P;                                    \
+        ptrdiff_t ylo, yhi, xlo, xhi;                                                          \
+        fastnn_conv_range(g->OH, g->H, s, fy - g->pad, &ylo, &yhi);                            \
+        fastnn_conv_range(OW, g->W, s, fx - g->pad, &xlo, &xhi);                               \
+        for (ptrdiff_t oy = 0; oy < g->OH; oy++) {                                             \
+            T *o = row + oy * OW;                                                              \
+            if (oy < ylo || oy >= yhi || xlo >= xhi) {                                         \
+                for (ptrdiff_t ox = 0; ox < OW; ox++) o[ox] = 0;                               \
+                continue;                                                                      \
+            }                                                                                  \
+            const T *xr = x + (c * g->H + oy * s + fy - g->pad) * g->W;                        \
+            const ptrdiff_t off = fx - g->pad;                 /* ix = ox * s + off */         \
+            for (ptrdiff_t ox = 0; ox < xlo; ox++) o[ox] = 0;                                  \
+            if (s == 1)                                                                        \
+                for (ptrdiff_t ox = xlo; ox < xhi; ox++) o[ox] = xr[ox + off];                 \
+            else                                                                               \
+                for (ptrdiff_t ox = xlo; ox < xhi; ox++) o[ox] = xr[ox * s + off];             \
+            for (ptrdiff_t ox = xhi; ox < OW; ox++) o[ox] = 0;                                 \
+        }                                                                                      \
+    }                                                                                          \
+}                                                                                              \
+/* col[p * K + k]: the book's im2col layout, one row of K = C*FH*FW per position */           \
+ATTR static void fastnn_im2col_rows_##E##_##SFX(const fastnn_conv_geom *g, const T *x, T *col) \
+{                                                                                              \
+    const ptrdiff_t s = g->stride, FW = g->FW, K = g->C * g->FH * g->FW;                       \
+    for (ptrdiff_t oy = 0; oy < g->OH; oy++)                                                   \
+    for (ptrdiff_t ox = 0; ox < g->OW; ox++) {                                                 \
+        T *o = col + (oy * g->OW + ox) * K;                                                    \
+        const ptrdiff_t iy0 = oy * s - g->pad, ix0 = ox * s - g->pad;                          \
+        /* window columns fx in [flo, fhi) are inside the input */                            \
+        const ptrdiff_t flo = ix0 < 0 ? -ix0 : 0;                                              \
+        const ptrdiff_t fhi = g->W - ix0 < FW ? (g->W - ix0 > 0 ? g->W - ix0 : 0) : FW;        \
+        for (ptrdiff_t c = 0; c < g->C; c++)                                                   \
+        for (ptrdiff_t fy = 0; fy < g->FH; fy++, o += FW) {                                    \
+            const ptrdiff_t iy = iy0 + fy;                                                     \
+            if (iy < 0 || iy >= g->H || flo >= fhi) {                                          \
+                for (ptrdiff_t fx = 0; fx < FW; fx++) o[fx] = 0;                               \
+                continue;                                                                      \
+            }                                                                                  \
+            const T *xr = x + (c * g->H + iy) * g->W + ix0;                                    \
+            for (ptrdiff_t fx = 0; fx < flo; fx++) o[fx] = 0;                                  \
+            for (ptrdiff_t fx = flo; fx < fhi; fx++) o[fx] = xr[fx];                           \
+            for (ptrdiff_t fx = fhi; fx < FW; fx++) o[fx] = 0;                                 \
+        }                                                                                      \
+    }                                                                                          \
+}                                                                                              \
+/* img[c, iy, ix] = sum over (fy, fx) in order of col[k * ks + p * ps] for the position p  \
+ * that read pixel (iy, ix) through offset (fy, fx): the adjoint of im2col (col2im). The    \
+ * cols layout is ks = P, ps = 1; the book's rows layout ks = 1, ps = K. */                  \
+ATTR static void fastnn_col2im_##E##_##SFX(const fastnn_conv_geom *g, const T *col,           \
+                                           ptrdiff_t ks, ptrdiff_t ps, T *img)                 \
+{                                                                                              \
+    const ptrdiff_t s = g->stride, OW = g->OW;                                                 \
+    for (ptrdiff_t c = 0; c < g->C; c++)                                                       \
+    for (ptrdiff_t iy = 0; iy < g->H; iy++) {                                                  \
+        T *r = img + (c * g->H + iy) * g->W;                                                   \
+        for (ptrdiff_t ix = 0; ix < g->W; ix++) r[ix] = 0;                                     \
+        for (ptrdiff_t fy = 0; fy < g->FH; fy++) {                                             \
+            const ptrdiff_t t = iy + g->pad - fy;          /* = oy * s */                      \
+            if (t < 0 || t % s != 0 || t / s >= g->OH) continue;                               \
+            const ptrdiff_t oy = t / s;                                                        \
+            for (ptrdiff_t fx = 0; fx < g->FW; fx++) {                                         \
+                ptrdiff_t lo, hi;                                                              \
+                fastnn_conv_range(OW, g->W, s, fx - g->pad, &lo, &hi);                         \
+                const T *cr = col + ((c * g->FH + fy) * g->FW + fx) * ks + oy * OW * ps;       \
+                const ptrdiff_t off = fx - g->pad;             /* ix = ox * s + off */         \
+                if (s == 1 && ps == 1)                                                         \
+                    for (ptrdiff_t ox = lo; ox < hi; ox++) r[ox + off] += cr[ox];              \
+                else                                                                           \
+                    for (ptrdiff_t ox = lo; ox < hi; ox++) r[ox * s + off] += cr[ox * ps];     \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+}                                                                                              \
+/* out[f * P + p] += b[f] (after out = W @ colT: the book's dot(col, col_W) + b) */          \
+ATTR static void fastnn_conv_add_bias_##E##_##SFX(T *out, const T *b, ptrdiff_t F, ptrdiff_t P) \
+{                                                                                              \
+    for (ptrdiff_t f = 0; f < F; f++) {                                                        \
+        const T bf = b[f];                                                                     \
+        T *o = out + f * P;                                                                    \
+        for (ptrdiff_t p = 0; p < P; p++) o[p] = o[p] + bf;                                    \
+    }                                                                                          \
+}                                                                                              \
+/* acc[f] += sum_p d[f * P + p] in double: 8 accumulators (p mod 8), combined as a fixed tree */ \
+ATTR static void fastnn_conv_row_sums_##E##_##SFX(const T *d, ptrdiff_t F, ptrdiff_t P, double *acc) \
+{                                                                                              \
+    for (ptrdiff_t f = 0; f < F; f++) {                                                        \
+        const T *r = d + f * P;                                                                \
+        double a[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                \
+        ptrdiff_t p = 0;                                                                       \
+        for (; p + 8 <= P; p += 8)                                                             \
+            for (int l = 0; l < 8; l++) a[l] += (double)r[p + l];                              \
+        for (int l = 0; p < P; p++, l++) a[l] += (double)r[p];                                 \
+        acc[f] += ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));           \
+    }                                                                                          \
+}                                                                                              \
+/* Max-pool one sample: out[c, p] = max over the window (row-major, padding reads 0) and    \
+ * arg[c * acs + p * aps] = the window index of the first maximum (np.argmax: the first of \
+ * equal values, the first NaN over anything). */                                           \
+ATTR static void fastnn_maxpool_fwd_##E##_##SFX(const fastnn_conv_geom *g, const T *x, T *out, \
+                                                ptrdiff_t *arg, ptrdiff_t acs, ptrdiff_t aps)  \
+{                                                                                              \
+    const ptrdiff_t s = g->stride, OW = g->OW, P = g->OH * g->OW;                              \
+    for (ptrdiff_t c = 0; c < g->C; c++) {                                                     \
+        const T *xc = x + c * g->H * g->W;                                                     \
+        for (ptrdiff_t oy = 0; oy < g->OH; oy++)                                               \
+        for (ptrdiff_t ox = 0; ox < OW; ox++) {                                                \
+            const ptrdiff_t iy0 = oy * s - g->pad, ix0 = ox * s - g->pad;                      \
+            T best = 0;                                                                        \
+            ptrdiff_t besti = 0, i = 0;                                                        \
+            int inside = iy0 >= 0 && ix0 >= 0 && iy0 + g->FH <= g->H && ix0 + g->FW <= g->W;   \
+            for (ptrdiff_t fy = 0; fy < g->FH; fy++)                                           \
+            for (ptrdiff_t fx = 0; fx < g->FW; fx++, i++) {                                    \
+                const ptrdiff_t iy = iy0 + fy, ix = ix0 + fx;                                  \
+                const T v = (inside || (iy >= 0 && iy < g->H && ix >= 0 && ix < g->W))         \
+                            ? xc[iy * g->W + ix] : (T)0;                                       \
+                /* !(v <= best): v is larger or NaN; a NaN best is never replaced */           \
+                if (i == 0 || (best == best && !(v <= best))) { best = v; besti = i; }         \
+            }                                                                                  \
+            const ptrdiff_t p = oy * OW + ox;                                                  \
+            out[c * P + p] = best;                                                             \
+            arg[c * acs + p * aps] = besti;                                                    \
+        }                                                                                      \
+    }                                                                                          \
+}                                                                                              \
+/* Max-pool backward, one sample: dx[c, iy, ix] = sum over (fy, fx) in order of the        \
+ * dout of each window whose argmax is that pixel (the book's dmax + col2im). */            \
+ATTR static void fastnn_maxpool_bwd_##E##_##SFX(const fastnn_conv_geom *g, const T *dout,     \
+                                                const ptrdiff_t *arg, ptrdiff_t acs,           \
+                                                ptrdiff_t aps, T *dx)                          \
+{                                                                                              \
+    const ptrdiff_t s = g->stride, OW = g->OW, P = g->OH * g->OW;                              \
+    const ptrdiff_t HW = g->H * g->W;                                                          \
+    for (ptrdiff_t j = 0; j < g->C * HW; j++) dx[j] = 0;                                       \
+    if (s >= g->FH && s >= g->FW) {                                                            \
+        /* windows do not overlap: each pixel gets at most one dout, so scatter */            \
+        for (ptrdiff_t c = 0; c < g->C; c++)                                                   \
+        for (ptrdiff_t p = 0; p < P; p++) {                                                    \
+            const ptrdiff_t a = arg[c * acs + p * aps];                                        \
+            const ptrdiff_t iy = (p / OW) * s - g->pad + a / g->FW;                            \
+            const ptrdiff_t ix = (p % OW) * s - g->pad + a % g->FW;                            \
+            if (iy >= 0 && iy < g->H && ix >= 0 && ix < g->W)                                  \
+                dx[c * HW + iy * g->W + ix] += dout[c * P + p];                                \
+        }                                                                                      \
+        return;                                                                                \
+    }                                                                                          \
+    for (ptrdiff_t c = 0; c < g->C; c++)                                                       \
+    for (ptrdiff_t iy = 0; iy < g->H; iy++) {                                                  \
+        T *r = dx + c * HW + iy * g->W;                                                        \
+        for (ptrdiff_t fy = 0; fy < g->FH; fy++) {                                             \
+            const ptrdiff_t t = iy + g->pad - fy;                                              \
+            if (t < 0 || t % s != 0 || t / s >= g->OH) continue;                               \
+            const ptrdiff_t oy = t / s;                                                        \
+            for (ptrdiff_t fx = 0; fx < g->FW; fx++) {                                         \
+                ptrdiff_t lo, hi;                                                              \
+                fastnn_conv_range(OW, g->W, s, fx - g->pad, &lo, &hi);                         \
+                const ptrdiff_t want = fy * g->FW + fx;                                        \
+                for (ptrdiff_t ox = lo; ox < hi; ox++) {                                       \
+                    const ptrdiff_t p = oy * OW + ox;                                          \
+                    if (arg[c * acs + p * aps] == want)                                        \
+                        r[ox * s + fx - g->pad] += dout[c * P + p];                            \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+}
+
+#define FASTNN_CONV_ALL(SFX, ATTR)                                                             \
+FASTNN_CONV_LOOPS(double, d, SFX, ATTR)                                                        \
+FASTNN_CONV_LOOPS(float, s, SFX, ATTR)
+
+FASTNN_CONV_ALL(base, )
+#ifdef FASTNN_X86_DISPATCH
+FASTNN_CONV_ALL(avx2, __attribute__((target("avx2,fma"))))
+FASTNN_CONV_ALL(avx512, __attribute__((target("avx512f,avx2,fma"))))
+#define FASTNN_CONV_PICK(NAME, ...)                                                             \
+    (fastnn_isa() == FASTNN_ISA_AVX512 ? NAME##_avx512(__VA_ARGS__)                            \
+     : fastnn_isa() == FASTNN_ISA_AVX2 ? NAME##_avx2(__VA_ARGS__) : NAME##_base(__VA_ARGS__))
+#else
+#define FASTNN_CONV_PICK(NAME, ...) NAME##_base(__VA_ARGS__)
+#endif
+
+/* the entry points the kernels call (T = d: double, s: float) */
+#define FASTNN_CONV_ENTRIES(T, E)                                                              \
+static inline void fastnn_im2col_cols_##E(const fastnn_conv_geom *g, const T *x, T *col)      \
+{ FASTNN_CONV_PICK(fastnn_im2col_cols_##E, g, x, col); }                                       \
+static inline void fastnn_im2col_rows_##E(const fastnn_conv_geom *g, const T *x, T *col)      \
+{ FASTNN_CONV_PICK(fastnn_im2col_rows_##E, g, x, col); }                                       \
+static inline void fastnn_col2im_##E(const fastnn_conv_geom *g, const T *col, ptrdiff_t ks,   \
+                                     ptrdiff_t ps, T *img)                                     \
+{ FASTNN_CONV_PICK(fastnn_col2im_##E, g, col, ks, ps, img); }                                  \
+static inline void fastnn_conv_add_bias_##E(T *out, const T *b, ptrdiff_t F, ptrdiff_t P)     \
+{ FASTNN_CONV_PICK(fastnn_conv_add_bias_##E, out, b, F, P); }                                  \
+static inline void fastnn_conv_row_sums_##E(const T *d, ptrdiff_t F, ptrdiff_t P, double *acc) \
+{ FASTNN_CONV_PICK(fastnn_conv_row_sums_##E, d, F, P, acc); }                                  \
+static inline void fastnn_maxpool_fwd_##E(const fastnn_conv_geom *g, const T *x, T *out,      \
+                                          ptrdiff_t *arg, ptrdiff_t acs, ptrdiff_t aps)        \
+{ FASTNN_CONV_PICK(fastnn_maxpool_fwd_##E, g, x, out, arg, acs, aps); }                        \
+static inline void fastnn_maxpool_bwd_##E(const fastnn_conv_geom *g, const T *dout,           \
+                                          const ptrdiff_t *arg, ptrdiff_t acs, ptrdiff_t aps,  \
+                                          T *dx)                                               \
+{ FASTNN_CONV_PICK(fastnn_maxpool_bwd_##E, g, dout, arg, acs, aps, dx); }
+
+FASTNN_CONV_ENTRIES(double, d)
+FASTNN_CONV_ENTRIES(float, s)
+
+#endif

@@ -1,0 +1,520 @@
+# Convolution and max-pooling kernels: the book's ch07 Convolution and Pooling layers, and
+# its im2col / col2im.
+#
+# Design (STYLE.md): per-sample loops (im2col, col2im, bias, window max) are C in
+# csrc/fastnn_conv.h, compiled per ISA level; the multiply-adds are the project's GEMM
+# (_linear.gemm_strided, called on one thread per sample). The cdef functions here own the
+# parallel region and take raw pointers + a geometry, so the fused-net executor can call
+# them without Python (_convolution.pxd); the def wrappers take typed memoryviews for
+# fastnn.layers / fastnn.util, which validate, cast and allocate.
+#
+# Why im2col + GEMM and not a direct loop: per sample, out (F, P) = W (F, K) @ colT (K, P)
+# is one GEMM with the register-blocked micro-kernel, whose B operand (colT) is laid out
+# once per sample (K * P copies for K * P * F multiply-adds). Measured at SimpleConvNet's
+# shapes, see benchmarks/bench_conv.py and the report for the numbers.
+#
+# Threads: samples (forward, pooling) or fixed groups of CONV_GROUP samples (backward) go
+# to threads in contiguous runs; every output element is computed by one thread in a fixed
+# order. dW and db are summed per group (each group's sum is one GEMM over its samples'
+# positions, in order) and the groups are then added in order in double, so the bits do not
+# depend on the thread count: the group size is a constant, not a function of the team.
+
+from cython.parallel cimport prange
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+
+from cython cimport floating
+
+from fastnn._kernels._cpu cimport isa_state
+from fastnn._kernels._linear cimport gemm_strided
+
+cdef extern from "fastnn_cpu.h":
+    void fastnn_isa_bind(const int *state) noexcept nogil
+
+cdef extern from "fastnn_openmp.h":
+    int fastnn_team(int n_threads, double est_ns) noexcept nogil
+
+cdef extern from "fastnn_conv.h":
+    void fastnn_im2col_cols_d(const fastnn_conv_geom *g, const double *x, double *col) noexcept nogil
+    void fastnn_im2col_cols_s(const fastnn_conv_geom *g, const float *x, float *col) noexcept nogil
+    void fastnn_im2col_rows_d(const fastnn_conv_geom *g, const double *x, double *col) noexcept nogil
+    void fastnn_im2col_rows_s(const fastnn_conv_geom *g, const float *x, float *col) noexcept nogil
+    void fastnn_col2im_d(const fastnn_conv_geom *g, const double *col, Py_ssize_t ks,
+                         Py_ssize_t ps, double *img) noexcept nogil
+    void fastnn_col2im_s(const fastnn_conv_geom *g, const float *col, Py_ssize_t ks,
+                         Py_ssize_t ps, float *img) noexcept nogil
+    void fastnn_conv_add_bias_d(double *out, const double *b, Py_ssize_t F, Py_ssize_t P) noexcept nogil
+    void fastnn_conv_add_bias_s(float *out, const float *b, Py_ssize_t F, Py_ssize_t P) noexcept nogil
+    void fastnn_conv_row_sums_d(const double *d, Py_ssize_t F, Py_ssize_t P, double *acc) noexcept nogil
+    void fastnn_conv_row_sums_s(const float *d, Py_ssize_t F, Py_ssize_t P, double *acc) noexcept nogil
+    void fastnn_maxpool_fwd_d(const fastnn_conv_geom *g, const double *x, double *out,
+                              Py_ssize_t *arg, Py_ssize_t acs, Py_ssize_t aps) noexcept nogil
+    void fastnn_maxpool_fwd_s(const fastnn_conv_geom *g, const float *x, float *out,
+                              Py_ssize_t *arg, Py_ssize_t acs, Py_ssize_t aps) noexcept nogil
+    void fastnn_maxpool_bwd_d(const fastnn_conv_geom *g, const double *dout,
+                              const Py_ssize_t *arg, Py_ssize_t acs, Py_ssize_t aps,
+                              double *dx) noexcept nogil
+    void fastnn_maxpool_bwd_s(const fastnn_conv_geom *g, const float *dout,
+                              const Py_ssize_t *arg, Py_ssize_t acs, Py_ssize_t aps,
+                              float *dx) noexcept nogil
+
+fastnn_isa_bind(isa_state())
+
+# Samples per dW/db partial sum in the backward: a constant, so the summation order (and
+# the bits) never depend on the thread count. 4 keeps the partials small (ceil(N/4) * F * K)
+# and gives 25 groups to share at batch 100.
+cdef enum:
+    CONV_GROUP = 4
+
+# Single-thread throughput used to size parallel regions (fastnn_team): measured on the
+# dev machine (Zen 4, AVX2 tiles) at SimpleConvNet's shapes, rounded down.
+cdef double MACS_PER_NS_D = 6.0     # conv multiply-adds per ns, float64
+cdef double MACS_PER_NS_S = 12.0    # float32
+cdef double POOL_ELEMS_PER_NS = 1.0  # pooling window elements per ns
+cdef double COPY_ELEMS_PER_NS = 2.0  # im2col / col2im elements per ns
+
+
+# --- one sample's C loops, by dtype -----------------------------------------------------
+
+cdef inline void im2col_cols(const fastnn_conv_geom *g, const floating *x,
+                             floating *col) noexcept nogil:
+    if floating is double:
+        fastnn_im2col_cols_d(g, x, col)
+    else:
+        fastnn_im2col_cols_s(g, x, col)
+
+
+cdef inline void im2col_rows(const fastnn_conv_geom *g, const floating *x,
+                             floating *col) noexcept nogil:
+    if floating is double:
+        fastnn_im2col_rows_d(g, x, col)
+    else:
+        fastnn_im2col_rows_s(g, x, col)
+
+
+cdef inline void col2im(const fastnn_conv_geom *g, const floating *col, Py_ssize_t ks,
+                        Py_ssize_t ps, floating *img) noexcept nogil:
+    if floating is double:
+        fastnn_col2im_d(g, col, ks, ps, img)
+    else:
+        fastnn_col2im_s(g, col, ks, ps, img)
+
+
+cdef inline void add_bias(floating *out, const floating *b, Py_ssize_t F,
+                          Py_ssize_t P) noexcept nogil:
+    if floating is double:
+        fastnn_conv_add_bias_d(out, b, F, P)
+    else:
+        fastnn_conv_add_bias_s(out, b, F, P)
+
+
+cdef inline void row_sums(const floating *d, Py_ssize_t F, Py_ssize_t P,
+                          double *acc) noexcept nogil:
+    if floating is double:
+        fastnn_conv_row_sums_d(d, F, P, acc)
+    else:
+        fastnn_conv_row_sums_s(d, F, P, acc)
+
+
+cdef inline double macs_per_ns(const floating *dtype_of) noexcept nogil:
+    if floating is double:
+        return MACS_PER_NS_D
+    else:
+        return MACS_PER_NS_S
+
+
+cdef void conv_geom_init(fastnn_conv_geom *g, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                         Py_ssize_t FH, Py_ssize_t FW, Py_ssize_t stride,
+                         Py_ssize_t pad) noexcept nogil:
+    g.C = C
+    g.H = H
+    g.W = W
+    g.FH = FH
+    g.FW = FW
+    g.stride = stride
+    g.pad = pad
+    g.OH = (H + 2 * pad - FH) // stride + 1    # the book's out_h
+    g.OW = (W + 2 * pad - FW) // stride + 1
+
+
+cdef inline Py_ssize_t run_start(Py_ssize_t chunk, Py_ssize_t n_chunks,
+                                 Py_ssize_t n) noexcept nogil:
+    # first item of thread chunk `chunk` of `n_chunks` contiguous runs over n items
+    return chunk * n // n_chunks
+
+
+# --- convolution forward ----------------------------------------------------------------
+
+cdef int forward_samples(const fastnn_conv_geom *g, Py_ssize_t n0, Py_ssize_t n1,
+                         Py_ssize_t F, const floating *x, const floating *W,
+                         const floating *b, floating *out) noexcept nogil:
+    """Samples [n0, n1): out_n (F, P) = W (F, K) @ colT_n (K, P) + b. 1: no memory."""
+    cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W, n
+    # a 1x1 filter with stride 1 and no padding reads x itself as colT (C, H*W)
+    cdef bint identity = g.FH == 1 and g.FW == 1 and g.stride == 1 and g.pad == 0
+    cdef floating *col = NULL
+    cdef const floating *B
+    if not identity:
+        col = <floating *> malloc(max(K * P, 1) * sizeof(floating))
+        if col == NULL:
+            return 1
+    for n in range(n0, n1):
+        if identity:
+            B = x + n * CHW
+        else:
+            im2col_cols(g, x + n * CHW, col)
+            B = col
+        gemm_strided(F, P, K, W, K, 1, B, P, 1, NULL, out + n * F * P, P, 1)
+        if b != NULL:
+            add_bias(out + n * F * P, b, F, P)    # dot(col, col_W) + b, as the book
+    free(col)
+    return 0
+
+
+cdef int conv_forward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
+                      const floating *x, const floating *W, const floating *b,
+                      floating *out, int n_threads) noexcept nogil:
+    """out (N, F, OH, OW) = the book's Convolution.forward of x (N, C, H, W) with W
+    (F, C, FH, FW) and b (F,) (NULL: no bias). Samples in parallel. 0, or -1: no memory."""
+    cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, chunk
+    cdef int team, bad = 0
+    if N <= 0 or F <= 0 or P <= 0:
+        return 0
+    team = fastnn_team(n_threads, <double> N * F * K * P / macs_per_ns(out))
+    team = <int> min(<Py_ssize_t> team, N)
+    if team <= 1:
+        bad = forward_samples(g, 0, N, F, x, W, b, out)
+    else:
+        for chunk in prange(team, schedule="static", num_threads=team):
+            bad |= forward_samples(g, run_start(chunk, team, N), run_start(chunk + 1, team, N),
+                                   F, x, W, b, out)
+    return -1 if bad else 0
+
+
+# --- convolution backward ---------------------------------------------------------------
+
+cdef int backward_groups(const fastnn_conv_geom *g, Py_ssize_t grp0, Py_ssize_t grp1,
+                         Py_ssize_t N, Py_ssize_t F, const floating *x, const floating *W,
+                         const floating *dout, floating *dx, floating *dW_part,
+                         double *db_part) noexcept nogil:
+    """Groups [grp0, grp1) of CONV_GROUP samples: for each group its dW partial
+    (dout_g (F, gs*P) @ col_g (gs*P, K)), its db partial (double), and dx of its samples
+    (col2im of W.T (K, F) @ dout_n (F, P)). 1: no memory."""
+    cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W
+    cdef Py_ssize_t grp, n, n0, n1, gs, f, j
+    cdef floating *dcol = NULL
+    cdef floating *a = NULL
+    cdef floating *rows = NULL
+    cdef int bad = 0
+    if dx != NULL:
+        dcol = <floating *> malloc(max(K * P, 1) * sizeof(floating))
+        bad = dcol == NULL
+    if dW_part != NULL:
+        a = <floating *> malloc(max(F * CONV_GROUP * P, 1) * sizeof(floating))
+        rows = <floating *> malloc(max(CONV_GROUP * P * K, 1) * sizeof(floating))
+        bad = bad or a == NULL or rows == NULL
+    if not bad:
+        for grp in range(grp0, grp1):
+            n0 = grp * CONV_GROUP
+            n1 = min(n0 + CONV_GROUP, N)
+            gs = n1 - n0
+            if dW_part != NULL:
+                # a[f, (n - n0) * P + p] = dout[n, f, p]; rows[(n - n0) * P + p, k] = col
+                for n in range(n0, n1):
+                    im2col_rows(g, x + n * CHW, rows + (n - n0) * P * K)
+                    for f in range(F):
+                        memcpy(a + f * gs * P + (n - n0) * P, dout + (n * F + f) * P,
+                               P * sizeof(floating))
+                # dW_g = sum over the group's samples and positions, in order
+                gemm_strided(F, K, gs * P, a, gs * P, 1, rows, K, 1, NULL,
+                             dW_part + grp * F * K, K, 1)
+            if db_part != NULL:
+                for j in range(F):
+                    db_part[grp * F + j] = 0.0
+                for n in range(n0, n1):
+                    row_sums(dout + n * F * P, F, P, db_part + grp * F)
+            if dx != NULL:
+                for n in range(n0, n1):
+                    # dcolT (K, P) = W.T @ dout_n: W read as (K, F) through strides
+                    gemm_strided(K, P, F, W, 1, K, dout + n * F * P, P, 1, NULL, dcol, P, 1)
+                    col2im(g, dcol, P, 1, dx + n * CHW)
+    free(dcol)
+    free(a)
+    free(rows)
+    return bad
+
+
+cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
+                       const floating *x, const floating *W, const floating *dout,
+                       floating *dx, floating *dW, floating *db, int n_threads) noexcept nogil:
+    """The book's Convolution.backward: dx (N, C, H, W), dW (F, C, FH, FW) and db (F,)
+    from dout (N, F, OH, OW); NULL skips an output. 0, or -1: no memory."""
+    cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W
+    cdef Py_ssize_t n_groups = (N + CONV_GROUP - 1) // CONV_GROUP, chunk, j, grp
+    cdef floating *dW_part = NULL
+    cdef double *db_part = NULL
+    cdef double s, macs
+    cdef int team, bad = 0
+    if N <= 0 or F <= 0 or P <= 0:
+        # no positions: every gradient is an empty sum
+        if dW != NULL:
+            for j in range(F * K):
+                dW[j] = 0
+        if db != NULL:
+            for j in range(F):
+                db[j] = 0
+        if dx != NULL:
+            for j in range(N * CHW):
+                dx[j] = 0
+        return 0
+    if dW != NULL and K > 0:
+        dW_part = <floating *> malloc(n_groups * F * K * sizeof(floating))
+        if dW_part == NULL:
+            return -1
+    if db != NULL:
+        db_part = <double *> malloc(n_groups * F * sizeof(double))
+        if db_part == NULL:
+            free(dW_part)
+            return -1
+    macs = <double> N * F * K * P * ((dW_part != NULL) + (dx != NULL))
+    team = fastnn_team(n_threads, macs / macs_per_ns(dout))
+    team = <int> min(<Py_ssize_t> team, n_groups)
+    if team <= 1:
+        bad = backward_groups(g, 0, n_groups, N, F, x, W, dout, dx, dW_part, db_part)
+    else:
+        for chunk in prange(team, schedule="static", num_threads=team):
+            bad |= backward_groups(g, run_start(chunk, team, n_groups),
+                                   run_start(chunk + 1, team, n_groups), N, F, x, W, dout,
+                                   dx, dW_part, db_part)
+    if not bad:
+        # the groups' partial sums, added in group order in double
+        if dW_part != NULL:
+            team = fastnn_team(n_threads, <double> n_groups * F * K / COPY_ELEMS_PER_NS)
+            if team <= 1:
+                for j in range(F * K):
+                    s = 0.0
+                    for grp in range(n_groups):
+                        s = s + dW_part[grp * F * K + j]
+                    dW[j] = <floating> s
+            else:
+                for j in prange(F * K, schedule="static", num_threads=team):
+                    s = 0.0
+                    for grp in range(n_groups):
+                        s = s + dW_part[grp * F * K + j]
+                    dW[j] = <floating> s
+        if db_part != NULL:
+            for j in range(F):
+                s = 0.0
+                for grp in range(n_groups):
+                    s = s + db_part[grp * F + j]
+                db[j] = <floating> s
+    free(dW_part)
+    free(db_part)
+    return -1 if bad else 0
+
+
+# --- max pooling ------------------------------------------------------------------------
+
+cdef void maxpool_forward(const fastnn_conv_geom *g, Py_ssize_t N, const floating *x,
+                          floating *out, Py_ssize_t *arg, Py_ssize_t arg_ns,
+                          Py_ssize_t arg_cs, Py_ssize_t arg_ps, int n_threads) noexcept nogil:
+    """The book's Pooling.forward: out (N, C, OH, OW) = max of each window, arg = which."""
+    cdef Py_ssize_t n, CHW = g.C * g.H * g.W, CP = g.C * g.OH * g.OW
+    cdef int team = fastnn_team(n_threads, <double> N * CP * g.FH * g.FW / POOL_ELEMS_PER_NS)
+    if team <= 1:
+        for n in range(N):
+            maxpool_one(g, x + n * CHW, out + n * CP, arg + n * arg_ns, arg_cs, arg_ps)
+    else:
+        for n in prange(N, schedule="static", num_threads=team):
+            maxpool_one(g, x + n * CHW, out + n * CP, arg + n * arg_ns, arg_cs, arg_ps)
+
+
+cdef inline void maxpool_one(const fastnn_conv_geom *g, const floating *x, floating *out,
+                             Py_ssize_t *arg, Py_ssize_t acs, Py_ssize_t aps) noexcept nogil:
+    if floating is double:
+        fastnn_maxpool_fwd_d(g, x, out, arg, acs, aps)
+    else:
+        fastnn_maxpool_fwd_s(g, x, out, arg, acs, aps)
+
+
+cdef inline void maxpool_back_one(const fastnn_conv_geom *g, const floating *dout,
+                                  const Py_ssize_t *arg, Py_ssize_t acs, Py_ssize_t aps,
+                                  floating *dx) noexcept nogil:
+    if floating is double:
+        fastnn_maxpool_bwd_d(g, dout, arg, acs, aps, dx)
+    else:
+        fastnn_maxpool_bwd_s(g, dout, arg, acs, aps, dx)
+
+
+cdef void maxpool_backward(const fastnn_conv_geom *g, Py_ssize_t N, const floating *dout,
+                           const Py_ssize_t *arg, Py_ssize_t arg_ns, Py_ssize_t arg_cs,
+                           Py_ssize_t arg_ps, floating *dx, int n_threads) noexcept nogil:
+    """The book's Pooling.backward: each dout goes to its window's argmax pixel."""
+    cdef Py_ssize_t n, CHW = g.C * g.H * g.W, CP = g.C * g.OH * g.OW
+    cdef int team = fastnn_team(n_threads, <double> N * (CP * g.FH * g.FW + CHW) / POOL_ELEMS_PER_NS)
+    if team <= 1:
+        for n in range(N):
+            maxpool_back_one(g, dout + n * CP, arg + n * arg_ns, arg_cs, arg_ps, dx + n * CHW)
+    else:
+        for n in prange(N, schedule="static", num_threads=team):
+            maxpool_back_one(g, dout + n * CP, arg + n * arg_ns, arg_cs, arg_ps, dx + n * CHW)
+
+
+# --- the book's util.im2col / col2im (rows layout: (N * OH * OW, C * FH * FW)) -------------
+
+cdef void im2col_batch(const fastnn_conv_geom *g, Py_ssize_t N, const floating *x,
+                       floating *col, int n_threads) noexcept nogil:
+    cdef Py_ssize_t n, CHW = g.C * g.H * g.W, PK = g.OH * g.OW * g.C * g.FH * g.FW
+    cdef int team = fastnn_team(n_threads, <double> N * PK / COPY_ELEMS_PER_NS)
+    if team <= 1:
+        for n in range(N):
+            im2col_rows(g, x + n * CHW, col + n * PK)
+    else:
+        for n in prange(N, schedule="static", num_threads=team):
+            im2col_rows(g, x + n * CHW, col + n * PK)
+
+
+cdef void col2im_batch(const fastnn_conv_geom *g, Py_ssize_t N, const floating *col,
+                       floating *img, int n_threads) noexcept nogil:
+    cdef Py_ssize_t n, CHW = g.C * g.H * g.W, K = g.C * g.FH * g.FW, PK = g.OH * g.OW * K
+    cdef int team = fastnn_team(n_threads, <double> N * PK / COPY_ELEMS_PER_NS)
+    if team <= 1:
+        for n in range(N):
+            col2im(g, col + n * PK, 1, K, img + n * CHW)
+    else:
+        for n in prange(N, schedule="static", num_threads=team):
+            col2im(g, col + n * PK, 1, K, img + n * CHW)
+
+
+# --- def wrappers (fastnn.layers, fastnn.util validate, cast and allocate) ----------------
+
+cdef inline fastnn_conv_geom geom_of(Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t FH,
+                                     Py_ssize_t FW, Py_ssize_t stride, Py_ssize_t pad):
+    cdef fastnn_conv_geom g
+    conv_geom_init(&g, C, H, W, FH, FW, stride, pad)
+    return g
+
+
+def convolution_forward(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
+                        const floating[:, :, :, ::1] W,   # IN  (F, C, FH, FW)
+                        const floating[::1] b,            # IN  (F,)
+                        Py_ssize_t stride, Py_ssize_t pad,
+                        floating[:, :, :, ::1] out,       # OUT (N, F, OH, OW)
+                        int n_threads):
+    """out = Convolution.forward(x); returns 0, or -1 when memory ran out."""
+    cdef fastnn_conv_geom g = geom_of(x.shape[1], x.shape[2], x.shape[3], W.shape[2],
+                                      W.shape[3], stride, pad)
+    cdef const floating *xp = NULL
+    cdef const floating *Wp = NULL
+    cdef int r
+    if out.size == 0:
+        return 0
+    if x.size:
+        xp = &x[0, 0, 0, 0]
+        Wp = &W[0, 0, 0, 0]
+    with nogil:
+        r = conv_forward(&g, x.shape[0], W.shape[0], xp, Wp, &b[0], &out[0, 0, 0, 0], n_threads)
+    return r
+
+
+def convolution_backward(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
+                         const floating[:, :, :, ::1] W,      # IN  (F, C, FH, FW)
+                         const floating[:, :, :, ::1] dout,   # IN  (N, F, OH, OW)
+                         Py_ssize_t stride, Py_ssize_t pad,
+                         floating[:, :, :, ::1] dx,           # OUT (N, C, H, W) or None
+                         floating[:, :, :, ::1] dW,           # OUT (F, C, FH, FW) or None
+                         floating[::1] db,                    # OUT (F,) or None
+                         int n_threads):
+    """dx, dW, db = Convolution.backward(dout); returns 0, or -1 when memory ran out."""
+    cdef fastnn_conv_geom g = geom_of(x.shape[1], x.shape[2], x.shape[3], W.shape[2],
+                                      W.shape[3], stride, pad)
+    cdef floating *dxp = NULL
+    cdef floating *dWp = NULL
+    cdef floating *dbp = NULL
+    cdef const floating *xp = NULL
+    cdef const floating *Wp = NULL
+    cdef const floating *dp = NULL
+    cdef int r
+    if x.size:
+        xp = &x[0, 0, 0, 0]
+    if W.size:
+        Wp = &W[0, 0, 0, 0]
+    if dout.size:
+        dp = &dout[0, 0, 0, 0]
+    if dx is not None and dx.size:
+        dxp = &dx[0, 0, 0, 0]
+    if dW is not None and dW.size:
+        dWp = &dW[0, 0, 0, 0]
+    if db is not None and db.size:
+        dbp = &db[0]
+    with nogil:
+        r = conv_backward(&g, x.shape[0], W.shape[0], xp, Wp, dp, dxp, dWp, dbp, n_threads)
+    return r
+
+
+def pooling_forward(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
+                    Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride, Py_ssize_t pad,
+                    floating[:, :, :, ::1] out,          # OUT (N, C, OH, OW)
+                    Py_ssize_t[::1] arg_max,             # OUT (N * OH * OW * C,)
+                    int n_threads):
+    """out, arg_max = Pooling.forward(x); arg_max in the book's (n, oy, ox, c) order."""
+    cdef fastnn_conv_geom g = geom_of(x.shape[1], x.shape[2], x.shape[3], pool_h, pool_w,
+                                      stride, pad)
+    if out.size == 0:
+        return
+    with nogil:
+        maxpool_forward(&g, x.shape[0], &x[0, 0, 0, 0], &out[0, 0, 0, 0], &arg_max[0],
+                        g.OH * g.OW * g.C, 1, g.C, n_threads)
+
+
+def pooling_backward(const floating[:, :, :, ::1] dout,   # IN  (N, C, OH, OW)
+                     const Py_ssize_t[::1] arg_max,       # IN  (N * OH * OW * C,)
+                     Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride, Py_ssize_t pad,
+                     floating[:, :, :, ::1] dx,           # OUT (N, C, H, W)
+                     int n_threads):
+    """dx = Pooling.backward(dout)."""
+    cdef fastnn_conv_geom g = geom_of(dx.shape[1], dx.shape[2], dx.shape[3], pool_h, pool_w,
+                                      stride, pad)
+    cdef Py_ssize_t j, size = dx.size
+    if size == 0:
+        return
+    if dout.size == 0:
+        for j in range(size):
+            (&dx[0, 0, 0, 0])[j] = 0
+        return
+    with nogil:
+        maxpool_backward(&g, dx.shape[0], &dout[0, 0, 0, 0], &arg_max[0], g.OH * g.OW * g.C,
+                         1, g.C, &dx[0, 0, 0, 0], n_threads)
+
+
+def im2col_rows_batch(const floating[:, :, :, ::1] x,    # IN  (N, C, H, W)
+                      Py_ssize_t filter_h, Py_ssize_t filter_w, Py_ssize_t stride,
+                      Py_ssize_t pad,
+                      floating[:, ::1] col,              # OUT (N * OH * OW, C * FH * FW)
+                      int n_threads):
+    """col = util.im2col(x, ...), the book's layout."""
+    cdef fastnn_conv_geom g = geom_of(x.shape[1], x.shape[2], x.shape[3], filter_h, filter_w,
+                                      stride, pad)
+    if col.size == 0:
+        return
+    with nogil:
+        im2col_batch(&g, x.shape[0], &x[0, 0, 0, 0], &col[0, 0], n_threads)
+
+
+def col2im_rows_batch(const floating[:, ::1] col,        # IN  (N * OH * OW, C * FH * FW)
+                      Py_ssize_t filter_h, Py_ssize_t filter_w, Py_ssize_t stride,
+                      Py_ssize_t pad,
+                      floating[:, :, :, ::1] img,        # OUT (N, C, H, W)
+                      int n_threads):
+    """img = util.col2im(col, img.shape, ...)."""
+    cdef fastnn_conv_geom g = geom_of(img.shape[1], img.shape[2], img.shape[3], filter_h,
+                                      filter_w, stride, pad)
+    cdef Py_ssize_t j, size = img.size
+    if size == 0:
+        return
+    if col.size == 0:
+        for j in range(size):
+            (&img[0, 0, 0, 0])[j] = 0
+        return
+    with nogil:
+        col2im_batch(&g, img.shape[0], &col[0, 0], &img[0, 0, 0, 0], n_threads)
