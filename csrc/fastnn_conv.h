@@ -144,6 +144,60 @@ ATTR static void fastnn_conv_row_sums_##E##_##SFX(const T *d, ptrdiff_t F, ptrdi
         acc[f] += ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));           \
     }                                                                                          \
 }                                                                                              \
+/* Windows [x0, x0 + n) of output row oy, all inside the input: the running max and its     \
+ * index (kept as a T, so the selects vectorise across windows) over the window in order:  \
+ * np.argmax's rule as two passes of plain selects, the first strictly larger value, then   \
+ * the first NaN over anything. Inlined with STRIDE a literal 2 or the variable stride. */  \
+ATTR static inline __attribute__((always_inline))                                              \
+void fastnn_maxpool_run_##E##_##SFX(const fastnn_conv_geom *g, const T *xc, ptrdiff_t oy,      \
+                                   ptrdiff_t x0, ptrdiff_t n, const ptrdiff_t STRIDE,          \
+                                   T *best, T *besti, T *nanv, T *nani)                        \
+{                                                                                              \
+    const T *base = xc + (oy * STRIDE - g->pad) * g->W + x0 * STRIDE - g->pad;                 \
+    for (ptrdiff_t j = 0; j < n; j++) {                                                        \
+        const T v = base[j * STRIDE];                                                          \
+        best[j] = v; besti[j] = 0; nanv[j] = v; nani[j] = v != v ? (T)0 : (T)-1;              \
+    }                                                                                          \
+    for (ptrdiff_t fy = 0; fy < g->FH; fy++)                                                   \
+    for (ptrdiff_t fx = (fy == 0); fx < g->FW; fx++) {                                         \
+        const T *r = base + fy * g->W + fx;                                                    \
+        const T ti = (T)(fy * g->FW + fx);                                                     \
+        for (ptrdiff_t j = 0; j < n; j++) {                                                    \
+            const T v = r[j * STRIDE];                                                         \
+            besti[j] = v > best[j] ? ti : besti[j];                                            \
+            best[j] = v > best[j] ? v : best[j];                                               \
+            const T first_nan = (v != v) & (nani[j] < 0);                                      \
+            nanv[j] = first_nan ? v : nanv[j];                                                 \
+            nani[j] = first_nan ? ti : nani[j];                                                \
+        }                                                                                      \
+    }                                                                                          \
+    for (ptrdiff_t j = 0; j < n; j++) {                                                        \
+        best[j] = nani[j] >= 0 ? nanv[j] : best[j];                                            \
+        besti[j] = nani[j] >= 0 ? nani[j] : besti[j];                                          \
+    }                                                                                          \
+}                                                                                              \
+/* The nets' 2x2 windows with stride 2, all inside: the four loads of a window in one       \
+ * iteration (the compiler vectorises the stride-2 pairs); the same rule as above. */       \
+ATTR static inline void fastnn_maxpool_run22_##E##_##SFX(const fastnn_conv_geom *g,            \
+                                   const T *xc, ptrdiff_t oy, ptrdiff_t x0, ptrdiff_t n,       \
+                                   T *best, T *besti)                                          \
+{                                                                                              \
+    const T *r0 = xc + (oy * 2 - g->pad) * g->W + x0 * 2 - g->pad, *r1 = r0 + g->W;            \
+    for (ptrdiff_t j = 0; j < n; j++) {                                                        \
+        const T v0 = r0[2 * j], v1 = r0[2 * j + 1], v2 = r1[2 * j], v3 = r1[2 * j + 1];        \
+        T b = v0, bi = 0;                                                                      \
+        bi = v1 > b ? (T)1 : bi; b = v1 > b ? v1 : b;                                          \
+        bi = v2 > b ? (T)2 : bi; b = v2 > b ? v2 : b;                                          \
+        bi = v3 > b ? (T)3 : bi; b = v3 > b ? v3 : b;                                          \
+        /* the first NaN wins */                                                              \
+        bi = v3 != v3 ? (T)3 : bi; b = v3 != v3 ? v3 : b;                                      \
+        bi = v2 != v2 ? (T)2 : bi; b = v2 != v2 ? v2 : b;                                      \
+        bi = v1 != v1 ? (T)1 : bi; b = v1 != v1 ? v1 : b;                                      \
+        bi = v0 != v0 ? (T)0 : bi; b = v0 != v0 ? v0 : b;                                      \
+        best[j] = b;                                                                           \
+        besti[j] = bi;                                                                         \
+    }                                                                                          \
+}                                                                                              \
 /* Max-pool one sample: out[c, p] = max over the window (row-major, padding reads 0) and    \
  * arg[c * acs + p * aps] = the window index of the first maximum (np.argmax: the first of \
  * equal values, the first NaN over anything). */                                           \
@@ -151,25 +205,49 @@ ATTR static void fastnn_maxpool_fwd_##E##_##SFX(const fastnn_conv_geom *g, const
                                                 ptrdiff_t *arg, ptrdiff_t acs, ptrdiff_t aps)  \
 {                                                                                              \
     const ptrdiff_t s = g->stride, OW = g->OW, P = g->OH * g->OW;                              \
+    ptrdiff_t ylo, yhi, xlo, xhi, t;                                                           \
+    T best[64], besti[64], nanv[64], nani[64];                                                 \
+    /* output rows/columns whose windows lie wholly inside the input */                       \
+    fastnn_conv_range(g->OH, g->H, s, -g->pad, &ylo, &t);                                      \
+    fastnn_conv_range(g->OH, g->H, s, g->FH - 1 - g->pad, &t, &yhi);                           \
+    fastnn_conv_range(OW, g->W, s, -g->pad, &xlo, &t);                                         \
+    fastnn_conv_range(OW, g->W, s, g->FW - 1 - g->pad, &t, &xhi);                              \
+    if (yhi < ylo) yhi = ylo;                                                                  \
+    if (xhi < xlo) xhi = xlo;                                                                  \
     for (ptrdiff_t c = 0; c < g->C; c++) {                                                     \
         const T *xc = x + c * g->H * g->W;                                                     \
         for (ptrdiff_t oy = 0; oy < g->OH; oy++)                                               \
         for (ptrdiff_t ox = 0; ox < OW; ox++) {                                                \
+            if (oy >= ylo && oy < yhi && ox >= xlo && ox < xhi) {                              \
+                /* a run of inside windows, up to 64 at a time */                             \
+                const ptrdiff_t n = xhi - ox < 64 ? xhi - ox : 64;                             \
+                if (s == 2 && g->FH == 2 && g->FW == 2)                                        \
+                    fastnn_maxpool_run22_##E##_##SFX(g, xc, oy, ox, n, best, besti);           \
+                else if (s == 2)                                                               \
+                    fastnn_maxpool_run_##E##_##SFX(g, xc, oy, ox, n, 2, best, besti, nanv, nani);\
+                else                                                                           \
+                    fastnn_maxpool_run_##E##_##SFX(g, xc, oy, ox, n, s, best, besti, nanv, nani);\
+                for (ptrdiff_t j = 0; j < n; j++) {                                            \
+                    const ptrdiff_t p = oy * OW + ox + j;                                      \
+                    out[c * P + p] = best[j];                                                  \
+                    arg[c * acs + p * aps] = (ptrdiff_t)besti[j];                              \
+                }                                                                              \
+                ox += n - 1;                                                                   \
+                continue;                                                                      \
+            }                                                                                  \
             const ptrdiff_t iy0 = oy * s - g->pad, ix0 = ox * s - g->pad;                      \
-            T best = 0;                                                                        \
-            ptrdiff_t besti = 0, i = 0;                                                        \
-            int inside = iy0 >= 0 && ix0 >= 0 && iy0 + g->FH <= g->H && ix0 + g->FW <= g->W;   \
+            T bv = 0;                                                                          \
+            ptrdiff_t bi = 0, i = 0;                                                           \
             for (ptrdiff_t fy = 0; fy < g->FH; fy++)                                           \
             for (ptrdiff_t fx = 0; fx < g->FW; fx++, i++) {                                    \
                 const ptrdiff_t iy = iy0 + fy, ix = ix0 + fx;                                  \
-                const T v = (inside || (iy >= 0 && iy < g->H && ix >= 0 && ix < g->W))         \
+                const T v = (iy >= 0 && iy < g->H && ix >= 0 && ix < g->W)                     \
                             ? xc[iy * g->W + ix] : (T)0;                                       \
-                /* !(v <= best): v is larger or NaN; a NaN best is never replaced */           \
-                if (i == 0 || (best == best && !(v <= best))) { best = v; besti = i; }         \
+                if (i == 0 || (bv == bv && !(v <= bv))) { bv = v; bi = i; }                    \
             }                                                                                  \
             const ptrdiff_t p = oy * OW + ox;                                                  \
-            out[c * P + p] = best;                                                             \
-            arg[c * acs + p * aps] = besti;                                                    \
+            out[c * P + p] = bv;                                                               \
+            arg[c * acs + p * aps] = bi;                                                       \
         }                                                                                      \
     }                                                                                          \
 }                                                                                              \
@@ -180,15 +258,19 @@ ATTR static void fastnn_maxpool_bwd_##E##_##SFX(const fastnn_conv_geom *g, const
                                                 ptrdiff_t aps, T *dx)                          \
 {                                                                                              \
     const ptrdiff_t s = g->stride, OW = g->OW, P = g->OH * g->OW;                              \
-    const ptrdiff_t HW = g->H * g->W;                                                          \
-    for (ptrdiff_t j = 0; j < g->C * HW; j++) dx[j] = 0;                                       \
+    const ptrdiff_t HW = g->H * g->W, FW = g->FW, nwin = g->FH * g->FW;                        \
+    memset(dx, 0, sizeof(T) * (size_t)(g->C * HW));                                            \
     if (s >= g->FH && s >= g->FW) {                                                            \
-        /* windows do not overlap: each pixel gets at most one dout, so scatter */            \
+        /* windows do not overlap: each pixel gets at most one dout, so scatter; the        \
+         * window index -> (row, column) table saves two divisions per window */            \
+        ptrdiff_t ay[64], ax[64];                                                              \
+        for (ptrdiff_t a = 0; a < nwin && a < 64; a++) { ay[a] = a / FW; ax[a] = a % FW; }    \
         for (ptrdiff_t c = 0; c < g->C; c++)                                                   \
-        for (ptrdiff_t p = 0; p < P; p++) {                                                    \
-            const ptrdiff_t a = arg[c * acs + p * aps];                                        \
-            const ptrdiff_t iy = (p / OW) * s - g->pad + a / g->FW;                            \
-            const ptrdiff_t ix = (p % OW) * s - g->pad + a % g->FW;                            \
+        for (ptrdiff_t oy = 0; oy < g->OH; oy++)                                               \
+        for (ptrdiff_t ox = 0; ox < OW; ox++) {                                                \
+            const ptrdiff_t p = oy * OW + ox, a = arg[c * acs + p * aps];                      \
+            const ptrdiff_t iy = oy * s - g->pad + (nwin <= 64 ? ay[a] : a / FW);              \
+            const ptrdiff_t ix = ox * s - g->pad + (nwin <= 64 ? ax[a] : a % FW);              \
             if (iy >= 0 && iy < g->H && ix >= 0 && ix < g->W)                                  \
                 dx[c * HW + iy * g->W + ix] += dout[c * P + p];                                \
         }                                                                                      \
