@@ -40,32 +40,99 @@ static inline void fastnn_conv_range(ptrdiff_t n_out, ptrdiff_t n_in, ptrdiff_t 
 }
 
 #define FASTNN_CONV_LOOPS(T, E, SFX, ATTR)                                                     \
-/* colT[k * P + p] = xpad[c, oy*s + fy, ox*s + fx]: K rows of P positions (GEMM's B for   \
- * out = W @ colT). x is one sample (C, H, W). */                                             \
-ATTR static void fastnn_im2col_cols_##E##_##SFX(const fastnn_conv_geom *g, const T *x, T *col) \
+/* d[0:n] = s[0:n] for short runs (an output row): 8-element moves, the last one overlapping \
+ * the previous (a copy may write an element twice), so a 14-wide row is two moves. */       \
+ATTR static inline void fastnn_copy_run_##E##_##SFX(T *d, const T *s, ptrdiff_t n)            \
 {                                                                                              \
-    const ptrdiff_t s = g->stride, OW = g->OW, P = g->OH * g->OW;                              \
+    if (n >= 8) {                                                                              \
+        ptrdiff_t i = 0;                                                                       \
+        for (; i + 8 <= n; i += 8) memcpy(d + i, s + i, 8 * sizeof(T));                        \
+        if (i < n) memcpy(d + n - 8, s + n - 8, 8 * sizeof(T));                                \
+    } else if (n >= 4) {                                                                       \
+        memcpy(d, s, 4 * sizeof(T));                                                           \
+        memcpy(d + n - 4, s + n - 4, 4 * sizeof(T));                                           \
+    } else {                                                                                   \
+        for (ptrdiff_t i = 0; i < n; i++) d[i] = s[i];                                         \
+    }                                                                                          \
+}                                                                                              \
+/* d[0:n] += s[0:n] (the two never overlap) */                                               \
+ATTR static inline void fastnn_add_run_##E##_##SFX(T *restrict d, const T *restrict s,         \
+                                                   ptrdiff_t n)                                \
+{                                                                                              \
+    ptrdiff_t i = 0;                                                                           \
+    for (; i + 8 <= n; i += 8)                                                                 \
+        for (int l = 0; l < 8; l++) d[i + l] += s[i + l];                                      \
+    if (i + 4 <= n) {                                                                          \
+        for (int l = 0; l < 4; l++) d[i + l] += s[i + l];                                      \
+        i += 4;                                                                                \
+    }                                                                                          \
+    for (; i < n; i++) d[i] += s[i];                                                           \
+}                                                                                              \
+/* xp = x with `pad` zeros on every side: (C, H + 2 pad, W + 2 pad) */                        \
+ATTR static void fastnn_pad_image_##E##_##SFX(const fastnn_conv_geom *g, const T *x, T *xp)    \
+{                                                                                              \
+    const ptrdiff_t pad = g->pad, Hp = g->H + 2 * pad, Wp = g->W + 2 * pad;                    \
+    for (ptrdiff_t c = 0; c < g->C; c++) {                                                     \
+        T *d = xp + c * Hp * Wp;                                                               \
+        memset(d, 0, sizeof(T) * (size_t)(pad * Wp));                                          \
+        for (ptrdiff_t iy = 0; iy < g->H; iy++) {                                              \
+            T *r = d + (pad + iy) * Wp;                                                        \
+            for (ptrdiff_t j = 0; j < pad; j++) { r[j] = 0; r[pad + g->W + j] = 0; }           \
+            fastnn_copy_run_##E##_##SFX(r + pad, x + (c * g->H + iy) * g->W, g->W);            \
+        }                                                                                      \
+        memset(d + (pad + g->H) * Wp, 0, sizeof(T) * (size_t)(pad * Wp));                      \
+    }                                                                                          \
+}                                                                                              \
+/* x = the interior of the padded image xp */                                                 \
+ATTR static void fastnn_unpad_image_##E##_##SFX(const fastnn_conv_geom *g, const T *xp, T *x)  \
+{                                                                                              \
+    const ptrdiff_t pad = g->pad, Hp = g->H + 2 * pad, Wp = g->W + 2 * pad;                    \
+    for (ptrdiff_t c = 0; c < g->C; c++)                                                       \
+    for (ptrdiff_t iy = 0; iy < g->H; iy++)                                                    \
+        fastnn_copy_run_##E##_##SFX(x + (c * g->H + iy) * g->W,                                \
+                                    xp + (c * Hp + pad + iy) * Wp + pad, g->W);                \
+}                                                                                              \
+/* colT rows from a padded image xp (C, H + 2 pad, W + 2 pad):                               \
+ * col[k * ldc + p] = xp[c, oy*s + fy, ox*s + fx], k = (c, fy, fx), p = (oy, ox): GEMM's B \
+ * for out = W @ colT. One padded row feeds the FW rows of its (c, fy). */                  \
+ATTR static void fastnn_im2col_cols_##E##_##SFX(const fastnn_conv_geom *g, const T *xp, T *col, \
+                                                ptrdiff_t ldc)                                 \
+{                                                                                              \
+    const ptrdiff_t s = g->stride, OW = g->OW;                                                 \
+    const ptrdiff_t Hp = g->H + 2 * g->pad, Wp = g->W + 2 * g->pad;                            \
+    for (ptrdiff_t c = 0; c < g->C; c++)                                                       \
+    for (ptrdiff_t fy = 0; fy < g->FH; fy++)                                                   \
+    for (ptrdiff_t oy = 0; oy < g->OH; oy++) {                                                 \
+        const T *src = xp + (c * Hp + oy * s + fy) * Wp;                                       \
+        T *dst = col + (c * g->FH + fy) * g->FW * ldc + oy * OW;                               \
+        for (ptrdiff_t fx = 0; fx < g->FW; fx++, dst += ldc) {                                 \
+            if (s == 1)                                                                        \
+                fastnn_copy_run_##E##_##SFX(dst, src + fx, OW);                                \
+            else                                                                               \
+                for (ptrdiff_t ox = 0; ox < OW; ox++) dst[ox] = src[fx + ox * s];              \
+        }                                                                                      \
+    }                                                                                          \
+}                                                                                              \
+/* The adjoint, into a padded image xp the caller zeroed:                                    \
+ * xp[c, oy*s + fy, ox*s + fx] += col[k * ldc + p]. Every pixel gets its terms in (fy, fx)   \
+ * order, as the book's col2im adds them. (fx outside oy: consecutive runs then go to        \
+ * different rows; a run shifted by one element onto the row just written stalls on        \
+ * store forwarding.) */                                                                    \
+ATTR static void fastnn_col2im_cols_##E##_##SFX(const fastnn_conv_geom *g, const T *col,      \
+                                                ptrdiff_t ldc, T *xp)                          \
+{                                                                                              \
+    const ptrdiff_t s = g->stride, OW = g->OW;                                                 \
+    const ptrdiff_t Hp = g->H + 2 * g->pad, Wp = g->W + 2 * g->pad;                            \
     for (ptrdiff_t c = 0; c < g->C; c++)                                                       \
     for (ptrdiff_t fy = 0; fy < g->FH; fy++)                                                   \
     for (ptrdiff_t fx = 0; fx < g->FW; fx++) {                                                 \
-        T *row = col + ((c * g->FH + fy) * g->FW + fx) * P;                                    \
-        ptrdiff_t ylo, yhi, xlo, xhi;                                                          \
-        fastnn_conv_range(g->OH, g->H, s, fy - g->pad, &ylo, &yhi);                            \
-        fastnn_conv_range(OW, g->W, s, fx - g->pad, &xlo, &xhi);                               \
+        const T *src = col + ((c * g->FH + fy) * g->FW + fx) * ldc;                            \
         for (ptrdiff_t oy = 0; oy < g->OH; oy++) {                                             \
-            T *o = row + oy * OW;                                                              \
-            if (oy < ylo || oy >= yhi || xlo >= xhi) {                                         \
-                for (ptrdiff_t ox = 0; ox < OW; ox++) o[ox] = 0;                               \
-                continue;                                                                      \
-            }                                                                                  \
-            const T *xr = x + (c * g->H + oy * s + fy - g->pad) * g->W;                        \
-            const ptrdiff_t off = fx - g->pad;                 /* ix = ox * s + off */         \
-            for (ptrdiff_t ox = 0; ox < xlo; ox++) o[ox] = 0;                                  \
+            T *dst = xp + (c * Hp + oy * s + fy) * Wp + fx;                                    \
             if (s == 1)                                                                        \
-                for (ptrdiff_t ox = xlo; ox < xhi; ox++) o[ox] = xr[ox + off];                 \
+                fastnn_add_run_##E##_##SFX(dst, src + oy * OW, OW);                            \
             else                                                                               \
-                for (ptrdiff_t ox = xlo; ox < xhi; ox++) o[ox] = xr[ox * s + off];             \
-            for (ptrdiff_t ox = xhi; ox < OW; ox++) o[ox] = 0;                                 \
+                for (ptrdiff_t ox = 0; ox < OW; ox++) dst[ox * s] += src[oy * OW + ox];        \
         }                                                                                      \
     }                                                                                          \
 }                                                                                              \
@@ -314,8 +381,16 @@ FASTNN_CONV_ALL(avx512, __attribute__((target("avx512f,avx2,fma"))))
 
 /* the entry points the kernels call (T = d: double, s: float) */
 #define FASTNN_CONV_ENTRIES(T, E)                                                              \
-static inline void fastnn_im2col_cols_##E(const fastnn_conv_geom *g, const T *x, T *col)      \
-{ FASTNN_CONV_PICK(fastnn_im2col_cols_##E, g, x, col); }                                       \
+static inline void fastnn_pad_image_##E(const fastnn_conv_geom *g, const T *x, T *xp)         \
+{ FASTNN_CONV_PICK(fastnn_pad_image_##E, g, x, xp); }                                          \
+static inline void fastnn_unpad_image_##E(const fastnn_conv_geom *g, const T *xp, T *x)       \
+{ FASTNN_CONV_PICK(fastnn_unpad_image_##E, g, xp, x); }                                        \
+static inline void fastnn_im2col_cols_##E(const fastnn_conv_geom *g, const T *xp, T *col,     \
+                                          ptrdiff_t ldc)                                       \
+{ FASTNN_CONV_PICK(fastnn_im2col_cols_##E, g, xp, col, ldc); }                                 \
+static inline void fastnn_col2im_cols_##E(const fastnn_conv_geom *g, const T *col,            \
+                                          ptrdiff_t ldc, T *xp)                                \
+{ FASTNN_CONV_PICK(fastnn_col2im_cols_##E, g, col, ldc, xp); }                                 \
 static inline void fastnn_im2col_rows_##E(const fastnn_conv_geom *g, const T *x, T *col)      \
 { FASTNN_CONV_PICK(fastnn_im2col_rows_##E, g, x, col); }                                       \
 static inline void fastnn_col2im_##E(const fastnn_conv_geom *g, const T *col, ptrdiff_t ks,   \

@@ -21,7 +21,7 @@
 
 from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memset
 
 from cython cimport floating
 
@@ -35,8 +35,18 @@ cdef extern from "fastnn_openmp.h":
     int fastnn_team(int n_threads, double est_ns) noexcept nogil
 
 cdef extern from "fastnn_conv.h":
-    void fastnn_im2col_cols_d(const fastnn_conv_geom *g, const double *x, double *col) noexcept nogil
-    void fastnn_im2col_cols_s(const fastnn_conv_geom *g, const float *x, float *col) noexcept nogil
+    void fastnn_pad_image_d(const fastnn_conv_geom *g, const double *x, double *xp) noexcept nogil
+    void fastnn_pad_image_s(const fastnn_conv_geom *g, const float *x, float *xp) noexcept nogil
+    void fastnn_unpad_image_d(const fastnn_conv_geom *g, const double *xp, double *x) noexcept nogil
+    void fastnn_unpad_image_s(const fastnn_conv_geom *g, const float *xp, float *x) noexcept nogil
+    void fastnn_im2col_cols_d(const fastnn_conv_geom *g, const double *xp, double *col,
+                              Py_ssize_t ldc) noexcept nogil
+    void fastnn_im2col_cols_s(const fastnn_conv_geom *g, const float *xp, float *col,
+                              Py_ssize_t ldc) noexcept nogil
+    void fastnn_col2im_cols_d(const fastnn_conv_geom *g, const double *col, Py_ssize_t ldc,
+                              double *xp) noexcept nogil
+    void fastnn_col2im_cols_s(const fastnn_conv_geom *g, const float *col, Py_ssize_t ldc,
+                              float *xp) noexcept nogil
     void fastnn_im2col_rows_d(const fastnn_conv_geom *g, const double *x, double *col) noexcept nogil
     void fastnn_im2col_rows_s(const fastnn_conv_geom *g, const float *x, float *col) noexcept nogil
     void fastnn_col2im_d(const fastnn_conv_geom *g, const double *col, Py_ssize_t ks,
@@ -76,12 +86,42 @@ cdef double COPY_ELEMS_PER_NS = 2.0  # im2col / col2im elements per ns
 
 # --- one sample's C loops, by dtype -----------------------------------------------------
 
-cdef inline void im2col_cols(const fastnn_conv_geom *g, const floating *x,
-                             floating *col) noexcept nogil:
+cdef inline const floating *padded(const fastnn_conv_geom *g, const floating *x,
+                                   floating *xp) noexcept nogil:
+    # x zero-padded into xp (C, H + 2 pad, W + 2 pad); x itself when pad is 0
+    if g.pad == 0:
+        return x
     if floating is double:
-        fastnn_im2col_cols_d(g, x, col)
+        fastnn_pad_image_d(g, x, xp)
     else:
-        fastnn_im2col_cols_s(g, x, col)
+        fastnn_pad_image_s(g, x, xp)
+    return xp
+
+
+cdef inline void im2col_cols(const fastnn_conv_geom *g, const floating *xp, floating *col,
+                             Py_ssize_t ldc) noexcept nogil:
+    # col[k * ldc + p] = xp[c, oy*s + fy, ox*s + fx] from the padded image
+    if floating is double:
+        fastnn_im2col_cols_d(g, xp, col, ldc)
+    else:
+        fastnn_im2col_cols_s(g, xp, col, ldc)
+
+
+cdef inline void col2im_cols(const fastnn_conv_geom *g, const floating *col, Py_ssize_t ldc,
+                             floating *xp, floating *img) noexcept nogil:
+    # img (C, H, W) = col2im of col (K rows, stride ldc); xp: padded scratch (pad > 0)
+    cdef Py_ssize_t CHW = g.C * g.H * g.W
+    cdef floating *acc = img if g.pad == 0 else xp
+    memset(acc, 0, (CHW if g.pad == 0 else g.C * (g.H + 2 * g.pad) * (g.W + 2 * g.pad))
+           * sizeof(floating))
+    if floating is double:
+        fastnn_col2im_cols_d(g, col, ldc, acc)
+        if g.pad:
+            fastnn_unpad_image_d(g, xp, img)
+    else:
+        fastnn_col2im_cols_s(g, col, ldc, acc)
+        if g.pad:
+            fastnn_unpad_image_s(g, xp, img)
 
 
 cdef inline void im2col_rows(const fastnn_conv_geom *g, const floating *x,
@@ -150,24 +190,30 @@ cdef int forward_samples(const fastnn_conv_geom *g, Py_ssize_t n0, Py_ssize_t n1
                          const floating *b, floating *out) noexcept nogil:
     """Samples [n0, n1): out_n (F, P) = W (F, K) @ colT_n (K, P) + b. 1: no memory."""
     cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W, n
+    cdef Py_ssize_t CHWp = g.C * (g.H + 2 * g.pad) * (g.W + 2 * g.pad)
     # a 1x1 filter with stride 1 and no padding reads x itself as colT (C, H*W)
     cdef bint identity = g.FH == 1 and g.FW == 1 and g.stride == 1 and g.pad == 0
     cdef floating *col = NULL
+    cdef floating *xp = NULL
     cdef const floating *B
     if not identity:
         col = <floating *> malloc(max(K * P, 1) * sizeof(floating))
-        if col == NULL:
+        xp = <floating *> malloc(max(CHWp, 1) * sizeof(floating))
+        if col == NULL or xp == NULL:
+            free(col)
+            free(xp)
             return 1
     for n in range(n0, n1):
         if identity:
             B = x + n * CHW
         else:
-            im2col_cols(g, x + n * CHW, col)
+            im2col_cols(g, padded(g, x + n * CHW, xp), col, P)
             B = col
         gemm_strided(F, P, K, W, K, 1, B, P, 1, NULL, out + n * F * P, P, 1)
         if b != NULL:
             add_bias(out + n * F * P, b, F, P)    # dot(col, col_W) + b, as the book
     free(col)
+    free(xp)
     return 0
 
 
@@ -195,39 +241,43 @@ cdef int conv_forward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
 
 cdef int backward_groups(const fastnn_conv_geom *g, Py_ssize_t grp0, Py_ssize_t grp1,
                          Py_ssize_t N, Py_ssize_t F, const floating *x, const floating *W,
-                         const floating *dout, floating *dx, floating *dW_part,
+                         const floating *dout, floating *dx, floating *dWT_part,
                          double *db_part) noexcept nogil:
-    """Groups [grp0, grp1) of CONV_GROUP samples: for each group its dW partial
-    (dout_g (F, gs*P) @ col_g (gs*P, K)), its db partial (double), and dx of its samples
-    (col2im of W.T (K, F) @ dout_n (F, P)). 1: no memory."""
+    """Groups [grp0, grp1) of CONV_GROUP samples: for each group its dW partial, transposed
+    (dW_g.T (K, F) = colT_g (K, gs*P) @ dout_g.T (gs*P, F): the group's positions in
+    order), its db partial (double), and dx of its samples (col2im of W.T (K, F) @ dout_n
+    (F, P)). 1: no memory."""
     cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W
-    cdef Py_ssize_t grp, n, n0, n1, gs, f, j
+    cdef Py_ssize_t CHWp = g.C * (g.H + 2 * g.pad) * (g.W + 2 * g.pad)
+    cdef Py_ssize_t GP = CONV_GROUP * P, grp, n, n0, n1, gs, f, p, j
     cdef floating *dcol = NULL
-    cdef floating *a = NULL
-    cdef floating *rows = NULL
-    cdef int bad = 0
+    cdef floating *colg = NULL
+    cdef floating *doutT = NULL
+    cdef floating *xp = <floating *> malloc(max(CHWp, 1) * sizeof(floating))
+    cdef const floating *dn
+    cdef int bad = xp == NULL
     if dx != NULL:
         dcol = <floating *> malloc(max(K * P, 1) * sizeof(floating))
-        bad = dcol == NULL
-    if dW_part != NULL:
-        a = <floating *> malloc(max(F * CONV_GROUP * P, 1) * sizeof(floating))
-        rows = <floating *> malloc(max(CONV_GROUP * P * K, 1) * sizeof(floating))
-        bad = bad or a == NULL or rows == NULL
+        bad = bad or dcol == NULL
+    if dWT_part != NULL:
+        colg = <floating *> malloc(max(K * GP, 1) * sizeof(floating))
+        doutT = <floating *> malloc(max(GP * F, 1) * sizeof(floating))
+        bad = bad or colg == NULL or doutT == NULL
     if not bad:
         for grp in range(grp0, grp1):
             n0 = grp * CONV_GROUP
             n1 = min(n0 + CONV_GROUP, N)
             gs = n1 - n0
-            if dW_part != NULL:
-                # a[f, (n - n0) * P + p] = dout[n, f, p]; rows[(n - n0) * P + p, k] = col
+            if dWT_part != NULL:
                 for n in range(n0, n1):
-                    im2col_rows(g, x + n * CHW, rows + (n - n0) * P * K)
-                    for f in range(F):
-                        memcpy(a + f * gs * P + (n - n0) * P, dout + (n * F + f) * P,
-                               P * sizeof(floating))
-                # dW_g = sum over the group's samples and positions, in order
-                gemm_strided(F, K, gs * P, a, gs * P, 1, rows, K, 1, NULL,
-                             dW_part + grp * F * K, K, 1)
+                    # colg[k, (n - n0) * P + p] = colT_n[k, p]; doutT[(n - n0) * P + p, f]
+                    im2col_cols(g, padded(g, x + n * CHW, xp), colg + (n - n0) * P, gs * P)
+                    dn = dout + n * F * P
+                    for p in range(P):
+                        for f in range(F):
+                            doutT[((n - n0) * P + p) * F + f] = dn[f * P + p]
+                gemm_strided(K, F, gs * P, colg, gs * P, 1, doutT, F, 1, NULL,
+                             dWT_part + grp * K * F, F, 1)
             if db_part != NULL:
                 for j in range(F):
                     db_part[grp * F + j] = 0.0
@@ -237,10 +287,11 @@ cdef int backward_groups(const fastnn_conv_geom *g, Py_ssize_t grp0, Py_ssize_t 
                 for n in range(n0, n1):
                     # dcolT (K, P) = W.T @ dout_n: W read as (K, F) through strides
                     gemm_strided(K, P, F, W, 1, K, dout + n * F * P, P, 1, NULL, dcol, P, 1)
-                    col2im(g, dcol, P, 1, dx + n * CHW)
+                    col2im_cols(g, dcol, P, xp, dx + n * CHW)
+    free(xp)
     free(dcol)
-    free(a)
-    free(rows)
+    free(colg)
+    free(doutT)
     return bad
 
 
@@ -251,7 +302,7 @@ cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
     from dout (N, F, OH, OW); NULL skips an output. 0, or -1: no memory."""
     cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W
     cdef Py_ssize_t n_groups = (N + CONV_GROUP - 1) // CONV_GROUP, chunk, j, grp
-    cdef floating *dW_part = NULL
+    cdef floating *dWT_part = NULL
     cdef double *db_part = NULL
     cdef double s, macs
     cdef int team, bad = 0
@@ -267,40 +318,45 @@ cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
             for j in range(N * CHW):
                 dx[j] = 0
         return 0
+    cdef Py_ssize_t f, k
     if dW != NULL and K > 0:
-        dW_part = <floating *> malloc(n_groups * F * K * sizeof(floating))
-        if dW_part == NULL:
+        dWT_part = <floating *> malloc(n_groups * K * F * sizeof(floating))
+        if dWT_part == NULL:
             return -1
     if db != NULL:
         db_part = <double *> malloc(n_groups * F * sizeof(double))
         if db_part == NULL:
-            free(dW_part)
+            free(dWT_part)
             return -1
-    macs = <double> N * F * K * P * ((dW_part != NULL) + (dx != NULL))
+    macs = <double> N * F * K * P * ((dWT_part != NULL) + (dx != NULL))
     team = fastnn_team(n_threads, macs / macs_per_ns(dout))
     team = <int> min(<Py_ssize_t> team, n_groups)
     if team <= 1:
-        bad = backward_groups(g, 0, n_groups, N, F, x, W, dout, dx, dW_part, db_part)
+        bad = backward_groups(g, 0, n_groups, N, F, x, W, dout, dx, dWT_part, db_part)
     else:
         for chunk in prange(team, schedule="static", num_threads=team):
             bad |= backward_groups(g, run_start(chunk, team, n_groups),
                                    run_start(chunk + 1, team, n_groups), N, F, x, W, dout,
-                                   dx, dW_part, db_part)
+                                   dx, dWT_part, db_part)
     if not bad:
-        # the groups' partial sums, added in group order in double
-        if dW_part != NULL:
+        # dW[f, k] = the groups' partial sums (K, F), added in group order in double
+        if dWT_part != NULL:
             team = fastnn_team(n_threads, <double> n_groups * F * K / COPY_ELEMS_PER_NS)
             if team <= 1:
                 for j in range(F * K):
+                    f = j // K
+                    k = j - f * K
                     s = 0.0
                     for grp in range(n_groups):
-                        s = s + dW_part[grp * F * K + j]
+                        s = s + dWT_part[(grp * K + k) * F + f]
                     dW[j] = <floating> s
             else:
                 for j in prange(F * K, schedule="static", num_threads=team):
+                    f = j // K
+                    k = j - f * K
                     s = 0.0
                     for grp in range(n_groups):
-                        s = s + dW_part[grp * F * K + j]
+                        s = s + dWT_part[(grp * K + k) * F + f]
                     dW[j] = <floating> s
         if db_part != NULL:
             for j in range(F):
@@ -308,7 +364,7 @@ cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
                 for grp in range(n_groups):
                     s = s + db_part[grp * F + j]
                 db[j] = <floating> s
-    free(dW_part)
+    free(dWT_part)
     free(db_part)
     return -1 if bad else 0
 
