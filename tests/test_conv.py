@@ -31,6 +31,12 @@ GEOMS = [
     (2, 2, 3, 257, 3, 3, 5, 1, 1),
     (5, 3, 11, 10, 6, 4, 3, 3, 2),
     (9, 2, 6, 6, 3, 3, 3, 1, 1),     # more samples than one backward group (4)
+    # C >= 4, stride 1, square filter, pad <= FH - 1: dx as a convolution of dout
+    (2, 5, 7, 6, 3, 3, 3, 1, 2),
+    (3, 6, 8, 9, 4, 5, 5, 1, 1),
+    (2, 4, 5, 5, 3, 3, 3, 1, 0),
+    (2, 4, 5, 5, 3, 1, 1, 1, 1),     # pad > FH - 1: the col2im path
+    (2, 4, 5, 7, 3, 3, 2, 1, 1),     # non-square filter: the col2im path
 ]
 
 
