@@ -394,3 +394,35 @@ def test_empty_batch():
     pool = L.Pooling(2, 2, 2)
     assert pool.forward(np.zeros((0, 3, 4, 4))).shape == (0, 3, 2, 2)
     assert pool.backward(np.zeros((0, 3, 2, 2))).shape == (0, 3, 4, 4)
+
+
+def test_gradients_match_numerical_gradient(rng):
+    """A tiny conv - relu - pool - affine - softmax net: fastnn's backward against the
+    reference's own central differences (float64)."""
+    x = rng.standard_normal((2, 2, 6, 5))
+    t = np.array([1, 0])
+    params = {"W1": 0.5 * rng.standard_normal((3, 2, 3, 2)), "b1": 0.1 * rng.standard_normal(3),
+              "W2": 0.5 * rng.standard_normal((3 * 3 * 3, 2)), "b2": np.zeros(2)}
+
+    def layers():
+        return [L.Convolution(params["W1"], params["b1"], 1, 1), L.Relu(),
+                L.Pooling(2, 2, stride=2), L.Affine(params["W2"], params["b2"])]
+
+    def loss(_):
+        h = x
+        for layer in layers():
+            h = layer.forward(h)
+        return L.SoftmaxWithLoss().forward(h, t)
+
+    net, last = layers(), L.SoftmaxWithLoss()
+    h = x
+    for layer in net:
+        h = layer.forward(h)
+    last.forward(h, t)
+    d = last.backward(1)
+    for layer in reversed(net):
+        d = layer.backward(d)
+    got = {"W1": net[0].dW, "b1": net[0].db, "W2": net[3].dW, "b2": net[3].db}
+    for key in params:
+        num = R.numerical_gradient(loss, params[key])
+        np.testing.assert_allclose(got[key], num, rtol=1e-5, atol=1e-7)
