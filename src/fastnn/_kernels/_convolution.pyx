@@ -10,8 +10,16 @@
 #
 # Why im2col + GEMM and not a direct loop: per sample, out (F, P) = W (F, K) @ colT (K, P)
 # is one GEMM with the register-blocked micro-kernel, whose B operand (colT) is laid out
-# once per sample (K * P copies for K * P * F multiply-adds). Measured at SimpleConvNet's
-# shapes, see benchmarks/bench_conv.py and the report for the numbers.
+# once per sample from a zero-padded copy (K * P copies for K * P * F multiply-adds).
+# Measured (thread CPU time, batch 100, float32, AVX2): 2.05 / 1.72 / 6.29 ms against
+# 3.94 / 4.56 / 45.3 ms for a direct loop (axpy of W[f, k] times a shifted input row into
+# each output row) at SimpleConvNet's 1x28x28 -> 30 5x5, the course's 1x28x28 -> 20 5x5 pad
+# 2 and 20x14x14 -> 20 5x5 pad 2: the direct loop is load/store-bound on the output rows.
+# (A register-blocked direct kernel is an implicit GEMM; the GEMM's own tiles are shared.)
+# The backward: dW.T (K, F) = colT_g (K, gs*P) @ dout_g.T per group of samples; dx =
+# col2im(W.T @ dout_n), or, from 4 input channels on (stride 1, square filters), the forward
+# convolution of dout with the flipped filters (one GEMM over F*FH*FW; 1.45x faster on the
+# course's 20 -> 20 layer).
 #
 # Threads: samples (forward, pooling) or fixed groups of CONV_GROUP samples (backward) go
 # to threads in contiguous runs; every output element is computed by one thread in a fixed
