@@ -1,10 +1,13 @@
 /* Convolution and max-pooling loops for one sample, for _kernels/_convolution.pyx.
  *
- * The convolution itself is im2col + the project's GEMM (gemm_strided): these helpers lay
- * one sample's input out as columns, scatter column gradients back (col2im), add biases,
- * sum bias gradients, and run max-pooling forward and backward. Each is written once for
+ * The convolution itself is im2col + the project's GEMM (gemm_strided): these helpers pad
+ * one sample's input with zeros, lay it out as columns (colT: K rows of P positions, the
+ * GEMM's B), add column gradients back onto the (padded) image (col2im), add biases, sum
+ * bias gradients, and run max-pooling forward and backward; the book's own im2col layout
+ * (rows: P rows of K) and col2im are here for fastnn.util. Each is written once for
  * T = double and T = float and compiled per ISA level (baseline, AVX2+FMA, AVX-512F; the
  * loops are copies, adds and compares the compiler vectorises), picked with fastnn_isa().
+ * Any module may call the entry points at the end (plain C, no Python).
  *
  * Geometry (the book's): input (C, H, W); filter/window (FH, FW); output (OH, OW) with
  * OH = (H + 2 pad - FH) / stride + 1; column index k = (c, fy, fx), position p = (oy, ox);
