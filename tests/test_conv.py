@@ -426,3 +426,67 @@ def test_gradients_match_numerical_gradient(rng):
     for key in params:
         num = R.numerical_gradient(loss, params[key])
         np.testing.assert_allclose(got[key], num, rtol=1e-5, atol=1e-7)
+
+
+# --- the book's ch07/ch08 nets with fastnn's layers swapped in ---------------------------
+
+def _with_fastnn_layers(net):
+    """The book's net with fastnn's Convolution, Pooling, Affine, Relu and SoftmaxWithLoss in
+    place of its own, sharing its params (what `from fastnn.layers import *` does to ch07's
+    code). The book's Dropout stays: its predict() tests isinstance(layer, Dropout)."""
+    def swap(layer):
+        kind = type(layer).__name__
+        if kind == "Convolution":
+            return L.Convolution(layer.W, layer.b, layer.stride, layer.pad)
+        if kind == "Pooling":
+            return L.Pooling(layer.pool_h, layer.pool_w, layer.stride, layer.pad)
+        if kind == "Affine":
+            return L.Affine(layer.W, layer.b)
+        if kind == "Relu":
+            return L.Relu()
+        return layer
+    if isinstance(net.layers, dict):
+        for key in net.layers:
+            net.layers[key] = swap(net.layers[key])
+    else:
+        net.layers = [swap(layer) for layer in net.layers]
+    net.last_layer = L.SoftmaxWithLoss()
+    return net
+
+
+def _book_net(kind, seed):
+    np.random.seed(seed)
+    if kind == "simple_check":   # the book's ch07 gradient check net
+        return R.SimpleConvNet(input_dim=(1, 10, 10), conv_param={"filter_num": 10, "filter_size": 3,
+                                                                  "pad": 0, "stride": 1},
+                               hidden_size=10, output_size=10, weight_init_std=0.01)
+    if kind == "simple":
+        return R.SimpleConvNet()
+    if kind == "course":
+        return R.MnistCNN(weight_init_std=0.1)
+    return R.DeepConvNet()
+
+
+@pytest.mark.parametrize("kind", ["simple_check", "simple", "course", "deep"])
+def test_book_nets_with_fastnn_layers(kind, rng):
+    ref = _book_net(kind, 7)
+    got = _with_fastnn_layers(_book_net(kind, 7))
+    size = 10 if kind == "simple_check" else 28
+    n = 1 if kind == "simple_check" else 2
+    x = rng.random((n, 1, size, size)) * (rng.random((n, 1, size, size)) < 0.3)
+    t = rng.integers(0, 10, n)
+    np.random.seed(1)   # DeepConvNet's dropout masks
+    r_grads = ref.gradient(x, t)
+    np.random.seed(1)
+    g_grads = got.gradient(x, t)
+    assert sorted(g_grads) == sorted(r_grads)
+    for key in r_grads:
+        scale = np.max(np.abs(r_grads[key])) + 1e-300
+        np.testing.assert_allclose(g_grads[key], r_grads[key], rtol=1e-10, atol=1e-12 * scale,
+                                   err_msg=key)
+    assert got.accuracy(x, t, batch_size=n) == ref.accuracy(x, t, batch_size=n)
+    if kind == "simple_check":   # the conv layer's params by the book's central differences
+        for key in ("W1", "b1"):
+            num_ref = R.numerical_gradient(lambda w: ref.loss(x, t), ref.params[key])
+            num_got = R.numerical_gradient(lambda w: got.loss(x, t), got.params[key])
+            np.testing.assert_allclose(num_got, num_ref, rtol=1e-6, atol=1e-9, err_msg=key)
