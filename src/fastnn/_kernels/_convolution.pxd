@@ -15,15 +15,21 @@ cdef void conv_geom_init(fastnn_conv_geom *g, Py_ssize_t C, Py_ssize_t H, Py_ssi
                          Py_ssize_t FH, Py_ssize_t FW, Py_ssize_t stride,
                          Py_ssize_t pad) noexcept nogil
 
+# Bytes of scratch conv_forward and conv_backward need (`work`); pass NULL instead to have
+# them malloc and free it per call. Keeping one buffer between calls saves page faults.
+cdef Py_ssize_t conv_work_bytes(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
+                                int n_threads, Py_ssize_t itemsize) noexcept nogil
+
 # out = conv(x, W) + b  (b may be NULL: no bias)
 cdef int conv_forward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
                       const floating *x, const floating *W, const floating *b,
-                      floating *out, int n_threads) noexcept nogil
+                      floating *out, int n_threads, void *work) noexcept nogil
 
 # dx (N, C, H, W), dW (F, C, FH, FW), db (F,) from dout; any of the three may be NULL
 cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
                        const floating *x, const floating *W, const floating *dout,
-                       floating *dx, floating *dW, floating *db, int n_threads) noexcept nogil
+                       floating *dx, floating *dW, floating *db, int n_threads,
+                       void *work) noexcept nogil
 
 # out (N, C, OH, OW) = window max; arg[n * arg_ns + c * arg_cs + p * arg_ps] = its index in
 # the window (np.argmax rule). The book's layout (n, oy, ox, c): arg_ns = P*C, cs = 1, ps = C.

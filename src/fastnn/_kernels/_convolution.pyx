@@ -201,24 +201,62 @@ cdef inline Py_ssize_t run_start(Py_ssize_t chunk, Py_ssize_t n_chunks,
 
 # --- convolution forward ----------------------------------------------------------------
 
+# Scratch: one caller-provided buffer (`work`, conv_work_bytes) or, when NULL, one malloc
+# per call. Each thread's slot holds its samples' padded input and column matrices; the
+# backward's group partials and flipped filters are shared. A workspace kept by the caller
+# between calls saves the page faults of fresh memory (3x on a single sample).
+
+cdef inline Py_ssize_t align64(Py_ssize_t nbytes) noexcept nogil:
+    return (nbytes + 63) // 64 * 64
+
+
+cdef inline Py_ssize_t fwd_slot_bytes(const fastnn_conv_geom *g, Py_ssize_t itemsize) noexcept nogil:
+    # colT (K, P) + the padded input (C, H + 2 pad, W + 2 pad)
+    return align64((g.C * g.FH * g.FW * g.OH * g.OW
+                    + g.C * (g.H + 2 * g.pad) * (g.W + 2 * g.pad)) * itemsize)
+
+
+cdef inline Py_ssize_t bwd_slot_bytes(const fastnn_conv_geom *g, Py_ssize_t F,
+                                      Py_ssize_t itemsize) noexcept nogil:
+    # the padded input, dcolT (K, P), colT of a group (K, G*P), dout of a group (G*P, F)
+    cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW
+    return align64((g.C * (g.H + 2 * g.pad) * (g.W + 2 * g.pad) + K * P
+                    + K * CONV_GROUP * P + CONV_GROUP * P * F) * itemsize)
+
+
+cdef inline bint dx_by_convolution(const fastnn_conv_geom *g) noexcept nogil:
+    return (g.stride == 1 and g.FH == g.FW and g.pad <= g.FH - 1
+            and g.C >= DX_AS_CONV_MIN_C)
+
+
+cdef inline void dx_geometry(const fastnn_conv_geom *g, Py_ssize_t F,
+                             fastnn_conv_geom *gt) noexcept nogil:
+    # dx as a convolution: input dout (F, OH, OW), pad FH - 1 - pad; output (H, W)
+    conv_geom_init(gt, F, g.OH, g.OW, g.FH, g.FW, 1, g.FH - 1 - g.pad)
+
+
+cdef Py_ssize_t conv_work_bytes(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
+                                int n_threads, Py_ssize_t itemsize) noexcept nogil:
+    cdef Py_ssize_t K = g.C * g.FH * g.FW, n_groups = (N + CONV_GROUP - 1) // CONV_GROUP
+    cdef Py_ssize_t slot = max(fwd_slot_bytes(g, itemsize), bwd_slot_bytes(g, F, itemsize))
+    cdef fastnn_conv_geom gt
+    if dx_by_convolution(g):
+        dx_geometry(g, F, &gt)
+        slot = max(slot, fwd_slot_bytes(&gt, itemsize))
+    return (align64(n_groups * K * F * itemsize) + align64(n_groups * F * 8)
+            + align64(g.C * F * g.FH * g.FW * itemsize) + max(n_threads, 1) * slot)
+
+
 cdef int forward_samples(const fastnn_conv_geom *g, Py_ssize_t n0, Py_ssize_t n1,
                          Py_ssize_t F, const floating *x, const floating *W,
-                         const floating *b, floating *out) noexcept nogil:
-    """Samples [n0, n1): out_n (F, P) = W (F, K) @ colT_n (K, P) + b. 1: no memory."""
+                         const floating *b, floating *out, char *slot) noexcept nogil:
+    """Samples [n0, n1): out_n (F, P) = W (F, K) @ colT_n (K, P) + b."""
     cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W, n
-    cdef Py_ssize_t CHWp = g.C * (g.H + 2 * g.pad) * (g.W + 2 * g.pad)
     # a 1x1 filter with stride 1 and no padding reads x itself as colT (C, H*W)
     cdef bint identity = g.FH == 1 and g.FW == 1 and g.stride == 1 and g.pad == 0
-    cdef floating *col = NULL
-    cdef floating *xp = NULL
+    cdef floating *col = <floating *> slot
+    cdef floating *xp = col + K * P
     cdef const floating *B
-    if not identity:
-        col = <floating *> malloc(max(K * P, 1) * sizeof(floating))
-        xp = <floating *> malloc(max(CHWp, 1) * sizeof(floating))
-        if col == NULL or xp == NULL:
-            free(col)
-            free(xp)
-            return 1
     for n in range(n0, n1):
         if identity:
             B = x + n * CHW
@@ -228,29 +266,36 @@ cdef int forward_samples(const fastnn_conv_geom *g, Py_ssize_t n0, Py_ssize_t n1
         gemm_strided(F, P, K, W, K, 1, B, P, 1, NULL, out + n * F * P, P, 1)
         if b != NULL:
             add_bias(out + n * F * P, b, F, P)    # dot(col, col_W) + b, as the book
-    free(col)
-    free(xp)
     return 0
 
 
 cdef int conv_forward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
                       const floating *x, const floating *W, const floating *b,
-                      floating *out, int n_threads) noexcept nogil:
+                      floating *out, int n_threads, void *work) noexcept nogil:
     """out (N, F, OH, OW) = the book's Convolution.forward of x (N, C, H, W) with W
-    (F, C, FH, FW) and b (F,) (NULL: no bias). Samples in parallel. 0, or -1: no memory."""
+    (F, C, FH, FW) and b (F,) (NULL: no bias). Samples in parallel. `work`: NULL or
+    conv_work_bytes(g, N, F, n_threads) bytes of scratch. 0, or -1: no memory."""
     cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, chunk
-    cdef int team, bad = 0
+    cdef Py_ssize_t slot = fwd_slot_bytes(g, sizeof(floating))
+    cdef char *buf = <char *> work
+    cdef int team
     if N <= 0 or F <= 0 or P <= 0:
         return 0
     team = fastnn_team(n_threads, <double> N * F * K * P / macs_per_ns(out))
     team = <int> min(<Py_ssize_t> team, N)
+    if work == NULL:
+        buf = <char *> malloc(max(team * slot, 64))
+        if buf == NULL:
+            return -1
     if team <= 1:
-        bad = forward_samples(g, 0, N, F, x, W, b, out)
+        forward_samples(g, 0, N, F, x, W, b, out, buf)
     else:
         for chunk in prange(team, schedule="static", num_threads=team):
-            bad |= forward_samples(g, run_start(chunk, team, N), run_start(chunk + 1, team, N),
-                                   F, x, W, b, out)
-    return -1 if bad else 0
+            forward_samples(g, run_start(chunk, team, N), run_start(chunk + 1, team, N),
+                            F, x, W, b, out, buf + chunk * slot)
+    if work == NULL:
+        free(buf)
+    return 0
 
 
 # --- convolution backward ---------------------------------------------------------------
@@ -258,95 +303,68 @@ cdef int conv_forward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
 cdef int backward_groups(const fastnn_conv_geom *g, Py_ssize_t grp0, Py_ssize_t grp1,
                          Py_ssize_t N, Py_ssize_t F, const floating *x, const floating *W,
                          const floating *dout, floating *dx, floating *dWT_part,
-                         double *db_part) noexcept nogil:
+                         double *db_part, char *slot) noexcept nogil:
     """Groups [grp0, grp1) of CONV_GROUP samples: for each group its dW partial, transposed
     (dW_g.T (K, F) = colT_g (K, gs*P) @ dout_g.T (gs*P, F): the group's positions in
     order), its db partial (double), and dx of its samples (col2im of W.T (K, F) @ dout_n
-    (F, P)). 1: no memory."""
+    (F, P))."""
     cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W
     cdef Py_ssize_t CHWp = g.C * (g.H + 2 * g.pad) * (g.W + 2 * g.pad)
     cdef Py_ssize_t GP = CONV_GROUP * P, grp, n, n0, n1, gs, f, p, j
-    cdef floating *dcol = NULL
-    cdef floating *colg = NULL
-    cdef floating *doutT = NULL
-    cdef floating *xp = <floating *> malloc(max(CHWp, 1) * sizeof(floating))
+    cdef floating *xp = <floating *> slot
+    cdef floating *dcol = xp + CHWp
+    cdef floating *colg = dcol + K * P
+    cdef floating *doutT = colg + K * GP
     cdef const floating *dn
-    cdef int bad = xp == NULL
-    if dx != NULL:
-        dcol = <floating *> malloc(max(K * P, 1) * sizeof(floating))
-        bad = bad or dcol == NULL
-    if dWT_part != NULL:
-        colg = <floating *> malloc(max(K * GP, 1) * sizeof(floating))
-        doutT = <floating *> malloc(max(GP * F, 1) * sizeof(floating))
-        bad = bad or colg == NULL or doutT == NULL
-    if not bad:
-        for grp in range(grp0, grp1):
-            n0 = grp * CONV_GROUP
-            n1 = min(n0 + CONV_GROUP, N)
-            gs = n1 - n0
-            if dWT_part != NULL:
-                for n in range(n0, n1):
-                    # colg[k, (n - n0) * P + p] = colT_n[k, p]; doutT[(n - n0) * P + p, f]
-                    im2col_cols(g, padded(g, x + n * CHW, xp), colg + (n - n0) * P, gs * P)
-                    dn = dout + n * F * P
-                    for p in range(P):
-                        for f in range(F):
-                            doutT[((n - n0) * P + p) * F + f] = dn[f * P + p]
-                gemm_strided(K, F, gs * P, colg, gs * P, 1, doutT, F, 1, NULL,
-                             dWT_part + grp * K * F, F, 1)
-            if db_part != NULL:
-                for j in range(F):
-                    db_part[grp * F + j] = 0.0
-                for n in range(n0, n1):
-                    row_sums(dout + n * F * P, F, P, db_part + grp * F)
-            if dx != NULL:
-                for n in range(n0, n1):
-                    # dcolT (K, P) = W.T @ dout_n: W read as (K, F) through strides
-                    gemm_strided(K, P, F, W, 1, K, dout + n * F * P, P, 1, NULL, dcol, P, 1)
-                    col2im_cols(g, dcol, P, xp, dx + n * CHW)
-    free(xp)
-    free(dcol)
-    free(colg)
-    free(doutT)
-    return bad
-
-
-cdef int dx_as_convolution(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
-                           const floating *W, const floating *dout, floating *dx,
-                           int n_threads) noexcept nogil:
-    """Stride 1, square filter, pad <= FH - 1: dx is the forward convolution of dout
-    (N, F, OH, OW), padded by FH - 1 - pad, with the flipped filters Wt (C, F, FH, FW):
-    dx[c, iy, ix] = sum_{f, fy, fx} W[f, c, fy, fx] dout[f, iy + pad - fy, ix + pad - fx].
-    Its GEMM sums over F*FH*FW (long, efficient) instead of over F before a col2im. -1: no
-    memory."""
-    cdef fastnn_conv_geom gt
-    cdef Py_ssize_t C = g.C, KK = g.FH * g.FW, c, f, t
-    cdef floating *Wt = <floating *> malloc(max(C * F * KK, 1) * sizeof(floating))
-    cdef int r
-    if Wt == NULL:
-        return -1
-    for c in range(C):
-        for f in range(F):
-            for t in range(KK):
-                # (FH-1-fy, FW-1-fx) flat is KK-1-(fy*FW + fx)
-                Wt[(c * F + f) * KK + t] = W[(f * C + c) * KK + KK - 1 - t]
-    conv_geom_init(&gt, F, g.OH, g.OW, g.FH, g.FW, 1, g.FH - 1 - g.pad)   # gt.OH, OW = H, W
-    r = conv_forward(&gt, N, C, dout, Wt, NULL, dx, n_threads)
-    free(Wt)
-    return r
+    for grp in range(grp0, grp1):
+        n0 = grp * CONV_GROUP
+        n1 = min(n0 + CONV_GROUP, N)
+        gs = n1 - n0
+        if dWT_part != NULL:
+            for n in range(n0, n1):
+                # colg[k, (n - n0) * P + p] = colT_n[k, p]; doutT[(n - n0) * P + p, f]
+                im2col_cols(g, padded(g, x + n * CHW, xp), colg + (n - n0) * P, gs * P)
+                dn = dout + n * F * P
+                for p in range(P):
+                    for f in range(F):
+                        doutT[((n - n0) * P + p) * F + f] = dn[f * P + p]
+            gemm_strided(K, F, gs * P, colg, gs * P, 1, doutT, F, 1, NULL,
+                         dWT_part + grp * K * F, F, 1)
+        if db_part != NULL:
+            for j in range(F):
+                db_part[grp * F + j] = 0.0
+            for n in range(n0, n1):
+                row_sums(dout + n * F * P, F, P, db_part + grp * F)
+        if dx != NULL:
+            for n in range(n0, n1):
+                # dcolT (K, P) = W.T @ dout_n: W read as (K, F) through strides
+                gemm_strided(K, P, F, W, 1, K, dout + n * F * P, P, 1, NULL, dcol, P, 1)
+                col2im_cols(g, dcol, P, xp, dx + n * CHW)
+    return 0
 
 
 cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
                        const floating *x, const floating *W, const floating *dout,
-                       floating *dx, floating *dW, floating *db, int n_threads) noexcept nogil:
+                       floating *dx, floating *dW, floating *db, int n_threads,
+                       void *work) noexcept nogil:
     """The book's Convolution.backward: dx (N, C, H, W), dW (F, C, FH, FW) and db (F,)
-    from dout (N, F, OH, OW); NULL skips an output. 0, or -1: no memory."""
+    from dout (N, F, OH, OW); NULL skips an output. `work`: NULL or conv_work_bytes(g, N,
+    F, n_threads) bytes. 0, or -1: no memory.
+
+    dx, for stride 1, a square filter, pad <= FH - 1 and C >= DX_AS_CONV_MIN_C, is the
+    forward convolution of dout (padded by FH - 1 - pad) with the flipped filters
+    Wt (C, F, FH, FW): dx[c, iy, ix] = sum_{f, fy, fx} W[f, c, fy, fx] dout[f, iy + pad - fy,
+    ix + pad - fx], one GEMM over F*FH*FW; otherwise col2im(W.T @ dout_n) per sample."""
     cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W
-    cdef Py_ssize_t n_groups = (N + CONV_GROUP - 1) // CONV_GROUP, chunk, j, grp
+    cdef Py_ssize_t n_groups = (N + CONV_GROUP - 1) // CONV_GROUP, chunk, j, grp, f, k, c, t
+    cdef Py_ssize_t KK = g.FH * g.FW, slot, slots_at
+    cdef fastnn_conv_geom gt
+    cdef char *buf = <char *> work
     cdef floating *dWT_part = NULL
     cdef double *db_part = NULL
+    cdef floating *Wt
     cdef double s, macs
-    cdef int team, bad = 0
+    cdef int team
     if N <= 0 or F <= 0 or P <= 0:
         # no positions: every gradient is an empty sum
         if dW != NULL:
@@ -359,60 +377,71 @@ cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
             for j in range(N * CHW):
                 dx[j] = 0
         return 0
-    cdef Py_ssize_t f, k
-    if (dx != NULL and g.stride == 1 and g.FH == g.FW and g.pad <= g.FH - 1
-            and g.C >= DX_AS_CONV_MIN_C):
-        if dx_as_convolution(g, N, F, W, dout, dx, n_threads):
+    if work == NULL:
+        buf = <char *> malloc(conv_work_bytes(g, N, F, n_threads, sizeof(floating)))
+        if buf == NULL:
             return -1
+    # the shared parts, then one slot per thread
+    Wt = <floating *> (buf + align64(n_groups * K * F * sizeof(floating))
+                       + align64(n_groups * F * 8))
+    slots_at = (align64(n_groups * K * F * sizeof(floating)) + align64(n_groups * F * 8)
+                + align64(g.C * F * KK * sizeof(floating)))
+    if dx != NULL and dx_by_convolution(g):
+        for c in range(g.C):
+            for f in range(F):
+                for t in range(KK):
+                    # (FH-1-fy, FW-1-fx) flat is KK-1-(fy*FW + fx)
+                    Wt[(c * F + f) * KK + t] = W[(f * g.C + c) * KK + KK - 1 - t]
+        dx_geometry(g, F, &gt)                     # gt.OH, gt.OW = H, W
+        conv_forward(&gt, N, g.C, dout, Wt, NULL, dx, n_threads, buf + slots_at)
         dx = NULL    # done: the groups below compute dW and db only
     if dW != NULL and K > 0:
-        dWT_part = <floating *> malloc(n_groups * K * F * sizeof(floating))
-        if dWT_part == NULL:
-            return -1
+        dWT_part = <floating *> buf
     if db != NULL:
-        db_part = <double *> malloc(n_groups * F * sizeof(double))
-        if db_part == NULL:
-            free(dWT_part)
-            return -1
+        db_part = <double *> (buf + align64(n_groups * K * F * sizeof(floating)))
+    slot = bwd_slot_bytes(g, F, sizeof(floating))
     macs = <double> N * F * K * P * ((dWT_part != NULL) + (dx != NULL))
     team = fastnn_team(n_threads, macs / macs_per_ns(dout))
     team = <int> min(<Py_ssize_t> team, n_groups)
     if team <= 1:
-        bad = backward_groups(g, 0, n_groups, N, F, x, W, dout, dx, dWT_part, db_part)
+        backward_groups(g, 0, n_groups, N, F, x, W, dout, dx, dWT_part, db_part,
+                        buf + slots_at)
     else:
         for chunk in prange(team, schedule="static", num_threads=team):
-            bad |= backward_groups(g, run_start(chunk, team, n_groups),
-                                   run_start(chunk + 1, team, n_groups), N, F, x, W, dout,
-                                   dx, dWT_part, db_part)
-    if not bad:
-        # dW[f, k] = the groups' partial sums (K, F), added in group order in double
-        if dWT_part != NULL:
-            team = fastnn_team(n_threads, <double> n_groups * F * K / COPY_ELEMS_PER_NS)
-            if team <= 1:
-                for j in range(F * K):
-                    f = j // K
-                    k = j - f * K
-                    s = 0.0
-                    for grp in range(n_groups):
-                        s = s + dWT_part[(grp * K + k) * F + f]
-                    dW[j] = <floating> s
-            else:
-                for j in prange(F * K, schedule="static", num_threads=team):
-                    f = j // K
-                    k = j - f * K
-                    s = 0.0
-                    for grp in range(n_groups):
-                        s = s + dWT_part[(grp * K + k) * F + f]
-                    dW[j] = <floating> s
-        if db_part != NULL:
-            for j in range(F):
+            backward_groups(g, run_start(chunk, team, n_groups),
+                            run_start(chunk + 1, team, n_groups), N, F, x, W, dout,
+                            dx, dWT_part, db_part, buf + slots_at + chunk * slot)
+    # dW[f, k] = the groups' partial sums (K, F), added in group order in double
+    if dWT_part != NULL:
+        team = fastnn_team(n_threads, <double> n_groups * F * K / COPY_ELEMS_PER_NS)
+        if team <= 1:
+            for j in range(F * K):
+                f = j // K
+                k = j - f * K
                 s = 0.0
                 for grp in range(n_groups):
-                    s = s + db_part[grp * F + j]
-                db[j] = <floating> s
-    free(dWT_part)
-    free(db_part)
-    return -1 if bad else 0
+                    s = s + dWT_part[(grp * K + k) * F + f]
+                dW[j] = <floating> s
+        else:
+            for j in prange(F * K, schedule="static", num_threads=team):
+                f = j // K
+                k = j - f * K
+                s = 0.0
+                for grp in range(n_groups):
+                    s = s + dWT_part[(grp * K + k) * F + f]
+                dW[j] = <floating> s
+    elif dW != NULL:   # K == 0
+        for j in range(F * K):
+            dW[j] = 0
+    if db_part != NULL:
+        for j in range(F):
+            s = 0.0
+            for grp in range(n_groups):
+                s = s + db_part[grp * F + j]
+            db[j] = <floating> s
+    if work == NULL:
+        free(buf)
+    return 0
 
 
 # --- max pooling ------------------------------------------------------------------------
@@ -502,20 +531,28 @@ def convolution_forward(const floating[:, :, :, ::1] x,   # IN  (N, C, H, W)
                         const floating[::1] b,            # IN  (F,)
                         Py_ssize_t stride, Py_ssize_t pad,
                         floating[:, :, :, ::1] out,       # OUT (N, F, OH, OW)
-                        int n_threads):
+                        int n_threads,
+                        unsigned char[::1] work=None):    # scratch (work_bytes) or None
     """out = Convolution.forward(x); returns 0, or -1 when memory ran out."""
     cdef fastnn_conv_geom g = geom_of(x.shape[1], x.shape[2], x.shape[3], W.shape[2],
                                       W.shape[3], stride, pad)
     cdef const floating *xp = NULL
     cdef const floating *Wp = NULL
+    cdef void *wp = NULL
     cdef int r
     if out.size == 0:
         return 0
     if x.size:
         xp = &x[0, 0, 0, 0]
         Wp = &W[0, 0, 0, 0]
+    if work is not None:
+        if work.shape[0] < conv_work_bytes(&g, x.shape[0], W.shape[0], n_threads,
+                                           sizeof(floating)):
+            raise ValueError("convolution_forward: work is too small")
+        wp = &work[0]
     with nogil:
-        r = conv_forward(&g, x.shape[0], W.shape[0], xp, Wp, &b[0], &out[0, 0, 0, 0], n_threads)
+        r = conv_forward(&g, x.shape[0], W.shape[0], xp, Wp, &b[0], &out[0, 0, 0, 0], n_threads,
+                         wp)
     return r
 
 
@@ -526,7 +563,8 @@ def convolution_backward(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
                          floating[:, :, :, ::1] dx,           # OUT (N, C, H, W) or None
                          floating[:, :, :, ::1] dW,           # OUT (F, C, FH, FW) or None
                          floating[::1] db,                    # OUT (F,) or None
-                         int n_threads):
+                         int n_threads,
+                         unsigned char[::1] work=None):       # scratch (work_bytes) or None
     """dx, dW, db = Convolution.backward(dout); returns 0, or -1 when memory ran out."""
     cdef fastnn_conv_geom g = geom_of(x.shape[1], x.shape[2], x.shape[3], W.shape[2],
                                       W.shape[3], stride, pad)
@@ -536,7 +574,13 @@ def convolution_backward(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
     cdef const floating *xp = NULL
     cdef const floating *Wp = NULL
     cdef const floating *dp = NULL
+    cdef void *wp = NULL
     cdef int r
+    if work is not None:
+        if work.shape[0] < conv_work_bytes(&g, x.shape[0], W.shape[0], n_threads,
+                                           sizeof(floating)):
+            raise ValueError("convolution_backward: work is too small")
+        wp = &work[0]
     if x.size:
         xp = &x[0, 0, 0, 0]
     if W.size:
@@ -550,8 +594,16 @@ def convolution_backward(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
     if db is not None and db.size:
         dbp = &db[0]
     with nogil:
-        r = conv_backward(&g, x.shape[0], W.shape[0], xp, Wp, dp, dxp, dWp, dbp, n_threads)
+        r = conv_backward(&g, x.shape[0], W.shape[0], xp, Wp, dp, dxp, dWp, dbp, n_threads, wp)
     return r
+
+
+def work_bytes(Py_ssize_t N, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, Py_ssize_t F,
+               Py_ssize_t FH, Py_ssize_t FW, Py_ssize_t stride, Py_ssize_t pad, int n_threads,
+               Py_ssize_t itemsize):
+    """Bytes of scratch convolution_forward/backward use for these shapes and threads."""
+    cdef fastnn_conv_geom g = geom_of(C, H, W, FH, FW, stride, pad)
+    return conv_work_bytes(&g, N, F, n_threads, itemsize)
 
 
 def pooling_forward(const floating[:, :, :, ::1] x,      # IN  (N, C, H, W)
