@@ -490,3 +490,26 @@ def test_book_nets_with_fastnn_layers(kind, rng):
             num_ref = R.numerical_gradient(lambda w: ref.loss(x, t), ref.params[key])
             num_got = R.numerical_gradient(lambda w: got.loss(x, t), got.params[key])
             np.testing.assert_allclose(num_got, num_ref, rtol=1e-6, atol=1e-9, err_msg=key)
+
+
+def test_kernel_workspace(rng):
+    """The kernels' scratch: their own (None), or the caller's of work_bytes() bytes; same bits."""
+    from fastnn._kernels import _convolution as K
+    x, W, b, stride, pad = _conv_case((5, 4, 7, 6, 3, 3, 3, 1, 1), np.float64, rng)
+    out1, out2 = np.empty((5, 3, 7, 6)), np.empty((5, 3, 7, 6))
+    nbytes = K.work_bytes(5, 4, 7, 6, 3, 3, 3, stride, pad, 2, 8)
+    work = np.full(nbytes, 255, dtype=np.uint8)    # garbage in the scratch must not matter
+    assert K.convolution_forward(x, W, b, stride, pad, out1, 2) == 0
+    assert K.convolution_forward(x, W, b, stride, pad, out2, 2, work) == 0
+    np.testing.assert_array_equal(out1, out2)
+    grads = []
+    for wk in (None, work):
+        dx, dW, db = np.empty_like(x), np.empty_like(W), np.empty_like(b)
+        assert K.convolution_backward(x, W, out1, stride, pad, dx, dW, db, 2, wk) == 0
+        grads.append((dx, dW, db))
+    for a, c in zip(*grads):
+        np.testing.assert_array_equal(a, c)
+    with pytest.raises(ValueError, match="work is too small"):
+        K.convolution_forward(x, W, b, stride, pad, out2, 2, work[:nbytes // 2])
+    with pytest.raises(ValueError, match="work is too small"):
+        K.convolution_backward(x, W, out1, stride, pad, dx, dW, db, 2, work[:10])
