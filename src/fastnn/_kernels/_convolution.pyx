@@ -93,11 +93,12 @@ cdef enum:
     DX_AS_CONV_MIN_C = 4
 
 # Single-thread throughput used to size parallel regions (fastnn_team): measured on the
-# dev machine (Zen 4, AVX2 tiles) at SimpleConvNet's shapes, rounded down.
-cdef double MACS_PER_NS_D = 6.0     # conv multiply-adds per ns, float64
-cdef double MACS_PER_NS_S = 12.0    # float32
+# dev machine (Zen 4, AVX2 tiles; thread CPU time, batch 100, the three benchmark shapes:
+# 17-31 MAC/ns float32, 9-15 float64, window max 1.4 elements/ns), rounded down.
+cdef double MACS_PER_NS_D = 9.0      # conv multiply-adds per ns, float64
+cdef double MACS_PER_NS_S = 17.0     # float32
 cdef double POOL_ELEMS_PER_NS = 1.0  # pooling window elements per ns
-cdef double COPY_ELEMS_PER_NS = 2.0  # im2col / col2im elements per ns
+cdef double COPY_ELEMS_PER_NS = 2.0  # im2col / col2im / partial-sum elements per ns
 
 
 # --- one sample's C loops, by dtype -----------------------------------------------------
