@@ -24,6 +24,17 @@
 
 #include "fastnn_cpu.h"
 
+#if defined(__GNUC__)
+#define FASTNN_CONV_RESTRICT __restrict__
+#define FASTNN_CONV_INLINE static inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define FASTNN_CONV_RESTRICT __restrict
+#define FASTNN_CONV_INLINE static __forceinline
+#else
+#define FASTNN_CONV_RESTRICT
+#define FASTNN_CONV_INLINE static inline
+#endif
+
 typedef struct {
     ptrdiff_t C, H, W;     /* input channels, height, width */
     ptrdiff_t FH, FW;      /* filter (pooling window) height, width */
@@ -59,7 +70,8 @@ ATTR static inline void fastnn_copy_run_##E##_##SFX(T *d, const T *s, ptrdiff_t 
     }                                                                                          \
 }                                                                                              \
 /* d[0:n] += s[0:n] (the two never overlap) */                                               \
-ATTR static inline void fastnn_add_run_##E##_##SFX(T *restrict d, const T *restrict s,         \
+ATTR static inline void fastnn_add_run_##E##_##SFX(T *FASTNN_CONV_RESTRICT d,                   \
+                                                   const T *FASTNN_CONV_RESTRICT s,            \
                                                    ptrdiff_t n)                                \
 {                                                                                              \
     ptrdiff_t i = 0;                                                                           \
@@ -218,7 +230,7 @@ ATTR static void fastnn_conv_row_sums_##E##_##SFX(const T *d, ptrdiff_t F, ptrdi
  * index (kept as a T, so the selects vectorise across windows) over the window in order:  \
  * np.argmax's rule as two passes of plain selects, the first strictly larger value, then   \
  * the first NaN over anything. Inlined with STRIDE a literal 2 or the variable stride. */  \
-ATTR static inline __attribute__((always_inline))                                              \
+ATTR FASTNN_CONV_INLINE                                                                        \
 void fastnn_maxpool_run_##E##_##SFX(const fastnn_conv_geom *g, const T *xc, ptrdiff_t oy,      \
                                    ptrdiff_t x0, ptrdiff_t n, const ptrdiff_t STRIDE,          \
                                    T *best, T *besti, T *nanv, T *nani)                        \
