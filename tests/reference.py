@@ -727,3 +727,309 @@ def piecewise_constant_decay(step, boundaries, values):
         if boundaries[i - 1] < step <= boundaries[i]:
             return values[i]
     return values[-1]
+
+
+# --- ch07-ch08: common/util.py, Convolution, Pooling, SimpleConvNet, DeepConvNet (issue #10) ---
+# Written from the book's semantics. Quirks kept on purpose:
+# * im2col/col2im build their arrays with np.zeros, so they return float64 whatever the input
+#   dtype (and so do Convolution and Pooling on float32 input);
+# * Pooling's default stride is 1 (the book's repository: `Pooling(pool_h, pool_w, stride=1,
+#   pad=0)`; the nets pass stride=2); its out_h/out_w ignore `pad` while im2col pads, so a
+#   padded Pooling only works when both agree (else the reshape raises);
+# * Pooling's arg_max is np.argmax of each window in row-major order: the first maximum wins
+#   a tie, the first NaN wins over everything; it is kept flat in (n, oy, ox, c) order;
+# * the flatten into Affine is x.reshape(N, -1) of the (N, C, H, W) pooled map (c, y, x order).
+
+def smooth_curve(x):
+    window_len = 11
+    s = np.r_[x[window_len - 1:0:-1], x, x[-1:-window_len:-1]]
+    w = np.kaiser(window_len, 2)
+    y = np.convolve(w / w.sum(), s, mode="valid")
+    return y[5:len(y) - 5]
+
+
+def shuffle_dataset(x, t):
+    permutation = np.random.permutation(x.shape[0])
+    x = x[permutation, :] if x.ndim == 2 else x[permutation, :, :, :]
+    t = t[permutation]
+    return x, t
+
+
+def conv_output_size(input_size, filter_size, stride=1, pad=0):
+    return (input_size + 2 * pad - filter_size) / stride + 1
+
+
+def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
+    # col[(n, oy, ox), (c, fy, fx)] = padded input[n, c, oy*stride + fy, ox*stride + fx]
+    N, C, H, W = input_data.shape
+    out_h = (H + 2 * pad - filter_h) // stride + 1
+    out_w = (W + 2 * pad - filter_w) // stride + 1
+    img = np.pad(input_data, [(0, 0), (0, 0), (pad, pad), (pad, pad)], "constant")
+    col = np.zeros((N, C, filter_h, filter_w, out_h, out_w))
+    for y in range(filter_h):
+        y_max = y + stride * out_h
+        for x in range(filter_w):
+            x_max = x + stride * out_w
+            col[:, :, y, x, :, :] = img[:, :, y:y_max:stride, x:x_max:stride]
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(N * out_h * out_w, -1)
+
+
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+    # the adjoint of im2col: each column entry is added back onto the pixel it came from,
+    # filter offsets (fy, fx) in order; the padding is cut off at the end
+    N, C, H, W = input_shape
+    out_h = (H + 2 * pad - filter_h) // stride + 1
+    out_w = (W + 2 * pad - filter_w) // stride + 1
+    col = col.reshape(N, out_h, out_w, C, filter_h, filter_w).transpose(0, 3, 4, 5, 1, 2)
+    img = np.zeros((N, C, H + 2 * pad + stride - 1, W + 2 * pad + stride - 1))
+    for y in range(filter_h):
+        y_max = y + stride * out_h
+        for x in range(filter_w):
+            x_max = x + stride * out_w
+            img[:, :, y:y_max:stride, x:x_max:stride] += col[:, :, y, x, :, :]
+    return img[:, :, pad:H + pad, pad:W + pad]
+
+
+class Convolution:
+    def __init__(self, W, b, stride=1, pad=0):
+        self.W = W
+        self.b = b
+        self.stride = stride
+        self.pad = pad
+        self.x = None
+        self.col = None
+        self.col_W = None
+        self.dW = None
+        self.db = None
+
+    def forward(self, x):
+        FN, C, FH, FW = self.W.shape
+        N, C, H, W = x.shape
+        out_h = 1 + int((H + 2 * self.pad - FH) / self.stride)
+        out_w = 1 + int((W + 2 * self.pad - FW) / self.stride)
+        col = im2col(x, FH, FW, self.stride, self.pad)
+        col_W = self.W.reshape(FN, -1).T
+        out = np.dot(col, col_W) + self.b                      # (N*OH*OW, FN)
+        out = out.reshape(N, out_h, out_w, -1).transpose(0, 3, 1, 2)
+        self.x = x
+        self.col = col
+        self.col_W = col_W
+        return out
+
+    def backward(self, dout):
+        FN, C, FH, FW = self.W.shape
+        dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
+        self.db = np.sum(dout, axis=0)
+        self.dW = np.dot(self.col.T, dout)
+        self.dW = self.dW.transpose(1, 0).reshape(FN, C, FH, FW)
+        dcol = np.dot(dout, self.col_W.T)
+        return col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+
+
+class Pooling:
+    def __init__(self, pool_h, pool_w, stride=1, pad=0):
+        self.pool_h = pool_h
+        self.pool_w = pool_w
+        self.stride = stride
+        self.pad = pad
+        self.x = None
+        self.arg_max = None
+
+    def forward(self, x):
+        N, C, H, W = x.shape
+        out_h = int(1 + (H - self.pool_h) / self.stride)
+        out_w = int(1 + (W - self.pool_w) / self.stride)
+        col = im2col(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        col = col.reshape(-1, self.pool_h * self.pool_w)       # one window per row
+        arg_max = np.argmax(col, axis=1)
+        out = np.max(col, axis=1)
+        out = out.reshape(N, out_h, out_w, C).transpose(0, 3, 1, 2)
+        self.x = x
+        self.arg_max = arg_max
+        return out
+
+    def backward(self, dout):
+        dout = dout.transpose(0, 2, 3, 1)
+        pool_size = self.pool_h * self.pool_w
+        dmax = np.zeros((dout.size, pool_size))
+        dmax[np.arange(self.arg_max.size), self.arg_max.flatten()] = dout.flatten()
+        dmax = dmax.reshape(dout.shape + (pool_size,))
+        dcol = dmax.reshape(dmax.shape[0] * dmax.shape[1] * dmax.shape[2], -1)
+        return col2im(dcol, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+class _ConvNetBase:
+    """predict / loss / accuracy / gradient / save_params / load_params of the book's conv nets
+    over an OrderedDict ``layers`` (SimpleConvNet's keys) or a list (DeepConvNet's)."""
+
+    _param_layers = ()   # layer keys (or list indices) holding W1/b1, W2/b2, ...
+
+    def _layer_list(self):
+        return list(self.layers.values()) if isinstance(self.layers, dict) else self.layers
+
+    def predict(self, x, train_flg=False):
+        for layer in self._layer_list():
+            if isinstance(layer, Dropout):
+                x = layer.forward(x, train_flg)
+            else:
+                x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        y = self.predict(x, train_flg=True)
+        return self.last_layer.forward(y, t)
+
+    def accuracy(self, x, t, batch_size=100):
+        if t.ndim != 1:
+            t = np.argmax(t, axis=1)
+        acc = 0.0
+        for i in range(int(x.shape[0] / batch_size)):
+            tx = x[i * batch_size:(i + 1) * batch_size]
+            tt = t[i * batch_size:(i + 1) * batch_size]
+            y = np.argmax(self.predict(tx, train_flg=False), axis=1)
+            acc += np.sum(y == tt)
+        return acc / x.shape[0]
+
+    def numerical_gradient(self, x, t):
+        loss_w = lambda w: self.loss(x, t)  # noqa: E731 - the book's idiom
+        grads = {}
+        for i in range(1, len(self._param_layers) + 1):
+            grads["W%d" % i] = numerical_gradient(loss_w, self.params["W%d" % i])
+            grads["b%d" % i] = numerical_gradient(loss_w, self.params["b%d" % i])
+        return grads
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(self._layer_list()):
+            dout = layer.backward(dout)
+        grads = {}
+        for i, key in enumerate(self._param_layers):
+            grads["W%d" % (i + 1)] = self.layers[key].dW
+            grads["b%d" % (i + 1)] = self.layers[key].db
+        return grads
+
+    def save_params(self, file_name="params.pkl"):
+        import pickle
+        with open(file_name, "wb") as f:
+            pickle.dump(dict(self.params), f)
+
+    def load_params(self, file_name="params.pkl"):
+        import pickle
+        with open(file_name, "rb") as f:
+            params = pickle.load(f)
+        for key, val in params.items():
+            self.params[key] = val
+        for i, key in enumerate(self._param_layers):
+            self.layers[key].W = self.params["W%d" % (i + 1)]
+            self.layers[key].b = self.params["b%d" % (i + 1)]
+
+
+class SimpleConvNet(_ConvNetBase):
+    """ch07: conv - relu - pool - affine - relu - affine - softmax."""
+
+    _param_layers = ("Conv1", "Affine1", "Affine2")
+
+    def __init__(self, input_dim=(1, 28, 28),
+                 conv_param={"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1},
+                 hidden_size=100, output_size=10, weight_init_std=0.01):
+        filter_num = conv_param["filter_num"]
+        filter_size = conv_param["filter_size"]
+        filter_pad = conv_param["pad"]
+        filter_stride = conv_param["stride"]
+        input_size = input_dim[1]
+        conv_output_size = (input_size - filter_size + 2 * filter_pad) / filter_stride + 1
+        pool_output_size = int(filter_num * (conv_output_size / 2) * (conv_output_size / 2))
+        self.params = {}
+        self.params["W1"] = weight_init_std * np.random.randn(filter_num, input_dim[0],
+                                                              filter_size, filter_size)
+        self.params["b1"] = np.zeros(filter_num)
+        self.params["W2"] = weight_init_std * np.random.randn(pool_output_size, hidden_size)
+        self.params["b2"] = np.zeros(hidden_size)
+        self.params["W3"] = weight_init_std * np.random.randn(hidden_size, output_size)
+        self.params["b3"] = np.zeros(output_size)
+        self.layers = OrderedDict()
+        self.layers["Conv1"] = Convolution(self.params["W1"], self.params["b1"],
+                                           conv_param["stride"], conv_param["pad"])
+        self.layers["Relu1"] = Relu()
+        self.layers["Pool1"] = Pooling(pool_h=2, pool_w=2, stride=2)
+        self.layers["Affine1"] = Affine(self.params["W2"], self.params["b2"])
+        self.layers["Relu2"] = Relu()
+        self.layers["Affine2"] = Affine(self.params["W3"], self.params["b3"])
+        self.last_layer = SoftmaxWithLoss()
+
+
+class DeepConvNet(_ConvNetBase):
+    """ch08: (conv-relu-conv-relu-pool) x 3, affine-relu-dropout-affine-dropout-softmax; He init."""
+
+    _param_layers = (0, 2, 5, 7, 10, 12, 15, 18)
+
+    def __init__(self, input_dim=(1, 28, 28),
+                 conv_param_1={"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},
+                 conv_param_2={"filter_num": 16, "filter_size": 3, "pad": 1, "stride": 1},
+                 conv_param_3={"filter_num": 32, "filter_size": 3, "pad": 1, "stride": 1},
+                 conv_param_4={"filter_num": 32, "filter_size": 3, "pad": 2, "stride": 1},
+                 conv_param_5={"filter_num": 64, "filter_size": 3, "pad": 1, "stride": 1},
+                 conv_param_6={"filter_num": 64, "filter_size": 3, "pad": 1, "stride": 1},
+                 hidden_size=50, output_size=10):
+        pre_node_nums = np.array([1 * 3 * 3, 16 * 3 * 3, 16 * 3 * 3, 32 * 3 * 3, 32 * 3 * 3,
+                                  64 * 3 * 3, 64 * 4 * 4, hidden_size])
+        weight_init_scales = np.sqrt(2.0 / pre_node_nums)      # He: sqrt(2 / fan_in)
+        self.params = {}
+        pre_channel_num = input_dim[0]
+        convs = [conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5,
+                 conv_param_6]
+        for idx, cp in enumerate(convs):
+            self.params["W%d" % (idx + 1)] = weight_init_scales[idx] * np.random.randn(
+                cp["filter_num"], pre_channel_num, cp["filter_size"], cp["filter_size"])
+            self.params["b%d" % (idx + 1)] = np.zeros(cp["filter_num"])
+            pre_channel_num = cp["filter_num"]
+        self.params["W7"] = weight_init_scales[6] * np.random.randn(64 * 4 * 4, hidden_size)
+        self.params["b7"] = np.zeros(hidden_size)
+        self.params["W8"] = weight_init_scales[7] * np.random.randn(hidden_size, output_size)
+        self.params["b8"] = np.zeros(output_size)
+        p = self.params
+        self.layers = []
+        for i, cp in enumerate(convs):
+            self.layers.append(Convolution(p["W%d" % (i + 1)], p["b%d" % (i + 1)],
+                                           cp["stride"], cp["pad"]))
+            self.layers.append(Relu())
+            if i % 2 == 1:
+                self.layers.append(Pooling(pool_h=2, pool_w=2, stride=2))
+        self.layers.append(Affine(p["W7"], p["b7"]))
+        self.layers.append(Relu())
+        self.layers.append(Dropout(0.5))
+        self.layers.append(Affine(p["W8"], p["b8"]))
+        self.layers.append(Dropout(0.5))
+        self.last_layer = SoftmaxWithLoss()
+
+
+class MnistCNN(_ConvNetBase):
+    """The Paddle course's MNIST CNN built from the book's layers: conv 20 5x5 pad 2 - relu -
+    max-pool 2x2 stride 2 - conv 20->20 5x5 pad 2 - relu - max-pool 2 - affine 980->10 -
+    softmax cross-entropy (trained with SGD lr 0.01). Same init as SimpleConvNet
+    (weight_init_std * randn, zero biases)."""
+
+    _param_layers = ("Conv1", "Conv2", "Affine1")
+
+    def __init__(self, input_dim=(1, 28, 28), filter_num=20, filter_size=5, pad=2,
+                 output_size=10, weight_init_std=0.01):
+        C, H, W = input_dim
+        h2, w2 = H // 2 // 2, W // 2 // 2          # two 'same' convs, two 2x2 pools
+        self.params = {}
+        self.params["W1"] = weight_init_std * np.random.randn(filter_num, C, filter_size, filter_size)
+        self.params["b1"] = np.zeros(filter_num)
+        self.params["W2"] = weight_init_std * np.random.randn(filter_num, filter_num,
+                                                              filter_size, filter_size)
+        self.params["b2"] = np.zeros(filter_num)
+        self.params["W3"] = weight_init_std * np.random.randn(filter_num * h2 * w2, output_size)
+        self.params["b3"] = np.zeros(output_size)
+        self.layers = OrderedDict()
+        self.layers["Conv1"] = Convolution(self.params["W1"], self.params["b1"], 1, pad)
+        self.layers["Relu1"] = Relu()
+        self.layers["Pool1"] = Pooling(pool_h=2, pool_w=2, stride=2)
+        self.layers["Conv2"] = Convolution(self.params["W2"], self.params["b2"], 1, pad)
+        self.layers["Relu2"] = Relu()
+        self.layers["Pool2"] = Pooling(pool_h=2, pool_w=2, stride=2)
+        self.layers["Affine1"] = Affine(self.params["W3"], self.params["b3"])
+        self.last_layer = SoftmaxWithLoss()

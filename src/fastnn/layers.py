@@ -23,7 +23,7 @@ from ._threads import resolve_n_threads
 from ._validate import as_kernel_array, bad_labels, compute_dtypes, finish, targets
 
 __all__ = ["Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "Dropout", "BatchNormalization",
-           "mlp_gradient"]
+           "mlp_gradient", "Convolution", "Pooling"]
 
 
 class Relu:
@@ -444,3 +444,223 @@ def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=N
                for l, e in enumerate(bn)]
         return dWs, dbs, out
     return dWs, dbs
+
+
+# --- ch07: Convolution and Pooling (issue #10) ------------------------------------------
+# Kernels in _kernels/_convolution (im2col + GEMM per sample, in parallel); the geometry
+# checks are util's. Outputs keep the input's float dtype (the book returns float64 for any
+# input because its im2col builds np.zeros arrays).
+
+from . import util as _util  # noqa: E402 - this section's own import
+from ._kernels import _convolution  # noqa: E402
+
+
+def _no_memory(func):
+    return MemoryError("%s: could not allocate the kernel's scratch memory" % func)
+
+
+_conv_local = threading.local()
+
+
+def _conv_work(x_shape, W_shape, stride, pad, n_threads, itemsize):
+    """The kernels' scratch for these shapes: one buffer per Python thread, grown as needed
+    and kept, so its pages stay mapped between calls (fresh pages cost 3x on one sample)."""
+    N, C, H, Wd = x_shape
+    FN, _, FH, FW = W_shape
+    nbytes = _convolution.work_bytes(N, C, H, Wd, FN, FH, FW, stride, pad, n_threads, itemsize)
+    buf = getattr(_conv_local, "buf", None)
+    if buf is None or buf.size < nbytes:
+        buf = _conv_local.buf = np.empty(max(nbytes, 64), dtype=np.uint8)
+    return buf
+
+
+class Convolution:
+    """The book's convolution layer: ``out[n, f] = sum_c W[f, c] (*) x_pad[n, c] + b[f]``.
+
+    Parameters
+    ----------
+    W : array (FN, C, FH, FW), kept by reference (updating the net's params updates the layer)
+    b : array (FN,)
+    stride : int >= 1
+    pad : int >= 0, zeros on every side of the input
+
+    ``forward(x)`` takes ``x`` (N, C, H, W) and returns (N, FN, out_h, out_w) with
+    ``out_h = 1 + (H + 2*pad - FH) // stride``; ``backward(dout)`` returns dx (x's shape)
+    and stores ``dW`` (W's shape) and ``db`` (FN,). Attributes as the book's: ``x``,
+    ``col_W`` (``W.reshape(FN, -1).T``), ``col`` (``im2col`` of ``x``: the kernels never
+    build it, so it is computed on first access), ``dW``, ``db``.
+    """
+
+    def __init__(self, W, b, stride=1, pad=0):
+        self.W = W
+        self.b = b
+        self.stride = stride
+        self.pad = pad
+        self.x = None
+        self._col = None
+        self.col_W = None
+        self.dW = None
+        self.db = None
+        self._fwd = None  # (kernel-ready x, W as used, geometry, compute dtype) of the forward
+
+    @property
+    def col(self):
+        """``im2col(x, FH, FW, stride, pad)`` of the last forward's input, (N*out_h*out_w, C*FH*FW)."""
+        if self._col is None and self._fwd is not None:
+            xk, _, (fh, fw, stride, pad), _ = self._fwd
+            self._col = _util.im2col(xk, fh, fw, stride, pad)
+        return self._col
+
+    @col.setter
+    def col(self, value):
+        self._col = value
+
+    def forward(self, x):
+        func = "Convolution.forward"
+        x = np.asarray(x)
+        W = np.asarray(self.W)
+        b = np.asarray(self.b)
+        _util._four_d(x, "x", func)
+        if W.ndim != 4:
+            raise ValueError("%s: W has shape %s; expected a 4-D array (FN, C, FH, FW)"
+                             % (func, W.shape))
+        FN, C, FH, FW = W.shape
+        if x.shape[1] != C:
+            raise ValueError("%s: x has shape %s with %d channels, but W has shape %s with %d: "
+                             "x.shape[1] must equal W.shape[1]" % (func, x.shape, x.shape[1],
+                                                                   W.shape, C))
+        if b.size != FN:
+            raise ValueError("%s: b has shape %s, but W has shape %s: b must hold one bias "
+                             "per filter (%d)" % (func, b.shape, W.shape, FN))
+        fh, fw, stride, pad, out_h, out_w = _util._geometry(func, x.shape, FH, FW,
+                                                            self.stride, self.pad)
+        dt, res = compute_dtypes(x.dtype, W.dtype, b.dtype)
+        xk = as_kernel_array(x, dt)
+        out = np.empty((x.shape[0], FN, out_h, out_w), dtype=dt)
+        n_threads = resolve_n_threads(None)
+        work = _conv_work(x.shape, W.shape, stride, pad, n_threads, dt.itemsize)
+        if _convolution.convolution_forward(xk, as_kernel_array(W, dt),
+                                            as_kernel_array(b.reshape(-1), dt), stride, pad,
+                                            out, n_threads, work):
+            raise _no_memory(func)
+        self.x = x
+        self._col = None
+        self.col_W = W.reshape(FN, -1).T
+        self._fwd = (xk, W, (fh, fw, stride, pad), res)
+        return finish(out, res)
+
+    def backward(self, dout):
+        """dx = col2im(dout @ col_W.T); dW = col.T @ dout; db = sum(dout) over (n, y, x)."""
+        func = "Convolution.backward"
+        if self._fwd is None:
+            raise ValueError("%s called before forward" % func)
+        xk, W, (fh, fw, stride, pad), _ = self._fwd
+        dout = np.asarray(dout)
+        N, C, H, Wd = xk.shape
+        FN = W.shape[0]
+        expected = (N, FN, (H + 2 * pad - fh) // stride + 1, (Wd + 2 * pad - fw) // stride + 1)
+        if dout.shape != expected:
+            raise ValueError("%s: dout has shape %s, expected %s (x %s, W %s, stride %d, pad %d)"
+                             % (func, dout.shape, expected, xk.shape, W.shape, stride, pad))
+        dt, res = compute_dtypes(dout.dtype, xk.dtype, W.dtype)
+        dx = np.empty(xk.shape, dtype=dt)
+        dW = np.empty(W.shape, dtype=dt)
+        db = np.empty(FN, dtype=dt)
+        n_threads = resolve_n_threads(None)
+        work = _conv_work(xk.shape, W.shape, stride, pad, n_threads, dt.itemsize)
+        if _convolution.convolution_backward(as_kernel_array(xk, dt), as_kernel_array(W, dt),
+                                             as_kernel_array(dout, dt), stride, pad, dx, dW,
+                                             db, n_threads, work):
+            raise _no_memory(func)
+        self.dW = finish(dW, res)
+        self.db = finish(db, res)
+        return finish(dx, res)
+
+    def __repr__(self):
+        return "Convolution(W=%s, b=%s, stride=%r, pad=%r)" % (np.shape(self.W), np.shape(self.b),
+                                                               self.stride, self.pad)
+
+
+class Pooling:
+    """The book's max-pooling layer over ``pool_h`` x ``pool_w`` windows.
+
+    Parameters
+    ----------
+    pool_h, pool_w : int >= 1
+    stride : int >= 1; 1 by default, as in the book's repository (its nets pass stride=2)
+    pad : int >= 0; the padding's zeros take part in the max. The book sizes its output
+        as ``1 + (H - pool_h) // stride``, ignoring ``pad``, so a padded Pooling works only
+        where that equals the padded size; elsewhere this raises ValueError (the book's
+        reshape fails or mixes up positions).
+
+    ``forward(x)`` takes (N, C, H, W) and returns (N, C, out_h, out_w); ``arg_max`` keeps,
+    flat in (n, oy, ox, c) order as the book's, which window element was the maximum
+    (np.argmax: the first of equal values, a NaN over anything). ``backward(dout)``
+    sends each gradient to that element.
+    """
+
+    def __init__(self, pool_h, pool_w, stride=1, pad=0):
+        self.pool_h = pool_h
+        self.pool_w = pool_w
+        self.stride = stride
+        self.pad = pad
+        self.x = None
+        self.arg_max = None
+        self._fwd = None  # (x shape, geometry, the arg_max the kernel wrote)
+
+    def forward(self, x):
+        func = "Pooling.forward"
+        x = np.asarray(x)
+        _util._four_d(x, "x", func)
+        ph, pw, stride, pad, out_h, out_w = _util._geometry(
+            func, x.shape, self.pool_h, self.pool_w, self.stride, self.pad,
+            what="pooling window", names=("pool_h", "pool_w"))
+        N, C, H, W = x.shape
+        if pad:
+            book = (int(1 + (H - ph) / stride), int(1 + (W - pw) / stride))
+            if book != (out_h, out_w):
+                raise ValueError("%s: with pad=%d the padded input has %s windows, but the "
+                                 "book's Pooling sizes its output %s without the padding "
+                                 "(x has shape %s, window (%d, %d), stride %d)"
+                                 % (func, pad, (out_h, out_w), book, x.shape, ph, pw, stride))
+        dt, res = compute_dtypes(x.dtype)
+        out = np.empty((N, C, out_h, out_w), dtype=dt)
+        arg_max = np.empty(N * out_h * out_w * C, dtype=np.intp)
+        _convolution.pooling_forward(as_kernel_array(x, dt), ph, pw, stride, pad, out, arg_max,
+                                     resolve_n_threads(None))
+        self.x = x
+        self.arg_max = arg_max
+        self._fwd = (x.shape, (ph, pw, stride, pad), arg_max)
+        return finish(out, res)
+
+    def backward(self, dout):
+        func = "Pooling.backward"
+        if self._fwd is None:
+            raise ValueError("%s called before forward" % func)
+        x_shape, (ph, pw, stride, pad), arg_kernel = self._fwd
+        N, C, H, W = x_shape
+        out_h = (H + 2 * pad - ph) // stride + 1
+        out_w = (W + 2 * pad - pw) // stride + 1
+        dout = np.asarray(dout)
+        if dout.shape != (N, C, out_h, out_w):
+            raise ValueError("%s: dout has shape %s, expected %s (x %s)"
+                             % (func, dout.shape, (N, C, out_h, out_w), x_shape))
+        arg = self.arg_max
+        if arg is not arg_kernel:  # replaced by the user: check it as the book's indexing would
+            arg = np.asarray(arg)
+            if arg.dtype.kind not in "iu" or arg.size != N * out_h * out_w * C:
+                raise ValueError("%s: arg_max has shape %s and dtype %s; expected %d integers"
+                                 % (func, arg.shape, arg.dtype, N * out_h * out_w * C))
+            if arg.size and (arg.min() < 0 or arg.max() >= ph * pw):
+                raise ValueError("%s: arg_max must be in [0, %d) (pool %dx%d)"
+                                 % (func, ph * pw, ph, pw))
+            arg = np.ascontiguousarray(arg.reshape(-1), dtype=np.intp)
+        dt, res = compute_dtypes(dout.dtype)
+        dx = np.empty(x_shape, dtype=dt)
+        _convolution.pooling_backward(as_kernel_array(dout, dt), arg, ph, pw, stride, pad, dx,
+                                      resolve_n_threads(None))
+        return finish(dx, res)
+
+    def __repr__(self):
+        return "Pooling(pool_h=%r, pool_w=%r, stride=%r, pad=%r)" % (
+            self.pool_h, self.pool_w, self.stride, self.pad)
