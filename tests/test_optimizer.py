@@ -162,10 +162,21 @@ def test_errors(rng):
     assert a.iter == 0
 
 
-def test_empty_and_new_keys(rng):
-    opt = O.Adam()
+def test_empty_params_and_a_new_key_raises_like_the_book(rng):
+    opt, ref = O.Adam(), R.Adam()
     p = {"W": np.ones((0, 3)), "b": np.ones(2)}
-    opt.update(p, {"W": np.ones((0, 3)), "b": np.ones(2)})
-    p["c"] = np.ones(4)
-    opt.update(p, {"W": np.ones((0, 3)), "b": np.ones(2), "c": np.ones(4)})
-    assert set(opt.m) == {"W", "b", "c"}
+    pr = {k: v.copy() for k, v in p.items()}
+    g = {"W": np.ones((0, 3)), "b": np.ones(2)}
+    opt.update(p, g)
+    ref.update(pr, g)
+    np.testing.assert_array_equal(p["b"], pr["b"])
+    # the book's state dicts were made at the first update: a new key is a KeyError there
+    p["c"], pr["c"] = np.ones(4), np.ones(4)
+    g["c"] = np.ones(4)
+    with pytest.raises(KeyError):
+        ref.update(pr, g)
+    with pytest.raises(KeyError, match="new key 'c'"):
+        opt.update(p, g)
+    assert set(opt.m) == {"W", "b"} and opt.iter == 1
+    # SGD keeps no state: a new key is simply updated
+    O.SGD().update(p, g)
