@@ -536,3 +536,9 @@ def test_runtime_warnings_match_numpy(name, call):
                 call(F)
         else:
             call(F)
+
+
+def test_numerical_gradient_says_f_must_return_a_scalar():
+    from fastnn.gradient import numerical_gradient
+    with pytest.raises(TypeError, match="f\\(x\\) must return a scalar"):
+        numerical_gradient(lambda x: x * 2, np.ones(3))
