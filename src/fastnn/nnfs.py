@@ -160,6 +160,16 @@ def _free_refcount():
 _FREE = _free_refcount()
 
 
+_SPARE_MIN_BYTES = 1 << 17   # below this, np.empty is served from the allocator's cache
+
+
+def _nbytes(shape, dtype):
+    n = dtype.itemsize
+    for d in shape:
+        n *= d
+    return n
+
+
 def _spare(layer, name, shape, dtype, nxt=None):
     """An array to write ``layer.<name>``'s new value into: the old one when nothing but
     ``layer`` (and ``nxt.inputs``) refers to it and it has this shape and dtype, else a new one.
@@ -170,6 +180,8 @@ def _spare(layer, name, shape, dtype, nxt=None):
     view, user variable or other attribute refers to it (its reference count says so), and
     it is about to be replaced anyway (``nxt.inputs`` is rebound in the same forward pass).
     """
+    if _nbytes(shape, dtype) < _SPARE_MIN_BYTES:   # small: a fresh array costs less than the checks
+        return np.empty(shape, dtype=dtype)
     a, refs = _refcount_of(layer, name)
     if a is not None and a.dtype is dtype and a.shape == shape and a.flags.writeable:
         if nxt is not None and getattr(nxt, "__dict__", {}).get("inputs") is a:
