@@ -250,6 +250,9 @@ def test_same_bits_on_one_two_and_three_threads():
         lambda: L.binary_crossentropy(soft, R.softmax(x)),
         lambda: L.sparse_softmax_cross_entropy_with_logits_grad(labels, x),
         lambda: L.softmax_cross_entropy_with_logits_grad(soft, x),
+        lambda: L.binary_crossentropy_grad(soft, R.softmax(x), label_smoothing=0.1),
+        lambda: L.sigmoid_cross_entropy_with_logits_grad(soft, x),
+        lambda: L.mean_squared_error_grad(soft, x),
     ]
     for call in calls:
         results = []

@@ -594,7 +594,12 @@ def test_thread_count_does_not_change_results():
             s.forward(a.output)
             a.backward(dv)
             d.backward(a.dinputs)
-            results.append([d.output, a.output, s.output, a.dinputs, d.dweights, d.dbiases, d.dinputs])
+            loss = F.Loss_CategoricalCrossentropy()
+            loss.backward(s.output, np.arange(1100) % 512)
+            mse = F.Loss_MeanSquaredError()
+            mse.backward(a.output, dv)
+            results.append([d.output, a.output, s.output, a.dinputs, d.dweights, d.dbiases, d.dinputs,
+                            s.predictions(s.output), loss.dinputs, mse.dinputs])
     finally:
         fastnn.set_num_threads(None)
     for x, y in zip(*results):

@@ -270,7 +270,8 @@ def _pointwise(kind, y_true, y_pred, smoothing, axis, func, tname, yname, grad, 
     n = yk.shape[1]
     if grad:
         out = np.empty(yk.size, dtype=kd)
-        _POINTWISE_GRAD[kd](kind, yk.reshape(-1), tk.reshape(-1), _EPSILON, smoothing, float(n), 1.0, out)
+        _POINTWISE_GRAD[kd](kind, yk.reshape(-1), tk.reshape(-1), _EPSILON, smoothing, float(n), 1.0, out,
+                            resolve_n_threads(None))
         if not mean:
             return finish(out, rd).reshape(shape)
         out = finish(out, rd).reshape(shape + (n,))

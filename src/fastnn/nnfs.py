@@ -334,12 +334,12 @@ class Layer_Dense:
         wl1, wl2 = self.weight_regularizer_l1, self.weight_regularizer_l2
         if wl1 > 0 or wl2 > 0:
             _PENALTY_GRAD[dW.dtype](as_kernel_array(W, dW.dtype).reshape(-1), dW.reshape(-1),
-                                    float(wl1), float(wl2))
+                                    float(wl1), float(wl2), resolve_n_threads(None))
         bl1, bl2 = self.bias_regularizer_l1, self.bias_regularizer_l2
         if bl1 > 0 or bl2 > 0:
             bb = np.broadcast_to(np.asarray(b), db.shape)
             _PENALTY_GRAD[db.dtype](as_kernel_array(bb, db.dtype).reshape(-1), db.reshape(-1),
-                                    float(bl1), float(bl2))
+                                    float(bl1), float(bl2), resolve_n_threads(None))
 
     def _backward_any(self, x, dv, W, b):
         who = "Layer_Dense.backward"
@@ -470,7 +470,7 @@ def _argmax_rows(x, who, name):
     if x.shape[1] == 0:
         raise ValueError("%s: %s have shape %s: no class to pick" % (who, name, x.shape))
     out = np.empty(x.shape[0], dtype=_INTP)
-    _ARGMAX[x.dtype](x, out)
+    _ARGMAX[x.dtype](x, out, resolve_n_threads(None))
     return out
 
 
@@ -885,7 +885,7 @@ class Loss_CategoricalCrossentropy(Loss):
             tk = as_kernel_array(t, kd)
         out = np.empty((rows, n), dtype=kd)
         div0, invalid = _CCE_GRAD[kd](as_kernel_array(dv, kd).reshape(-1), tk.reshape(-1),
-                                       float(rows), out.reshape(-1))
+                                       float(rows), out.reshape(-1), resolve_n_threads(None))
         if div0:
             fp_event("divide by zero", "divide")
         if invalid:
@@ -973,7 +973,7 @@ class _PointwiseLoss(Loss):
         samples, outputs = len(dvalues), shape[-1] if len(shape) > 1 else 1
         out = np.empty(y.size, dtype=kd)
         _POINTWISE_GRAD[kd](self._kind, y.reshape(-1), t.reshape(-1), 1e-7, 0.0, float(outputs),
-                            float(samples), out)
+                            float(samples), out, resolve_n_threads(None))
         self.dinputs = finish(out, rd).reshape(shape)
 
 

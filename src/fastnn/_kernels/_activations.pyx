@@ -320,11 +320,18 @@ def softmax_backward(const floating[:, ::1] y,    # IN  (rows, n) the softmax ou
 
 
 def argmax_rows(const floating[:, ::1] x,   # IN  (rows, n), n >= 1
-                Py_ssize_t[::1] out):       # OUT (rows,)
+                Py_ssize_t[::1] out,        # OUT (rows,)
+                int n_threads):
     """out = np.argmax(x, axis=1) (first maximum; the first NaN wins)."""
     cdef Py_ssize_t i, rows = x.shape[0], n = x.shape[1]
+    cdef int team
     if rows == 0 or n == 0:
         return
     with nogil:
-        for i in range(rows):
-            out[i] = argmax_row(&x[i, 0], n)
+        team = fastnn_team(n_threads, rows * n * NS_STREAM)
+        if team == 1:
+            for i in range(rows):
+                out[i] = argmax_row(&x[i, 0], n)
+        else:
+            for i in prange(rows, schedule="static", num_threads=team):
+                out[i] = argmax_row(&x[i, 0], n)

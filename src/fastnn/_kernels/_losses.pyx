@@ -105,12 +105,14 @@ cdef enum:
     R_WEIGHTED = 1
     R_SOFT = 2
     SCRATCH = 8192     # elements of stack scratch per block (64 KiB in float64)
+    BCE_LOGITS_K = 2   # FASTNN_LOSS_BCE_LOGITS (libm exp and log1p: ~10x an element-wise pass)
     MAX_BLOCK = 64     # rows per block at most
     CHUNK = 64         # elements per log batch inside a row
 
 cdef double EPS = 1e-7
 cdef double NS_PROB_ROW = 12.0     # single-thread ns per row of a probability gather + log
 cdef double NS_ELEM = 1.5          # ns per element of a row that is read (exp, sums)
+cdef double NS_STREAM = 0.2        # ns per element of an element-wise pass (bound by memory)
 
 
 cdef inline Py_ssize_t rows_per_block(Py_ssize_t n) noexcept nogil:
@@ -593,20 +595,42 @@ def cross_entropy_grad_targets(const floating[:, ::1] y,   # IN  (rows, n)
                                   divisor, &out[r0, 0])
 
 
+cdef inline Py_ssize_t run_length(Py_ssize_t n, int team) noexcept nogil:
+    # elements per thread: one contiguous run each, a multiple of 64 (whole cache lines)
+    return ((n + team - 1) // team + 63) // 64 * 64
+
+
+cdef inline Py_ssize_t cce_grad_run(const floating *y, const floating *t, Py_ssize_t n,
+                                    double divisor, floating *out, Py_ssize_t *inv) noexcept nogil:
+    if floating is double:
+        return fastnn_cce_grad_d(y, t, n, divisor, out, inv)
+    else:
+        return fastnn_cce_grad_s(y, t, n, divisor, out, inv)
+
+
 def cce_grad(const floating[::1] y,   # IN  (size,) nnfs dvalues (probabilities)
              const floating[::1] t,   # IN  (size,) one-hot targets, y's dtype
              double divisor,          # samples
-             floating[::1] out):      # OUT (size,)
+             floating[::1] out,       # OUT (size,)
+             int n_threads):
     """nnfs Loss_CategoricalCrossentropy.backward: out = -t / y / samples.
     Returns (n_divide_by_zero, n_invalid) (NumPy's warnings)."""
-    cdef Py_ssize_t size = y.shape[0], div0 = 0, inv = 0
+    cdef Py_ssize_t size = y.shape[0], div0 = 0, inv = 0, c, i0, run, part
+    cdef int team
     if size == 0:
         return 0, 0
     with nogil:
-        if floating is double:
-            div0 = fastnn_cce_grad_d(&y[0], &t[0], size, divisor, &out[0], &inv)
+        team = fastnn_team(n_threads, size * NS_STREAM)
+        if team == 1:
+            div0 = cce_grad_run(&y[0], &t[0], size, divisor, &out[0], &inv)
         else:
-            div0 = fastnn_cce_grad_s(&y[0], &t[0], size, divisor, &out[0], &inv)
+            run = run_length(size, team)
+            for c in prange(team, schedule="static", num_threads=team):
+                i0 = c * run
+                if i0 < size:
+                    part = 0
+                    div0 += cce_grad_run(&y[i0], &t[i0], min(run, size - i0), divisor, &out[i0], &part)
+                    inv += part
     return div0, inv
 
 
@@ -657,27 +681,44 @@ def pointwise_loss(int kind,                   # BCE, BCE_KERAS, BCE_LOGITS, MSE
     return total
 
 
+cdef inline void pointwise_grad_run(int kind, const floating *y, const floating *t, Py_ssize_t n,
+                                    double eps, double smoothing, double d1, double d2,
+                                    floating *out) noexcept nogil:
+    if floating is double:
+        fastnn_pointwise_loss_grad_d(kind, y, t, n, eps, smoothing, d1, d2, out)
+    else:
+        fastnn_pointwise_loss_grad_s(kind, y, t, n, eps, smoothing, d1, d2, out)
+
+
 def pointwise_loss_grad(int kind,
                         const floating[::1] y,   # IN  (size,)
                         const floating[::1] t,   # IN  (size,)
                         double eps, double smoothing,
                         double d1, double d2,    # divided by d1, then by d2 (nnfs: outputs, samples)
-                        floating[::1] out):      # OUT (size,)
+                        floating[::1] out,       # OUT (size,)
+                        int n_threads):
     """Element-wise gradient of the point-wise loss w.r.t. y."""
-    cdef Py_ssize_t size = y.shape[0]
+    cdef Py_ssize_t size = y.shape[0], c, i0, run
+    cdef int team
     if size == 0:
         return
     with nogil:
-        if floating is double:
-            fastnn_pointwise_loss_grad_d(kind, &y[0], &t[0], size, eps, smoothing, d1, d2, &out[0])
+        team = fastnn_team(n_threads, size * NS_STREAM * (20 if kind == BCE_LOGITS_K else 2))
+        if team == 1:
+            pointwise_grad_run(kind, &y[0], &t[0], size, eps, smoothing, d1, d2, &out[0])
         else:
-            fastnn_pointwise_loss_grad_s(kind, &y[0], &t[0], size, eps, smoothing, d1, d2, &out[0])
+            run = run_length(size, team)
+            for c in prange(team, schedule="static", num_threads=team):
+                i0 = c * run
+                if i0 < size:
+                    pointwise_grad_run(kind, &y[i0], &t[i0], min(run, size - i0), eps, smoothing,
+                                       d1, d2, &out[i0])
 
 
 # ---- the L1 / L2 penalty (nnfs regularisation) --------------------------------------------
 
 def penalty_sums(const floating[::1] w):   # IN (size,)
-    """(sum(|w|), sum(w * w)) in double."""
+    """(sum(|w|), sum(w * w)) in double, in order on one thread (a sum is never split)."""
     cdef double sa = 0.0, sq = 0.0
     if w.shape[0]:
         with nogil:
@@ -688,13 +729,30 @@ def penalty_sums(const floating[::1] w):   # IN (size,)
     return sa, sq
 
 
+cdef inline void penalty_grad_run(const floating *w, floating *dw, Py_ssize_t n, double l1,
+                                  double l2) noexcept nogil:
+    if floating is double:
+        fastnn_penalty_grad_d(w, dw, n, l1, l2)
+    else:
+        fastnn_penalty_grad_s(w, dw, n, l1, l2)
+
+
 def penalty_grad(const floating[::1] w,   # IN  (size,) the parameter
                  floating[::1] dw,        # IN/OUT (size,) its gradient
-                 double l1, double l2):
+                 double l1, double l2,
+                 int n_threads):
     """dw += l1 * sign(w) (+1 at 0), then dw += 2 * l2 * w (each only when > 0)."""
-    if w.shape[0] and (l1 > 0 or l2 > 0):
-        with nogil:
-            if floating is double:
-                fastnn_penalty_grad_d(&w[0], &dw[0], w.shape[0], l1, l2)
-            else:
-                fastnn_penalty_grad_s(&w[0], &dw[0], w.shape[0], l1, l2)
+    cdef Py_ssize_t size = w.shape[0], c, i0, run
+    cdef int team
+    if size == 0 or not (l1 > 0 or l2 > 0):
+        return
+    with nogil:
+        team = fastnn_team(n_threads, size * NS_STREAM * 2)
+        if team == 1:
+            penalty_grad_run(&w[0], &dw[0], size, l1, l2)
+        else:
+            run = run_length(size, team)
+            for c in prange(team, schedule="static", num_threads=team):
+                i0 = c * run
+                if i0 < size:
+                    penalty_grad_run(&w[i0], &dw[i0], min(run, size - i0), l1, l2)
