@@ -542,3 +542,18 @@ def test_numerical_gradient_says_f_must_return_a_scalar():
     from fastnn.gradient import numerical_gradient
     with pytest.raises(TypeError, match="f\\(x\\) must return a scalar"):
         numerical_gradient(lambda x: x * 2, np.ones(3))
+
+
+def test_nets_check_targets_at_the_same_boundary(rng):
+    """The nets' loss / gradient / numerical_gradient read t through fastnn._validate.targets
+    too: a transposed one-hot t and bool labels raise there as in cross_entropy_error."""
+    from fastnn.nets import TwoLayerNet
+    net = TwoLayerNet(4, 5, 3)
+    x = rng.standard_normal((3, 4))
+    t_bad = np.zeros((1, 9))          # y's size (3 x 3), not y's shape
+    t_bad[0, [0, 4, 8]] = 1
+    for call in (net.loss, net.gradient, net.numerical_gradient):
+        with pytest.raises(ValueError, match=r"\(1, 9\).*\(3, 3\)"):
+            call(x, t_bad)
+        with pytest.raises(TypeError, match="integers, got dtype bool"):
+            call(x, np.array([True, False, True]))
