@@ -315,3 +315,20 @@ def test_one_kernel_with_named_hyperparameters():
     assert K.overlapping([a[:2], a[1:]]) is True
     assert K.overlapping([a[:2], a[2:]]) is False
     assert K.overlapping([a[::-1], a[0]]) is True
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_byte_swapped_and_unaligned_params(name, rng):
+    p0 = rng.standard_normal((5, 4))
+    rec = np.zeros((5, 4), dtype=[("pad", "u1"), ("v", "<f8")])
+    rec["v"] = p0
+    pf = {"be": p0.astype(">f8"), "unaligned": rec["v"]}
+    pr = {"be": p0.astype(">f8"), "unaligned": p0.copy()}
+    opt, ref = getattr(O, name)(), getattr(R, name)()
+    for _ in range(3):
+        g = {k: rng.standard_normal((5, 4)) for k in pf}
+        opt.update(pf, g)
+        ref.update(pr, g)
+    assert pf["be"].dtype == np.dtype(">f8")
+    for k in pf:
+        np.testing.assert_array_equal(pf[k], pr[k])

@@ -39,7 +39,8 @@ from ._kernels import _optimizers as _opt
 from ._threads import resolve_n_threads
 from ._validate import (_F32, _F64, _INTP, as_kernel_array, by_dtype, compute_dtypes, finish,
                         fp_event, real_array)
-from .optimizer import _check_param, _kernel_grad, _kernel_state, _order_of, _run_serial, _run_updates
+from .optimizer import (_check_param, _kernel_grad, _kernel_state, _order_of, _run_serial,
+                        _run_updates, _working_copy)
 
 __all__ = [
     "Layer_Dense", "Layer_Dropout", "Layer_Input",
@@ -608,7 +609,7 @@ class _Optimizer:
                 raise TypeError("%s: layer.%s must be a NumPy array, got %s" % (who, pname, type(p).__name__))
             _check_param(p, who, "layer." + pname)
             order, direct = _order_of(p)
-            pk = p if direct else np.array(p, order="C")
+            pk = p if direct else _working_copy(p)
             gk = _kernel_grad(g, pk, order, who, "layer." + gname, "layer." + pname)
             ss = [None, None]
             for j, names in enumerate(self._state):

@@ -45,7 +45,7 @@ def _check_param(p, who, name):
     """A float32/float64 ndarray parameter that can be written in place, or a TypeError /
     ValueError naming it."""
     dt = p.dtype
-    if dt is not _F64 and dt is not _F32 and dt != _F64 and dt != _F32:
+    if dt is not _F64 and dt is not _F32 and not (dt.kind == "f" and dt.itemsize in (4, 8)):
         raise TypeError("%s: %s has dtype %s; parameters must be float32 or float64 arrays "
                         "(or Python numbers)" % (who, name, dt))
     if not p.flags.writeable:
@@ -123,12 +123,20 @@ def _run_serial(hp, items, grads_of):
 
 
 def _order_of(p):
+    """(memory order, whether the kernel updates p itself); a strided, unaligned or
+    byte-swapped parameter is updated through a contiguous native copy (see _working_copy)
+    and written back."""
     f = p.flags
-    if f.c_contiguous and f.aligned:
+    native = p.dtype is _F64 or p.dtype is _F32 or p.dtype.isnative
+    if f.c_contiguous and f.aligned and native:
         return "C", True
-    if f.f_contiguous and f.aligned:
+    if f.f_contiguous and f.aligned and native:
         return "F", True
-    return "C", False   # strided or unaligned: updated through a contiguous copy
+    return "C", False
+
+
+def _working_copy(p):
+    return np.array(p, dtype=p.dtype.newbyteorder("="), order="C")
 
 
 # ---- the book's optimizers ----------------------------------------------------------------------
@@ -166,7 +174,7 @@ class _Optimizer:
             if type(p) is np.ndarray or isinstance(p, np.ndarray):
                 _check_param(p, who, pname)
                 order, direct = _order_of(p)
-                pk = p if direct else np.array(p, order="C")
+                pk = p if direct else _working_copy(p)
                 if not direct:
                     write_back.append((p, pk))
                 originals.append(p)
