@@ -83,7 +83,10 @@ def _axis(axis, ndim, func):
 
 def _rows(a, axis, kd):
     """`a` with `axis` moved last, as C-contiguous (rows, n) in dtype kd; and the rows' shape."""
-    a = np.moveaxis(a, axis, -1)
+    if axis != a.ndim - 1:
+        a = np.moveaxis(a, axis, -1)
+    if a.ndim == 2 and a.dtype is kd and a.flags.c_contiguous and a.flags.aligned:
+        return a, a.shape[:1]      # the common case: no copy, no reshape
     return as_kernel_array(a, kd).reshape(-1, a.shape[-1]), a.shape[:-1]
 
 
@@ -111,8 +114,10 @@ def _labels(y_true, y, axis, func, tname, yname):
     """Integer class labels of shape y.shape without axis (a trailing axis of 1 is squeezed,
     as Keras does), as an intp array; float labels with whole values are taken (Keras casts
     them to int64)."""
-    t = np.asarray(y_true)
+    t = y_true if type(y_true) is np.ndarray else np.asarray(y_true)
     want = y.shape[:axis] + y.shape[axis + 1:]
+    if t.dtype is _INTP and t.shape == want and t.ndim == 1 and t.flags.c_contiguous and t.flags.aligned:
+        return t                   # the common case: range-checked by the kernel
     if t.shape != want and t.shape == want + (1,):
         t = t.reshape(want)
     if t.shape != want:
