@@ -560,6 +560,23 @@ class Activation_Linear:
 # Each keeps its state on the layer, as the book does (weight_momentums, weight_cache, ...),
 # and updates weights, biases and that state in place in one kernel call per layer.
 
+def _kernel_ready(ws, bs):
+    """True when the weights' arrays ws (parameter, gradient, state...) and the biases' bs
+    go to the optimizer kernel as they are."""
+    dt = ws[0].dtype if type(ws[0]) is np.ndarray else None
+    if dt is not _F64 and dt is not _F32:
+        return False
+    for arrays in (ws, bs):
+        shape = arrays[0].shape if type(arrays[0]) is np.ndarray else None
+        for i, a in enumerate(arrays):
+            if type(a) is not np.ndarray or a.dtype is not dt or a.shape != shape:
+                return False
+            f = a.flags
+            if not (f.c_contiguous and f.aligned) or (i != 1 and not f.writeable):
+                return False
+    return True
+
+
 class _Optimizer:
 
     _rule = None
@@ -584,18 +601,16 @@ class _Optimizer:
         return hp
 
     def _update(self, layer, hp):
-        W, dW, b, db = layer.weights, layer.dweights, layer.biases, layer.dbiases
-        states = [(getattr(layer, ws), getattr(layer, bs)) for ws, bs in self._state]
-        arrays = [W, dW, b, db]
-        for sw, sb in states:
-            arrays += (sw, sb)
-        if (all(_is_fast(a) for a in arrays) and all(a.dtype is W.dtype for a in arrays)
-                and dW.shape == W.shape and db.shape == b.shape
-                and all(sw.shape == W.shape and sb.shape == b.shape for sw, sb in states)
-                and W.flags.writeable and b.flags.writeable and not _opt.overlapping(arrays)):
-            _opt.update(hp, [W, b], [dW, db],
-                        [states[0][0], states[0][1]] if states else None,
-                        [states[1][0], states[1][1]] if len(states) > 1 else None,
+        d = layer.__dict__
+        W, b = d.get("weights"), d.get("biases")
+        ws = [W, d.get("dweights")] + [d.get(names[0]) for names in self._state]
+        bs = [b, d.get("dbiases")] + [d.get(names[1]) for names in self._state]
+        if _kernel_ready(ws, bs) and not _opt.overlapping(ws + bs):
+            # the common case: every array is the kernel's as it is (one dtype, C order,
+            # aligned, shapes that match, nothing shared): one call for the layer
+            _opt.update(hp, [W, b], [ws[1], bs[1]],
+                        [ws[2], bs[2]] if len(ws) > 2 else None,
+                        [ws[3], bs[3]] if len(ws) > 3 else None,
                         resolve_n_threads(None))
             return
         self._update_any(layer, hp)
