@@ -73,6 +73,12 @@ enum {
 #define FASTNN_NO_CONTRACT_BODY
 #endif
 
+#if defined(_MSC_VER)
+#define FASTNN_RESTRICT __restrict
+#else
+#define FASTNN_RESTRICT restrict
+#endif
+
 /* ---- the instances -------------------------------------------------------------------- */
 #define FASTNN_OPS_T double
 #define FASTNN_OPS_E d
