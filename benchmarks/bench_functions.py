@@ -71,3 +71,17 @@ def test_sigmoid(benchmark, impl, dtype):
     x = rng.standard_normal((100, 100)).astype(dtype)
     benchmark.group = "sigmoid (100, 100) %s" % np.dtype(dtype).name
     benchmark(fastnn.sigmoid if impl == "fastnn" else R.sigmoid, x)
+
+
+@pytest.mark.parametrize("rows", [100, 10_000])
+def test_sparse_softmax_cross_entropy_with_logits(benchmark, impl, dtype, rows):
+    """fastnn.losses (the TensorFlow notes' loss) against its NumPy formula."""
+    from fastnn import losses
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((rows, 10)).astype(dtype)
+    t = rng.integers(0, 10, rows)
+    benchmark.group = "sparse_softmax_cross_entropy_with_logits (%d, 10) %s" % (rows, np.dtype(dtype).name)
+    fn = (losses.sparse_softmax_cross_entropy_with_logits if impl == "fastnn"
+          else R.tf_sparse_softmax_cross_entropy_with_logits)
+    out = benchmark(fn, t, x)
+    assert out.shape == (rows,)

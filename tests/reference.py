@@ -1033,3 +1033,66 @@ class MnistCNN(_ConvNetBase):
         self.layers["Pool2"] = Pooling(pool_h=2, pool_w=2, stride=2)
         self.layers["Affine1"] = Affine(self.params["W3"], self.params["b3"])
         self.last_layer = SoftmaxWithLoss()
+
+
+# --- losses of the TensorFlow notes (tf.keras.losses, tf.nn; TensorFlow 2.x formulas) ---------
+
+_KERAS_EPSILON = 1e-7
+
+
+def _log_softmax(x, axis):
+    m = np.max(x, axis=axis, keepdims=True)
+    return x - m - np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True))
+
+
+def keras_categorical_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    y_pred = _float(y_pred)
+    y_true = np.asarray(y_true).astype(y_pred.dtype)
+    if label_smoothing:
+        n = y_true.shape[axis]
+        y_true = y_true * (1.0 - label_smoothing) + label_smoothing / n
+    if from_logits:   # tf.nn.softmax_cross_entropy_with_logits
+        return -np.sum(y_true * _log_softmax(y_pred, axis), axis=axis)
+    y_pred = y_pred / np.sum(y_pred, axis=axis, keepdims=True)
+    y_pred = np.clip(y_pred, _KERAS_EPSILON, 1.0 - _KERAS_EPSILON)
+    return -np.sum(y_true * np.log(y_pred), axis=axis)
+
+
+def keras_sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, axis=-1):
+    y_pred = _float(y_pred)
+    if not from_logits:   # Keras: the log of the clipped probabilities are the logits
+        y_pred = np.log(np.clip(y_pred, _KERAS_EPSILON, 1.0 - _KERAS_EPSILON))
+    logp = np.moveaxis(_log_softmax(y_pred, axis), axis, -1)
+    t = np.asarray(y_true).astype(np.int64).reshape(logp.shape[:-1])
+    return -np.take_along_axis(logp, t[..., None], axis=-1)[..., 0]
+
+
+def tf_sigmoid_cross_entropy_with_logits(labels, logits):
+    x = _float(logits)
+    z = np.asarray(labels).astype(x.dtype)
+    return np.maximum(x, 0) - x * z + np.log1p(np.exp(-np.abs(x)))
+
+
+def keras_binary_crossentropy(y_true, y_pred, from_logits=False, label_smoothing=0.0, axis=-1):
+    y_pred = _float(y_pred)
+    y_true = np.asarray(y_true).astype(y_pred.dtype)
+    if label_smoothing:
+        y_true = y_true * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    if from_logits:
+        return np.mean(tf_sigmoid_cross_entropy_with_logits(y_true, y_pred), axis=axis)
+    p = np.clip(y_pred, _KERAS_EPSILON, 1.0 - _KERAS_EPSILON)
+    bce = y_true * np.log(p + _KERAS_EPSILON) + (1 - y_true) * np.log(1 - p + _KERAS_EPSILON)
+    return np.mean(-bce, axis=axis)
+
+
+def keras_mean_squared_error(y_true, y_pred):
+    y_pred = _float(y_pred)
+    return np.mean(np.square(y_pred - np.asarray(y_true).astype(y_pred.dtype)), axis=-1)
+
+
+def tf_softmax_cross_entropy_with_logits(labels, logits, axis=-1):
+    return keras_categorical_crossentropy(labels, logits, from_logits=True, axis=axis)
+
+
+def tf_sparse_softmax_cross_entropy_with_logits(labels, logits):
+    return keras_sparse_categorical_crossentropy(labels, logits, from_logits=True)

@@ -346,6 +346,21 @@ class Loss:
         self.accumulated_count = 0
 
 
+def regularization_loss_ch14(layer):
+    """Chapters 14-17's ``Loss.regularization_loss(self, layer)``: one layer's penalty
+    (the final chapters' ``regularization_loss(self)`` sums it over the trainable layers)."""
+    regularization_loss = 0
+    if layer.weight_regularizer_l1 > 0:
+        regularization_loss += layer.weight_regularizer_l1 * np.sum(np.abs(layer.weights))
+    if layer.weight_regularizer_l2 > 0:
+        regularization_loss += layer.weight_regularizer_l2 * np.sum(layer.weights * layer.weights)
+    if layer.bias_regularizer_l1 > 0:
+        regularization_loss += layer.bias_regularizer_l1 * np.sum(np.abs(layer.biases))
+    if layer.bias_regularizer_l2 > 0:
+        regularization_loss += layer.bias_regularizer_l2 * np.sum(layer.biases * layer.biases)
+    return regularization_loss
+
+
 class Loss_CategoricalCrossentropy(Loss):
 
     def forward(self, y_pred, y_true):

@@ -79,7 +79,8 @@ def test_elementwise_extremes_and_nan(dtype):
         for fn, ref in [(F.sigmoid, R.sigmoid), (F.relu, R.relu), (F.tanh, R.tanh),
                         (F.leaky_relu, R.leaky_relu), (F.sigmoid_grad, R.sigmoid_grad)]:
             assert_close(fn(x), ref(x), dtype)
-    assert np.isnan(F.sigmoid(x)[-1])
+    with pytest.warns(RuntimeWarning, match="overflow encountered in exp"):
+        assert np.isnan(F.sigmoid(x)[-1])
 
 
 def test_sigmoid_is_parallel_and_thread_count_independent(rng):
@@ -117,7 +118,8 @@ def test_softmax_nan_and_inf_rows_match_reference(dtype):
     x = np.array([[1, np.nan, 2], [np.inf, 0, 1], [-np.inf, 0, 1], [1, 2, 3]], dtype=dtype)
     with np.errstate(invalid="ignore"):
         want = R.softmax(x)
-    got = F.softmax(x)
+    with pytest.warns(RuntimeWarning, match="invalid value encountered in subtract"):
+        got = F.softmax(x)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     assert_close(got, want, dtype)
 
@@ -324,6 +326,7 @@ def test_same_bits_on_one_and_two_threads(dtype, rng):
         "cross_entropy_onehot": lambda n: F.cross_entropy_error(F.softmax(s), oh, n_threads=n),
         "softmax_loss": lambda n: F.softmax_loss(s, t, n_threads=n),
         "sigmoid": lambda n: F.sigmoid(x, n_threads=n),
+        "softmax_loss_onehot": lambda n: F.softmax_loss(s, oh, n_threads=n),
     }
     for name, call in calls.items():
         one, two, three = call(1), call(2), call(3)
@@ -361,3 +364,196 @@ def test_public_reexports():
                  "step_function", "identity_function", "sigmoid_grad", "relu_grad", "tanh",
                  "leaky_relu", "sum_squared_error", "mean_squared_error"]:
         assert getattr(fastnn, name) is getattr(F, name)
+
+
+def test_elementwise_kernels_split_over_threads_give_the_same_bits(rng):
+    x = rng.standard_normal(1_000_003) * 10
+    x[::97] = 0.0
+    for dtype in DTYPES:
+        xd = x.astype(dtype)
+        for fn, ref in ((F.relu, R.relu), (F.relu_grad, R.relu_grad), (F.leaky_relu, R.leaky_relu),
+                        (F.sigmoid, R.sigmoid)):
+            results = []
+            for n in (1, 2, 3):
+                fastnn.set_num_threads(n)
+                try:
+                    results.append(fn(xd))
+                finally:
+                    fastnn.set_num_threads(None)
+            np.testing.assert_array_equal(results[0], results[1])
+            np.testing.assert_array_equal(results[0], results[2])
+            assert_close(results[0], ref(xd), dtype, atol=1e-7 if dtype == np.float32 else 0.0)
+
+
+# --- the fused loss: the two-step bits, any width ---------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rows,n", [(1, 1), (7, 3), (100, 10), (3, 9000), (2, 20000), (300, 100)])
+def test_softmax_loss_is_bitwise_the_two_step_loss(dtype, rows, n, rng):
+    x = (rng.standard_normal((rows, n)) * 4).astype(dtype)
+    labels = rng.integers(0, n, rows)
+    onehot = np.eye(n, dtype=dtype)[labels] if n < 5000 else None
+    assert F.softmax_loss(x, labels) == F.cross_entropy_error(F.softmax(x), labels)
+    if onehot is not None:
+        assert F.softmax_loss(x, onehot) == F.cross_entropy_error(F.softmax(x), onehot)
+    if n > 1:  # (with one class the book reads labels as one-hot and fails)
+        assert_close(F.softmax_loss(x, labels), R.softmax_loss(x, labels), dtype)
+
+
+def _run_isolated(code, limit_bytes=None, timeout=300, isa=None):
+    """Run `code` in a fresh interpreter (optionally under an address-space limit): a crash
+    there fails this test instead of killing the test run."""
+    import subprocess
+    import sys
+    import textwrap
+    prelude = ""
+    if limit_bytes:
+        prelude = ("import resource\nresource.setrlimit(resource.RLIMIT_AS, (%d, %d))\n"
+                   % (limit_bytes, limit_bytes))
+    env = dict(__import__("os").environ)
+    env.update(OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="2")
+    if isa:
+        env["FASTNN_ISA"] = isa
+    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_softmax_loss_of_a_huge_row_needs_no_huge_scratch(isa):
+    """Issue #11 (2): 2**27 float32 columns once asked for a 32 GB scratch and segfaulted.
+    The kernel's scratch is a fixed 64 KiB now: it runs under a 2.5 GB address-space limit
+    (the input alone is 512 MB)."""
+    r = _run_isolated("""
+        import numpy as np, fastnn
+        loss = fastnn.softmax_loss(np.zeros((1, 2**27), np.float32), [0])
+        print(repr(float(loss)), loss.dtype)
+    """, limit_bytes=int(2.5 * 2**30), isa=isa)
+    assert r.returncode == 0, r.stderr[-2000:]
+    value, dtype = r.stdout.split()
+    assert dtype == "float32"
+    # softmax = 2**-27 everywhere; the book's loss is -log(2**-27 + 1e-7)
+    np.testing.assert_allclose(float(value), -np.log(np.float32(2.0**-27) + np.float32(1e-7)), rtol=1e-6)
+
+
+# --- reliability at the boundary (issue #11) --------------------------------------------------
+
+@pytest.mark.parametrize("fn,ref", [(F.cross_entropy_error, R.cross_entropy_error),
+                                    (F.softmax_loss, R.softmax_loss)])
+def test_one_hot_targets_of_the_wrong_shape_raise(fn, ref, rng):
+    y = R.softmax(rng.standard_normal((3, 4)))
+    t = np.eye(4)[[0, 1, 2]].T[:, :3].copy()       # (4, 3): y's size, not y's shape
+    assert t.shape == (4, 3)
+    with pytest.raises(Exception):
+        ref(y, t)                                   # the book's indexing fails too
+    with pytest.raises(ValueError, match=r"\(4, 3\).*\(3, 4\)"):
+        fn(y, t)
+    # one sample: any shape of y's size is one-hot, as the book reshapes both
+    t1 = np.eye(4)[2]
+    assert_close(fn(y[0], t1.reshape(2, 2)), ref(y[0], t1.reshape(2, 2)), np.float64)
+
+
+@pytest.mark.parametrize("fn,ref", [(F.cross_entropy_error, R.cross_entropy_error),
+                                    (F.softmax_loss, R.softmax_loss)])
+def test_bool_labels_raise_and_bool_one_hot_works(fn, ref, rng):
+    y = R.softmax(rng.standard_normal((4, 3)))
+    labels = np.array([True, False, True, True])
+    with pytest.raises(IndexError):
+        ref(y, labels)
+    with pytest.raises(TypeError, match="labels must be integers, got dtype bool"):
+        fn(y, labels)
+    onehot = np.eye(3, dtype=bool)[[0, 2, 1, 1]]
+    assert_close(fn(y, onehot), ref(y, onehot), np.float64)
+    with pytest.raises(ValueError, match="one label per row"):
+        fn(y, np.array([[0], [1], [2], [0]]))        # the book would broadcast to (4, 4)
+
+
+def _unaligned(a):
+    """A copy of `a` that is not aligned: a field of a packed record array."""
+    rec = np.zeros(a.shape, dtype=[("pad", "u1"), ("v", a.dtype)])
+    rec["v"] = a
+    v = rec["v"]
+    assert not v.flags.aligned
+    return v
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_unaligned_and_big_endian_inputs(dtype, rng):
+    x = (rng.standard_normal((5, 4)) * 3).astype(dtype)
+    t = rng.integers(0, 4, 5)
+    for xl in (_unaligned(x), x.astype(np.dtype(dtype).newbyteorder(">"))):
+        assert_close(F.softmax(xl), R.softmax(x), dtype, atol=1e-30)
+        assert_close(F.sigmoid(xl), R.sigmoid(x), dtype)
+        assert_close(F.relu(xl), R.relu(x), dtype)
+        assert_close(F.softmax_loss(xl, t), R.softmax_loss(x, t), dtype)
+        assert_close(F.cross_entropy_error(F.softmax(xl), _unaligned(np.eye(4)[t])),
+                     R.cross_entropy_error(R.softmax(x), t), dtype)
+
+
+def test_unhelpful_messages_are_helpful():
+    with pytest.raises(TypeError, match="sigmoid: x must be a real number or an array of real numbers, got None"):
+        F.sigmoid(None)
+    with pytest.raises(TypeError, match="relu: x .* got a str|relu: x .* dtype <U"):
+        F.relu("abc")
+    with pytest.raises(TypeError, match="softmax: x .*complex"):
+        F.softmax(np.ones(3, complex))
+    with pytest.raises(TypeError, match="cross_entropy_error: y .*None"):
+        F.cross_entropy_error(None, [0])
+    with pytest.raises(ValueError, match=r"b has shape \(5, 1\), W has shape \(4, 5\): b must have shape \(5,\) or \(1, 5\)"):
+        F.affine(np.ones((1, 4)), np.ones((4, 5)), np.ones((5, 1)))
+
+
+# --- NumPy's RuntimeWarnings, where NumPy would warn ------------------------------------------
+
+def _warnings_of(call):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    return {(w.category, str(w.message)) for w in caught}
+
+
+WARNING_CASES = [
+    ("sigmoid overflow", lambda m: m.sigmoid(np.array([-1000.0, 0.0, 1.0]))),
+    ("sigmoid overflow float32", lambda m: m.sigmoid(np.array([-100.0, 0.0], np.float32))),
+    ("softmax inf row", lambda m: m.softmax(np.array([[np.inf, 0.0], [1.0, 2.0]]))),
+    ("softmax -inf row", lambda m: m.softmax(np.array([[-np.inf, -np.inf]]))),
+    ("log of a negative", lambda m: m.cross_entropy_error(np.array([[-1.0, 2.0]]), np.array([0]))),
+    ("log of zero", lambda m: m.cross_entropy_error(np.array([[-1e-7, 1.0]]), np.array([0]))),
+    ("no warning", lambda m: m.cross_entropy_error(m.softmax(np.array([[1.0, 2.0]])), np.array([0]))),
+    ("nan is quiet", lambda m: m.softmax(np.array([[np.nan, 1.0]]))),
+]
+
+
+@pytest.mark.parametrize("name,call", WARNING_CASES, ids=[c[0] for c in WARNING_CASES])
+def test_runtime_warnings_match_numpy(name, call):
+    assert _warnings_of(lambda: call(F)) == _warnings_of(lambda: call(R))
+    with np.errstate(all="ignore"):
+        assert _warnings_of(lambda: call(F)) == set()
+    with np.errstate(all="raise"):
+        try:
+            call(R)
+        except FloatingPointError as e:
+            with pytest.raises(FloatingPointError, match=str(e).split(" encountered")[0]):
+                call(F)
+        else:
+            call(F)
+
+
+def test_numerical_gradient_says_f_must_return_a_scalar():
+    from fastnn.gradient import numerical_gradient
+    with pytest.raises(TypeError, match="f\\(x\\) must return a scalar"):
+        numerical_gradient(lambda x: x * 2, np.ones(3))
+
+
+def test_nets_check_targets_at_the_same_boundary(rng):
+    """The nets' loss / gradient / numerical_gradient read t through fastnn._validate.targets
+    too: a transposed one-hot t and bool labels raise there as in cross_entropy_error."""
+    from fastnn.nets import TwoLayerNet
+    net = TwoLayerNet(4, 5, 3)
+    x = rng.standard_normal((3, 4))
+    t_bad = np.zeros((1, 9))          # y's size (3 x 3), not y's shape
+    t_bad[0, [0, 4, 8]] = 1
+    for call in (net.loss, net.gradient, net.numerical_gradient):
+        with pytest.raises(ValueError, match=r"\(1, 9\).*\(3, 3\)"):
+            call(x, t_bad)
+        with pytest.raises(TypeError, match="integers, got dtype bool"):
+            call(x, np.array([True, False, True]))

@@ -594,7 +594,12 @@ def test_thread_count_does_not_change_results():
             s.forward(a.output)
             a.backward(dv)
             d.backward(a.dinputs)
-            results.append([d.output, a.output, s.output, a.dinputs, d.dweights, d.dbiases, d.dinputs])
+            loss = F.Loss_CategoricalCrossentropy()
+            loss.backward(s.output, np.arange(1100) % 512)
+            mse = F.Loss_MeanSquaredError()
+            mse.backward(a.output, dv)
+            results.append([d.output, a.output, s.output, a.dinputs, d.dweights, d.dbiases, d.dinputs,
+                            s.predictions(s.output), loss.dinputs, mse.dinputs])
     finally:
         fastnn.set_num_threads(None)
     for x, y in zip(*results):
@@ -707,3 +712,281 @@ def test_read_only_arrays_everywhere(dtype):
     y.flags.writeable = False
     F.Loss_CategoricalCrossentropy().calculate(sm.output, y)
     F.Activation_Softmax_Loss_CategoricalCrossentropy().backward(sm.output, y)
+
+
+# ---- reliability at the boundary (issue #11) -----------------------------------------------
+
+@pytest.mark.parametrize("name,kw", OPTIMIZERS)
+def test_optimizers_reject_gradients_of_the_wrong_shape(name, kw):
+    """Issue #11 (6): a dweights of the right size but the wrong shape is a broadcast error
+    in the book; it was applied in memory order."""
+    f, r = dense_pair(3, 5, np.float64)
+    for layer in (f, r):
+        layer.dweights = np.ones((5, 3))
+        layer.dbiases = np.ones((1, 5))
+    with pytest.raises(ValueError):
+        getattr(R, name)(**kw).update_params(r)
+    with pytest.raises(ValueError, match=r"dweights has shape \(5, 3\) but layer.weights has shape \(3, 5\)"):
+        getattr(F, name)(**kw).update_params(f)
+    # a gradient that broadcasts is applied as the book applies it
+    f, r = dense_pair(3, 5, np.float64)
+    for layer in (f, r):
+        layer.dweights = np.full((1, 5), 0.5)
+        layer.dbiases = np.ones((1, 5))
+    getattr(R, name)(**kw).update_params(r)
+    getattr(F, name)(**kw).update_params(f)
+    close(f.weights, r.weights)
+
+
+def _unaligned(a):
+    """A copy of `a` that is not aligned: a field of a packed record array."""
+    rec = np.zeros(a.shape, dtype=[("pad", "u1"), ("v", a.dtype)])
+    rec["v"] = a
+    v = rec["v"]
+    assert not v.flags.aligned
+    return v
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_unaligned_arrays_work_like_the_reference(dtype):
+    """Issue #11 (7): unaligned inputs (and weights) used to fail with an AttributeError."""
+    f, r = dense_pair(4, 3, dtype)
+    X = np.random.default_rng(30).standard_normal((9, 4)).astype(dtype)
+    dv = np.random.default_rng(31).standard_normal((9, 3)).astype(dtype)
+    f.weights = _unaligned(f.weights)
+    f.forward(_unaligned(X))
+    r.forward(X)
+    close(f.output, r.output, dtype)
+    f.backward(_unaligned(dv))
+    r.backward(dv)
+    for name in ("dweights", "dbiases", "dinputs"):
+        close(getattr(f, name), getattr(r, name), dtype)
+    for cls in ("Activation_Softmax", "Activation_ReLU", "Activation_Sigmoid"):
+        a, b = getattr(F, cls)(), getattr(R, cls)()
+        a.forward(_unaligned(X))
+        b.forward(X)
+        close(a.output, b.output, dtype)
+        a.backward(_unaligned(X))
+        b.backward(X)
+        close(a.dinputs, b.dinputs, dtype, atol=1e-6 if dtype == np.float32 else 1e-12)
+    sm = R.Activation_Softmax()
+    sm.forward(X)
+    y = np.arange(9) % 4
+    np.testing.assert_allclose(F.Loss_CategoricalCrossentropy().calculate(_unaligned(sm.output), y),
+                               R.Loss_CategoricalCrossentropy().calculate(sm.output, y), **tol(dtype))
+
+
+@pytest.mark.parametrize("name,kw", [o for o in OPTIMIZERS if o != ("Optimizer_SGD", {})])
+def test_optimizer_state_is_kept_when_the_parameters_change_dtype(name, kw):
+    """Issue #11 (8): the book keeps momentums / caches when the weights change dtype."""
+    f, r = dense_pair(3, 5, np.float64)
+    of, orf = getattr(F, name)(**kw), getattr(R, name)(**kw)
+    rng = np.random.default_rng(32)
+
+    def step(dtype):
+        dW = rng.standard_normal((3, 5)).astype(dtype)
+        db = rng.standard_normal((1, 5)).astype(dtype)
+        for layer, opt in ((f, of), (r, orf)):
+            layer.dweights, layer.dbiases = dW.copy(), db.copy()
+            opt.pre_update_params()
+            opt.update_params(layer)
+            opt.post_update_params()
+    for _ in range(3):
+        step(np.float64)
+    state = [k for k in vars(f) if k.endswith(("momentums", "cache"))]
+    assert state
+    for layer in (f, r):
+        layer.set_parameters(layer.weights.astype(np.float32), layer.biases.astype(np.float32))
+    before = {k: getattr(f, k).copy() for k in state}
+    step(np.float32)
+    for k in state:
+        assert getattr(f, k).dtype == np.float32
+        assert np.any(getattr(f, k) != 0) and np.any(before[k] != 0)
+    np.testing.assert_allclose(f.weights, r.weights, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(f.biases, r.biases, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,kw", OPTIMIZERS)
+def test_optimizers_with_overlapping_weights_and_biases(name, kw):
+    """Issue #11 (9)-(10): biases that are a view of the weights' memory: the book updates
+    the weights, then the biases, each seeing the other's update."""
+    rng = np.random.default_rng(33)
+    W0 = rng.standard_normal((4, 5))
+    layers = []
+    for M in (F, R):
+        layer = M.Layer_Dense(4, 5)
+        W = W0.copy()
+        layer.weights, layer.biases = W, W[1:2]
+        layers.append(layer)
+    opts = [getattr(F, name)(**kw), getattr(R, name)(**kw)]
+    for _ in range(3):
+        dW, db = rng.standard_normal((4, 5)), rng.standard_normal((1, 5))
+        for layer, opt in zip(layers, opts):
+            layer.dweights, layer.dbiases = dW.copy(), db.copy()
+            opt.pre_update_params()
+            opt.update_params(layer)
+            opt.post_update_params()
+        np.testing.assert_array_equal(layers[0].weights, layers[1].weights)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bool_labels_and_wrong_one_hot_shapes_raise(dtype):
+    p = _probs(4, 3, dtype)
+    labels = np.array([True, False, True, True])
+    with pytest.raises(IndexError):
+        R.Loss_CategoricalCrossentropy().calculate(p, labels)
+    with pytest.raises(TypeError, match="integers, got dtype bool"):
+        F.Loss_CategoricalCrossentropy().calculate(p, labels)
+    with pytest.raises(TypeError, match="integers, got dtype bool"):
+        F.Activation_Softmax_Loss_CategoricalCrossentropy().backward(p, labels)
+    with pytest.raises(ValueError, match=r"\(3, 4\).*\(4, 3\)"):
+        F.Loss_CategoricalCrossentropy().calculate(p, np.eye(4)[:3])
+    # one-hot bool targets are numbers to the book
+    onehot = np.eye(3, dtype=bool)[[0, 2, 1, 1]]
+    np.testing.assert_allclose(F.Loss_CategoricalCrossentropy().calculate(p, onehot),
+                               R.Loss_CategoricalCrossentropy().calculate(p, onehot), **tol(dtype))
+
+
+# ---- chapters 14-17: regularization_loss(layer) (issue #12) --------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("reg", [dict(), dict(weight_regularizer_l1=1e-3), dict(weight_regularizer_l2=5e-4),
+                                 dict(weight_regularizer_l1=1e-3, weight_regularizer_l2=5e-4,
+                                      bias_regularizer_l1=2e-3, bias_regularizer_l2=5e-4)])
+def test_chapter_form_regularization_loss(dtype, reg):
+    f, r = dense_pair(4, 6, dtype, **reg)
+    for loss in (F.Loss_CategoricalCrossentropy(), F.Loss_MeanSquaredError()):
+        got, want = loss.regularization_loss(f), R.regularization_loss_ch14(r)
+        np.testing.assert_allclose(got, want, **tol(dtype))
+        assert type(got) is type(want) or not reg
+    # the final form still sums the trainable layers
+    loss = F.Loss_CategoricalCrossentropy()
+    loss.remember_trainable_layers([f, f])
+    np.testing.assert_allclose(loss.regularization_loss(), 2 * R.regularization_loss_ch14(r), **tol(dtype))
+
+
+# ---- NumPy's RuntimeWarnings where the book's NumPy warns ----------------------------------
+
+def _warnings_of(call):
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    return {(w.category, str(w.message)) for w in caught}
+
+
+def test_runtime_warnings_match_the_book():
+    def sigmoid(M):
+        M.Activation_Sigmoid().forward(np.array([[-1000.0, 0.0]]))
+
+    def softmax(M):
+        M.Activation_Softmax().forward(np.array([[np.inf, 0.0], [0.0, 1.0]]))
+
+    def cce_backward(M):
+        M.Loss_CategoricalCrossentropy().backward(np.array([[0.0, 1.0], [0.0, 0.5]]), np.array([0, 1]))
+
+    def quiet(M):
+        M.Loss_CategoricalCrossentropy().calculate(np.array([[0.0, 1.0]]), np.array([0]))
+    for case in (sigmoid, softmax, cce_backward, quiet):
+        want = _warnings_of(lambda: case(R))
+        assert _warnings_of(lambda: case(F)) == want, case.__name__
+        assert bool(want) == (case is not quiet)
+
+
+# ---- nnfs.init(): float64 dot products, float32 results (issue #12) --------------------------
+
+@pytest.fixture
+def numpy_restored():
+    saved = (np.dot, np.zeros, np.eye, np.random.randn)
+    state = np.random.get_state()
+    fastnn.set_num_threads(1)   # numerics only here: no thread waits on a busy machine
+    yield
+    fastnn.set_num_threads(None)
+    np.dot, np.zeros, np.eye, np.random.randn = saved
+    np.random.set_state(state)
+
+
+def test_init_patches_numpy_as_nnfs_does(numpy_restored):
+    F.init()
+    assert np.zeros(3).dtype == np.float32 and np.zeros(3, dtype=np.float64).dtype == np.float64
+    assert np.eye(2).dtype == np.float32 and np.random.randn(2).dtype == np.float32
+    np.random.seed(0)
+    a = np.random.randn(5, 7)
+    F.init()
+    np.testing.assert_array_equal(np.random.randn(5, 7), a)            # seeded with 0
+    b = np.random.randn(7, 3)
+    d = np.dot(a, b)
+    assert d.dtype == np.float32
+    np.testing.assert_array_equal(d, np.matmul(a.astype(np.float64), b.astype(np.float64)).astype(np.float32))
+
+
+def _chapter_run(M, X, y, epochs):
+    # chapter 14's training loop (before the Model class), float32 after nnfs.init()
+    np.random.seed(0)
+    dense1 = M.Layer_Dense(2, 64, weight_regularizer_l2=5e-4, bias_regularizer_l2=5e-4)
+    activation1 = M.Activation_ReLU()
+    dense2 = M.Layer_Dense(64, 3)
+    loss_activation = M.Activation_Softmax_Loss_CategoricalCrossentropy()
+    optimizer = M.Optimizer_Adam(learning_rate=0.02, decay=5e-7)
+    losses = []
+    for epoch in range(epochs):
+        dense1.forward(X)
+        activation1.forward(dense1.output)
+        dense2.forward(activation1.output)
+        data_loss = loss_activation.forward(dense2.output, y)
+        if M is R:   # the oracle keeps the final form; its chapter form is a function
+            reg = R.regularization_loss_ch14(dense1) + R.regularization_loss_ch14(dense2)
+        else:
+            reg = loss_activation.loss.regularization_loss(dense1) + loss_activation.loss.regularization_loss(dense2)
+        losses.append(data_loss + reg)
+        loss_activation.backward(loss_activation.output, y)
+        dense2.backward(loss_activation.dinputs)
+        activation1.backward(dense2.dinputs)
+        dense1.backward(activation1.dinputs)
+        optimizer.pre_update_params()
+        optimizer.update_params(dense1)
+        optimizer.update_params(dense2)
+        optimizer.post_update_params()
+    return dense1, dense2, losses
+
+
+@pytest.mark.parametrize("how", ["fastnn.nnfs.init", "the nnfs package's dot"])
+def test_after_init_dense_layers_compute_like_the_patched_dot(numpy_restored, how):
+    if how == "fastnn.nnfs.init":
+        F.init()
+    else:
+        # what nnfs.init() installs: a function `dot` of module nnfs.core
+        numpy_dot = np.dot
+
+        def dot(*args, **kwargs):
+            return numpy_dot(*[a.astype("float64") for a in args], **kwargs).astype("float32")
+        dot.__module__ = "nnfs.core"
+        np.dot = dot
+        np.random.seed(0)
+    X, y = R.spiral_data(100, 3)
+    X = X.astype(np.float32)
+    f, r = dense_pair(2, 64, np.float32)
+    f.forward(X)
+    r.forward(X)
+    assert f.output.dtype == r.output.dtype == np.float32
+    np.testing.assert_array_max_ulp(f.output, r.output, maxulp=1)
+    dv = np.random.default_rng(34).standard_normal((300, 64)).astype(np.float32)
+    f.backward(dv)
+    r.backward(dv)
+    for name in ("dweights", "dinputs"):
+        a, b = getattr(f, name), getattr(r, name)
+        assert a.dtype == b.dtype == np.float32, name
+        np.testing.assert_array_max_ulp(a, b, maxulp=1)
+    # dbiases is np.sum, not a dot: the book's float32 running sum, fastnn's in double
+    assert f.dbiases.dtype == np.float32
+    np.testing.assert_allclose(f.dbiases, r.dbiases, rtol=2e-5, atol=1e-5)
+    if how != "fastnn.nnfs.init":
+        return
+    # a short chapter-style training run (all float32, as after nnfs.init()) stays on the
+    # book's path (the softmax's float32 exp can still differ from NumPy's by an ulp, which
+    # training amplifies slowly)
+    (f1, f2, lf), (r1, r2, lr_) = _chapter_run(F, X, y, 30), _chapter_run(R, X, y, 30)
+    for a, b in ((f1.weights, r1.weights), (f2.weights, r2.weights), (f2.dweights, r2.dweights)):
+        assert a.dtype == b.dtype
+    np.testing.assert_allclose(lf, lr_, rtol=2e-5)
+    np.testing.assert_allclose(f2.weights, r2.weights, rtol=1e-3, atol=3e-4)

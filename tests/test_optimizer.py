@@ -7,6 +7,11 @@ import reference as R
 from fastnn import optimizer as O
 from fastnn.schedules import ExponentialDecay, PiecewiseConstantDecay
 
+# every test runs on each ISA level this CPU has (the update rules are compiled per level)
+pytestmark = pytest.mark.usefixtures("isa")
+
+NAMES = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+
 CASES = [("SGD", {}), ("SGD", {"lr": 0.3}), ("Momentum", {}), ("Momentum", {"lr": 0.1, "momentum": 0.5}),
          ("Nesterov", {}), ("Nesterov", {"lr": 0.05, "momentum": 0.8}), ("AdaGrad", {}),
          ("AdaGrad", {"lr": 0.5}), ("RMSprop", {}), ("RMSprop", {"lr": 0.001, "decay_rate": 0.9}),
@@ -162,10 +167,168 @@ def test_errors(rng):
     assert a.iter == 0
 
 
-def test_empty_and_new_keys(rng):
-    opt = O.Adam()
+def test_empty_params_and_a_new_key_raises_like_the_book(rng):
+    opt, ref = O.Adam(), R.Adam()
     p = {"W": np.ones((0, 3)), "b": np.ones(2)}
-    opt.update(p, {"W": np.ones((0, 3)), "b": np.ones(2)})
-    p["c"] = np.ones(4)
-    opt.update(p, {"W": np.ones((0, 3)), "b": np.ones(2), "c": np.ones(4)})
-    assert set(opt.m) == {"W", "b", "c"}
+    pr = {k: v.copy() for k, v in p.items()}
+    g = {"W": np.ones((0, 3)), "b": np.ones(2)}
+    opt.update(p, g)
+    ref.update(pr, g)
+    np.testing.assert_array_equal(p["b"], pr["b"])
+    # the book's state dicts were made at the first update: a new key is a KeyError there
+    p["c"], pr["c"] = np.ones(4), np.ones(4)
+    g["c"] = np.ones(4)
+    with pytest.raises(KeyError):
+        ref.update(pr, g)
+    with pytest.raises(KeyError, match="new key 'c'"):
+        opt.update(p, g)
+    assert set(opt.m) == {"W", "b"} and opt.iter == 1
+    # SGD keeps no state: a new key is simply updated
+    O.SGD().update(p, g)
+
+
+# ---- the book's loop, whatever the params are (issues #11 and #12) -------------------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_python_float_params_like_the_book(name):
+    """ch06 optimizer_compare_naive.py: params = {'x': -7.0, 'y': 2.0}, grads are floats;
+    the book's `params[key] -= ...` rebinds each entry."""
+    def df(x, y):
+        return x / 10.0, 2.0 * y
+    pf, pr = {"x": -7.0, "y": 2.0}, {"x": -7.0, "y": 2.0}
+    opt, ref = getattr(O, name)(lr=0.1), getattr(R, name)(lr=0.1)
+    for _ in range(30):
+        for p, o in ((pf, opt), (pr, ref)):
+            gx, gy = df(p["x"], p["y"])
+            o.update(p, {"x": gx, "y": gy})
+        for k in pf:
+            assert pf[k] == pr[k], (name, k)
+            assert type(pf[k]) is type(pr[k]), (name, k, type(pf[k]), type(pr[k]))
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_tied_weights_give_the_books_result(name, dtype, rng):
+    """Two keys naming one array (issue #11 (9)): updated one after the other, as the book's
+    loop does, not raced by threads (the array is big enough for a parallel update)."""
+    W0 = rng.standard_normal((500, 700)).astype(dtype)
+    Wf, Wr = W0.copy(), W0.copy()
+    pf, pr = {"W": Wf, "W_tied": Wf}, {"W": Wr, "W_tied": Wr}
+    opt, ref = getattr(O, name)(), getattr(R, name)()
+    for _ in range(3):
+        g = {"W": rng.standard_normal((500, 700)).astype(dtype),
+             "W_tied": rng.standard_normal((500, 700)).astype(dtype)}
+        opt.update(pf, g)
+        ref.update(pr, g)
+        np.testing.assert_array_equal(Wf, Wr)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_overlapping_views_as_two_params(name, rng):
+    """Issue #11 (10): overlapping views of one buffer as two params, and a strided one."""
+    base0 = rng.standard_normal((300, 400))
+    bf, br = base0.copy(), base0.copy()
+    pf = {"a": bf[:200], "b": bf[100:], "c": bf[::2, ::3]}
+    pr = {"a": br[:200], "b": br[100:], "c": br[::2, ::3]}
+    opt, ref = getattr(O, name)(), getattr(R, name)()
+    for _ in range(3):
+        g = {k: rng.standard_normal(v.shape) for k, v in pf.items()}
+        opt.update(pf, g)
+        ref.update(pr, g)
+        np.testing.assert_array_equal(bf, br)
+    # a gradient that is a view of another parameter is read when the book reads it
+    pf, pr = {"a": bf[:10].copy(), "b": bf[10:20].copy()}, {"a": br[:10].copy(), "b": br[10:20].copy()}
+    opt, ref = getattr(O, name)(), getattr(R, name)()
+    for p, o in ((pf, opt), (pr, ref)):
+        o.update(p, {"a": p["b"], "b": p["a"]})
+    for k in pf:
+        np.testing.assert_array_equal(pf[k], pr[k])
+
+
+@pytest.mark.parametrize("name", ["Momentum", "AdaGrad", "RMSprop", "Adam", "Nesterov"])
+def test_state_is_kept_when_a_parameter_changes_dtype(name, rng):
+    """Issue #11 (8): the book keeps v/h/m/v when a parameter is replaced by one of another
+    dtype; fastnn keeps them too, cast to the new dtype (it never restarts from zeros)."""
+    p = {"W": rng.standard_normal((4, 3))}
+    pr = {"W": p["W"].copy()}
+    opt, ref = getattr(O, name)(), getattr(R, name)()
+    for _ in range(3):
+        g = {"W": rng.standard_normal((4, 3))}
+        opt.update(p, g)
+        ref.update(pr, g)
+    states = [getattr(opt, a) for a in ("v", "h", "m") if getattr(opt, a, None) is not None]
+    before = [st["W"].copy() for st in states]
+    p["W"] = p["W"].astype(np.float32)
+    pr["W"] = pr["W"].astype(np.float32)
+    g = {"W": rng.standard_normal((4, 3)).astype(np.float32)}
+    opt.update(p, g)
+    ref.update(pr, g)
+    assert p["W"].dtype == np.float32
+    for st, b in zip(states, before):
+        assert st["W"].dtype == np.float32 and np.any(st["W"] != 0)
+        assert not np.allclose(st["W"], 0) or not np.allclose(b, 0)
+    # the same step as the book's (which keeps its state in float64) within float32 rounding
+    np.testing.assert_allclose(p["W"], pr["W"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES[1:])
+def test_a_reshaped_parameter_raises_like_the_book(name, rng):
+    p = {"W": rng.standard_normal((4, 3))}
+    opt, ref = getattr(O, name)(), getattr(R, name)()
+    opt.update(p, {"W": np.ones((4, 3))})
+    pr = {"W": p["W"].copy()}
+    ref.update(pr, {"W": np.ones((4, 3))})
+    p["W"], pr["W"] = np.ones((3, 4)), np.ones((3, 4))
+    with pytest.raises(ValueError):
+        ref.update(pr, {"W": np.ones((3, 4))})
+    with pytest.raises(ValueError, match=r"state .* has shape \(4, 3\) but params\['W'\] now has shape \(3, 4\)"):
+        opt.update(p, {"W": np.ones((3, 4))})
+
+
+def test_gradients_broadcast_like_numpy_and_complex_ones_raise(rng):
+    p = {"W": rng.standard_normal((4, 3))}
+    pr = {"W": p["W"].copy()}
+    g = {"W": rng.standard_normal((1, 3))}      # broadcasts over the rows, as in the book
+    O.Adam().update(p, g)
+    R.Adam().update(pr, g)
+    np.testing.assert_array_equal(p["W"], pr["W"])
+    O.SGD().update(p, {"W": 2.0})
+    R.SGD().update(pr, {"W": 2.0})
+    np.testing.assert_array_equal(p["W"], pr["W"])
+    with pytest.raises(TypeError):
+        R.SGD().update(pr, {"W": np.ones((4, 3), complex)})
+    with pytest.raises(TypeError, match=r"grads\['W'\] has dtype complex128"):
+        O.SGD().update(p, {"W": np.ones((4, 3), complex)})
+    with pytest.raises(ValueError, match=r"grads\['W'\] has shape \(3, 4\) but params\['W'\] has shape \(4, 3\)"):
+        O.Momentum().update(p, {"W": np.ones((3, 4))})
+
+
+def test_one_kernel_with_named_hyperparameters():
+    from fastnn._kernels import _optimizers as K
+    hp = K.Hyperparameters(K.NNFS_ADAM, lr=0.1, beta1=0.9, beta2=0.999, eps=1e-7,
+                           correction1=0.1, correction2=0.001)
+    assert (hp.kind, hp.lr, hp.beta1, hp.correction2) == (K.NNFS_ADAM, 0.1, 0.9, 0.001)
+    with pytest.raises(ValueError, match="unknown optimizer rule"):
+        K.Hyperparameters(99)
+    assert K.overlapping([np.ones(3), np.ones(3)]) is False
+    a = np.ones((4, 4))
+    assert K.overlapping([a[:2], a[1:]]) is True
+    assert K.overlapping([a[:2], a[2:]]) is False
+    assert K.overlapping([a[::-1], a[0]]) is True
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_byte_swapped_and_unaligned_params(name, rng):
+    p0 = rng.standard_normal((5, 4))
+    rec = np.zeros((5, 4), dtype=[("pad", "u1"), ("v", "<f8")])
+    rec["v"] = p0
+    pf = {"be": p0.astype(">f8"), "unaligned": rec["v"]}
+    pr = {"be": p0.astype(">f8"), "unaligned": p0.copy()}
+    opt, ref = getattr(O, name)(), getattr(R, name)()
+    for _ in range(3):
+        g = {k: rng.standard_normal((5, 4)) for k in pf}
+        opt.update(pf, g)
+        ref.update(pr, g)
+    assert pf["be"].dtype == np.dtype(">f8")
+    for k in pf:
+        np.testing.assert_array_equal(pf[k], pr[k])

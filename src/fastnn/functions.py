@@ -2,22 +2,27 @@
 
 Conventions (as in "Deep Learning from Scratch"):
 
-* a 1-D ``y`` is one sample; ``t`` is one-hot when ``t.size == y.size``, labels otherwise;
+* a 1-D ``y`` is one sample; ``t`` is one-hot when ``t.size == y.size`` (then it must have
+  ``y``'s shape), integer class labels otherwise;
 * ``cross_entropy_error`` adds ``1e-7`` inside the log and averages over the batch;
 * ``softmax`` works over the last axis of any ndim, stabilised by the row maximum;
 * the result's dtype follows the input: float32 stays float32, float64 stays float64,
-  integer input computes in float64.
+  integer input computes in float64;
+* where NumPy would warn (``exp`` overflowing in ``sigmoid``, ``inf - inf`` in ``softmax``,
+  ``log`` of 0 or of a negative number in ``cross_entropy_error``), the same
+  RuntimeWarning is raised, under the rules ``np.errstate`` sets.
 
-Kernel functions (``affine``, ``softmax``, ``sigmoid``, the cross-entropies) run with the
-GIL released and use ``fastnn.get_num_threads()`` threads; their results do not depend on
-the thread count. The one-pass element-wise functions (``relu``, ``tanh``, ...) are NumPy
-ufuncs, which are already a single pass over memory.
+Every function but ``tanh`` (NumPy's ufunc: there is no accurate vectorised tanh in
+fastnn's C yet) and ``sum_squared_error`` runs one kernel of ``fastnn._kernels`` with the GIL
+released, on ``fastnn.get_num_threads()`` threads when the work pays for them; results do
+not depend on the thread count.
 """
 import numpy as np
 
 from ._kernels import _activations, _linear, _losses
 from ._threads import resolve_n_threads
-from ._validate import _F32, _F64, as_kernel_array, bad_labels, compute_dtypes, finish, targets
+from ._validate import (_F32, _F64, as_kernel_array, bad_labels, by_dtype, compute_dtypes, finish,
+                        fp_event, is_kernel_array, real_array, targets)
 
 __all__ = [
     "identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad",
@@ -25,15 +30,27 @@ __all__ = [
     "cross_entropy_error", "softmax_loss", "affine",
 ]
 
+_SIGMOID = by_dtype(_activations.sigmoid)
+_RELU = by_dtype(_activations.relu)
+_RELU_GRAD = by_dtype(_activations.relu_grad)
+_LEAKY = by_dtype(_activations.leaky_relu)
+_SOFTMAX = by_dtype(_activations.softmax)
+_CE_LABELS = by_dtype(_losses.cross_entropy_labels)
+_CE_TARGETS = by_dtype(_losses.cross_entropy_targets)
 
-def _float_input(x):
-    x = np.asarray(x)
-    dt, res = compute_dtypes(x.dtype)
-    return (x if x.dtype == res else x.astype(res)), res
 
-
-def _scalar_if_0d(out, ndim):
-    return out[()] if ndim == 0 else out
+def _elementwise(kernel, x, func, *args, n_threads=None):
+    """(result, kernel's return value) of an element-wise kernel over any shape."""
+    if type(x) is np.ndarray and (x.dtype is _F64 or x.dtype is _F32) and x.flags.c_contiguous \
+            and x.flags.aligned:
+        xc, res = x, x.dtype  # the common case: no cast, no copy
+    else:
+        xa, dt, res = real_array(x, func)
+        xc = as_kernel_array(xa, dt)
+    out = np.empty(xc.shape, dtype=xc.dtype)
+    r = kernel[xc.dtype](xc.reshape(-1), out.reshape(-1), *args, resolve_n_threads(n_threads))
+    out = finish(out, res)
+    return (out[()] if out.ndim == 0 else out), r
 
 
 # --- activations -------------------------------------------------------------------
@@ -49,16 +66,23 @@ def step_function(x):
 
 
 def sigmoid(x, n_threads=None):
-    """``1 / (1 + exp(-x))`` element-wise; any shape; evaluated in double.
+    """``1 / (1 + exp(-x))`` element-wise, any shape.
 
-    Large negative ``x`` gives 0 without overflow warnings; NaN stays NaN.
+    Parameters
+    ----------
+    x : array_like of real numbers, any shape
+    n_threads : int, optional
+        Threads to use (default ``fastnn.get_num_threads()``); results do not depend on it.
+
+    Returns
+    -------
+    array of x's shape, in x's float dtype (integers compute in float64). Large negative
+    ``x`` gives 0 (with NumPy's "overflow encountered in exp" warning); NaN stays NaN.
     """
-    x = np.asarray(x)
-    dt, res = compute_dtypes(x.dtype)
-    xc = as_kernel_array(x, dt)
-    out = np.empty(xc.shape, dtype=dt)
-    _activations.sigmoid(xc.reshape(-1), out.reshape(-1), resolve_n_threads(n_threads))
-    return _scalar_if_0d(finish(out, res), x.ndim)
+    out, overflow = _elementwise(_SIGMOID, x, "sigmoid", n_threads=n_threads)
+    if overflow:
+        fp_event("overflow", "exp")
+    return out
 
 
 def sigmoid_grad(x):
@@ -69,26 +93,23 @@ def sigmoid_grad(x):
 
 def relu(x):
     """``max(0, x)`` element-wise (NaN propagates, as with ``np.maximum``)."""
-    x, _ = _float_input(x)
-    return np.maximum(0, x)
+    return _elementwise(_RELU, x, "relu")[0]
 
 
 def relu_grad(x):
     """1 where ``x >= 0`` (1 at 0, as the book), else 0; NaN gives 0."""
-    x, res = _float_input(x)
-    return (x >= 0).astype(res)
+    return _elementwise(_RELU_GRAD, x, "relu_grad")[0]
 
 
 def tanh(x):
     """Hyperbolic tangent (TensorFlow's ``tf.nn.tanh``)."""
-    x, _ = _float_input(x)
-    return np.tanh(x)
+    xa, dt, res = real_array(x, "tanh")
+    return np.tanh(xa if xa.dtype == res else xa.astype(res))
 
 
 def leaky_relu(x, alpha=0.2):
     """TensorFlow's ``tf.nn.leaky_relu``: ``max(alpha * x, x)``; default ``alpha=0.2``."""
-    x, _ = _float_input(x)
-    return np.maximum(alpha * x, x)
+    return _elementwise(_LEAKY, x, "leaky_relu", float(alpha))[0]
 
 
 # --- affine ------------------------------------------------------------------------
@@ -134,9 +155,12 @@ def affine(x, W, b=None, n_threads=None):
         b = np.asarray(b)
         dt, res = compute_dtypes(x.dtype, W.dtype, b.dtype)
         if b.shape != (N,):  # (1, N) biases (nnfs) and scalars broadcast as NumPy does
-            if b.ndim > 2 or b.size not in (1, N) or (b.ndim and b.shape[-1] not in (1, N)):
+            if not ((b.size == 1 and b.ndim <= 2) or b.shape == (1, N)):
+                hint = ""
+                if b.size == N and b.ndim == 2:
+                    hint = " (a bias of shape %s does not add one number per output column)" % (b.shape,)
                 raise ValueError("affine: b has shape %s, W has shape %s: b must have shape "
-                                 "(%d,) or (1, %d)" % (b.shape, W.shape, N, N))
+                                 "(%d,) or (1, %d)%s" % (b.shape, W.shape, N, N, hint))
             out_shape = np.broadcast_shapes(out_shape, b.shape)
             b = np.broadcast_to(b.reshape(-1), (N,))
         bc = as_kernel_array(b, dt)
@@ -153,61 +177,74 @@ def affine(x, W, b=None, n_threads=None):
 def softmax(x, n_threads=None):
     """Softmax over the last axis: ``exp(x - max) / sum(exp(x - max))``, any ndim.
 
-    Stable for logits of any size (no overflow); a row holding NaN or +inf gives NaN,
-    exactly as the reference.
+    Parameters
+    ----------
+    x : array_like, shape (..., C), C >= 1
+    n_threads : int, optional
+
+    Returns
+    -------
+    array of x's shape and float dtype. Stable for logits of any size (no overflow); a row
+    holding NaN gives NaN, and a row whose maximum is +-inf gives NaN with NumPy's
+    "invalid value encountered in subtract" warning, exactly as the reference.
     """
-    if (type(x) is np.ndarray and x.ndim == 2 and (x.dtype is _F64 or x.dtype is _F32)
-            and x.flags.c_contiguous and x.shape[1]):
-        out = np.empty(x.shape, dtype=x.dtype)  # the common case: no cast, no copy
-        _activations.softmax(x, out, resolve_n_threads(n_threads))
-        return out
-    x = np.asarray(x)
-    if x.ndim == 0:
-        raise ValueError("softmax: x must have at least one axis, got a 0-d array")
-    dt, res = compute_dtypes(x.dtype)
-    n = x.shape[-1]
-    if n == 0:
-        raise ValueError("softmax: the last axis of x (shape %s) is empty" % (x.shape,))
-    xc = as_kernel_array(x, dt)
-    out = np.empty(xc.shape, dtype=dt)
+    if type(x) is np.ndarray and x.ndim == 2 and (x.dtype is _F64 or x.dtype is _F32) \
+            and x.flags.c_contiguous and x.flags.aligned and x.shape[1]:
+        xc, res = x, x.dtype  # the common case: no cast, no copy
+    else:
+        xa, dt, res = real_array(x, "softmax")
+        if xa.ndim == 0:
+            raise ValueError("softmax: x must have at least one axis, got a 0-d array")
+        if xa.shape[-1] == 0:
+            raise ValueError("softmax: the last axis of x (shape %s) is empty" % (xa.shape,))
+        xc = as_kernel_array(xa, dt)
+    n = xc.shape[-1]
+    out = np.empty(xc.shape, dtype=xc.dtype)
     if xc.ndim == 2:
-        _activations.softmax(xc, out, resolve_n_threads(n_threads))
+        bad = _SOFTMAX[xc.dtype](xc, out, resolve_n_threads(n_threads))
     else:
-        _activations.softmax(xc.reshape(-1, n), out.reshape(-1, n), resolve_n_threads(n_threads))
-    return out if res is dt else out.astype(res)
+        bad = _SOFTMAX[xc.dtype](xc.reshape(-1, n), out.reshape(-1, n), resolve_n_threads(n_threads))
+    if bad:
+        fp_event("invalid value", "subtract")
+    return finish(out, res)
 
 
-def _batch_2d(y, func):
-    y = np.asarray(y)
-    if y.ndim == 1:
-        y = y.reshape(1, y.size)
-    elif y.ndim != 2:
-        raise ValueError("%s: y must be 1-D (one sample) or 2-D (batch, classes), got shape %s"
-                         % (func, y.shape))
-    if y.shape[0] == 0 or y.shape[1] == 0:
-        raise ValueError("%s: y has shape %s; it needs at least one row and one class"
-                         % (func, y.shape))
-    return y
+def _batch_2d(y, func, name="y"):
+    """(2-D kernel array, result dtype) for the books' y: 1-D is one sample."""
+    if type(y) is np.ndarray and y.ndim == 2 and (y.dtype is _F64 or y.dtype is _F32) \
+            and y.flags.c_contiguous and y.flags.aligned and y.size:
+        return y, y.dtype  # the common case, checked in a few attribute reads
+    ya, dt, res = real_array(y, func, name)
+    if ya.ndim == 1:
+        ya = ya.reshape(1, ya.size)
+    elif ya.ndim != 2:
+        raise ValueError("%s: %s must be 1-D (one sample) or 2-D (batch, classes), got shape %s"
+                         % (func, name, ya.shape))
+    if ya.shape[0] == 0 or ya.shape[1] == 0:
+        raise ValueError("%s: %s has shape %s; it needs at least one row and one class"
+                         % (func, name, ya.shape))
+    return as_kernel_array(ya, dt), res
 
 
-def _loss(y, t, func, kernel_labels, kernel_onehot, n_threads):
-    if (type(y) is np.ndarray and y.ndim == 2 and (y.dtype is _F64 or y.dtype is _F32)
-            and y.flags.c_contiguous and y.size):
-        yc, res = y, y.dtype  # the common case, checked in a few attribute reads
-    else:
-        y2 = _batch_2d(y, func)
-        dt, res = compute_dtypes(y2.dtype)
-        yc = as_kernel_array(y2, dt)
+def _cross_entropy(y, t, func, mode, n_threads):
+    """The book's batch mean of -log(p_t + 1e-7); `mode`: SHIFT (probabilities) or
+    LOGITS_SHIFT (softmax of scores, fused)."""
+    yc, res = _batch_2d(y, func)
     rows, n = yc.shape
     kind, tc = targets(t, rows, n, np.shape(y), func)
     nt = resolve_n_threads(n_threads)
     if kind == "onehot":
-        loss = kernel_onehot(yc, tc, nt)
+        total, log0, logneg = _CE_TARGETS[yc.dtype, tc.dtype](yc, tc, mode, _losses.ARGMAX, 0.0,
+                                                               None, nt)
     else:
-        loss, bad = kernel_labels(yc, tc, nt)
+        total, bad, log0, logneg = _CE_LABELS[yc.dtype](yc, tc, mode, None, nt)
         if bad:
             raise bad_labels(tc, n, func)
-    return res.type(loss)
+    if log0:
+        fp_event("divide by zero", "log", stacklevel=4)
+    if logneg:
+        fp_event("invalid value", "log", stacklevel=4)
+    return res.type(total / rows)
 
 
 def cross_entropy_error(y, t, n_threads=None):
@@ -215,30 +252,42 @@ def cross_entropy_error(y, t, n_threads=None):
 
     Parameters
     ----------
-    y : array, shape (C,) (one sample) or (N, C): probabilities (softmax output)
-    t : array, one-hot with y's size, or N integer labels in [0, C)
+    y : array_like, shape (C,) (one sample) or (N, C): probabilities (softmax output)
+    t : array_like, one-hot with y's shape, or N integer labels in [0, C)
+    n_threads : int, optional
 
-    Returns a scalar of y's float dtype.
+    Returns
+    -------
+    scalar of y's float dtype (NumPy scalar).
+
+    Raises
+    ------
+    ValueError
+        t's shape fits neither reading (naming both shapes), labels outside [0, C).
+    TypeError
+        labels that are not integers (bool or float labels: the book raises IndexError).
     """
-    return _loss(y, t, "cross_entropy_error", _losses.cross_entropy_labels,
-                 _losses.cross_entropy_onehot, n_threads)
+    return _cross_entropy(y, t, "cross_entropy_error", _losses.SHIFT, n_threads)
 
 
 def softmax_loss(X, t, n_threads=None):
-    """``cross_entropy_error(softmax(X), t)`` in one fused pass over X (no softmax array)."""
-    return _loss(X, t, "softmax_loss", _losses.softmax_cross_entropy_labels,
-                 _losses.softmax_cross_entropy_onehot, n_threads)
+    """``cross_entropy_error(softmax(X), t)`` in one fused pass over X (no softmax array),
+    with the same bits as the two calls. X: shape (C,) or (N, C) scores; t as in
+    ``cross_entropy_error``."""
+    return _cross_entropy(X, t, "softmax_loss", _losses.LOGITS_SHIFT, n_threads)
 
 
 def sum_squared_error(y, t):
     """``0.5 * sum((y - t)**2)`` (the book calls it ``mean_squared_error`` in the text)."""
-    y, _ = _float_input(y)
-    t, _ = _float_input(t)
+    ya, _, ry = real_array(y, "sum_squared_error", "y")
+    ta, _, rt = real_array(t, "sum_squared_error", "t")
+    ya = ya if ya.dtype == ry else ya.astype(ry)
+    ta = ta if ta.dtype == rt else ta.astype(rt)
     try:
-        d = y - t
+        d = ya - ta
     except ValueError:
         raise ValueError("sum_squared_error: y has shape %s and t has shape %s, which do not "
-                         "broadcast" % (y.shape, t.shape)) from None
+                         "broadcast" % (ya.shape, ta.shape)) from None
     return 0.5 * np.sum(d * d)
 
 

@@ -3,18 +3,30 @@
 ``from fastnn.nnfs import *`` replaces the book's class definitions: the same names,
 signatures, defaults, attributes (``.output``, ``.dinputs``, ``.dweights``,
 ``weight_momentums``, ``weight_cache``, ...) and numbers (tests/reference_nnfs.py is the
-NumPy oracle), with each layer step done in one C call (fastnn._kernels._dense).
+NumPy oracle), with each layer step done by one kernel of fastnn's library, the same
+kernels the dlfs classes use: ``_linear`` (the dense layer's GEMM), ``_activations``
+(ReLU, softmax, sigmoid, argmax), ``_losses`` (the cross-entropies with nnfs's clip, the
+point-wise losses, the L1/L2 penalty) and ``_optimizers`` (nnfs's update rules).
 
 Layers are ordinary picklable Python objects holding NumPy arrays, so ``Model.save``
 (deepcopy + ``__dict__`` edits + pickle) works as in the book. Arrays of one float dtype
-(float32 or float64, any layout for dense layers) go straight to the kernels; anything
-else (lists, integers, mixed dtypes) is cast once at the boundary, with NumPy's dtype
-rules, and exotic cases (e.g. biases set to an unusual shape) run the book's own formula.
+(float32 or float64, C-contiguous) go straight to the kernels; anything else (lists,
+integers, mixed dtypes, Fortran order, strided or unaligned arrays) is cast once at the
+boundary with NumPy's dtype rules; shapes the book's expressions would not accept raise a
+ValueError naming them.
+
+``nnfs.init()``: every chapter calls it; it patches ``np.dot`` to compute in float64 and
+return float32 (and makes ``np.zeros``, ``np.eye`` and ``np.random.randn`` default to
+float32). While ``np.dot`` is nnfs's patched one, the dense layers here compute the same
+way (float64 accumulation, result rounded to float32), so chapter code gets the book's
+float32 numbers. ``fastnn.nnfs.init`` does what ``nnfs.init`` does, with the same
+signature, for code that should not depend on the nnfs package.
 
 Two conveniences over the final chapter, so chapter-style code runs too: ``forward``'s
 ``training`` argument is optional (``False``; ``True`` for ``Layer_Dropout``, which always
-dropped before the Model chapter), and ``Loss.calculate`` / ``Accuracy.calculate`` work
-before any ``new_pass()``.
+dropped before the Model chapter), ``Loss.calculate`` / ``Accuracy.calculate`` work
+before any ``new_pass()``, and ``Loss.regularization_loss(layer)`` (chapters 14-17) works
+beside the final ``regularization_loss()``.
 """
 import copy
 import pickle
@@ -22,9 +34,13 @@ from sys import getrefcount as _getrefcount
 
 import numpy as np
 
-from ._kernels import _dense as _k
+from ._kernels import _activations, _linear, _losses
+from ._kernels import _optimizers as _opt
 from ._threads import resolve_n_threads
-from ._validate import compute_dtypes
+from ._validate import (_F32, _F64, _INTP, as_kernel_array, by_dtype, compute_dtypes, finish,
+                        fp_event, real_array)
+from .optimizer import (_check_param, _kernel_grad, _kernel_state, _order_of, _run_serial,
+                        _run_updates, _working_copy)
 
 __all__ = [
     "Layer_Dense", "Layer_Dropout", "Layer_Input",
@@ -37,13 +53,90 @@ __all__ = [
     "Model",
 ]
 
+# one entry point per dtype, looked up once (the layers run on 300 x 3 arrays thousands of times)
+_AFFINE = by_dtype(_linear.affine)
+_AFFINE_BACKWARD = by_dtype(_linear.affine_backward)
+_RELU = by_dtype(_activations.relu)
+_RELU_BACKWARD = by_dtype(_activations.relu_backward)
+_SIGMOID = by_dtype(_activations.sigmoid)
+_SIGMOID_BACKWARD = by_dtype(_activations.sigmoid_backward)
+_SOFTMAX = by_dtype(_activations.softmax)
+_SOFTMAX_BACKWARD = by_dtype(_activations.softmax_backward)
+_ARGMAX = by_dtype(_activations.argmax_rows)
+_CE_LABELS = by_dtype(_losses.cross_entropy_labels)
+_CE_TARGETS = by_dtype(_losses.cross_entropy_targets)
+_CE_GRAD_LABELS = by_dtype(_losses.cross_entropy_grad_labels)
+_CCE_GRAD = by_dtype(_losses.cce_grad)
+_POINTWISE = by_dtype(_losses.pointwise_loss)
+_POINTWISE_GRAD = by_dtype(_losses.pointwise_loss_grad)
+_PENALTY_SUMS = by_dtype(_losses.penalty_sums)
+_PENALTY_GRAD = by_dtype(_losses.penalty_grad)
 
 
+# ---- nnfs.init() ----------------------------------------------------------------------------
 
-def _nt():
-    # thread count, asked for by a kernel only when a call has enough work to share
-    return resolve_n_threads(None)
+try:
+    from numpy._core.multiarray import dot as _NUMPY_DOT
+except ImportError:  # NumPy 1.x
+    from numpy.core.multiarray import dot as _NUMPY_DOT
 
+_dot_seen = [_NUMPY_DOT, False]   # (np.dot last looked at, whether it is nnfs's patched dot)
+
+
+def _nnfs_dot():
+    """True while np.dot is the one nnfs.init() (or fastnn.nnfs.init) installs: float64
+    computation, float32 result."""
+    d = np.dot
+    if d is _NUMPY_DOT:
+        return False
+    if d is not _dot_seen[0]:
+        _dot_seen[0] = d
+        _dot_seen[1] = bool(getattr(d, "_fastnn_nnfs_dot", False)) or (
+            getattr(d, "__module__", "") in ("nnfs.core", "nnfs") and getattr(d, "__name__", "") == "dot")
+    return _dot_seen[1]
+
+
+def init(dot_precision_workaround=True, default_dtype='float32', random_seed=0):
+    """What ``nnfs.init()`` does, with its signature: the book's chapters call it first.
+
+    With ``dot_precision_workaround``, ``np.dot`` computes in float64 and returns float32
+    (nnfs's cure for machine-dependent float32 dot products; fastnn's dense layers then
+    compute the same way); otherwise ``np.dot``'s result is cast to ``default_dtype``.
+    With ``default_dtype``, ``np.zeros`` and ``np.eye`` (called with at most one positional
+    argument and no dtype) and ``np.random.randn`` give that dtype. ``random_seed`` seeds
+    NumPy's global generator (None: not seeded). NumPy is patched for the whole process,
+    as by nnfs.
+    """
+    enclose = []   # (module, name, cast the result?, positional arguments that take a dtype)
+    enclose += [(np, "zeros", False, 1), (np.random, "randn", True, None), (np, "eye", False, 1)]
+    if dot_precision_workaround:
+        numpy_dot = np.dot
+
+        def dot(*args, **kwargs):
+            return numpy_dot(*[np.asarray(a).astype("float64") for a in args], **kwargs).astype("float32")
+        dot._fastnn_nnfs_dot = True
+        np.dot = dot
+    else:
+        enclose.append((np, "dot", True, None))
+    if default_dtype:
+        for module, name, cast, n_args in enclose:
+            setattr(module, name, _with_default_dtype(getattr(module, name), default_dtype, cast, n_args))
+    if random_seed is not None:
+        np.random.seed(random_seed)
+
+
+def _with_default_dtype(fn, dtype, cast, n_args):
+    def enclosed(*args, **kwargs):
+        if cast:
+            return fn(*args, **kwargs).astype(dtype)
+        if len(args) <= n_args and "dtype" not in kwargs:
+            kwargs["dtype"] = dtype
+        return fn(*args, **kwargs)
+    enclosed.__name__ = getattr(fn, "__name__", "enclosed")
+    return enclosed
+
+
+# ---- buffers nobody else can see --------------------------------------------------------------
 
 def _refcount_of(layer, name):
     # (array, its reference count seen from here) for layer.<name>, or (None, 0)
@@ -68,8 +161,19 @@ def _free_refcount():
 _FREE = _free_refcount()
 
 
-def _spare(layer, name, nxt=None):
-    """``layer.<name>`` when nothing but ``layer`` (and ``nxt.inputs``) refers to it, else None.
+_SPARE_MIN_BYTES = 1 << 17   # below this, np.empty is served from the allocator's cache
+
+
+def _nbytes(shape, dtype):
+    n = dtype.itemsize
+    for d in shape:
+        n *= d
+    return n
+
+
+def _spare(layer, name, shape, dtype, nxt=None):
+    """An array to write ``layer.<name>``'s new value into: the old one when nothing but
+    ``layer`` (and ``nxt.inputs``) refers to it and it has this shape and dtype, else a new one.
 
     The book's layers make fresh arrays every step; for the big ones (a 3000 x 64 batch is
     1.5 MB, and a fresh one costs hundreds of page faults) fastnn writes the new values into
@@ -77,35 +181,48 @@ def _spare(layer, name, nxt=None):
     view, user variable or other attribute refers to it (its reference count says so), and
     it is about to be replaced anyway (``nxt.inputs`` is rebound in the same forward pass).
     """
+    if _nbytes(shape, dtype) < _SPARE_MIN_BYTES:   # small: a fresh array costs less than the checks
+        return np.empty(shape, dtype=dtype)
     a, refs = _refcount_of(layer, name)
-    if a is None:
-        return None
-    if nxt is not None and getattr(nxt, "__dict__", {}).get("inputs") is a:
-        refs -= 1
-    return a if refs == _FREE else None
+    if a is not None and a.dtype is dtype and a.shape == shape and a.flags.writeable:
+        if nxt is not None and getattr(nxt, "__dict__", {}).get("inputs") is a:
+            refs -= 1
+        if refs == _FREE:
+            return a
+    return np.empty(shape, dtype=dtype)
 
 
-def _kernel_array(x, *others):
-    """(C-contiguous array in the kernel dtype, result dtype) for x given the other operands."""
-    x = np.asarray(x)
-    kd, rd = compute_dtypes(x.dtype, *[np.asarray(o).dtype for o in others])
-    return np.ascontiguousarray(x, dtype=kd), rd
+def _is_fast(a):
+    # a float ndarray the kernels take as it is
+    if type(a) is not np.ndarray:
+        return False
+    dt = a.dtype
+    if dt is not _F64 and dt is not _F32:
+        return False
+    f = a.flags
+    return f.c_contiguous and f.aligned
 
 
-def _finish(out, rd):
-    return out if out.dtype == rd else out.astype(rd)
+def _as_2d(x, who, what="inputs"):
+    x = x if type(x) is np.ndarray else np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError("%s: %s must be 2-D (samples, features), got shape %s" % (who, what, x.shape))
+    return x
 
 
 def _labels(y_true, rows, n_classes, who):
     """1-D integer labels -> contiguous intp array; clear errors for anything else."""
-    t = np.asarray(y_true)
+    t = y_true if type(y_true) is np.ndarray else np.asarray(y_true)
     if t.shape != (rows,):
         raise ValueError("%s: y_true has shape %s, but the predictions have shape %s: give one "
                          "label per sample (%d,) or one-hot targets of the predictions' shape"
                          % (who, t.shape, (rows, n_classes), rows))
-    if t.dtype.kind not in "biu":
-        raise TypeError("%s: class labels must be integers, got dtype %s" % (who, t.dtype))
-    return np.ascontiguousarray(t, dtype=np.intp)
+    if t.dtype.kind not in "iu":
+        raise TypeError("%s: class labels must be integers, got dtype %s (the book's indexing "
+                        "raises IndexError for them)" % (who, t.dtype))
+    if t.dtype is _INTP and t.flags.c_contiguous and t.flags.aligned:
+        return t
+    return as_kernel_array(t, _INTP)
 
 
 def _bad_labels(t, n_classes, who):
@@ -114,11 +231,9 @@ def _bad_labels(t, n_classes, who):
     return ValueError("%s: labels must be in [0, %d); got %s" % (who, n_classes, bad[:5].tolist()))
 
 
-def _as_2d(x, who, what="inputs"):
-    x = np.asarray(x)
-    if x.ndim != 2:
-        raise ValueError("%s: %s must be 2-D (samples, features), got shape %s" % (who, what, x.shape))
-    return x
+def _same_shape(a, b, who, aname, bname):
+    if a.shape != b.shape:
+        raise ValueError("%s: %s have shape %s, but %s have shape %s" % (who, aname, a.shape, bname, b.shape))
 
 
 # ---- layers -------------------------------------------------------------------------------
@@ -149,75 +264,115 @@ class Layer_Dense:
         return "Layer_Dense(%d, %d)" % np.shape(self.weights)
 
     def forward(self, inputs, training=False):
-        """``self.output = inputs @ weights + biases``; inputs (samples, n_inputs)."""
+        """``self.output = np.dot(inputs, weights) + biases``; inputs (samples, n_inputs)."""
         self.inputs = inputs
-        out = _k.dense_forward(inputs, self.weights, self.biases, False, _nt)
-        self.output = out if out is not None else self._forward_cast(inputs)
-
-    def _forward_relu(self, inputs, relu):
-        # Model's fused step: this layer's forward and the ReLU after it in one kernel call
-        self.inputs = inputs
-        r = _k.dense_forward(inputs, self.weights, self.biases, True, _nt,
-                             _spare(self, "output", relu), _spare(relu, "output", getattr(relu, "next", None)))
-        if r is None:
-            self.forward(inputs)
-            relu.forward(self.output)
+        x, W, b = inputs, self.weights, self.biases
+        if (_is_fast(x) and _is_fast(W) and _is_fast(b) and x.dtype is W.dtype and b.dtype is W.dtype
+                and x.ndim == 2 and W.ndim == 2 and x.shape[1] == W.shape[0]
+                and b.shape == (1, W.shape[1]) and np.dot is _NUMPY_DOT):
+            # the common case: one kernel call, nothing to cast
+            out = _spare(self, "output", (x.shape[0], W.shape[1]), W.dtype, self.__dict__.get("next"))
+            _AFFINE[W.dtype](x, W, b.reshape(-1), out, resolve_n_threads(None))
+            self.output = out
             return
-        self.output, relu.output = r
-        relu.inputs = self.output
+        self.output = self._forward_any(x, W, b)
 
-    def _operands(self, inputs, who):
-        x = np.asarray(inputs)
-        W = np.asarray(self.weights)
-        b = np.asarray(self.biases)
+    def _operands(self, x, W, b, who):
+        x, _, _ = real_array(x, who, "inputs")
+        W, _, _ = real_array(W, who, "weights")
+        b, _, _ = real_array(b, who, "biases")
+        if W.ndim != 2:
+            raise ValueError("%s: weights must be 2-D (n_inputs, n_neurons), got shape %s" % (who, W.shape))
+        K, N = W.shape
         if x.ndim == 1:  # one sample: np.dot(x, W) + b has shape (1, n_neurons)
             x = x.reshape(1, -1)
-        if W.ndim != 2 or b.shape != (1, W.shape[1]) or x.ndim != 2:
-            return None
-        if x.shape[1] != W.shape[0]:
+        if x.ndim != 2 or x.shape[1] != K:
             raise ValueError("%s: inputs have shape %s but weights have shape %s: inputs need %d "
-                             "columns (one per layer input)" % (who, np.shape(inputs), W.shape, W.shape[0]))
-        if 0 in x.shape or 0 in W.shape:
-            return None
-        kd, rd = compute_dtypes(x.dtype, W.dtype, b.dtype)
-        return x.astype(kd, copy=False), W.astype(kd, copy=False), b.astype(kd, copy=False), rd
+                             "columns (one per layer input)" % (who, x.shape, W.shape, K))
+        if not (b.shape in ((1, N), (N,)) or (b.size == 1 and b.ndim <= 2)):
+            raise ValueError("%s: biases have shape %s; they must have shape (1, %d) for weights "
+                             "of shape %s" % (who, b.shape, N, W.shape))
+        return x, W, b
 
-    def _forward_cast(self, inputs):
-        ops = self._operands(inputs, "Layer_Dense.forward")
-        if ops is None:  # unusual shapes: the book's own expression
-            return np.dot(inputs, self.weights) + self.biases
-        x, W, b, rd = ops
-        return _finish(_k.dense_forward(x, W, b, False, _nt), rd)
+    def _forward_any(self, x, W, b):
+        x, W, b = self._operands(x, W, b, "Layer_Dense.forward")
+        M, N = x.shape[0], W.shape[1]
+        out_shape = np.broadcast_shapes((M, N), b.shape)
+        bk = b if b.shape == (N,) else np.broadcast_to(b.reshape(-1), (N,))
+        nt = resolve_n_threads(None)
+        if _nnfs_dot():
+            # nnfs.init's np.dot: float64 products and sums, the result rounded to float32,
+            # then + biases with NumPy's dtype rules
+            dot = np.empty((M, N), dtype=_F64)
+            _AFFINE[_F64](as_kernel_array(x, _F64), as_kernel_array(W, _F64), None, dot, nt)
+            return dot.astype(_F32) + b
+        kd, rd = compute_dtypes(x.dtype, W.dtype, b.dtype)
+        out = np.empty((M, N), dtype=kd)
+        _AFFINE[kd](as_kernel_array(x, kd), as_kernel_array(W, kd), as_kernel_array(bk, kd), out, nt)
+        out = finish(out, rd)
+        return out if out.shape == out_shape else out.reshape(out_shape)
 
     def backward(self, dvalues):
         """Set ``dweights = inputs.T @ dvalues`` (+ regularisation), ``dbiases``, ``dinputs``."""
-        r = _k.dense_backward(self.inputs, dvalues, self.weights, self.biases,
-                              self.weight_regularizer_l1, self.weight_regularizer_l2,
-                              self.bias_regularizer_l1, self.bias_regularizer_l2, _nt,
-                              _spare(self, "dweights"), _spare(self, "dbiases"), _spare(self, "dinputs"))
-        if r is None:
-            r = self._backward_cast(dvalues)
-        self.dweights, self.dbiases, self.dinputs = r
+        x, dv, W, b = self.inputs, dvalues, self.weights, self.biases
+        if (_is_fast(x) and _is_fast(dv) and _is_fast(W) and _is_fast(b) and x.dtype is W.dtype
+                and dv.dtype is W.dtype and b.dtype is W.dtype and x.ndim == 2 and dv.ndim == 2
+                and W.ndim == 2 and x.shape[1] == W.shape[0] and dv.shape == (x.shape[0], W.shape[1])
+                and b.shape == (1, W.shape[1]) and np.dot is _NUMPY_DOT):
+            dt = W.dtype
+            K, N = W.shape
+            dW = _spare(self, "dweights", (K, N), dt)
+            db = _spare(self, "dbiases", (1, N), dt)
+            dX = _spare(self, "dinputs", x.shape, dt)
+            _AFFINE_BACKWARD[dt](x, W, dv, dX, dW, db.reshape(-1), resolve_n_threads(None))
+            self._regularise(W, b, dW, db)
+            self.dweights, self.dbiases, self.dinputs = dW, db, dX
+            return
+        self._backward_any(x, dv, W, b)
 
-    def _backward_cast(self, dvalues):
-        ops = self._operands(self.inputs, "Layer_Dense.backward")
-        dv = np.asarray(dvalues)
-        if ops is None or dv.shape != (ops[0].shape[0], ops[1].shape[1]):
-            if ops is not None:
-                raise ValueError("Layer_Dense.backward: dvalues have shape %s, but the layer's "
-                                 "output has shape %s" % (dv.shape, (ops[0].shape[0], ops[1].shape[1])))
-            return _dense_backward_numpy(self, dvalues)
-        x, W, b, _ = ops
-        kd, _ = compute_dtypes(x.dtype, dv.dtype, W.dtype)
-        r = _k.dense_backward(x.astype(kd, copy=False), dv.astype(kd, copy=False),
-                              W.astype(kd, copy=False), b.astype(kd, copy=False),
-                              self.weight_regularizer_l1, self.weight_regularizer_l2,
-                              self.bias_regularizer_l1, self.bias_regularizer_l2, _nt)
-        # each result in the dtype the book's expression gives it
-        x0, W0 = np.asarray(self.inputs), np.asarray(self.weights)
-        return (_finish(r[0], compute_dtypes(x0.dtype, dv.dtype)[1]),
-                _finish(r[1], compute_dtypes(dv.dtype)[1]),
-                _finish(r[2], compute_dtypes(dv.dtype, W0.dtype)[1]))
+    def _regularise(self, W, b, dW, db):
+        # dweights += l1 * dL1; dweights += 2 * l2 * weights (and the same for the biases)
+        wl1, wl2 = self.weight_regularizer_l1, self.weight_regularizer_l2
+        if wl1 > 0 or wl2 > 0:
+            _PENALTY_GRAD[dW.dtype](as_kernel_array(W, dW.dtype).reshape(-1), dW.reshape(-1),
+                                    float(wl1), float(wl2), resolve_n_threads(None))
+        bl1, bl2 = self.bias_regularizer_l1, self.bias_regularizer_l2
+        if bl1 > 0 or bl2 > 0:
+            bb = np.broadcast_to(np.asarray(b), db.shape)
+            _PENALTY_GRAD[db.dtype](as_kernel_array(bb, db.dtype).reshape(-1), db.reshape(-1),
+                                    float(bl1), float(bl2), resolve_n_threads(None))
+
+    def _backward_any(self, x, dv, W, b):
+        who = "Layer_Dense.backward"
+        if x is None or not hasattr(self, "inputs"):
+            raise ValueError("%s: call forward first" % who)
+        x, W, b = self._operands(x, W, b, who)
+        dv, _, _ = real_array(dv, who, "dvalues")
+        M, K, N = x.shape[0], W.shape[0], W.shape[1]
+        if dv.shape != (M, N):
+            raise ValueError("%s: dvalues have shape %s, but the layer's output has shape %s"
+                             % (who, dv.shape, (M, N)))
+        nt = resolve_n_threads(None)
+        if _nnfs_dot():
+            # nnfs.init's np.dot for inputs.T @ dvalues and dvalues @ weights.T: float64,
+            # rounded to float32; np.sum(dvalues, axis=0) in dvalues' dtype
+            dW, db, dX = np.empty((K, N)), np.empty(N), np.empty((M, K))
+            _AFFINE_BACKWARD[_F64](as_kernel_array(x, _F64), as_kernel_array(W, _F64),
+                                   as_kernel_array(dv, _F64), dX, dW, db, nt)
+            dW, dX = dW.astype(_F32), dX.astype(_F32)
+            db = db.astype(compute_dtypes(dv.dtype)[1]).reshape(1, N)
+        else:
+            kd, _ = compute_dtypes(x.dtype, dv.dtype, W.dtype)
+            dW, db, dX = np.empty((K, N), kd), np.empty(N, kd), np.empty((M, K), kd)
+            _AFFINE_BACKWARD[kd](as_kernel_array(x, kd), as_kernel_array(W, kd),
+                                 as_kernel_array(dv, kd), dX, dW, db, nt)
+            # each result in the dtype the book's expression gives it
+            dW = finish(dW, compute_dtypes(x.dtype, dv.dtype)[1])
+            db = finish(db, compute_dtypes(dv.dtype)[1]).reshape(1, N)
+            dX = finish(dX, compute_dtypes(dv.dtype, W.dtype)[1])
+        dW, db = as_kernel_array(dW, dW.dtype), as_kernel_array(db, db.dtype)
+        self._regularise(W, b, dW, db)
+        self.dweights, self.dbiases, self.dinputs = dW, db, dX
 
     def get_parameters(self):
         return self.weights, self.biases
@@ -227,27 +382,9 @@ class Layer_Dense:
         self.biases = biases
 
 
-def _dense_backward_numpy(layer, dvalues):
-    # the book's formulas, for shapes the kernel does not take
-    dweights = np.dot(layer.inputs.T, dvalues)
-    dbiases = np.sum(dvalues, axis=0, keepdims=True)
-    if layer.weight_regularizer_l1 > 0:
-        dL1 = np.ones_like(layer.weights)
-        dL1[layer.weights < 0] = -1
-        dweights += layer.weight_regularizer_l1 * dL1
-    if layer.weight_regularizer_l2 > 0:
-        dweights += 2 * layer.weight_regularizer_l2 * layer.weights
-    if layer.bias_regularizer_l1 > 0:
-        dL1 = np.ones_like(layer.biases)
-        dL1[layer.biases < 0] = -1
-        dbiases += layer.bias_regularizer_l1 * dL1
-    if layer.bias_regularizer_l2 > 0:
-        dbiases += 2 * layer.bias_regularizer_l2 * layer.biases
-    return dweights, dbiases, np.dot(dvalues, layer.weights.T)
-
-
 class Layer_Dropout:
-    """Inverted dropout. ``rate`` is the fraction dropped; ``self.rate`` keeps ``1 - rate``."""
+    """Inverted dropout. ``rate`` is the fraction dropped; ``self.rate`` keeps ``1 - rate``.
+    The mask comes from NumPy's global generator, the same draws as the book's."""
 
     def __init__(self, rate):
         self.rate = 1 - rate
@@ -257,7 +394,6 @@ class Layer_Dropout:
         if not training:
             self.output = inputs.copy()
             return
-        # same draws from NumPy's global generator as the book
         self.binary_mask = np.random.binomial(1, self.rate, size=inputs.shape) / self.rate
         self.output = inputs * self.binary_mask
 
@@ -278,29 +414,65 @@ class Activation_ReLU:
     def forward(self, inputs, training=False):
         """``self.output = np.maximum(0, inputs)``."""
         self.inputs = inputs
-        out = _k.relu_forward(inputs, _nt, _spare(self, "output", getattr(self, "next", None)))
-        if out is None:
-            x = np.asarray(inputs)
-            if x.dtype.kind == "f" and x.dtype.itemsize in (4, 8):
-                out = _k.relu_forward(np.ascontiguousarray(x, dtype=x.dtype.newbyteorder("=")), _nt)
-            if out is None:
-                out = np.maximum(0, inputs)
-        self.output = out
+        if _is_fast(inputs):
+            out = _spare(self, "output", inputs.shape, inputs.dtype, self.__dict__.get("next"))
+            _RELU[inputs.dtype](inputs.reshape(-1), out.reshape(-1), resolve_n_threads(None))
+            self.output = out
+            return
+        x, kd, _ = real_array(inputs, "Activation_ReLU.forward", "inputs")
+        out = np.empty(x.shape, dtype=kd)
+        _RELU[kd](as_kernel_array(x, kd).reshape(-1), out.reshape(-1), resolve_n_threads(None))
+        # np.maximum(0, inputs) keeps integer inputs integer
+        self.output = finish(out, np.result_type(x.dtype, 0))
 
     def backward(self, dvalues):
         """``dinputs = dvalues`` with zeros where ``inputs <= 0``."""
-        d = _k.relu_backward(self.inputs, dvalues, _nt, _spare(self, "dinputs"))
-        if d is None:
-            x, dv = np.asarray(self.inputs), np.asarray(dvalues)
-            if x.shape != dv.shape:
-                raise ValueError("Activation_ReLU.backward: dvalues have shape %s, but the inputs "
-                                 "had shape %s" % (dv.shape, x.shape))
-            d = np.array(dv, copy=True)
-            d[x <= 0] = 0
-        self.dinputs = d
+        x, dv = self.inputs, dvalues
+        if _is_fast(x) and _is_fast(dv) and x.dtype is dv.dtype and x.shape == dv.shape:
+            out = _spare(self, "dinputs", dv.shape, dv.dtype)
+            _RELU_BACKWARD[dv.dtype](x.reshape(-1), dv.reshape(-1), out.reshape(-1),
+                                     resolve_n_threads(None))
+            self.dinputs = out
+            return
+        who = "Activation_ReLU.backward"
+        x, _, _ = real_array(x, who, "inputs")
+        dv, _, rd = real_array(dv, who, "dvalues")
+        _same_shape(dv, x, who, "dvalues", "the inputs")
+        kd, _ = compute_dtypes(x.dtype, dv.dtype)
+        out = np.empty(dv.shape, dtype=kd)
+        _RELU_BACKWARD[kd](as_kernel_array(x, kd).reshape(-1), as_kernel_array(dv, kd).reshape(-1),
+                           out.reshape(-1), resolve_n_threads(None))
+        self.dinputs = finish(out, dv.dtype)          # dvalues.copy()'s dtype
 
     def predictions(self, outputs):
         return outputs
+
+
+def _softmax(x, who):
+    """(softmax of a 2-D array, the kernel's count of rows with an infinite max)."""
+    if _is_fast(x) and x.ndim == 2 and x.shape[1]:
+        out = np.empty(x.shape, dtype=x.dtype)
+        return out, _SOFTMAX[x.dtype](x, out, resolve_n_threads(None))
+    xa, kd, rd = real_array(x, who, "inputs")
+    xa = _as_2d(xa, who)
+    if xa.shape[1] == 0:
+        raise ValueError("%s: inputs have shape %s; np.max over an empty row raises in the book "
+                         "too" % (who, xa.shape))
+    out = np.empty(xa.shape, dtype=kd)
+    bad = _SOFTMAX[kd](as_kernel_array(xa, kd), out, resolve_n_threads(None))
+    return finish(out, rd), bad
+
+
+def _argmax_rows(x, who, name):
+    """np.argmax(x, axis=1) of a 2-D array, by the package's one argmax kernel."""
+    if not (_is_fast(x) and x.ndim == 2):
+        x, kd, _ = real_array(x, who, name)
+        x = as_kernel_array(_as_2d(x, who, name), kd)
+    if x.shape[1] == 0:
+        raise ValueError("%s: %s have shape %s: no class to pick" % (who, name, x.shape))
+    out = np.empty(x.shape[0], dtype=_INTP)
+    _ARGMAX[x.dtype](x, out, resolve_n_threads(None))
+    return out
 
 
 class Activation_Softmax:
@@ -308,35 +480,32 @@ class Activation_Softmax:
     def forward(self, inputs, training=False):
         """Row-wise ``exp(x - max) / sum(exp(x - max))``; inputs (samples, classes)."""
         self.inputs = inputs
-        out = _k.softmax_forward(inputs, _nt)
-        if out is None:
-            x = _as_2d(inputs, "Activation_Softmax.forward")
-            if x.shape[1] == 0:
-                out = np.exp(x)  # empty rows: the book's result, without its warnings
-            else:
-                xc, rd = _kernel_array(x)
-                out = _finish(_k.softmax_forward(xc, _nt), rd)
-        self.output = out
+        self.output, bad = _softmax(inputs, "Activation_Softmax.forward")
+        if bad:
+            fp_event("invalid value", "subtract")
 
     def backward(self, dvalues):
         """``dinputs[i] = (diagflat(y_i) - y_i y_i^T) @ dvalues[i]`` for each sample."""
-        d = _k.softmax_backward(self.output, dvalues, _nt)
-        if d is None:
-            dv = np.asarray(dvalues)
-            y = np.asarray(self.output)
-            if y.shape != dv.shape or dv.ndim != 2:
-                raise ValueError("Activation_Softmax.backward: dvalues have shape %s, but the "
-                                 "output has shape %s" % (dv.shape, y.shape))
-            kd, _ = compute_dtypes(y.dtype, dv.dtype)
-            d = np.empty_like(dv)
-            if dv.size:
-                d[...] = _k.softmax_backward(np.ascontiguousarray(y, dtype=kd),
-                                             np.ascontiguousarray(dv, dtype=kd), _nt)
-        self.dinputs = d
+        y, dv = self.output, dvalues
+        if _is_fast(y) and _is_fast(dv) and y.dtype is dv.dtype and y.shape == dv.shape and dv.ndim == 2:
+            out = np.empty(dv.shape, dtype=dv.dtype)
+            _SOFTMAX_BACKWARD[dv.dtype](y, dv, out, resolve_n_threads(None))
+            self.dinputs = out
+            return
+        who = "Activation_Softmax.backward"
+        y, _, _ = real_array(y, who, "output")
+        dv, _, _ = real_array(dv, who, "dvalues")
+        _same_shape(dv, y, who, "dvalues", "the outputs")
+        dv = _as_2d(dv, who, "dvalues")
+        kd, _ = compute_dtypes(y.dtype, dv.dtype)
+        out = np.empty(dv.shape, dtype=kd)
+        _SOFTMAX_BACKWARD[kd](as_kernel_array(y, kd), as_kernel_array(dv, kd), out,
+                              resolve_n_threads(None))
+        self.dinputs = finish(out, dv.dtype)       # np.empty_like(dvalues)'s dtype
 
     def predictions(self, outputs):
-        p = _k.argmax_rows(outputs)
-        return p if p is not None else np.argmax(outputs, axis=1)
+        """``np.argmax(outputs, axis=1)``."""
+        return _argmax_rows(outputs, "Activation_Softmax.predictions", "outputs")
 
 
 class Activation_Sigmoid:
@@ -344,15 +513,31 @@ class Activation_Sigmoid:
     def forward(self, inputs, training=False):
         """``self.output = 1 / (1 + exp(-inputs))``."""
         self.inputs = inputs
-        x = np.asarray(inputs)
-        if x.dtype.kind in "biuf" and x.ndim:
-            from .functions import sigmoid
-            self.output = sigmoid(x)
+        x = inputs
+        if _is_fast(x):
+            rd = x.dtype
         else:
-            self.output = 1 / (1 + np.exp(-inputs))
+            x, kd, rd = real_array(x, "Activation_Sigmoid.forward", "inputs")
+            x = as_kernel_array(x, kd)
+        out = np.empty(x.shape, dtype=x.dtype)
+        if _SIGMOID[x.dtype](x.reshape(-1), out.reshape(-1), resolve_n_threads(None)):
+            fp_event("overflow", "exp")
+        self.output = finish(out, rd)
 
     def backward(self, dvalues):
-        self.dinputs = dvalues * (1 - self.output) * self.output
+        """``dinputs = dvalues * (1 - output) * output``."""
+        y, dv = self.output, dvalues
+        if not (_is_fast(y) and _is_fast(dv) and y.dtype is dv.dtype and y.shape == dv.shape):
+            who = "Activation_Sigmoid.backward"
+            y, _, _ = real_array(y, who, "output")
+            dv, _, _ = real_array(dv, who, "dvalues")
+            _same_shape(dv, y, who, "dvalues", "the outputs")
+            kd, _ = compute_dtypes(y.dtype, dv.dtype)
+            y, dv = as_kernel_array(y, kd), as_kernel_array(dv, kd)
+        out = np.empty(dv.shape, dtype=dv.dtype)
+        _SIGMOID_BACKWARD[dv.dtype](y.reshape(-1), dv.reshape(-1), out.reshape(-1),
+                                    resolve_n_threads(None))
+        self.dinputs = out
 
     def predictions(self, outputs):
         return (outputs > 0.5) * 1
@@ -373,10 +558,30 @@ class Activation_Linear:
 
 # ---- optimizers ---------------------------------------------------------------------------
 # Each keeps its state on the layer, as the book does (weight_momentums, weight_cache, ...),
-# and updates weights, biases and that state in place in one kernel call per layer. Arrays a
-# kernel does not take (mixed dtypes, non-contiguous) get the book's NumPy formulas.
+# and updates weights, biases and that state in place in one kernel call per layer.
+
+def _kernel_ready(ws, bs):
+    """True when the weights' arrays ws (parameter, gradient, state...) and the biases' bs
+    go to the optimizer kernel as they are."""
+    dt = ws[0].dtype if type(ws[0]) is np.ndarray else None
+    if dt is not _F64 and dt is not _F32:
+        return False
+    for arrays in (ws, bs):
+        shape = arrays[0].shape if type(arrays[0]) is np.ndarray else None
+        for i, a in enumerate(arrays):
+            if type(a) is not np.ndarray or a.dtype is not dt or a.shape != shape:
+                return False
+            f = a.flags
+            if not (f.c_contiguous and f.aligned) or (i != 1 and not f.writeable):
+                return False
+    return True
+
 
 class _Optimizer:
+
+    _rule = None
+    _state = ()            # the layer's state attributes: (weights', biases') per state array
+    _rebinds = False       # the book's rule assigns its state rather than updating it in place
 
     def pre_update_params(self):
         if self.decay:
@@ -388,8 +593,66 @@ class _Optimizer:
     def __repr__(self):
         return "%s(learning_rate=%r, decay=%r)" % (type(self).__name__, self.learning_rate, self.decay)
 
+    def _hyper(self):
+        hp = self.__dict__.get("_hp")
+        if hp is None:   # (kept out of __init__ so that pickled optimizers still work)
+            hp = self._hp = _opt.Hyperparameters(self._rule)
+        hp.lr = float(self.current_learning_rate)
+        return hp
+
+    def _update(self, layer, hp):
+        d = layer.__dict__
+        W, b = d.get("weights"), d.get("biases")
+        ws = [W, d.get("dweights")] + [d.get(names[0]) for names in self._state]
+        bs = [b, d.get("dbiases")] + [d.get(names[1]) for names in self._state]
+        if _kernel_ready(ws, bs) and not _opt.overlapping(ws + bs):
+            # the common case: every array is the kernel's as it is (one dtype, C order,
+            # aligned, shapes that match, nothing shared): one call for the layer
+            _opt.update(hp, [W, b], [ws[1], bs[1]],
+                        [ws[2], bs[2]] if len(ws) > 2 else None,
+                        [ws[3], bs[3]] if len(ws) > 3 else None,
+                        resolve_n_threads(None))
+            return
+        self._update_any(layer, hp)
+
+    def _update_any(self, layer, hp):
+        who = "%s.update_params" % type(self).__name__
+        items, sources, originals = [], [], []
+        for k, (pname, gname) in enumerate((("weights", "dweights"), ("biases", "dbiases"))):
+            p, g = getattr(layer, pname), getattr(layer, gname)
+            if not isinstance(p, np.ndarray):
+                raise TypeError("%s: layer.%s must be a NumPy array, got %s" % (who, pname, type(p).__name__))
+            _check_param(p, who, "layer." + pname)
+            order, direct = _order_of(p)
+            pk = p if direct else _working_copy(p)
+            gk = _kernel_grad(g, pk, order, who, "layer." + gname, "layer." + pname)
+            ss = [None, None]
+            for j, names in enumerate(self._state):
+                sname = names[k]
+                sk, replaced = _kernel_state(getattr(layer, sname), pk, order, self._rebinds, who,
+                                             "layer." + sname, "layer." + pname)
+                if replaced:
+                    setattr(layer, sname, sk)
+                ss[j] = sk
+            items.append((pk, gk, ss[0], ss[1]))
+            sources.append((p, g, order))
+            originals.append(p)
+            if type(g) is np.ndarray:
+                originals.append(g)
+        if _opt.overlapping(originals):
+            _run_serial(hp, items, sources)
+            return
+        _run_updates(hp, items, resolve_n_threads(None))
+        for (p, _, _), (pk, _, _, _) in zip(sources, items):
+            if pk is not p:
+                p[...] = pk
+
 
 class Optimizer_SGD(_Optimizer):
+    """SGD with learning-rate decay and optional momentum:
+    ``updates = momentum * momentums - lr * dweights`` (or ``-lr * dweights``); ``w += updates``."""
+
+    _rebinds = True
 
     def __init__(self, learning_rate=1., decay=0., momentum=0.):
         self.learning_rate = learning_rate
@@ -399,29 +662,24 @@ class Optimizer_SGD(_Optimizer):
         self.momentum = momentum
 
     def update_params(self, layer):
-        lr = self.current_learning_rate
         if self.momentum:
             if not hasattr(layer, 'weight_momentums'):
                 layer.weight_momentums = np.zeros_like(layer.weights)
                 layer.bias_momentums = np.zeros_like(layer.biases)
-            if _k.sgd_momentum_update((layer.weights, layer.dweights, layer.weight_momentums,
-                                       layer.biases, layer.dbiases, layer.bias_momentums),
-                                      lr, self.momentum):
-                return
-            weight_updates = self.momentum * layer.weight_momentums - lr * layer.dweights
-            layer.weight_momentums = weight_updates
-            bias_updates = self.momentum * layer.bias_momentums - lr * layer.dbiases
-            layer.bias_momentums = bias_updates
+            self._rule, self._state = _opt.NNFS_MOMENTUM, (("weight_momentums", "bias_momentums"),)
         else:
-            if _k.sgd_update((layer.weights, layer.dweights, layer.biases, layer.dbiases), lr):
-                return
-            weight_updates = -lr * layer.dweights
-            bias_updates = -lr * layer.dbiases
-        layer.weights += weight_updates
-        layer.biases += bias_updates
+            self._rule, self._state = _opt.NNFS_SGD, ()
+        hp = self._hyper()
+        hp.kind = self._rule
+        hp.momentum = float(self.momentum)
+        self._update(layer, hp)
 
 
 class Optimizer_Adagrad(_Optimizer):
+    """Adagrad: ``cache += dw ** 2``; ``w += -lr * dw / (sqrt(cache) + epsilon)``."""
+
+    _rule = _opt.NNFS_ADAGRAD
+    _state = (("weight_cache", "bias_cache"),)
 
     def __init__(self, learning_rate=1., decay=0., epsilon=1e-7):
         self.learning_rate = learning_rate
@@ -434,17 +692,17 @@ class Optimizer_Adagrad(_Optimizer):
         if not hasattr(layer, 'weight_cache'):
             layer.weight_cache = np.zeros_like(layer.weights)
             layer.bias_cache = np.zeros_like(layer.biases)
-        lr = self.current_learning_rate
-        if _k.adagrad_update((layer.weights, layer.dweights, layer.weight_cache,
-                              layer.biases, layer.dbiases, layer.bias_cache), lr, self.epsilon):
-            return
-        layer.weight_cache += layer.dweights ** 2
-        layer.bias_cache += layer.dbiases ** 2
-        layer.weights += -lr * layer.dweights / (np.sqrt(layer.weight_cache) + self.epsilon)
-        layer.biases += -lr * layer.dbiases / (np.sqrt(layer.bias_cache) + self.epsilon)
+        hp = self._hyper()
+        hp.eps = float(self.epsilon)
+        self._update(layer, hp)
 
 
 class Optimizer_RMSprop(_Optimizer):
+    """RMSprop: ``cache = rho * cache + (1 - rho) * dw ** 2``; Adagrad's step."""
+
+    _rule = _opt.NNFS_RMSPROP
+    _state = (("weight_cache", "bias_cache"),)
+    _rebinds = True
 
     def __init__(self, learning_rate=0.001, decay=0., epsilon=1e-7, rho=0.9):
         self.learning_rate = learning_rate
@@ -458,18 +716,18 @@ class Optimizer_RMSprop(_Optimizer):
         if not hasattr(layer, 'weight_cache'):
             layer.weight_cache = np.zeros_like(layer.weights)
             layer.bias_cache = np.zeros_like(layer.biases)
-        lr = self.current_learning_rate
-        if _k.rmsprop_update((layer.weights, layer.dweights, layer.weight_cache,
-                              layer.biases, layer.dbiases, layer.bias_cache),
-                             lr, self.epsilon, self.rho):
-            return
-        layer.weight_cache = self.rho * layer.weight_cache + (1 - self.rho) * layer.dweights ** 2
-        layer.bias_cache = self.rho * layer.bias_cache + (1 - self.rho) * layer.dbiases ** 2
-        layer.weights += -lr * layer.dweights / (np.sqrt(layer.weight_cache) + self.epsilon)
-        layer.biases += -lr * layer.dbiases / (np.sqrt(layer.bias_cache) + self.epsilon)
+        hp = self._hyper()
+        hp.eps = float(self.epsilon)
+        hp.rho = float(self.rho)
+        self._update(layer, hp)
 
 
 class Optimizer_Adam(_Optimizer):
+    """Adam with the bias corrections ``1 - beta ** (iterations + 1)``."""
+
+    _rule = _opt.NNFS_ADAM
+    _state = (("weight_momentums", "bias_momentums"), ("weight_cache", "bias_cache"))
+    _rebinds = True
 
     def __init__(self, learning_rate=0.001, decay=0., epsilon=1e-7, beta_1=0.9, beta_2=0.999):
         self.learning_rate = learning_rate
@@ -486,33 +744,39 @@ class Optimizer_Adam(_Optimizer):
             layer.weight_cache = np.zeros_like(layer.weights)
             layer.bias_momentums = np.zeros_like(layer.biases)
             layer.bias_cache = np.zeros_like(layer.biases)
-        lr = self.current_learning_rate
-        corr1 = 1 - self.beta_1 ** (self.iterations + 1)   # bias corrections
-        corr2 = 1 - self.beta_2 ** (self.iterations + 1)
-        if _k.adam_update((layer.weights, layer.dweights, layer.weight_momentums, layer.weight_cache,
-                           layer.biases, layer.dbiases, layer.bias_momentums, layer.bias_cache),
-                          lr, self.epsilon, self.beta_1, self.beta_2, corr1, corr2):
-            return
-        layer.weight_momentums = self.beta_1 * layer.weight_momentums + (1 - self.beta_1) * layer.dweights
-        layer.bias_momentums = self.beta_1 * layer.bias_momentums + (1 - self.beta_1) * layer.dbiases
-        weight_momentums_corrected = layer.weight_momentums / corr1
-        bias_momentums_corrected = layer.bias_momentums / corr1
-        layer.weight_cache = self.beta_2 * layer.weight_cache + (1 - self.beta_2) * layer.dweights ** 2
-        layer.bias_cache = self.beta_2 * layer.bias_cache + (1 - self.beta_2) * layer.dbiases ** 2
-        weight_cache_corrected = layer.weight_cache / corr2
-        bias_cache_corrected = layer.bias_cache / corr2
-        layer.weights += -lr * weight_momentums_corrected / (np.sqrt(weight_cache_corrected) + self.epsilon)
-        layer.biases += -lr * bias_momentums_corrected / (np.sqrt(bias_cache_corrected) + self.epsilon)
+        hp = self._hyper()
+        hp.eps = float(self.epsilon)
+        hp.beta1 = float(self.beta_1)
+        hp.beta2 = float(self.beta_2)
+        hp.correction1 = 1 - self.beta_1 ** (self.iterations + 1)
+        hp.correction2 = 1 - self.beta_2 ** (self.iterations + 1)
+        self._update(layer, hp)
 
 
 # ---- losses -------------------------------------------------------------------------------
 
-def _abs_sq(a):
-    r = _k.abs_sq_sums(a)
-    if r is None:
-        a = np.asarray(a)
-        r = np.sum(np.abs(a)), np.sum(a * a)
-    return r
+def _penalty_sums(a):
+    """(sum(|a|), sum(a * a)) in double, by the penalty kernel."""
+    if not _is_fast(a):
+        a, kd, _ = real_array(a, "Loss.regularization_loss", "a parameter")
+        a = as_kernel_array(a, kd)
+    return _PENALTY_SUMS[a.dtype](a.reshape(-1))
+
+
+def _layer_penalty(layer):
+    # l1 * sum(|weights|) + l2 * sum(weights * weights) (+ the same for the biases), in the
+    # parameters' dtype as the book's np.sum gives it
+    loss = 0
+    for l1, l2, p in ((layer.weight_regularizer_l1, layer.weight_regularizer_l2, layer.weights),
+                      (layer.bias_regularizer_l1, layer.bias_regularizer_l2, layer.biases)):
+        if l1 > 0 or l2 > 0:
+            s_abs, s_sq = _penalty_sums(p)
+            scalar = np.asarray(p).dtype.type
+            if l1 > 0:
+                loss += l1 * scalar(s_abs)
+            if l2 > 0:
+                loss += l2 * scalar(s_sq)
+    return loss
 
 
 class Loss:
@@ -521,23 +785,14 @@ class Loss:
     accumulated_sum = 0
     accumulated_count = 0
 
-    def regularization_loss(self):
+    def regularization_loss(self, layer=None):
+        """The L1/L2 penalty of the trainable layers (the final chapters' form), or of one
+        ``layer`` (chapters 14-17: ``loss_function.regularization_loss(dense1)``)."""
+        if layer is not None:
+            return _layer_penalty(layer)
         regularization_loss = 0
         for layer in self.trainable_layers:
-            wl1, wl2 = layer.weight_regularizer_l1, layer.weight_regularizer_l2
-            bl1, bl2 = layer.bias_regularizer_l1, layer.bias_regularizer_l2
-            if wl1 > 0 or wl2 > 0:
-                s_abs, s_sq = _abs_sq(layer.weights)
-                if wl1 > 0:
-                    regularization_loss += wl1 * s_abs      # l1 * sum(|weights|)
-                if wl2 > 0:
-                    regularization_loss += wl2 * s_sq       # l2 * sum(weights * weights)
-            if bl1 > 0 or bl2 > 0:
-                s_abs, s_sq = _abs_sq(layer.biases)
-                if bl1 > 0:
-                    regularization_loss += bl1 * s_abs
-                if bl2 > 0:
-                    regularization_loss += bl2 * s_sq
+            regularization_loss += _layer_penalty(layer)
         return regularization_loss
 
     def remember_trainable_layers(self, trainable_layers):
@@ -573,68 +828,85 @@ class Loss:
 
 
 class Loss_CategoricalCrossentropy(Loss):
-    """``-log(clip(y_pred, 1e-7, 1 - 1e-7))`` of the true class; labels (1-D) or one-hot (2-D)."""
+    """``-log(clip(y_pred, 1e-7, 1 - 1e-7))`` of the true class; labels (1-D) or one-hot (2-D):
+    ``-log(sum(clip(y_pred) * y_true, axis=1))``."""
 
     def _forward_total(self, y_pred, y_true):
         if type(self).forward is not Loss_CategoricalCrossentropy.forward:
             return Loss._forward_total(self, y_pred, y_true)
-        r = _k.cce_forward(y_pred, y_true)
-        if r is None or r.__class__ is int:
-            r = self._cast(y_pred, y_true)
-        return r
+        return self._losses(y_pred, y_true)
 
     def forward(self, y_pred, y_true):
-        r = _k.cce_forward(y_pred, y_true)
-        if r is None or r.__class__ is int:
-            r = self._cast(y_pred, y_true)
-        return r[0]
+        return self._losses(y_pred, y_true)[0]
 
-    def _cast(self, y_pred, y_true):
+    def _losses(self, y_pred, y_true):
         who = "Loss_CategoricalCrossentropy.forward"
-        y = _as_2d(y_pred, who, "y_pred")
-        t = np.asarray(y_true)
+        y = y_pred
+        if not (_is_fast(y) and y.ndim == 2):
+            y, _, _ = real_array(y, who, "y_pred")
+            y = _as_2d(y, who, "y_pred")
         rows, n = y.shape
+        t = y_true if type(y_true) is np.ndarray else np.asarray(y_true)
         if t.ndim == 2:
             if t.shape != y.shape:
                 raise ValueError("%s: one-hot y_true has shape %s, but y_pred has shape %s"
                                  % (who, t.shape, y.shape))
-            kd, rd = compute_dtypes(y.dtype, t.dtype)
-            yc, tc = np.ascontiguousarray(y, dtype=kd), np.ascontiguousarray(t, dtype=kd)
-        else:
-            tc = _labels(t, rows, n, who)
-            kd, rd = compute_dtypes(y.dtype)
-            yc = np.ascontiguousarray(y, dtype=kd)
+            t, _, _ = real_array(t, who, "y_true")
+            kd, rd = compute_dtypes(y.dtype, t.dtype)      # clip(y_pred) * y_true promotes
+            tk = as_kernel_array(t, _F64 if t.dtype.kind in "biu" else compute_dtypes(t.dtype)[0])
+            yk = as_kernel_array(y, kd)
+            if n == 0:
+                return np.full(rows, np.inf, dtype=rd), float(np.inf) if rows else 0.0
+            out = np.empty(rows, dtype=kd)
+            total, log0, _ = _CE_TARGETS[kd, tk.dtype](yk, tk, _losses.CLIP, _losses.WEIGHTED, 0.0,
+                                                      out, resolve_n_threads(None))
+            if log0:
+                fp_event("divide by zero", "log", stacklevel=4)
+            return finish(out, rd), total
+        if t.ndim != 1:
+            raise ValueError("%s: y_true has shape %s; give class labels (samples,) or one-hot "
+                             "targets (samples, classes)" % (who, t.shape))
+        lab = _labels(t, rows, n, who)
         if n == 0 and rows:
             raise ValueError("%s: y_pred has shape %s: no classes to pick from" % (who, y.shape))
-        if rows == 0:
-            return np.zeros(0, dtype=rd), 0.0
-        r = _k.cce_forward(yc, tc)
-        if r.__class__ is int:
-            raise _bad_labels(tc, n, who)
-        return _finish(r[0], rd), r[1]
+        kd, rd = compute_dtypes(y.dtype)
+        yk = y if y.dtype is kd and _is_fast(y) else as_kernel_array(y, kd)
+        out = np.empty(rows, dtype=kd)
+        total, bad, _, _ = _CE_LABELS[kd](yk, lab, _losses.CLIP, out, resolve_n_threads(None))
+        if bad:
+            raise _bad_labels(lab, n, who)
+        return finish(out, rd), total
 
     def backward(self, dvalues, y_true):
-        """``dinputs = -y_true / dvalues / samples`` (labels become one-hot float64 rows)."""
+        """``dinputs = -y_true / dvalues / samples`` (labels become ``np.eye(classes)[y_true]``)."""
         who = "Loss_CategoricalCrossentropy.backward"
-        dv = _as_2d(dvalues, who, "dvalues")
+        dv, _, _ = real_array(dvalues, who, "dvalues")
+        dv = _as_2d(dv, who, "dvalues")
         t = np.asarray(y_true)
         rows, n = dv.shape
         if t.ndim == 1:
             lab = _labels(t, rows, n, who)
             if lab.size and (lab.min() < 0 or lab.max() >= n):
                 raise _bad_labels(lab, n, who)
-            kd, rd = compute_dtypes(dv.dtype, np.float64)  # np.eye is float64
-            t = np.zeros((rows, n), dtype=kd)
-            t[np.arange(rows), lab] = 1
+            eye_dtype = np.eye(1).dtype          # float64, or float32 after nnfs.init()
+            kd, rd = compute_dtypes(dv.dtype, eye_dtype)
+            tk = np.zeros((rows, n), dtype=kd)
+            tk[np.arange(rows), lab] = 1         # np.eye(classes)[y_true]
         elif t.shape != dv.shape:
             raise ValueError("%s: one-hot y_true has shape %s, but dvalues have shape %s"
                              % (who, t.shape, dv.shape))
         else:
+            t, _, _ = real_array(t, who, "y_true")
             kd, rd = compute_dtypes(dv.dtype, t.dtype)
-        d = _k.cce_backward_onehot(np.ascontiguousarray(dv, dtype=kd), np.ascontiguousarray(t, dtype=kd))
-        if d is None:  # empty
-            d = -np.asarray(t, dtype=kd) / dv / rows
-        self.dinputs = _finish(d, rd)
+            tk = as_kernel_array(t, kd)
+        out = np.empty((rows, n), dtype=kd)
+        div0, invalid = _CCE_GRAD[kd](as_kernel_array(dv, kd).reshape(-1), tk.reshape(-1),
+                                       float(rows), out.reshape(-1), resolve_n_threads(None))
+        if div0:
+            fp_event("divide by zero", "divide")
+        if invalid:
+            fp_event("invalid value", "divide")
+        self.dinputs = finish(out, rd)
 
 
 class Activation_Softmax_Loss_CategoricalCrossentropy():
@@ -655,64 +927,88 @@ class Activation_Softmax_Loss_CategoricalCrossentropy():
 
     def backward(self, dvalues, y_true):
         """``dinputs = (dvalues - one_hot(y_true)) / samples``."""
-        d = _k.softmax_cce_backward(dvalues, y_true)
-        if d is None or d.__class__ is int:
-            who = "Activation_Softmax_Loss_CategoricalCrossentropy.backward"
-            dv = _as_2d(dvalues, who, "dvalues")
-            t = np.asarray(y_true)
-            if t.ndim == 2:
-                if t.shape != dv.shape:
-                    raise ValueError("%s: one-hot y_true has shape %s, but dvalues have shape %s"
-                                     % (who, t.shape, dv.shape))
-                t = np.argmax(t, axis=1)
-            lab = _labels(t, dv.shape[0], dv.shape[1], who)
-            dc, rd = _kernel_array(dv)
-            d = _k.softmax_cce_backward(dc, lab)
-            if d.__class__ is int:
-                raise _bad_labels(lab, dv.shape[1], who)
-            if d is None:  # empty
-                d = dc / max(dv.shape[0], 1)
-            d = _finish(d, rd)
-        self.dinputs = d
+        who = "Activation_Softmax_Loss_CategoricalCrossentropy.backward"
+        dv = dvalues
+        if not (_is_fast(dv) and dv.ndim == 2):
+            dv, _, _ = real_array(dv, who, "dvalues")
+            dv = _as_2d(dv, who, "dvalues")
+        rows, n = dv.shape
+        t = y_true if type(y_true) is np.ndarray else np.asarray(y_true)
+        if t.ndim == 2:
+            if t.shape != dv.shape:
+                raise ValueError("%s: one-hot y_true has shape %s, but dvalues have shape %s"
+                                 % (who, t.shape, dv.shape))
+            t = _argmax_rows(t, who, "y_true")                 # np.argmax(y_true, axis=1)
+        lab = _labels(t, rows, n, who)
+        kd, rd = compute_dtypes(dv.dtype)
+        out = np.empty((rows, n), dtype=kd)
+        bad = _CE_GRAD_LABELS[kd](dv if dv.dtype is kd and _is_fast(dv) else as_kernel_array(dv, kd),
+                                  lab, _losses.PROBS, float(rows), out, resolve_n_threads(None))
+        if bad:
+            raise _bad_labels(lab, n, who)
+        self.dinputs = finish(out, rd)
 
 
-class Loss_BinaryCrossentropy(Loss):
+class _PointwiseLoss(Loss):
+    """A loss that is the mean over the last axis of an element-wise term (BCE, MSE, MAE)."""
+
+    _kind = None
+
+    def _operands(self, y, t, who, yname="y_pred"):
+        y, _, _ = real_array(y, who, yname)
+        t, _, _ = real_array(t, who, "y_true")
+        if y.shape != t.shape:
+            raise ValueError("%s: y_true has shape %s, but %s has shape %s; the book's formula "
+                             "would broadcast them (reshape y_true to %s)"
+                             % (who, t.shape, yname, y.shape, y.shape))
+        if y.ndim == 0:
+            raise ValueError("%s: %s must have at least one axis" % (who, yname))
+        kd, rd = compute_dtypes(y.dtype, t.dtype)
+        n = y.shape[-1]
+        return (as_kernel_array(y, kd).reshape(-1, n), as_kernel_array(t, kd).reshape(-1, n),
+                kd, rd, y.shape)
+
+    def _forward_total(self, y_pred, y_true):
+        if type(self).forward is not _PointwiseLoss.forward:
+            return Loss._forward_total(self, y_pred, y_true)
+        return self._losses(y_pred, y_true)
+
+    def _losses(self, y_pred, y_true):
+        who = "%s.forward" % type(self).__name__
+        y, t, kd, rd, shape = self._operands(y_pred, y_true, who)
+        out = np.empty(y.shape[0], dtype=kd)
+        total = _POINTWISE[kd](self._kind, y, t, 1e-7, 0.0, out, resolve_n_threads(None))
+        return finish(out, rd).reshape(shape[:-1]), total
 
     def forward(self, y_pred, y_true):
-        y_pred_clipped = np.clip(y_pred, 1e-7, 1 - 1e-7)
-        sample_losses = -(y_true * np.log(y_pred_clipped) + (1 - y_true) * np.log(1 - y_pred_clipped))
-        return np.mean(sample_losses, axis=-1)
+        return self._losses(y_pred, y_true)[0]
 
     def backward(self, dvalues, y_true):
-        samples = len(dvalues)
-        outputs = len(dvalues[0])
-        clipped_dvalues = np.clip(dvalues, 1e-7, 1 - 1e-7)
-        self.dinputs = -(y_true / clipped_dvalues - (1 - y_true) / (1 - clipped_dvalues)) / outputs
-        self.dinputs = self.dinputs / samples
+        who = "%s.backward" % type(self).__name__
+        y, t, kd, rd, shape = self._operands(dvalues, y_true, who, "dvalues")
+        samples, outputs = len(dvalues), shape[-1] if len(shape) > 1 else 1
+        out = np.empty(y.size, dtype=kd)
+        _POINTWISE_GRAD[kd](self._kind, y.reshape(-1), t.reshape(-1), 1e-7, 0.0, float(outputs),
+                            float(samples), out, resolve_n_threads(None))
+        self.dinputs = finish(out, rd).reshape(shape)
 
 
-class Loss_MeanSquaredError(Loss):
+class Loss_BinaryCrossentropy(_PointwiseLoss):
+    """``mean(-(y_true log(c) + (1 - y_true) log(1 - c)), axis=-1)``, c = clip(y_pred, 1e-7, 1 - 1e-7)."""
 
-    def forward(self, y_pred, y_true):
-        return np.mean((y_true - y_pred) ** 2, axis=-1)
-
-    def backward(self, dvalues, y_true):
-        samples = len(dvalues)
-        outputs = len(dvalues[0])
-        self.dinputs = -2 * (y_true - dvalues) / outputs
-        self.dinputs = self.dinputs / samples
+    _kind = _losses.BCE
 
 
-class Loss_MeanAbsoluteError(Loss):
+class Loss_MeanSquaredError(_PointwiseLoss):
+    """``mean((y_true - y_pred) ** 2, axis=-1)``."""
 
-    def forward(self, y_pred, y_true):
-        return np.mean(np.abs(y_true - y_pred), axis=-1)
+    _kind = _losses.MSE
 
-    def backward(self, dvalues, y_true):
-        samples = len(dvalues)
-        outputs = len(dvalues[0])
-        self.dinputs = np.sign(y_true - dvalues) / outputs
-        self.dinputs = self.dinputs / samples
+
+class Loss_MeanAbsoluteError(_PointwiseLoss):
+    """``mean(abs(y_true - y_pred), axis=-1)``."""
+
+    _kind = _losses.MAE
 
 
 # ---- accuracy -----------------------------------------------------------------------------
@@ -769,8 +1065,9 @@ class Accuracy_Regression(Accuracy):
 class Model:
     """The book's Model: ``add`` layers, ``set`` loss/optimizer/accuracy, ``finalize``, ``train``.
 
-    ``forward`` runs a ``Layer_Dense`` followed by an ``Activation_ReLU`` as one kernel call;
-    every layer's attributes are set exactly as the book's layer-by-layer loop sets them.
+    The book's own loop: every layer's attributes are set exactly as the book sets them.
+    Inside a Model, a layer's big per-step arrays are recycled when nothing outside the
+    layers can see them (see ``_spare``), which saves the page faults of fresh arrays.
     """
 
     def __init__(self):
@@ -902,19 +1199,9 @@ class Model:
 
     def forward(self, X, training=False):
         self.input_layer.forward(X, training)
-        layers = self.layers
-        n = len(layers)
-        i = 0
-        while i < n:
-            layer = layers[i]
-            if (i + 1 < n and type(layer) is Layer_Dense and type(layers[i + 1]) is Activation_ReLU
-                    and layers[i + 1].prev is layer):
-                layer._forward_relu(layer.prev.output, layers[i + 1])
-                i += 2
-            else:
-                layer.forward(layer.prev.output, training)
-                i += 1
-        return layers[-1].output
+        for layer in self.layers:
+            layer.forward(layer.prev.output, training)
+        return layer.output
 
     def backward(self, output, y):
         if self.softmax_classifier_output is not None:

@@ -1,153 +1,250 @@
-# Optimizer updates (the book's common/optimizer.py) over all parameters in one call.
+# The optimizer kernel: one in-place step of every parameter of a net, for every update
+# rule of both books (dlfs common/optimizer.py: SGD, Momentum, Nesterov, AdaGrad,
+# RMSprop, Adam; nnfs Optimizer_SGD with momentum, Adagrad, RMSprop, Adam), the rule
+# being a kind of one kernel and its hyperparameters a struct with named fields.
 #
-# Design (STYLE.md): `step_run` is the nogil element function (one run of one parameter,
-# the book's formula for each optimizer, operation for operation in the parameter's
-# dtype, so float32 gives the reference's float32 numbers); `update` is the def kernel
-# that takes every parameter of the net (flat views), cuts them into fixed chunks and
-# owns the prange over chunks; fastnn.optimizer (Python) validates shapes/dtypes, creates
-# the state lazily and resolves the learning rate (number or schedule).
-# Element-wise only: results do not depend on the thread count.
+# Design (STYLE.md): the element loop of each rule is C (csrc/fastnn_ops.h), compiled per
+# ISA level x {float, double}, each line the book's NumPy statement in the parameter's
+# precision (so float32 and float64 give the book's bits; no FMA contraction). `update`
+# is the def kernel: it takes the parameters of one dtype as lists of flat-contiguous
+# arrays (parameters, gradients, up to two state arrays each), cuts them into fixed
+# chunks and owns the prange over chunks, sized by fastnn_team(). Lists of arrays rather
+# than one memoryview per array: a net's update runs every step, and acquiring a buffer per
+# small parameter would cost more than updating it. fastnn.optimizer / fastnn.nnfs
+# validate, cast, create the state and decide the order (parameters that share memory are
+# updated one after the other, in the book's key order: `overlapping` tells them when).
+# Element-wise only: results never depend on the thread count.
 
 from cython.parallel cimport prange
-from libc.math cimport sqrt, sqrtf
-from libc.stdlib cimport malloc, free
+from libc.stdlib cimport malloc, free, qsort
 
 cimport numpy as cnp
-from cython cimport floating
+
+from fastnn._kernels._cpu cimport isa_state
 
 cnp.import_array()
 
-SGD_ = 0
-MOMENTUM = 1
-NESTEROV = 2
-ADAGRAD = 3
-RMSPROP = 4
-ADAM = 5
+cdef extern from "fastnn_cpu.h":
+    void fastnn_isa_bind(const int *state) noexcept nogil
 
-# chunk of elements one thread takes; below PARALLEL_MIN_ELEMS in all, one thread (the
-# sqrt-and-divide optimizers cost ~8x more per element, so they share work sooner)
-cdef Py_ssize_t CHUNK = 4096
-cdef Py_ssize_t PARALLEL_MIN_ELEMS = 131072
+cdef extern from "fastnn_openmp.h":
+    int fastnn_team(int n_threads, double est_ns) noexcept nogil
+
+cdef extern from "fastnn_ops.h":
+    ctypedef struct fastnn_optimizer:
+        int kind
+        double lr, momentum, rho, beta1, beta2, eps, step_size, correction1, correction2
+    int FASTNN_OPT_SGD, FASTNN_OPT_MOMENTUM, FASTNN_OPT_NESTEROV, FASTNN_OPT_ADAGRAD
+    int FASTNN_OPT_RMSPROP, FASTNN_OPT_ADAM, FASTNN_OPT_NNFS_SGD, FASTNN_OPT_NNFS_MOMENTUM
+    int FASTNN_OPT_NNFS_ADAGRAD, FASTNN_OPT_NNFS_RMSPROP, FASTNN_OPT_NNFS_ADAM, FASTNN_OPT_N_KINDS
+    const double *fastnn_opt_ns_per_elem
+    void fastnn_optimizer_step_d(const fastnn_optimizer *h, double *p, const double *g,
+                                 double *s1, double *s2, Py_ssize_t n) noexcept nogil
+    void fastnn_optimizer_step_s(const fastnn_optimizer *h, float *p, const float *g,
+                                 float *s1, float *s2, Py_ssize_t n) noexcept nogil
+
+fastnn_isa_bind(isa_state())
+
+# the rules (kinds)
+SGD = FASTNN_OPT_SGD
+MOMENTUM = FASTNN_OPT_MOMENTUM
+NESTEROV = FASTNN_OPT_NESTEROV
+ADAGRAD = FASTNN_OPT_ADAGRAD
+RMSPROP = FASTNN_OPT_RMSPROP
+ADAM = FASTNN_OPT_ADAM
+NNFS_SGD = FASTNN_OPT_NNFS_SGD
+NNFS_MOMENTUM = FASTNN_OPT_NNFS_MOMENTUM
+NNFS_ADAGRAD = FASTNN_OPT_NNFS_ADAGRAD
+NNFS_RMSPROP = FASTNN_OPT_NNFS_RMSPROP
+NNFS_ADAM = FASTNN_OPT_NNFS_ADAM
+
+# how many state arrays each rule keeps per parameter
+N_STATE = {SGD: 0, MOMENTUM: 1, NESTEROV: 1, ADAGRAD: 1, RMSPROP: 1, ADAM: 2,
+           NNFS_SGD: 0, NNFS_MOMENTUM: 1, NNFS_ADAGRAD: 1, NNFS_RMSPROP: 1, NNFS_ADAM: 2}
+
+cdef Py_ssize_t CHUNK = 4096   # elements a thread takes at a time
 
 
-cdef inline floating fsqrt(floating x) noexcept nogil:
-    if floating is float:
-        return sqrtf(x)
+cdef class Hyperparameters:
+    """One step's rule and hyperparameters, by name (csrc/fastnn_ops.h fastnn_optimizer).
+
+    kind: one of this module's rule constants. lr: this step's learning rate.
+    momentum; rho (dlfs RMSprop decay_rate, nnfs rho); beta1, beta2; eps (nnfs epsilon);
+    step_size (dlfs Adam's lr_t); correction1, correction2 (nnfs Adam's 1 - beta ** t).
+    """
+    cdef public int kind
+    cdef public double lr, momentum, rho, beta1, beta2, eps, step_size, correction1, correction2
+
+    def __init__(self, int kind, double lr=0.0, double momentum=0.0, double rho=0.0,
+                 double beta1=0.0, double beta2=0.0, double eps=1e-7, double step_size=0.0,
+                 double correction1=1.0, double correction2=1.0):
+        if not 0 <= kind < FASTNN_OPT_N_KINDS:
+            raise ValueError("unknown optimizer rule %d" % kind)
+        self.kind = kind
+        self.lr = lr
+        self.momentum = momentum
+        self.rho = rho
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.step_size = step_size
+        self.correction1 = correction1
+        self.correction2 = correction2
+
+    cdef fastnn_optimizer as_struct(self):
+        cdef fastnn_optimizer h
+        h.kind = self.kind
+        h.lr = self.lr
+        h.momentum = self.momentum
+        h.rho = self.rho
+        h.beta1 = self.beta1
+        h.beta2 = self.beta2
+        h.eps = self.eps
+        h.step_size = self.step_size
+        h.correction1 = self.correction1
+        h.correction2 = self.correction2
+        return h
+
+
+cdef inline void step(const fastnn_optimizer *h, bint is_double, void *p, const void *g,
+                      void *s1, void *s2, Py_ssize_t off, Py_ssize_t n) noexcept nogil:
+    if is_double:
+        fastnn_optimizer_step_d(h, <double *> p + off, <const double *> g + off,
+                                <double *> s1 + off if s1 != NULL else NULL,
+                                <double *> s2 + off if s2 != NULL else NULL, n)
     else:
-        return sqrt(x)
+        fastnn_optimizer_step_s(h, <float *> p + off, <const float *> g + off,
+                                <float *> s1 + off if s1 != NULL else NULL,
+                                <float *> s2 + off if s2 != NULL else NULL, n)
 
 
-cdef inline void step_run(int kind, floating *p, const floating *g, floating *s1,
-                          floating *s2, Py_ssize_t n, const double *c) noexcept nogil:
-    """One run of one parameter. c: the optimizer's constants (see fastnn.optimizer)."""
-    cdef Py_ssize_t i
-    cdef floating lr = <floating> c[0]
-    cdef floating a = <floating> c[1]
-    cdef floating b = <floating> c[2]
-    cdef floating eps = <floating> 1e-7
-    cdef double lr_t = c[0]
-    if kind == 0:      # SGD
-        for i in range(n):
-            p[i] = p[i] - lr * g[i]                          # p -= lr * g
-    elif kind == 1:    # Momentum: a = momentum
-        for i in range(n):
-            s1[i] = a * s1[i] - lr * g[i]                    # v = momentum * v - lr * g
-            p[i] = p[i] + s1[i]                              # p += v
-    elif kind == 2:    # Nesterov: a = momentum, b = momentum^2, c[3] = (1 + momentum) * lr
-        for i in range(n):
-            s1[i] = s1[i] * a                                # v *= momentum
-            s1[i] = s1[i] - lr * g[i]                        # v -= lr * g
-            p[i] = p[i] + b * s1[i]                          # p += momentum^2 * v
-            p[i] = p[i] - (<floating> c[3]) * g[i]           # p -= (1 + momentum) * lr * g
-    elif kind == 3:    # AdaGrad
-        for i in range(n):
-            s1[i] = s1[i] + g[i] * g[i]                      # h += g * g
-            p[i] = p[i] - lr * g[i] / (fsqrt(s1[i]) + eps)   # p -= lr * g / (sqrt(h) + 1e-7)
-    elif kind == 4:    # RMSprop: a = decay_rate, b = 1 - decay_rate
-        for i in range(n):
-            s1[i] = s1[i] * a                                # h *= decay_rate
-            s1[i] = s1[i] + b * g[i] * g[i]                  # h += (1 - decay_rate) * g * g
-            p[i] = p[i] - lr * g[i] / (fsqrt(s1[i]) + eps)   # p -= lr * g / (sqrt(h) + 1e-7)
-    else:              # Adam: c[0] = lr_t (a float64 scalar in the book), a = 1 - beta1, b = 1 - beta2
-        for i in range(n):
-            s1[i] = s1[i] + a * (g[i] - s1[i])               # m += (1 - beta1) * (g - m)
-            s2[i] = s2[i] + b * (g[i] * g[i] - s2[i])        # v += (1 - beta2) * (g**2 - v)
-            # p -= lr_t * m / (sqrt(v) + 1e-7), lr_t * m in float64 as NumPy does
-            p[i] = <floating> (<double> p[i] - lr_t * <double> s1[i]
-                               / <double> (fsqrt(s2[i]) + eps))
+cdef inline void *data_of(list arrays, Py_ssize_t i):
+    if arrays is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray?> arrays[i])
 
 
-cdef void run_update(int kind, list ps, list gs, list s1s, list s2s, const double *c,
-                     int n_threads, floating dummy) except *:
-    cdef Py_ssize_t L = len(ps), l, n_chunks = 0, total = 0, k, j, off
-    cdef cnp.ndarray a
-    cdef floating **P = <floating **> malloc(4 * max(L, 1) * sizeof(floating *))
-    cdef Py_ssize_t *N = <Py_ssize_t *> malloc(max(L, 1) * sizeof(Py_ssize_t))
-    cdef Py_ssize_t *chunk_seg = NULL
+def update(Hyperparameters hp,
+           list params,     # IN/OUT flat-contiguous, aligned, native parameters of one float dtype
+           list grads,      # IN  same dtype and sizes
+           list state1,     # IN/OUT v / h / m / momentums / cache, or None
+           list state2,     # IN/OUT Adam's second moment, or None
+           int n_threads):
+    """One step of rule hp.kind over every parameter, in place, with the GIL released.
+
+    The fastnn.optimizer / fastnn.nnfs boundary guarantees the arrays' layout and sizes
+    (and that no two of them share memory: see `overlapping`)."""
+    cdef Py_ssize_t L = len(params), l, n_chunks = 0, total = 0, k, off
+    if L == 0:
+        return
+    cdef fastnn_optimizer h = hp.as_struct()
+    cdef bint is_double = cnp.PyArray_TYPE(<cnp.ndarray?> params[0]) == cnp.NPY_DOUBLE
+    cdef void **P = <void **> malloc(4 * L * sizeof(void *))
+    cdef Py_ssize_t *N = <Py_ssize_t *> malloc(L * sizeof(Py_ssize_t))
+    cdef Py_ssize_t *chunk_param = NULL
     cdef Py_ssize_t *chunk_off = NULL
+    cdef int team
     if P == NULL or N == NULL:
-        free(P); free(N)
+        free(P)
+        free(N)
         raise MemoryError()
-    for l in range(L):
-        # data pointers straight from the arrays (no memoryview objects: this runs every
-        # step for every parameter); the Python layer made them contiguous, same dtype
-        a = <cnp.ndarray?> ps[l]
-        N[l] = cnp.PyArray_SIZE(a)
-        P[4 * l] = <floating *> cnp.PyArray_DATA(a)
-        P[4 * l + 1] = <floating *> cnp.PyArray_DATA(<cnp.ndarray?> gs[l])
-        P[4 * l + 2] = NULL
-        P[4 * l + 3] = NULL
-        if s1s is not None:
-            P[4 * l + 2] = <floating *> cnp.PyArray_DATA(<cnp.ndarray?> s1s[l])
-        if s2s is not None:
-            P[4 * l + 3] = <floating *> cnp.PyArray_DATA(<cnp.ndarray?> s2s[l])
-        total += N[l]
-        n_chunks += (N[l] + CHUNK - 1) // CHUNK
-    if total < (PARALLEL_MIN_ELEMS // 8 if kind >= 3 else PARALLEL_MIN_ELEMS) or n_threads == 1:
-        with nogil:
-            for l in range(L):
-                step_run(kind, P[4 * l], P[4 * l + 1], P[4 * l + 2], P[4 * l + 3], N[l], c)
-    else:
-        chunk_seg = <Py_ssize_t *> malloc(n_chunks * sizeof(Py_ssize_t))
-        chunk_off = <Py_ssize_t *> malloc(n_chunks * sizeof(Py_ssize_t))
-        if chunk_seg == NULL or chunk_off == NULL:
-            free(P); free(N); free(chunk_seg); free(chunk_off)
-            raise MemoryError()
-        k = 0
+    try:
         for l in range(L):
-            for off in range(0, N[l], CHUNK):
-                chunk_seg[k] = l
-                chunk_off[k] = off
-                k += 1
-        with nogil:
-            for k in prange(n_chunks, schedule="static", num_threads=n_threads):
-                l = chunk_seg[k]
+            # data pointers straight from the arrays (no buffer acquisition per parameter)
+            N[l] = cnp.PyArray_SIZE(<cnp.ndarray?> params[l])
+            P[4 * l] = data_of(params, l)
+            P[4 * l + 1] = data_of(grads, l)
+            P[4 * l + 2] = data_of(state1, l)
+            P[4 * l + 3] = data_of(state2, l)
+            total += N[l]
+            n_chunks += (N[l] + CHUNK - 1) // CHUNK
+    except BaseException:
+        free(P)
+        free(N)
+        raise
+    team = fastnn_team(n_threads, total * fastnn_opt_ns_per_elem[h.kind])
+    if team > 1:
+        chunk_param = <Py_ssize_t *> malloc(n_chunks * sizeof(Py_ssize_t))
+        chunk_off = <Py_ssize_t *> malloc(n_chunks * sizeof(Py_ssize_t))
+        if chunk_param == NULL or chunk_off == NULL:
+            free(chunk_param)
+            free(chunk_off)
+            team = 1    # no room for the chunk table: one thread needs none
+    with nogil:
+        if team == 1:
+            for l in range(L):
+                step(&h, is_double, P[4 * l], P[4 * l + 1], P[4 * l + 2], P[4 * l + 3], 0, N[l])
+        else:
+            k = 0
+            for l in range(L):
+                off = 0
+                while off < N[l]:
+                    chunk_param[k] = l
+                    chunk_off[k] = off
+                    k += 1
+                    off += CHUNK
+            for k in prange(n_chunks, schedule="static", num_threads=team):
+                l = chunk_param[k]
                 off = chunk_off[k]
-                j = min(CHUNK, N[l] - off)
-                step_run(kind, P[4 * l] + off, P[4 * l + 1] + off,
-                         P[4 * l + 2] + off if P[4 * l + 2] != NULL else NULL,
-                         P[4 * l + 3] + off if P[4 * l + 3] != NULL else NULL, j, c)
-        free(chunk_seg)
+                step(&h, is_double, P[4 * l], P[4 * l + 1], P[4 * l + 2], P[4 * l + 3], off,
+                     min(CHUNK, N[l] - off))
+    if team > 1:
+        free(chunk_param)
         free(chunk_off)
     free(P)
     free(N)
 
 
-def update(int kind,
-           list params,      # IN/OUT flat C-contiguous views of the parameters (one dtype)
-           list grads,       # IN  flat, same dtype and sizes
-           list state1,      # IN/OUT v / h / m, or None
-           list state2,      # IN/OUT Adam's v, or None
-           double c0, double c1, double c2, double c3,
-           bint is_double,
-           int n_threads):
-    """One optimizer step over every parameter, in place, with the GIL released."""
-    cdef double c[4]
-    c[0] = c0
-    c[1] = c1
-    c[2] = c2
-    c[3] = c3
-    if is_double:
-        run_update[double](kind, params, grads, state1, state2, c, n_threads, 0.0)
-    else:
-        run_update[float](kind, params, grads, state1, state2, c, n_threads, 0.0)
+# ---- which arrays share memory ---------------------------------------------------------------
+
+cdef struct Extent:
+    char *lo
+    char *hi
+
+
+cdef int by_lo(const void *a, const void *b) noexcept nogil:
+    cdef const Extent *x = <const Extent *> a
+    cdef const Extent *y = <const Extent *> b
+    return -1 if x.lo < y.lo else (1 if x.lo > y.lo else 0)
+
+
+def overlapping(list arrays):
+    """True when the byte ranges of any two of these arrays intersect (views of one array,
+    the same array twice, ...): the caller then updates them one after the other."""
+    cdef Py_ssize_t n = len(arrays), i, m = 0, d
+    cdef cnp.ndarray a
+    cdef char *lo
+    cdef char *hi
+    cdef char *reach
+    cdef Py_ssize_t step_
+    if n < 2:
+        return False
+    cdef Extent *ext = <Extent *> malloc(n * sizeof(Extent))
+    if ext == NULL:
+        raise MemoryError()
+    try:
+        for i in range(n):
+            a = <cnp.ndarray?> arrays[i]
+            if cnp.PyArray_SIZE(a) == 0:
+                continue
+            lo = hi = <char *> cnp.PyArray_DATA(a)
+            for d in range(cnp.PyArray_NDIM(a)):
+                step_ = (cnp.PyArray_DIM(a, d) - 1) * cnp.PyArray_STRIDE(a, d)
+                if step_ < 0:
+                    lo += step_
+                else:
+                    hi += step_
+            ext[m].lo = lo
+            ext[m].hi = hi + cnp.PyArray_ITEMSIZE(a)
+            m += 1
+        qsort(ext, m, sizeof(Extent), by_lo)
+        if m:
+            reach = ext[0].hi
+            for i in range(1, m):
+                if ext[i].lo < reach:
+                    return True
+                if ext[i].hi > reach:
+                    reach = ext[i].hi
+        return False
+    finally:
+        free(ext)
