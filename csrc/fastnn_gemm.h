@@ -261,15 +261,19 @@ ATTR static void P##_block(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_i
     C += i0 * ldc;                                                                           \
     if (csb == 1 || K == 0) {                                                                \
         fastnn_idx j = j0;                                                                   \
-        if (m == 1)  /* one row: stream B once, up to ROWNV vectors per pass */              \
+        if (m == 1 && j1 - j >= (L)) {  /* one row: stream B, equal passes of <= ROWNV vectors */ \
+            const fastnn_idx nvec = (j1 - j + (L) - 1) / (L);                                \
+            const fastnn_idx npass = (nvec + ROWNV - 1) / ROWNV;                             \
+            const int per_pass = (int)((nvec + npass - 1) / npass);                          \
             while (j1 - j >= (L)) {                                                          \
                 const fastnn_idx r = j1 - j;                                                 \
-                const int nv = (int)(r >= ROWNV * (L) ? ROWNV : (r + (L) - 1) / (L));         \
+                const int nv = (int)(r >= per_pass * (L) ? per_pass : (r + (L) - 1) / (L));   \
                 const fastnn_idx w = r < nv * (L) ? r : nv * (L);                            \
                 P##_w0_row(nv, K, A, csa, B + j, rsb, bias ? bias + j : NULL, C + j,         \
                            w - (L));                                                         \
                 j += w;                                                                      \
             }                                                                                \
+        }                                                                                    \
         while (j < j1) {                                                                     \
             const fastnn_idx r = j1 - j;                                                     \
             if (r >= (L)) {  /* whole vectors */                                             \
@@ -347,9 +351,9 @@ FASTNN_GEMM_INSTANCE(fastnn_gk_base_d, double, , 2, 6, 2, 8, 0, plain, plain, pl
 FASTNN_GEMM_INSTANCE(fastnn_gk_base_s, float, , 4, 6, 2, 8, 0, plain, plain, plain, plain)
 #ifdef FASTNN_X86_DISPATCH
 /* AVX2+FMA: 16 ymm registers: 6 x 2 tiles (12 accumulators) */
-FASTNN_GEMM_INSTANCE(fastnn_gk_avx2_d, double, FASTNN_TARGET_AVX2, 4, 6, 2, 12, 1,
+FASTNN_GEMM_INSTANCE(fastnn_gk_avx2_d, double, FASTNN_TARGET_AVX2, 4, 6, 2, 14, 1,
                      256d, 128d, 256d, fmad)
-FASTNN_GEMM_INSTANCE(fastnn_gk_avx2_s, float, FASTNN_TARGET_AVX2, 8, 6, 2, 12, 1,
+FASTNN_GEMM_INSTANCE(fastnn_gk_avx2_s, float, FASTNN_TARGET_AVX2, 8, 6, 2, 14, 1,
                      256s, 128s, 256s, fmas)
 /* AVX-512: 32 zmm registers: 8 x 3 tiles (24 accumulators) */
 FASTNN_GEMM_INSTANCE(fastnn_gk_avx512_d, double, FASTNN_TARGET_AVX512, 8, 8, 3, 16, 2,

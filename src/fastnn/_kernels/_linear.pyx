@@ -12,6 +12,7 @@ from cython.parallel cimport prange
 cimport cython
 from cython cimport floating
 
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 cimport numpy as cnp
@@ -39,8 +40,36 @@ cdef extern from "fastnn_gemm.h":
                              const float *bias, float *C, fastnn_idx ldc,
                              float *pack) noexcept nogil
 
+cdef extern from "fastnn_sparse.h":
+    int FASTNN_SPARSE_G
+    int fastnn_bp_finite_d(const double *x, Py_ssize_t n) noexcept nogil
+    int fastnn_bp_finite_s(const float *x, Py_ssize_t n) noexcept nogil
+    Py_ssize_t fastnn_bp_compress_d(const double *x, Py_ssize_t n, int *idx, double *val) noexcept nogil
+    Py_ssize_t fastnn_bp_compress_s(const float *x, Py_ssize_t n, int *idx, float *val) noexcept nogil
+    void fastnn_sparse_rows_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const int *idx,
+                              const double *val, Py_ssize_t ldi, const Py_ssize_t *nnz,
+                              const double *W, Py_ssize_t ldw, const double *bias, double *out,
+                              Py_ssize_t ldo) noexcept nogil
+    void fastnn_sparse_rows_s(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const int *idx,
+                              const float *val, Py_ssize_t ldi, const Py_ssize_t *nnz,
+                              const float *W, Py_ssize_t ldw, const float *bias, float *out,
+                              Py_ssize_t ldo) noexcept nogil
+    void fastnn_sparse_xtd_d(Py_ssize_t M, Py_ssize_t N, const double *x, Py_ssize_t ldx,
+                             Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t K, const int *idx,
+                             Py_ssize_t ldi, const Py_ssize_t *nnz, const double *d,
+                             Py_ssize_t ldd, double *dW, Py_ssize_t lddw,
+                             int *scratch) noexcept nogil
+    void fastnn_sparse_xtd_s(Py_ssize_t M, Py_ssize_t N, const float *x, Py_ssize_t ldx,
+                             Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t K, const int *idx,
+                             Py_ssize_t ldi, const Py_ssize_t *nnz, const float *d,
+                             Py_ssize_t ldd, float *dW, Py_ssize_t lddw,
+                             int *scratch) noexcept nogil
+
 fastnn_isa_bind(isa_state())
 cnp.import_array()
+
+# Elements per ns one thread compresses / checks for finiteness (measured, rounded down).
+cdef double SCAN_ELEMS_PER_NS = 4.0
 
 # Columns one colsum task sums at a time (a double accumulator row on the stack).
 cdef enum:
@@ -226,3 +255,230 @@ def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward inpu
             memset(dxp, 0, M * K * sizeof(floating))
         if N > 0:
             colsum(&dout[0, 0] if M > 0 else NULL, M, N, &db[0], n_threads)
+
+
+# --- the sparse first layer (csrc/fastnn_sparse.h) ---------------------------------------
+#
+# x's non-zeros as rows of (column, value) pairs: row i at idx/val[i * K : i * K + nnz[i]],
+# columns ascending (NaN counts as non-zero). Skipping x's zeros is exact only when what
+# they multiply is finite: sparse_affine_rows needs a finite W, sparse_xT_dz a finite dz
+# (all_finite tells; otherwise use gemm_strided, which propagates NaN/inf as NumPy does).
+
+cdef inline bint finite_run(const floating *a, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        return fastnn_bp_finite_d(a, n)
+    else:
+        return fastnn_bp_finite_s(a, n)
+
+
+cdef bint all_finite(const floating *a, Py_ssize_t n, int n_threads) noexcept nogil:
+    """True when a[0:n] holds no NaN or inf (chunks checked in parallel; the answer does
+    not depend on the split)."""
+    cdef Py_ssize_t c, chunk = 32768, n_chunks = (n + 32767) // 32768
+    cdef int team = fastnn_team(n_threads, <double> n / SCAN_ELEMS_PER_NS)
+    cdef int bad = 0
+    if team <= 1 or n_chunks == 1:
+        return finite_run(a, n)
+    for c in prange(n_chunks, schedule="static", num_threads=min(team, n_chunks)):
+        if not finite_run(a + c * chunk, min(chunk, n - c * chunk)):
+            bad += 1
+    return bad == 0
+
+
+cdef Py_ssize_t sparse_compress_rows(const floating *x, Py_ssize_t M, Py_ssize_t K,
+                                     int *idx, floating *val, Py_ssize_t *nnz,
+                                     int n_threads) noexcept nogil:
+    """The non-zeros of each row of x (M, K) as (column, value) pairs at idx/val[i * K],
+    nnz[i] of them (NaN kept). Returns their total."""
+    cdef Py_ssize_t i, total = 0
+    cdef int team = fastnn_team(n_threads, <double> M * K / SCAN_ELEMS_PER_NS)
+    if team <= 1:
+        for i in range(M):
+            nnz[i] = compress_row(x + i * K, K, idx + i * K, val + i * K)
+    else:
+        for i in prange(M, schedule="static", num_threads=team):
+            nnz[i] = compress_row(x + i * K, K, idx + i * K, val + i * K)
+    for i in range(M):
+        total += nnz[i]
+    return total
+
+
+cdef inline Py_ssize_t compress_row(const floating *x, Py_ssize_t n, int *idx,
+                                    floating *val) noexcept nogil:
+    if floating is double:
+        return fastnn_bp_compress_d(x, n, idx, val)
+    else:
+        return fastnn_bp_compress_s(x, n, idx, val)
+
+
+cdef inline void sparse_rows_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t K, Py_ssize_t N,
+                                   const int *idx, const floating *val, const Py_ssize_t *nnz,
+                                   const floating *W, const floating *bias,
+                                   floating *out) noexcept nogil:
+    if floating is double:
+        fastnn_sparse_rows_d(i1 - i0, N, K, idx + i0 * K, val + i0 * K, K, nnz + i0, W, N,
+                             bias, out + i0 * N, N)
+    else:
+        fastnn_sparse_rows_s(i1 - i0, N, K, idx + i0 * K, val + i0 * K, K, nnz + i0, W, N,
+                             bias, out + i0 * N, N)
+
+
+cdef void sparse_affine_rows(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const int *idx,
+                             const floating *val, const Py_ssize_t *nnz, Py_ssize_t nnz_total,
+                             const floating *W, const floating *bias, floating *out,
+                             int n_threads) noexcept nogil:
+    """out (M, N) = x @ W + bias over x's non-zeros (pairs from sparse_compress_rows).
+
+    Each out[i, j] is one accumulator: x[i, k] * W[k, j] for the non-zero k in ascending
+    order, then the bias, so the bits do not depend on the thread count (threads take
+    runs of rows). W (K, N) must be finite (all_finite), or zeros times inf are lost.
+    """
+    cdef Py_ssize_t chunk, n_chunks
+    cdef int team
+    if M <= 0 or N <= 0:
+        return
+    team = fastnn_team(n_threads, <double> nnz_total * N * 2.0
+                       / fastnn_gemm_fma_per_ns(sizeof(floating)))
+    if team <= 1:
+        sparse_rows_block(0, M, K, N, idx, val, nnz, W, bias, out)
+        return
+    n_chunks = min(team, M)
+    for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
+        sparse_rows_block(chunk * M // n_chunks, (chunk + 1) * M // n_chunks, K, N, idx, val,
+                          nnz, W, bias, out)
+
+
+cdef inline void sparse_xtd_block(Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t M, Py_ssize_t K,
+                                  Py_ssize_t N, const floating *x, const int *idx,
+                                  const Py_ssize_t *nnz, const floating *dz, floating *dW,
+                                  int *scratch) noexcept nogil:
+    if floating is double:
+        fastnn_sparse_xtd_d(M, N, x, K, g0, g1, K, idx, K, nnz, dz, N, dW, N,
+                            scratch + g0 * (M + 3))
+    else:
+        fastnn_sparse_xtd_s(M, N, x, K, g0, g1, K, idx, K, nnz, dz, N, dW, N,
+                            scratch + g0 * (M + 3))
+
+
+cdef int sparse_xT_dz(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const floating *x,
+                      const int *idx, const Py_ssize_t *nnz, Py_ssize_t nnz_total,
+                      const floating *dz, floating *dW, int n_threads) noexcept nogil:
+    """dW (K, N) = x.T @ dz over x's non-zeros: x (M, K) dense, with its pairs from
+    sparse_compress_rows; dz (M, N).
+
+    Each dW[k, j] is one accumulator: x[i, k] * dz[i, j] over the rows i in ascending
+    order (the non-zero ones; a zero x[i, k] adds an exact 0), so the bits do not depend
+    on the thread count (threads take runs of FASTNN_SPARSE_G columns of x). dz must be
+    finite (all_finite). Returns 0, or -1 when its scratch (~K / 3 * (M + 3) ints) could
+    not be allocated (dW untouched).
+    """
+    cdef Py_ssize_t chunk, n_chunks, G = FASTNN_SPARSE_G, n_groups = (K + G - 1) // G
+    cdef int team
+    cdef int *scratch
+    if K <= 0 or N <= 0:
+        return 0
+    if M <= 0:
+        memset(dW, 0, K * N * sizeof(floating))
+        return 0
+    scratch = <int *> malloc(n_groups * (M + 3) * sizeof(int))
+    if scratch == NULL:
+        return -1
+    team = fastnn_team(n_threads, <double> nnz_total * N * 2.0
+                       / fastnn_gemm_fma_per_ns(sizeof(floating)))
+    if team <= 1:
+        sparse_xtd_block(0, n_groups, M, K, N, x, idx, nnz, dz, dW, scratch)
+    else:
+        n_chunks = min(team, n_groups)
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
+            sparse_xtd_block(chunk * n_groups // n_chunks, (chunk + 1) * n_groups // n_chunks,
+                             M, K, N, x, idx, nnz, dz, dW, scratch)
+    free(scratch)
+    return 0
+
+
+cdef int sparse_scratch(Py_ssize_t M, Py_ssize_t K, size_t itemsize, int **idx, void **val,
+                        Py_ssize_t **nnz) noexcept nogil:
+    idx[0] = <int *> malloc(max(M * K, 1) * sizeof(int))
+    val[0] = malloc(max(M * K, 1) * itemsize)
+    nnz[0] = <Py_ssize_t *> malloc(max(M, 1) * sizeof(Py_ssize_t))
+    if idx[0] == NULL or val[0] == NULL or nnz[0] == NULL:
+        free(idx[0]); free(val[0]); free(nnz[0])
+        return -1
+    return 0
+
+
+def sparse_affine(const floating[:, ::1] x,      # IN  (M, K), mostly zeros
+                  const floating[:, ::1] W,      # IN  (K, N)
+                  const floating[::1] b,         # IN  (N,) or None
+                  floating[:, ::1] out,          # OUT (M, N)
+                  int n_threads):
+    """out = x @ W + b skipping x's zeros (the dense GEMM when W is not finite).
+
+    The whole sparse forward path (sparse_compress_rows, all_finite, sparse_affine_rows)
+    in one call, for tests and benchmarks; returns True when the sparse kernel ran.
+    Raises MemoryError when its scratch cannot be allocated.
+    """
+    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = W.shape[1], total
+    cdef int *idx = NULL
+    cdef void *val = NULL
+    cdef Py_ssize_t *nnz = NULL
+    cdef const floating *bias = &b[0] if b is not None and b.shape[0] > 0 else NULL
+    cdef bint sparse
+    if M == 0 or N == 0:
+        return True
+    if K == 0:
+        with nogil:
+            gemm_strided(M, N, K, <const floating *> NULL, K, 1, <const floating *> NULL, N, 1,
+                         bias, &out[0, 0], N, n_threads)
+        return True
+    if sparse_scratch(M, K, sizeof(floating), &idx, &val, &nnz) < 0:
+        raise MemoryError("sparse_affine: no memory for the non-zeros of x %s" % ((M, K),))
+    with nogil:
+        sparse = all_finite(&W[0, 0], K * N, n_threads)
+        if sparse:
+            total = sparse_compress_rows(&x[0, 0], M, K, idx, <floating *> val, nnz, n_threads)
+            sparse_affine_rows(M, K, N, idx, <const floating *> val, nnz, total, &W[0, 0],
+                               bias, &out[0, 0], n_threads)
+        else:
+            gemm_strided(M, N, K, &x[0, 0], K, 1, &W[0, 0], N, 1, bias, &out[0, 0], N,
+                         n_threads)
+    free(idx); free(val); free(nnz)
+    return sparse
+
+
+def sparse_x_t_dz(const floating[:, ::1] x,      # IN  (M, K), mostly zeros
+                  const floating[:, ::1] dz,     # IN  (M, N)
+                  floating[:, ::1] dW,           # OUT (K, N)
+                  int n_threads):
+    """dW = x.T @ dz skipping x's zeros (the dense GEMM when dz is not finite).
+
+    The whole sparse backward path (sparse_compress_rows, all_finite, sparse_xT_dz) in
+    one call, for tests and benchmarks; returns True when the sparse kernel ran.
+    Raises MemoryError when its scratch cannot be allocated.
+    """
+    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = dz.shape[1], total
+    cdef int *idx = NULL
+    cdef void *val = NULL
+    cdef Py_ssize_t *nnz = NULL
+    cdef bint sparse
+    cdef int status = 0
+    if K == 0 or N == 0:
+        return True
+    if M == 0:
+        memset(&dW[0, 0], 0, K * N * sizeof(floating))
+        return True
+    if sparse_scratch(M, K, sizeof(floating), &idx, &val, &nnz) < 0:
+        raise MemoryError("sparse_x_t_dz: no memory for the non-zeros of x %s" % ((M, K),))
+    with nogil:
+        sparse = all_finite(&dz[0, 0], M * N, n_threads)
+        if sparse:
+            total = sparse_compress_rows(&x[0, 0], M, K, idx, <floating *> val, nnz, n_threads)
+            status = sparse_xT_dz(M, K, N, &x[0, 0], idx, nnz, total, &dz[0, 0], &dW[0, 0],
+                                  n_threads)
+        else:
+            gemm_strided(K, N, M, &x[0, 0], 1, K, &dz[0, 0], N, 1, <const floating *> NULL,
+                         &dW[0, 0], N, n_threads)
+    free(idx); free(val); free(nnz)
+    if status < 0:
+        raise MemoryError("sparse_x_t_dz: no memory for the row lists of x %s" % ((M, K),))
+    return sparse
