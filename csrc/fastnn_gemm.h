@@ -179,7 +179,7 @@ ATTR static inline __attribute__((always_inline)) void NAME##_sbody(            
         const int MR, const int NC, fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_idx csa, \
         const T *b, fastnn_idx rsb, fastnn_idx csb, const T *bias, T *c, fastnn_idx ldc)     \
 {                                                                                            \
-    T acc[MRMAX][3];                                                                         \
+    T acc[12][3];                                                                            \
     FASTNN_UNROLL for (int r = 0; r < MR; r++)                                               \
         FASTNN_UNROLL for (int j = 0; j < NC; j++) acc[r][j] = 0;                            \
     for (fastnn_idx k = 0; k < K; k++) {                                                     \
@@ -199,26 +199,29 @@ ATTR static void NAME##_stile(int mr, int nc, fastnn_idx K, const T *a, fastnn_i
                               fastnn_idx csa, const T *b, fastnn_idx rsb, fastnn_idx csb,    \
                               const T *bias, T *c, fastnn_idx ldc)                           \
 {                                                                                            \
-    /* rows in groups of up to 4 (12 scalar accumulators at most) */                          \
-    for (; mr > 0; mr -= 4, a += 4 * rsa, c += 4 * ldc) {                                    \
-        const int m = mr < 4 ? mr : 4;                                                       \
-        switch (m * 4 + nc) {                                                                \
-        case 5: NAME##_sbody(1, 1, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;        \
-        case 6: NAME##_sbody(1, 2, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;        \
-        case 7: NAME##_sbody(1, 3, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;        \
-        case 9: NAME##_sbody(2, 1, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;        \
-        case 10: NAME##_sbody(2, 2, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;       \
-        case 11: NAME##_sbody(2, 3, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;       \
-        case 13: NAME##_sbody(3, 1, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;       \
-        case 14: NAME##_sbody(3, 2, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;       \
-        case 15: NAME##_sbody(3, 3, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;       \
-        case 17: NAME##_sbody(4, 1, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;       \
-        case 18: NAME##_sbody(4, 2, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;       \
-        default: NAME##_sbody(4, 3, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;       \
+    /* rows in groups of up to 12 / nc: 12 independent multiply-add chains hide the        \
+     * latency (a one-column W over a long K is a chain per row) */                         \
+    const int per = 12 / nc;                                                                 \
+    for (; mr > 0; mr -= per, a += per * rsa, c += per * ldc) {                              \
+        const int m = mr < per ? mr : per;                                                   \
+        switch (nc * 16 + m) {                                                               \
+        FASTNN_GEMM_SCASES(NAME, 1, 16) FASTNN_GEMM_SCASES(NAME, 2, 32)                      \
+        FASTNN_GEMM_SCASES(NAME, 3, 48)                                                      \
+        default: break;                                                                      \
         }                                                                                    \
     }                                                                                        \
 }
 
+/* cases nc * 16 + m for m = 1 .. 12 / nc */
+#define FASTNN_GEMM_SCASE(NAME, NC, M, BASE)                                                 \
+    case BASE + M: if ((M) * (NC) <= 12) NAME##_sbody((M) * (NC) <= 12 ? M : 1, NC, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;
+#define FASTNN_GEMM_SCASES(NAME, NC, BASE)                                                   \
+    FASTNN_GEMM_SCASE(NAME, NC, 1, BASE) FASTNN_GEMM_SCASE(NAME, NC, 2, BASE)                \
+    FASTNN_GEMM_SCASE(NAME, NC, 3, BASE) FASTNN_GEMM_SCASE(NAME, NC, 4, BASE)                \
+    FASTNN_GEMM_SCASE(NAME, NC, 5, BASE) FASTNN_GEMM_SCASE(NAME, NC, 6, BASE)                \
+    FASTNN_GEMM_SCASE(NAME, NC, 7, BASE) FASTNN_GEMM_SCASE(NAME, NC, 8, BASE)                \
+    FASTNN_GEMM_SCASE(NAME, NC, 9, BASE) FASTNN_GEMM_SCASE(NAME, NC, 10, BASE)               \
+    FASTNN_GEMM_SCASE(NAME, NC, 11, BASE) FASTNN_GEMM_SCASE(NAME, NC, 12, BASE)
 
 /* ---- the driver of one instance: rows [i0, i1) x columns [j0, j1) of C (B has N) -------
  * P: the instance's prefix; its vector widths are P##_w0 (L lanes, tiles MRMAX x NVMAX,
@@ -343,7 +346,7 @@ FASTNN_GEMM_WIDTH(P##_w0, T, L, ATTR, MRMAX, NVMAX, OPS0)                       
 FASTNN_GEMM_ROW(P##_w0, T, L, ATTR, ROWNV, OPS0)                                             \
 FASTNN_GEMM_WIDTH(P##_w1, T, (NW >= 1 ? (L) / 2 : (L)), ATTR, MRMAX, 1, OPS1)                 \
 FASTNN_GEMM_WIDTH(P##_w2, T, (NW >= 2 ? (L) / 4 : (L)), ATTR, MRMAX, 1, OPS2)                 \
-FASTNN_GEMM_SCALAR(P##_s, T, ATTR, 4, OPSS)                                                  \
+FASTNN_GEMM_SCALAR(P##_s, T, ATTR, 12, OPSS)                                                  \
 FASTNN_GEMM_DRIVER(P, T, ATTR, L, MRMAX, NVMAX, ROWNV, NW)
 
 /* baseline: 16-byte vectors (SSE2 on x86-64: 16 registers, so 6 x 2 tiles) */
