@@ -1,11 +1,17 @@
 # Linear algebra kernels: the dense GEMM with bias (out = x @ W + b), strided so that
-# x.T @ dz and dz @ W.T need no copy, and the Affine layer's backward.
+# x.T @ dz and dz @ W.T need no copy; the Affine layer's backward; the sparse first layer
+# (x mostly exact zeros, as MNIST: z = x @ W + b and dW = x.T @ dz over x's non-zeros).
 #
-# Design (STYLE.md): C micro-kernels in csrc/fastnn_gemm.h compute one block of rows x
-# columns; the def functions here own the prange that hands blocks to threads; the Python
-# layer (fastnn.functions) validates, casts and allocates once. Every output element is
-# computed by exactly one thread with the same summation order, so results are bitwise
-# identical on any thread count.
+# Design (STYLE.md): C micro-kernels in csrc/fastnn_gemm.h and csrc/fastnn_sparse.h
+# (one template per family, compiled per ISA level x {float, double}, picked with
+# fastnn_isa()) compute one block of rows x columns; the functions here own the prange
+# that hands blocks to threads (team size from fastnn_team, from each kernel's measured
+# rate); the Python layer (fastnn.functions, layers, the executor) validates, casts and
+# allocates once. Every output element is computed by exactly one thread in a fixed
+# summation order, so results are bitwise identical on any thread count.
+#
+# `affine` takes ndarrays rather than typed memoryviews: acquiring four memoryviews costs
+# ~1.5 us, half of a one-sample call; it re-checks the boundary's promise in C instead.
 
 from cython.parallel cimport prange
 
