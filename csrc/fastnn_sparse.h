@@ -627,36 +627,42 @@ static fastnn_bp_idx fastnn_bp_compress_s_avx512(const float *x, fastnn_bp_idx n
 #define FASTNN_SP_PICK(RET, A2, A5, B, ...) RET B(__VA_ARGS__);
 #endif
 
+/* every module that includes this header uses only some of the entry points */
+#if defined(__GNUC__)
+#define FASTNN_SP_UNUSED __attribute__((unused))
+#else
+#define FASTNN_SP_UNUSED
+#endif
 #define FASTNN_BP_DISPATCH(SUF, T)                                                           \
-static void fastnn_bp_sprow_##SUF(fastnn_bp_idx nnz, const int *idx, const T *val,         \
+FASTNN_SP_UNUSED static void fastnn_bp_sprow_##SUF(fastnn_bp_idx nnz, const int *idx, const T *val,         \
         const T *W, fastnn_bp_idx ldw, fastnn_bp_idx N, const T *bias, T *out) {          \
     FASTNN_SP_PICK(, fastnn_bp_##SUF##_avx2_sprow, fastnn_bp_##SUF##_avx512_sprow,       \
                    fastnn_bp_##SUF##_base_sprow, nnz, idx, val, W, ldw, N, bias, out)      \
 }                                                                                         \
-static int fastnn_bp_finite_##SUF(const T *x, fastnn_bp_idx n) {                          \
+FASTNN_SP_UNUSED static int fastnn_bp_finite_##SUF(const T *x, fastnn_bp_idx n) {                          \
     FASTNN_SP_PICK(return, fastnn_bp_##SUF##_avx2_finite, fastnn_bp_##SUF##_avx512_finite, \
                    fastnn_bp_##SUF##_base_finite, x, n)                                    \
     return 0;                                                                             \
 }                                                                                         \
-static fastnn_bp_idx fastnn_bp_compress_##SUF(const T *x, fastnn_bp_idx n, int *idx, T *val) { \
+FASTNN_SP_UNUSED static fastnn_bp_idx fastnn_bp_compress_##SUF(const T *x, fastnn_bp_idx n, int *idx, T *val) { \
     FASTNN_SP_PICK(return, fastnn_bp_compress_##SUF##_avx2, fastnn_bp_compress_##SUF##_avx512, \
                    fastnn_bp_compress_##SUF##_base, x, n, idx, val)                        \
     return 0;                                                                             \
 }                                                                                         \
-static void fastnn_bp_csc_##SUF(const T *x, fastnn_bp_idx M, fastnn_bp_idx K,             \
+FASTNN_SP_UNUSED static void fastnn_bp_csc_##SUF(const T *x, fastnn_bp_idx M, fastnn_bp_idx K,             \
         fastnn_bp_idx c0, int w, int *cidx, T *cval, fastnn_bp_idx *cnt) {                \
     FASTNN_SP_PICK(, fastnn_bp_csc_##SUF##_avx2, fastnn_bp_csc_##SUF##_avx512,           \
                    fastnn_bp_csc_##SUF##_base, x, M, K, c0, w, cidx, cval, cnt)            \
 }                                                                                         \
 /* out[0:M, 0:N] = x @ W (+ bias) over x's non-zeros (see the top of this file) */        \
-static void fastnn_sparse_rows_##SUF(fastnn_bp_idx M, fastnn_bp_idx N, fastnn_bp_idx K,   \
+FASTNN_SP_UNUSED static void fastnn_sparse_rows_##SUF(fastnn_bp_idx M, fastnn_bp_idx N, fastnn_bp_idx K,   \
         const int *idx, const T *val, fastnn_bp_idx ldi, const fastnn_bp_idx *nnz,         \
         const T *W, fastnn_bp_idx ldw, const T *bias, T *out, fastnn_bp_idx ldo) {        \
     FASTNN_SP_PICK(, fastnn_bp_##SUF##_avx2_rows, fastnn_bp_##SUF##_avx512_rows,         \
                    fastnn_bp_##SUF##_base_rows, M, N, K, idx, val, ldi, nnz, W, ldw, bias, out, ldo) \
 }                                                                                         \
 /* dW[G g0 : G g1, 0:N] = (x.T @ dz)[...] over x's non-zeros (see the top of this file) */ \
-static void fastnn_sparse_xtd_##SUF(fastnn_bp_idx M, fastnn_bp_idx N, const T *x,          \
+FASTNN_SP_UNUSED static void fastnn_sparse_xtd_##SUF(fastnn_bp_idx M, fastnn_bp_idx N, const T *x,          \
         fastnn_bp_idx ldx, fastnn_bp_idx g0, fastnn_bp_idx g1, fastnn_bp_idx K,            \
         const int *idx, fastnn_bp_idx ldi, const fastnn_bp_idx *nnz, const T *d,           \
         fastnn_bp_idx ldd, T *dW, fastnn_bp_idx lddw, int *scratch) {                      \
