@@ -1,10 +1,10 @@
 /* The one CPU probe and the one ISA state behind every run-time dispatch.
  *
  * Levels: FASTNN_ISA_BASELINE (SSE2 on x86-64, NEON/plain C elsewhere), FASTNN_ISA_AVX2
- * (AVX2 + FMA) and FASTNN_ISA_AVX512 (AVX-512F, plus AVX2 + FMA). Every kernel family in
- * csrc/ is compiled once per level from one source (a macro template instantiated with
- * the level's vector width and target attribute) and picks its instance with
- * fastnn_isa().
+ * (AVX2 + FMA) and FASTNN_ISA_AVX512 (AVX-512 F, VL, DQ and BW, plus AVX2 + FMA). Every
+ * kernel family in csrc/ is compiled once per level from one source (a macro template
+ * instantiated with the level's vector width and target attribute; fastnn_simd.h has
+ * the per-level operations) and picks its instance with fastnn_isa().
  *
  * The state is ONE int, owned by the extension module fastnn._kernels._cpu: it is set
  * there once at import (the probe below, lowered by FASTNN_ISA=baseline|avx2|avx512) and
@@ -28,7 +28,11 @@ static inline int fastnn_cpu_probe(void)
     __builtin_cpu_init();
     if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")))
         return FASTNN_ISA_BASELINE;
-    return __builtin_cpu_supports("avx512f") ? FASTNN_ISA_AVX512 : FASTNN_ISA_AVX2;
+    /* AVX-512 kernels use 256- and 128-bit EVEX forms and mask registers too: F, VL, DQ
+     * and BW, which every AVX-512 CPU since Skylake-SP has (Xeon Phi lacks VL: AVX2) */
+    return (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")
+            && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw"))
+               ? FASTNN_ISA_AVX512 : FASTNN_ISA_AVX2;
 #else
     return FASTNN_ISA_BASELINE;
 #endif

@@ -1,20 +1,33 @@
 /* GEMM with bias for fastnn: C[i, j] = bias[j] + sum_k A[i, k] * B[k, j].
  *
- * Register-blocked micro-kernels written with GCC/Clang vector extensions, compiled
- * twice: for the baseline ISA (SSE2 on x86-64) and, behind
- * __attribute__((target("avx2,fma"))), for AVX2+FMA, chosen at run time
- * (fastnn_gemm_init): the default build needs no -march flag. Compilers without vector
- * extensions get plain C loops with the same interface.
+ * One source, compiled per ISA level (csrc/fastnn_cpu.h) x {float, double}: register
+ * tiles written with GCC/Clang vector extensions, instantiated for
+ *   baseline  16-byte vectors (SSE2 / NEON),          tiles up to  6 rows x 2 vectors;
+ *   AVX2+FMA  32-byte vectors (+ 16-byte tails),      tiles up to  6 rows x 2 vectors;
+ *   AVX-512   64-byte vectors (+ 32-, 16-byte tails), tiles up to  8 rows x 3 vectors
+ *             (24 of the 32 zmm registers hold the tile; 12 x 2, 10 x 2, 8 x 3 and 6 x 4
+ *             all ran within 3% of each other at 100 x 784 x 50 (tools/bench_gemm.c);
+ *             8 x 3 covers N = 50 floats as 48 + a 16-byte tail, and loads least).
+ * The entry points fastnn_gemm_block_d/s pick the instance with fastnn_isa().
  *
- * Determinism: every C[i, j] is one accumulator lane summing k = 0..K-1 in order (one
- * multiply-add per k), then adding the bias. Which kernel, lane or thread computes it does
- * not change that sequence, so results do not depend on how callers split the work.
+ * Determinism: every C[i, j] is one accumulator summing k = 0..K-1 in order, one
+ * multiply-add per k (fused on AVX2/AVX-512, where the compiler contracts `c += a * b`;
+ * separately rounded at the baseline), then the bias. Which tile, lane, vector width or
+ * thread computes it does not change that sequence, so the result never depends on how
+ * callers split the work (it may differ between ISA levels, within rounding).
  *
- * Addressing: A[i * rsa + k * csa] (x.T needs no copy), B[k * rsb + j * csb]. Panels never
- * read past column N: a last, partial panel is shifted left to end at column N and only
- * its new columns are stored. Only when B is transposed (csb != 1) or narrower than one
- * panel is it copied, zero padded, into the caller's scratch `pack` (K * FASTNN_GEMM_MAX_NR
- * elements, one buffer per thread).
+ * Addressing: A[i * rsa + k * csa] (x.T needs no copy), B[k * rsb + j * csb],
+ * C[i * ldc + j]. Column panels never read past column N:
+ *   - whole-vector panels of NVMAX vectors, then one of fewer vectors;
+ *   - a ragged end takes the narrowest vector (64, 32 or 16 bytes) that holds it,
+ *     shifted left to end at the panel's last column (only its new columns are stored);
+ *   - when N is narrower than the narrowest vector, a scalar tile.
+ * A transposed B (csb != 1) is copied, panel by panel and KC rows of k at a time, into a
+ * small zero-padded buffer on the stack (FASTNN_GEMM_PACK_BYTES); partial sums then rest
+ * in C between k-chunks (the same accumulator, the same order). No heap memory: the
+ * kernels cannot fail.
+ * One row (M = 1) streams B's rows once: up to ROWNV vectors of C stay in registers
+ * (the last one shifted left to end at column N), so B is read once, in order.
  */
 #ifndef FASTNN_GEMM_H
 #define FASTNN_GEMM_H
@@ -22,206 +35,409 @@
 #include <stddef.h>
 #include <string.h>
 
-typedef ptrdiff_t fastnn_idx;
-
-#define FASTNN_GEMM_MR 6         /* rows of a tile */
-#define FASTNN_GEMM_MAX_NR 16    /* widest tile panel: float, AVX2 (2 x 8) */
-
 #include "fastnn_cpu.h"
 
-/* ---- micro-kernel template ----------------------------------------------------------
- * NAME_tile: C[0:mr, skip:skip+nc] of an MR x (2 LANES) tile (rows past mr repeat row 0).
- * NAME_row:  one row times all of B's columns [0, n), streaming B's rows.
- * b, bias, c point at the panel's first column; bias may be NULL. */
+typedef ptrdiff_t fastnn_idx;
+
+#define FASTNN_GEMM_PACK_BYTES 16384   /* stack buffer for a transposed B's panel */
+
 #if defined(__GNUC__)
-#define FASTNN_MK(NAME, T, LANES, ATTR)                                                        \
-typedef T NAME##_vt __attribute__((vector_size(sizeof(T) * LANES)));                           \
-typedef T NAME##_vu __attribute__((vector_size(sizeof(T) * LANES), aligned(sizeof(T)), may_alias)); \
-ATTR static void NAME##_tile(fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_idx csa,         \
-                             const T *b, fastnn_idx rsb, const T *bias, T *c, fastnn_idx ldc,  \
-                             int mr, int skip, int nc)                                         \
-{                                                                                              \
-    const T *a0 = a, *a1 = a + (mr > 1) * rsa, *a2 = a + (mr > 2) * 2 * rsa;                   \
-    const T *a3 = a + (mr > 3) * 3 * rsa, *a4 = a + (mr > 4) * 4 * rsa;                         \
-    const T *a5 = a + (mr > 5) * 5 * rsa;                                                      \
-    NAME##_vt c00 = {0}, c01 = {0}, c10 = {0}, c11 = {0}, c20 = {0}, c21 = {0};                \
-    NAME##_vt c30 = {0}, c31 = {0}, c40 = {0}, c41 = {0}, c50 = {0}, c51 = {0};                \
-    for (fastnn_idx k = 0; k < K; k++) {                                                       \
-        /* two unaligned vector loads of B's row k; scalar * vector broadcasts A[i, k] */     \
-        const NAME##_vt b0 = *(const NAME##_vu *)(b + k * rsb);                                \
-        const NAME##_vt b1 = *(const NAME##_vu *)(b + k * rsb + LANES);                        \
-        const fastnn_idx ak = k * csa;                                                         \
-        T av;                                                                                  \
-        av = a0[ak]; c00 += av * b0; c01 += av * b1;                                           \
-        av = a1[ak]; c10 += av * b0; c11 += av * b1;                                           \
-        av = a2[ak]; c20 += av * b0; c21 += av * b1;                                           \
-        av = a3[ak]; c30 += av * b0; c31 += av * b1;                                           \
-        av = a4[ak]; c40 += av * b0; c41 += av * b1;                                           \
-        av = a5[ak]; c50 += av * b0; c51 += av * b1;                                           \
-    }                                                                                          \
-    NAME##_vt bb0 = {0}, bb1 = {0};                                                            \
-    if (bias) {                                                                                \
-        bb0 = *(const NAME##_vu *)bias;                                                        \
-        bb1 = *(const NAME##_vu *)(bias + LANES);                                              \
-    }                                                                                          \
-    NAME##_vt rows[6][2] = {{c00 + bb0, c01 + bb1}, {c10 + bb0, c11 + bb1},                    \
-                            {c20 + bb0, c21 + bb1}, {c30 + bb0, c31 + bb1},                    \
-                            {c40 + bb0, c41 + bb1}, {c50 + bb0, c51 + bb1}};                   \
-    for (int i = 0; i < mr; i++)                                                               \
-        memcpy(c + i * ldc + skip, (const T *)rows[i] + skip, sizeof(T) * (size_t)nc);         \
-}                                                                                              \
-/* The same tile one vector wide: for a last panel of at most LANES columns, so narrow    \
- * tails (N = 50: 48 + 2) waste one vector instead of two. Same per-element operations.   */\
-ATTR static void NAME##_tile1(fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_idx csa,        \
-                              const T *b, fastnn_idx rsb, const T *bias, T *c, fastnn_idx ldc, \
-                              int mr, int skip, int nc)                                        \
-{                                                                                              \
-    const T *a0 = a, *a1 = a + (mr > 1) * rsa, *a2 = a + (mr > 2) * 2 * rsa;                   \
-    const T *a3 = a + (mr > 3) * 3 * rsa, *a4 = a + (mr > 4) * 4 * rsa;                         \
-    const T *a5 = a + (mr > 5) * 5 * rsa;                                                      \
-    NAME##_vt c0 = {0}, c1 = {0}, c2 = {0}, c3 = {0}, c4 = {0}, c5 = {0};                      \
-    for (fastnn_idx k = 0; k < K; k++) {                                                       \
-        const NAME##_vt b0 = *(const NAME##_vu *)(b + k * rsb);                                \
-        const fastnn_idx ak = k * csa;                                                         \
-        c0 += a0[ak] * b0; c1 += a1[ak] * b0; c2 += a2[ak] * b0;                               \
-        c3 += a3[ak] * b0; c4 += a4[ak] * b0; c5 += a5[ak] * b0;                               \
-    }                                                                                          \
-    NAME##_vt bb = {0};                                                                        \
-    if (bias) bb = *(const NAME##_vu *)bias;                                                   \
-    NAME##_vt rows[6] = {c0 + bb, c1 + bb, c2 + bb, c3 + bb, c4 + bb, c5 + bb};               \
-    for (int i = 0; i < mr; i++)                                                               \
-        memcpy(c + i * ldc + skip, (const T *)&rows[i] + skip, sizeof(T) * (size_t)nc);        \
-}                                                                                              \
-/* One row: c[0:n] = a[0:K] @ B[0:K, 0:n] (+ bias), streaming B's rows in order (the       \
- * prefetcher's best case) four at a time; c holds the partial sums (in L1). Each c[j] still \
- * gets one multiply-add per k in k order, so it equals the tile kernel's result bit for bit.*/\
-ATTR static void NAME##_row(fastnn_idx K, const T *a, fastnn_idx csa, const T *b,              \
-                            fastnn_idx rsb, const T *bias, T *c, fastnn_idx n)                 \
-{                                                                                              \
-    const fastnn_idx nv = n / LANES * LANES;                                                   \
-    fastnn_idx j, k = 0;                                                                       \
-    for (j = 0; j < n; j++) c[j] = 0;                                                          \
-    for (; k + 4 <= K; k += 4) {                                                               \
-        const T a0 = a[k * csa], a1 = a[(k + 1) * csa], a2 = a[(k + 2) * csa], a3 = a[(k + 3) * csa]; \
-        const T *b0 = b + k * rsb, *b1 = b0 + rsb, *b2 = b1 + rsb, *b3 = b2 + rsb;             \
-        for (j = 0; j < nv; j += LANES) {                                                      \
-            NAME##_vt acc = *(NAME##_vu *)(c + j);                                             \
-            acc += a0 * *(const NAME##_vu *)(b0 + j);                                          \
-            acc += a1 * *(const NAME##_vu *)(b1 + j);                                          \
-            acc += a2 * *(const NAME##_vu *)(b2 + j);                                          \
-            acc += a3 * *(const NAME##_vu *)(b3 + j);                                          \
-            *(NAME##_vu *)(c + j) = acc;                                                       \
-        }                                                                                      \
-        for (; j < n; j++) {                                                                   \
-            T acc = c[j];                                                                      \
-            acc += a0 * b0[j]; acc += a1 * b1[j]; acc += a2 * b2[j]; acc += a3 * b3[j];        \
-            c[j] = acc;                                                                        \
-        }                                                                                      \
-    }                                                                                          \
-    for (; k < K; k++) {                                                                       \
-        const T ak = a[k * csa];                                                               \
-        const T *bk = b + k * rsb;                                                             \
-        for (j = 0; j < n; j++) { T acc = c[j]; acc += ak * bk[j]; c[j] = acc; }               \
-    }                                                                                          \
-    if (bias)                                                                                  \
-        for (j = 0; j < n; j++) c[j] = c[j] + bias[j];                                         \
-}
-#else  /* no vector extensions: same interface and summation order, plain loops */
-#define FASTNN_MK(NAME, T, LANES, ATTR)                                                        \
-static void NAME##_tile(fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_idx csa,              \
-                        const T *b, fastnn_idx rsb, const T *bias, T *c, fastnn_idx ldc,       \
-                        int mr, int skip, int nc)                                              \
-{                                                                                              \
-    for (int i = 0; i < mr; i++)                                                               \
-        for (int j = skip; j < skip + nc; j++) {                                               \
-            T s = 0;                                                                           \
-            for (fastnn_idx k = 0; k < K; k++) s += a[i * rsa + k * csa] * b[k * rsb + j];     \
-            c[i * ldc + j] = bias ? s + bias[j] : s;                                           \
-        }                                                                                      \
-}                                                                                              \
-static void NAME##_tile1(fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_idx csa,             \
-                         const T *b, fastnn_idx rsb, const T *bias, T *c, fastnn_idx ldc,      \
-                         int mr, int skip, int nc)                                             \
-{                                                                                              \
-    NAME##_tile(K, a, rsa, csa, b, rsb, bias, c, ldc, mr, skip, nc);                           \
-}                                                                                              \
-static void NAME##_row(fastnn_idx K, const T *a, fastnn_idx csa, const T *b,                   \
-                       fastnn_idx rsb, const T *bias, T *c, fastnn_idx n)                      \
-{                                                                                              \
-    NAME##_tile(K, a, 0, csa, b, rsb, bias, c, 0, 1, 0, (int)n);                               \
-}
-#endif
+#include "fastnn_simd.h"
+#define FASTNN_UNROLL _Pragma("GCC unroll 32")
 
-/* baseline: 16-byte vectors (SSE2 on x86-64, NEON on arm64) */
-FASTNN_MK(fastnn_mk_d_base, double, 2, )
-FASTNN_MK(fastnn_mk_s_base, float, 4, )
-#ifdef FASTNN_X86_DISPATCH
-FASTNN_MK(fastnn_mk_d_avx2, double, 4, __attribute__((target("avx2,fma"))))
-FASTNN_MK(fastnn_mk_s_avx2, float, 8, __attribute__((target("avx2,fma"))))
-#endif
-
-/* the GEMM instance for the active level (AVX-512 runs the AVX2 tiles for now) */
-static inline int fastnn_gemm_init(void) { return fastnn_isa() >= FASTNN_ISA_AVX2; }
-
-/* vector lanes of the active ISA for elements of `size` bytes */
-static inline int fastnn_gemm_lanes(size_t size) { return (fastnn_gemm_init() ? 32 : 16) / (int)size; }
-
-#ifdef FASTNN_X86_DISPATCH
-#define FASTNN_PICK(SUFFIX, KIND, ...) \
-    (isa == 1 ? fastnn_mk_##SUFFIX##_avx2_##KIND(__VA_ARGS__) : fastnn_mk_##SUFFIX##_base_##KIND(__VA_ARGS__))
-#else
-#define FASTNN_PICK(SUFFIX, KIND, ...) fastnn_mk_##SUFFIX##_base_##KIND(__VA_ARGS__)
-#endif
-
-/* ---- driver: rows [i0, i1) x columns [j0, j1) of C, where B has N columns ----------- */
-#define FASTNN_GEMM_DRIVER(SUFFIX, T)                                                          \
-static void fastnn_gemm_block_##SUFFIX(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0,           \
-        fastnn_idx j1, fastnn_idx N, fastnn_idx K, const T *A, fastnn_idx rsa, fastnn_idx csa, \
-        const T *B, fastnn_idx rsb, fastnn_idx csb, const T *bias, T *C, fastnn_idx ldc,      \
-        T *pack)                                                                             \
+/* ---- one vector width: NAME_tile (rows x vectors of one panel) ----------------------
+ * C[0:MR, skip:skip+nc] of an MR x (NV * L) panel (0 < MR <= MRMAX, 0 < NV <= NVMAX);
+ * b, bias, c point at the panel's first column; load_c: start from C's values (a later
+ * k-chunk) instead of 0; bias (NULL: none) is added after the last k. */
+#define FASTNN_GEMM_WIDTH(NAME, T, L, ATTR, MRMAX, NVMAX, OPS)                                    \
+typedef T NAME##_vt __attribute__((vector_size(sizeof(T) * (L))));                           \
+typedef T NAME##_vu __attribute__((vector_size(sizeof(T) * (L)), aligned(sizeof(T)), may_alias)); \
+ATTR static inline __attribute__((always_inline)) void NAME##_body(                          \
+        const int MR, const int NV, fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_idx csa, \
+        const T *b, fastnn_idx rsb, const T *bias, T *c, fastnn_idx ldc, int skip, int nc,   \
+        int load_c)                                                                          \
 {                                                                                            \
-    const int isa = fastnn_gemm_init();                                                      \
-    const int nr = 2 * fastnn_gemm_lanes(sizeof(T));                                         \
-    T bias_pad[FASTNN_GEMM_MAX_NR];                                                          \
-    if (i1 - i0 == 1 && csb == 1) {  /* one sample: stream B's rows */                       \
-        FASTNN_PICK(SUFFIX, row, K, A + i0 * rsa, csa, B + j0, rsb, bias ? bias + j0 : NULL, \
-                    C + i0 * ldc + j0, j1 - j0);                                             \
+    NAME##_vt acc[MRMAX][NVMAX];                                                             \
+    const T *ar[MRMAX];                                                                      \
+    FASTNN_UNROLL for (int r = 0; r < MR; r++) ar[r] = a + r * rsa;                          \
+    const int full = skip == 0 && nc == NV * (L);                                            \
+    FASTNN_UNROLL for (int r = 0; r < MR; r++)                                               \
+        FASTNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = (NAME##_vt){0};               \
+    if (load_c) {  /* a later k-chunk: continue from the partial sums in C */                 \
+        T tmp[NVMAX * (L)];                                                                  \
+        FASTNN_UNROLL for (int r = 0; r < MR; r++) {                                         \
+            if (full) {                                                                      \
+                FASTNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = *(const NAME##_vu *)(c + r * ldc + v * (L)); \
+            } else {                                                                         \
+                memset(tmp, 0, sizeof(tmp));                                                 \
+                memcpy(tmp + skip, c + r * ldc + skip, sizeof(T) * (size_t)nc);              \
+                FASTNN_UNROLL for (int v = 0; v < NV; v++) acc[r][v] = *(const NAME##_vu *)(tmp + v * (L)); \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    for (fastnn_idx k = 0; k < K; k++) {                                                     \
+        NAME##_vt bv[NVMAX];                                                                 \
+        FASTNN_UNROLL for (int v = 0; v < NV; v++)                                           \
+            bv[v] = *(const NAME##_vu *)(b + k * rsb + v * (L));                             \
+        FASTNN_UNROLL for (int r = 0; r < MR; r++) {                                         \
+            const __typeof__(FASTNN_OP(BCAST, OPS)((T)0)) av = FASTNN_OP(BCAST, OPS)(ar[r][k * csa]); \
+            FASTNN_UNROLL for (int v = 0; v < NV; v++)                                       \
+                acc[r][v] = FASTNN_OP(MADD, OPS)(acc[r][v], av, bv[v]);  /* c += a * b */    \
+        }                                                                                    \
+    }                                                                                        \
+    if (bias)                                                                                \
+        FASTNN_UNROLL for (int r = 0; r < MR; r++)                                           \
+            FASTNN_UNROLL for (int v = 0; v < NV; v++)                                       \
+                acc[r][v] += *(const NAME##_vu *)(bias + v * (L));                           \
+    if (full) {                                                                              \
+        FASTNN_UNROLL for (int r = 0; r < MR; r++)                                           \
+            FASTNN_UNROLL for (int v = 0; v < NV; v++)                                       \
+                *(NAME##_vu *)(c + r * ldc + v * (L)) = acc[r][v];                           \
+    } else {                                                                                 \
+        T tmp[NVMAX * (L)];                                                                  \
+        FASTNN_UNROLL for (int r = 0; r < MR; r++) {                                         \
+            FASTNN_UNROLL for (int v = 0; v < NV; v++) *(NAME##_vu *)(tmp + v * (L)) = acc[r][v]; \
+            memcpy(c + r * ldc + skip, tmp + skip, sizeof(T) * (size_t)nc);                  \
+        }                                                                                    \
+    }                                                                                        \
+}                                                                                            \
+ATTR static inline __attribute__((always_inline)) void NAME##_rows(                          \
+        const int MR, int nv, fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_idx csa,      \
+        const T *b, fastnn_idx rsb, const T *bias, T *c, fastnn_idx ldc, int skip, int nc,   \
+        int load_c)                                                                          \
+{                                                                                            \
+    switch (nv) {                                                                            \
+    case 1: NAME##_body(MR, 1, K, a, rsa, csa, b, rsb, bias, c, ldc, skip, nc, load_c); break; \
+    case 2: if (NVMAX >= 2) NAME##_body(MR, NVMAX >= 2 ? 2 : 1, K, a, rsa, csa, b, rsb, bias, c, ldc, skip, nc, load_c); break; \
+    case 3: if (NVMAX >= 3) NAME##_body(MR, NVMAX >= 3 ? 3 : 1, K, a, rsa, csa, b, rsb, bias, c, ldc, skip, nc, load_c); break; \
+    default: if (NVMAX >= 4) NAME##_body(MR, NVMAX >= 4 ? 4 : 1, K, a, rsa, csa, b, rsb, bias, c, ldc, skip, nc, load_c); break; \
+    }                                                                                        \
+}                                                                                            \
+ATTR static void NAME##_tile(int mr, int nv, fastnn_idx K, const T *a, fastnn_idx rsa,      \
+                             fastnn_idx csa, const T *b, fastnn_idx rsb, const T *bias, T *c, \
+                             fastnn_idx ldc, int skip, int nc, int load_c)                   \
+{                                                                                            \
+    switch (mr) {                                                                            \
+    FASTNN_GEMM_MR_CASES(NAME, MRMAX)                                                        \
+    }                                                                                        \
+}
+
+#define FASTNN_GEMM_MR_CASE(NAME, MRMAX, R)                                                  \
+    case R: if (MRMAX >= R) NAME##_rows(MRMAX >= R ? R : 1, nv, K, a, rsa, csa, b, rsb, bias, c, ldc, skip, nc, load_c); break;
+#define FASTNN_GEMM_MR_CASES(NAME, MRMAX)                                                    \
+    FASTNN_GEMM_MR_CASE(NAME, MRMAX, 1) FASTNN_GEMM_MR_CASE(NAME, MRMAX, 2)                  \
+    FASTNN_GEMM_MR_CASE(NAME, MRMAX, 3) FASTNN_GEMM_MR_CASE(NAME, MRMAX, 4)                  \
+    FASTNN_GEMM_MR_CASE(NAME, MRMAX, 5) FASTNN_GEMM_MR_CASE(NAME, MRMAX, 6)                  \
+    FASTNN_GEMM_MR_CASE(NAME, MRMAX, 7) FASTNN_GEMM_MR_CASE(NAME, MRMAX, 8)                  \
+    FASTNN_GEMM_MR_CASE(NAME, MRMAX, 9) FASTNN_GEMM_MR_CASE(NAME, MRMAX, 10)                 \
+    FASTNN_GEMM_MR_CASE(NAME, MRMAX, 11) FASTNN_GEMM_MR_CASE(NAME, MRMAX, 12)
+
+/* ---- one row, streaming B: c[0:n] = a[0:K] @ B[0:K, 0:n] (+ bias) -----------------------
+ * NV vectors of L lanes in registers, vector v at column v * L except the last, at jl
+ * (= n - L: it overlaps its neighbour when n is not a multiple of L; the overlapped
+ * columns get the same value twice). Same per-element operations as the tiles. */
+#define FASTNN_GEMM_ROW(NAME, T, L, ATTR, ROWNV, OPS)                                             \
+ATTR static inline __attribute__((always_inline)) void NAME##_rowbody(                       \
+        const int NV, fastnn_idx K, const T *a, fastnn_idx csa, const T *b, fastnn_idx rsb,  \
+        const T *bias, T *c, fastnn_idx jl)                                                  \
+{                                                                                            \
+    NAME##_vt acc[ROWNV];                                                                    \
+    fastnn_idx off[ROWNV];                                                                   \
+    FASTNN_UNROLL for (int v = 0; v < NV; v++) { off[v] = v == NV - 1 ? jl : v * (L); acc[v] = (NAME##_vt){0}; } \
+    for (fastnn_idx k = 0; k < K; k++) {                                                     \
+        const __typeof__(FASTNN_OP(BCAST, OPS)((T)0)) av = FASTNN_OP(BCAST, OPS)(a[k * csa]); \
+        const T *bk = b + k * rsb;                                                           \
+        FASTNN_UNROLL for (int v = 0; v < NV; v++)                                           \
+            acc[v] = FASTNN_OP(MADD, OPS)(acc[v], av, *(const NAME##_vu *)(bk + off[v]));  /* c += a * b */ \
+    }                                                                                        \
+    if (bias)                                                                                \
+        FASTNN_UNROLL for (int v = 0; v < NV; v++) acc[v] += *(const NAME##_vu *)(bias + off[v]); \
+    FASTNN_UNROLL for (int v = 0; v < NV; v++) *(NAME##_vu *)(c + off[v]) = acc[v];          \
+}                                                                                            \
+ATTR static void NAME##_row(int nv, fastnn_idx K, const T *a, fastnn_idx csa, const T *b,    \
+                            fastnn_idx rsb, const T *bias, T *c, fastnn_idx jl)              \
+{                                                                                            \
+    switch (nv) {                                                                            \
+    FASTNN_GEMM_ROW_CASES(NAME, ROWNV)                                                       \
+    }                                                                                        \
+}
+#define FASTNN_GEMM_ROW_CASE(NAME, ROWNV, V)                                                 \
+    case V: if (ROWNV >= V) NAME##_rowbody(ROWNV >= V ? V : 1, K, a, csa, b, rsb, bias, c, jl); break;
+#define FASTNN_GEMM_ROW_CASES(NAME, ROWNV)                                                   \
+    FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 1) FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 2)                \
+    FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 3) FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 4)                \
+    FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 5) FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 6)                \
+    FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 7) FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 8)                \
+    FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 9) FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 10)               \
+    FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 11) FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 12)              \
+    FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 13) FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 14)              \
+    FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 15) FASTNN_GEMM_ROW_CASE(NAME, ROWNV, 16)
+
+/* ---- scalar tile: C[0:mr, 0:nc] for a panel narrower than any vector (nc <= 3) ----------- */
+#define FASTNN_GEMM_SCALAR(NAME, T, ATTR, MRMAX, OPS)                                             \
+ATTR static inline __attribute__((always_inline)) void NAME##_sbody(                         \
+        const int MR, const int NC, fastnn_idx K, const T *a, fastnn_idx rsa, fastnn_idx csa, \
+        const T *b, fastnn_idx rsb, fastnn_idx csb, const T *bias, T *c, fastnn_idx ldc)     \
+{                                                                                            \
+    T acc[12][3];                                                                            \
+    FASTNN_UNROLL for (int r = 0; r < MR; r++)                                               \
+        FASTNN_UNROLL for (int j = 0; j < NC; j++) acc[r][j] = 0;                            \
+    for (fastnn_idx k = 0; k < K; k++) {                                                     \
+        T bk[3];                                                                             \
+        FASTNN_UNROLL for (int j = 0; j < NC; j++) bk[j] = b[k * rsb + j * csb];             \
+        FASTNN_UNROLL for (int r = 0; r < MR; r++) {                                         \
+            const T av = a[r * rsa + k * csa];                                               \
+            FASTNN_UNROLL for (int j = 0; j < NC; j++)                                       \
+                acc[r][j] = FASTNN_OP(MADD, OPS)(acc[r][j], av, bk[j]);  /* c += a * b */    \
+        }                                                                                    \
+    }                                                                                        \
+    FASTNN_UNROLL for (int r = 0; r < MR; r++)                                               \
+        FASTNN_UNROLL for (int j = 0; j < NC; j++)                                           \
+            c[r * ldc + j] = bias ? acc[r][j] + bias[j] : acc[r][j];                         \
+}                                                                                            \
+ATTR static void NAME##_stile(int mr, int nc, fastnn_idx K, const T *a, fastnn_idx rsa,     \
+                              fastnn_idx csa, const T *b, fastnn_idx rsb, fastnn_idx csb,    \
+                              const T *bias, T *c, fastnn_idx ldc)                           \
+{                                                                                            \
+    /* rows in groups of up to 12 / nc: 12 independent multiply-add chains hide the        \
+     * latency (a one-column W over a long K is a chain per row) */                         \
+    const int per = 12 / nc;                                                                 \
+    for (; mr > 0; mr -= per, a += per * rsa, c += per * ldc) {                              \
+        const int m = mr < per ? mr : per;                                                   \
+        switch (nc * 16 + m) {                                                               \
+        FASTNN_GEMM_SCASES(NAME, 1, 16) FASTNN_GEMM_SCASES(NAME, 2, 32)                      \
+        FASTNN_GEMM_SCASES(NAME, 3, 48)                                                      \
+        default: break;                                                                      \
+        }                                                                                    \
+    }                                                                                        \
+}
+
+/* cases nc * 16 + m for m = 1 .. 12 / nc */
+#define FASTNN_GEMM_SCASE(NAME, NC, M, BASE)                                                 \
+    case BASE + M: if ((M) * (NC) <= 12) NAME##_sbody((M) * (NC) <= 12 ? M : 1, NC, K, a, rsa, csa, b, rsb, csb, bias, c, ldc); break;
+#define FASTNN_GEMM_SCASES(NAME, NC, BASE)                                                   \
+    FASTNN_GEMM_SCASE(NAME, NC, 1, BASE) FASTNN_GEMM_SCASE(NAME, NC, 2, BASE)                \
+    FASTNN_GEMM_SCASE(NAME, NC, 3, BASE) FASTNN_GEMM_SCASE(NAME, NC, 4, BASE)                \
+    FASTNN_GEMM_SCASE(NAME, NC, 5, BASE) FASTNN_GEMM_SCASE(NAME, NC, 6, BASE)                \
+    FASTNN_GEMM_SCASE(NAME, NC, 7, BASE) FASTNN_GEMM_SCASE(NAME, NC, 8, BASE)                \
+    FASTNN_GEMM_SCASE(NAME, NC, 9, BASE) FASTNN_GEMM_SCASE(NAME, NC, 10, BASE)               \
+    FASTNN_GEMM_SCASE(NAME, NC, 11, BASE) FASTNN_GEMM_SCASE(NAME, NC, 12, BASE)
+
+/* ---- the driver of one instance: rows [i0, i1) x columns [j0, j1) of C (B has N) -------
+ * P: the instance's prefix; its vector widths are P##_w0 (L lanes, tiles MRMAX x NVMAX,
+ * one-row kernel of ROWNV vectors) and, when NW >= 1 / 2, the narrower P##_w1 (L / 2) and
+ * P##_w2 (L / 4), one vector wide, for ragged ends. */
+#define FASTNN_GEMM_DRIVER(P, T, ATTR, L, MRMAX, NVMAX, ROWNV, NW)                            \
+/* one panel [start, start + width) of every row tile; `which` picks the vector width */     \
+ATTR static inline __attribute__((always_inline)) void P##_panel(                            \
+        int which, int nv, fastnn_idx m, fastnn_idx K, const T *A, fastnn_idx rsa,           \
+        fastnn_idx csa, const T *b, fastnn_idx rsb, const T *bias, T *c, fastnn_idx ldc,     \
+        int skip, int nc, int load_c)                                                        \
+{                                                                                            \
+    /* ceil(m / MRMAX) row tiles of near-equal size (50 rows: 5 x 10, not 4 x 12 + 2) */     \
+    const fastnn_idx nt = (m + MRMAX - 1) / MRMAX;                                           \
+    fastnn_idx i = 0;                                                                        \
+    for (fastnn_idx t = 1; t <= nt; t++) {                                                   \
+        const int mr = (int)(m * t / nt - i);                                                \
+        const T *a = A + i * rsa;                                                            \
+        T *ct = c + i * ldc;                                                                 \
+        if (which == 0) P##_w0_tile(mr, nv, K, a, rsa, csa, b, rsb, bias, ct, ldc, skip, nc, load_c); \
+        else if (NW >= 1 && which == 1) P##_w1_tile(mr, 1, K, a, rsa, csa, b, rsb, bias, ct, ldc, skip, nc, load_c); \
+        else if (NW >= 2) P##_w2_tile(mr, 1, K, a, rsa, csa, b, rsb, bias, ct, ldc, skip, nc, load_c); \
+        i += mr;                                                                             \
+    }                                                                                        \
+}                                                                                            \
+/* the narrowest vector width (0, 1, 2 = L, L/2, L/4 lanes) that holds r columns */          \
+static inline int P##_narrowest(fastnn_idx r)                                                \
+{                                                                                            \
+    if (NW >= 2 && r <= (L) / 4) return 2;                                                   \
+    if (NW >= 1 && r <= (L) / 2) return 1;                                                   \
+    return 0;                                                                                \
+}                                                                                            \
+ATTR static void P##_block(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_idx j1,      \
+        fastnn_idx N, fastnn_idx K, const T *A, fastnn_idx rsa, fastnn_idx csa, const T *B,  \
+        fastnn_idx rsb, fastnn_idx csb, const T *bias, T *C, fastnn_idx ldc)                 \
+{                                                                                            \
+    const fastnn_idx m = i1 - i0;                                                            \
+    if (m <= 0 || j1 <= j0) return;                                                          \
+    A += i0 * rsa;                                                                           \
+    C += i0 * ldc;                                                                           \
+    if (csb == 1 || K == 0) {                                                                \
+        fastnn_idx j = j0;                                                                   \
+        if (m == 1 && j1 - j >= (L)) {  /* one row: stream B, equal passes of <= ROWNV vectors */ \
+            const fastnn_idx nvec = (j1 - j + (L) - 1) / (L);                                \
+            const fastnn_idx npass = (nvec + ROWNV - 1) / ROWNV;                             \
+            const int per_pass = (int)((nvec + npass - 1) / npass);                          \
+            while (j1 - j >= (L)) {                                                          \
+                const fastnn_idx r = j1 - j;                                                 \
+                const int nv = (int)(r >= per_pass * (L) ? per_pass : (r + (L) - 1) / (L));   \
+                const fastnn_idx w = r < nv * (L) ? r : nv * (L);                            \
+                P##_w0_row(nv, K, A, csa, B + j, rsb, bias ? bias + j : NULL, C + j,         \
+                           w - (L));                                                         \
+                j += w;                                                                      \
+            }                                                                                \
+        }                                                                                    \
+        while (j < j1) {                                                                     \
+            const fastnn_idx r = j1 - j;                                                     \
+            if (r >= (L)) {  /* whole vectors */                                             \
+                const int nv = (int)(r >= NVMAX * (L) ? NVMAX : r / (L));                    \
+                P##_panel(0, nv, m, K, A, rsa, csa, B + j, rsb, bias ? bias + j : NULL,      \
+                          C + j, ldc, 0, nv * (L), 0);                                       \
+                j += nv * (L);                                                               \
+                continue;                                                                    \
+            }                                                                                \
+            /* a ragged end: the narrowest vector that holds it, shifted to end at j1 (or  \
+             * to start at j) when that stays inside [0, N); else the widest vector that   \
+             * fits inside it, and again; below the narrowest vector, a scalar tile */      \
+            int which = P##_narrowest(r);                                                    \
+            const fastnn_idx w = (L) >> which;                                               \
+            fastnn_idx start = j1 - w >= 0 ? j1 - w : j;                                     \
+            if (start + w <= N) {                                                            \
+                P##_panel(which, 1, m, K, A, rsa, csa, B + start, rsb,                       \
+                          bias ? bias + start : NULL, C + start, ldc, (int)(j - start), (int)r, 0); \
+                j = j1;                                                                      \
+                continue;                                                                    \
+            }                                                                                \
+            for (which = 0; which < NW && ((L) >> which) > r; which++) {}                    \
+            if (((L) >> which) <= r) {                                                       \
+                P##_panel(which, 1, m, K, A, rsa, csa, B + j, rsb, bias ? bias + j : NULL,   \
+                          C + j, ldc, 0, (L) >> which, 0);                                   \
+                j += (L) >> which;                                                           \
+                continue;                                                                    \
+            }                                                                                \
+            P##_s_stile((int)m, (int)r, K, A, rsa, csa, B + j, rsb, 1, bias ? bias + j : NULL, \
+                        C + j, ldc);                                                         \
+            j = j1;                                                                          \
+        }                                                                                    \
         return;                                                                              \
     }                                                                                        \
+    /* B transposed (csb != 1): copy each panel, KC rows of k at a time, zero padded */      \
+    T pack[FASTNN_GEMM_PACK_BYTES / sizeof(T)];                                              \
+    T bias_pad[NVMAX * (L)];                                                                 \
+    const fastnn_idx kc = FASTNN_GEMM_PACK_BYTES / sizeof(T) / (NVMAX * (L));                \
     for (fastnn_idx j = j0; j < j1; ) {                                                      \
-        /* a last panel of at most one vector uses the one-vector tile */                     \
-        const int lanes = nr / 2;                                                            \
-        const int w = ((j1 - j) <= lanes && N >= lanes) ? lanes : nr;                        \
-        const int nc = (int)((j1 - j) < w ? (j1 - j) : w);                                   \
-        /* the panel starts at `start` (shifted left when it would pass column N) */        \
-        fastnn_idx start = (j + w <= N || N < w) ? j : N - w;                                \
-        const int skip = (int)(j - start);                                                   \
-        const T *bp = B + start * csb, *bb = bias ? bias + start : NULL;                     \
-        fastnn_idx ldb = rsb;                                                                \
-        if (csb != 1 || N < w) {                                                             \
-            const int width = (int)((N - start) < w ? (N - start) : w);                      \
-            for (fastnn_idx k = 0; k < K; k++) {                                             \
-                for (int jj = 0; jj < width; jj++) pack[k * w + jj] = B[k * rsb + (start + jj) * csb]; \
-                for (int jj = width; jj < w; jj++) pack[k * w + jj] = 0;                     \
-            }                                                                                \
-            if (bias) {                                                                      \
-                for (int jj = 0; jj < w; jj++) bias_pad[jj] = jj < width ? bias[start + jj] : 0; \
-                bb = bias_pad;                                                               \
-            }                                                                                \
-            bp = pack; ldb = w;                                                              \
+        const fastnn_idx r = j1 - j;                                                         \
+        const int which = r >= (L) ? 0 : P##_narrowest(r);                                   \
+        const int nv = (int)(r >= NVMAX * (L) ? NVMAX : r >= (L) ? r / (L) : 1);             \
+        const int w = nv * ((L) >> which);                                                   \
+        const int nc = (int)(r < w ? r : w);                                                 \
+        const T *bb = NULL;                                                                  \
+        if (bias) {                                                                          \
+            for (int jj = 0; jj < w; jj++) bias_pad[jj] = jj < nc ? bias[j + jj] : 0;        \
+            bb = bias_pad;                                                                   \
         }                                                                                    \
-        for (fastnn_idx i = i0; i < i1; i += FASTNN_GEMM_MR) {                               \
-            const int mr = (int)((i1 - i) < FASTNN_GEMM_MR ? (i1 - i) : FASTNN_GEMM_MR);     \
-            if (w == nr)                                                                     \
-                FASTNN_PICK(SUFFIX, tile, K, A + i * rsa, rsa, csa, bp, ldb, bb, C + i * ldc + start, ldc, mr, skip, nc); \
-            else                                                                             \
-                FASTNN_PICK(SUFFIX, tile1, K, A + i * rsa, rsa, csa, bp, ldb, bb, C + i * ldc + start, ldc, mr, skip, nc); \
+        for (fastnn_idx k0 = 0; k0 < K; k0 += kc) {                                          \
+            const fastnn_idx kn = K - k0 < kc ? K - k0 : kc;                                 \
+            for (fastnn_idx kk = 0; kk < kn; kk++) {                                         \
+                const T *src = B + (k0 + kk) * rsb + j * csb;                                \
+                for (int jj = 0; jj < nc; jj++) pack[kk * w + jj] = src[jj * csb];           \
+                for (int jj = nc; jj < w; jj++) pack[kk * w + jj] = 0;                       \
+            }                                                                                \
+            P##_panel(which, nv, m, kn, A + k0 * csa, rsa, csa, pack, w,                     \
+                      k0 + kn == K ? bb : NULL, C + j, ldc, 0, nc, k0 > 0);                  \
         }                                                                                    \
         j += nc;                                                                             \
     }                                                                                        \
 }
 
-FASTNN_GEMM_DRIVER(d, double)
-FASTNN_GEMM_DRIVER(s, float)
+/* One instance: ISA level x element type. */
+#define FASTNN_GEMM_INSTANCE(P, T, ATTR, L, MRMAX, NVMAX, ROWNV, NW, OPS0, OPS1, OPS2, OPSS) \
+FASTNN_GEMM_WIDTH(P##_w0, T, L, ATTR, MRMAX, NVMAX, OPS0)                                    \
+FASTNN_GEMM_ROW(P##_w0, T, L, ATTR, ROWNV, OPS0)                                             \
+FASTNN_GEMM_WIDTH(P##_w1, T, (NW >= 1 ? (L) / 2 : (L)), ATTR, MRMAX, 1, OPS1)                 \
+FASTNN_GEMM_WIDTH(P##_w2, T, (NW >= 2 ? (L) / 4 : (L)), ATTR, MRMAX, 1, OPS2)                 \
+FASTNN_GEMM_SCALAR(P##_s, T, ATTR, 12, OPSS)                                                  \
+FASTNN_GEMM_DRIVER(P, T, ATTR, L, MRMAX, NVMAX, ROWNV, NW)
+
+/* baseline: 16-byte vectors (SSE2 on x86-64: 16 registers, so 6 x 2 tiles) */
+FASTNN_GEMM_INSTANCE(fastnn_gk_base_d, double, , 2, 6, 2, 8, 0, plain, plain, plain, plain)
+FASTNN_GEMM_INSTANCE(fastnn_gk_base_s, float, , 4, 6, 2, 8, 0, plain, plain, plain, plain)
+#ifdef FASTNN_X86_DISPATCH
+/* AVX2+FMA: 16 ymm registers: 6 x 2 tiles (12 accumulators) */
+FASTNN_GEMM_INSTANCE(fastnn_gk_avx2_d, double, FASTNN_TARGET_AVX2, 4, 6, 2, 14, 1,
+                     256d, 128d, 256d, fmad)
+FASTNN_GEMM_INSTANCE(fastnn_gk_avx2_s, float, FASTNN_TARGET_AVX2, 8, 6, 2, 14, 1,
+                     256s, 128s, 256s, fmas)
+/* AVX-512: 32 zmm registers: 8 x 3 tiles (24 accumulators) */
+FASTNN_GEMM_INSTANCE(fastnn_gk_avx512_d, double, FASTNN_TARGET_AVX512, 8, 8, 3, 16, 2,
+                     512d, 256d, 128d, fmad)
+FASTNN_GEMM_INSTANCE(fastnn_gk_avx512_s, float, FASTNN_TARGET_AVX512, 16, 8, 3, 16, 2,
+                     512s, 256s, 128s, fmas)
+#endif
+
+#else  /* no vector extensions (MSVC): same interface and summation order, plain loops */
+#define FASTNN_GEMM_PLAIN(P, T)                                                              \
+static void P##_block(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_idx j1,           \
+        fastnn_idx N, fastnn_idx K, const T *A, fastnn_idx rsa, fastnn_idx csa, const T *B,  \
+        fastnn_idx rsb, fastnn_idx csb, const T *bias, T *C, fastnn_idx ldc)                 \
+{                                                                                            \
+    (void)N;                                                                                 \
+    for (fastnn_idx i = i0; i < i1; i++)                                                     \
+        for (fastnn_idx j = j0; j < j1; j++) {                                               \
+            T s = 0;                                                                         \
+            for (fastnn_idx k = 0; k < K; k++) s += A[i * rsa + k * csa] * B[k * rsb + j * csb]; \
+            C[i * ldc + j] = bias ? s + bias[j] : s;                                         \
+        }                                                                                    \
+}
+FASTNN_GEMM_PLAIN(fastnn_gk_base_d, double)
+FASTNN_GEMM_PLAIN(fastnn_gk_base_s, float)
+#endif
+
+/* ---- the entry points: the active level's instance ------------------------------------- */
+
+/* Panel width (elements) of the active level's tiles: callers that split columns
+ * between threads give each a multiple of it. */
+static inline int fastnn_gemm_nr(size_t size)
+{
+#if defined(__GNUC__) && defined(FASTNN_X86_DISPATCH)
+    const int isa = fastnn_isa();
+    if (isa == FASTNN_ISA_AVX512) return 3 * 64 / (int)size;
+    if (isa == FASTNN_ISA_AVX2) return 2 * 32 / (int)size;
+#endif
+    return 2 * 16 / (int)size;
+}
+
+/* Multiply-adds per ns one thread sustains on the active level (tools/bench_gemm.c on
+ * Zen 4 at 3.65 GHz, 100 x 784 x 50, rounded down): how callers estimate a region's
+ * single-thread time for fastnn_team(). */
+static inline double fastnn_gemm_fma_per_ns(size_t size)
+{
+    const int isa = fastnn_isa();
+    const int f32 = size == 4;
+    if (isa == FASTNN_ISA_AVX512) return f32 ? 44.0 : 24.0;
+    if (isa == FASTNN_ISA_AVX2) return f32 ? 40.0 : 22.0;
+    return f32 ? 16.0 : 8.0;
+}
+
+#if defined(__GNUC__) && defined(FASTNN_X86_DISPATCH)
+#define FASTNN_GEMM_PICK(SUF, ...)                                                           \
+    switch (fastnn_isa()) {                                                                  \
+    case FASTNN_ISA_AVX512: fastnn_gk_avx512_##SUF##_block(__VA_ARGS__); break;              \
+    case FASTNN_ISA_AVX2: fastnn_gk_avx2_##SUF##_block(__VA_ARGS__); break;                  \
+    default: fastnn_gk_base_##SUF##_block(__VA_ARGS__); break;                               \
+    }
+#else
+#define FASTNN_GEMM_PICK(SUF, ...) fastnn_gk_base_##SUF##_block(__VA_ARGS__);
+#endif
+
+/* C[i0:i1, j0:j1] = A[i0:i1, :] @ B[:, j0:j1] (+ bias[j0:j1]), where B has N columns.
+ * `pack` is unused (kept for callers of the old interface; may be NULL): the kernels
+ * need no heap scratch. */
+static void fastnn_gemm_block_d(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_idx j1,
+        fastnn_idx N, fastnn_idx K, const double *A, fastnn_idx rsa, fastnn_idx csa,
+        const double *B, fastnn_idx rsb, fastnn_idx csb, const double *bias, double *C,
+        fastnn_idx ldc, double *pack)
+{
+    (void)pack;
+    FASTNN_GEMM_PICK(d, i0, i1, j0, j1, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
+}
+static void fastnn_gemm_block_s(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_idx j1,
+        fastnn_idx N, fastnn_idx K, const float *A, fastnn_idx rsa, fastnn_idx csa,
+        const float *B, fastnn_idx rsb, fastnn_idx csb, const float *bias, float *C,
+        fastnn_idx ldc, float *pack)
+{
+    (void)pack;
+    FASTNN_GEMM_PICK(s, i0, i1, j0, j1, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
+}
 
 #endif

@@ -114,6 +114,13 @@ def leaky_relu(x, alpha=0.2):
 
 # --- affine ------------------------------------------------------------------------
 
+def _affine_operand(a, dt):
+    # the GEMM reads plain C arrays: C-contiguous, native and aligned (an unaligned view,
+    # e.g. a field of a packed record array, is copied)
+    a = as_kernel_array(a, dt)
+    return a if a.flags.aligned else a.copy()
+
+
 def affine(x, W, b=None, n_threads=None):
     """``x @ W + b`` in one kernel call (fastnn's blocked GEMM with the bias fused in).
 
@@ -130,11 +137,7 @@ def affine(x, W, b=None, n_threads=None):
     out : array, shape (N,), (M, N) or (..., N), in the inputs' promoted float dtype
         (integer inputs compute in float64).
     """
-    if (type(x) is np.ndarray and type(W) is np.ndarray and x.ndim == 2 and W.ndim == 2
-            and (x.dtype is _F64 or x.dtype is _F32) and W.dtype is x.dtype
-            and x.shape[1] == W.shape[0] and x.flags.c_contiguous and W.flags.c_contiguous
-            and (b is None or (type(b) is np.ndarray and b.dtype is x.dtype
-                               and b.shape == (W.shape[1],) and b.flags.c_contiguous))):
+    if _linear.plain_affine_args(x, W, b):
         # the common case (a layer's forward pass): nothing to cast, copy or broadcast
         out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
         _linear.affine(x, W, b, out, resolve_n_threads(n_threads))
@@ -163,10 +166,10 @@ def affine(x, W, b=None, n_threads=None):
                                  "(%d,) or (1, %d)%s" % (b.shape, W.shape, N, N, hint))
             out_shape = np.broadcast_shapes(out_shape, b.shape)
             b = np.broadcast_to(b.reshape(-1), (N,))
-        bc = as_kernel_array(b, dt)
-    xc = as_kernel_array(x if x.ndim == 2 else x.reshape(-1, K), dt)
+        bc = _affine_operand(b, dt)
+    xc = _affine_operand(x if x.ndim == 2 else x.reshape(-1, K), dt)
     out = np.empty((xc.shape[0], N), dtype=dt)
-    _linear.affine(xc, as_kernel_array(W, dt), bc, out, resolve_n_threads(n_threads))
+    _linear.affine(xc, _affine_operand(W, dt), bc, out, resolve_n_threads(n_threads))
     if res is not dt:
         out = out.astype(res)
     return out if out.shape == out_shape else out.reshape(out_shape)

@@ -1,31 +1,40 @@
 # Linear algebra kernels: the dense GEMM with bias (out = x @ W + b), strided so that
-# x.T @ dz and dz @ W.T need no copy, and the Affine layer's backward.
+# x.T @ dz and dz @ W.T need no copy; the Affine layer's backward; the sparse first layer
+# (x mostly exact zeros, as MNIST: z = x @ W + b and dW = x.T @ dz over x's non-zeros).
 #
-# Design (STYLE.md): C micro-kernels in csrc/fastnn_gemm.h compute one block of rows x
-# columns; the def functions here own the prange that hands blocks to threads; the Python
-# layer (fastnn.functions) validates, casts and allocates once. Every output element is
-# computed by exactly one thread with the same summation order, so results are bitwise
-# identical on any thread count.
+# Design (STYLE.md): C micro-kernels in csrc/fastnn_gemm.h and csrc/fastnn_sparse.h
+# (one template per family, compiled per ISA level x {float, double}, picked with
+# fastnn_isa()) compute one block of rows x columns; the functions here own the prange
+# that hands blocks to threads (team size from fastnn_team, from each kernel's measured
+# rate); the Python layer (fastnn.functions, layers, the executor) validates, casts and
+# allocates once. Every output element is computed by exactly one thread in a fixed
+# summation order, so results are bitwise identical on any thread count.
+#
+# `affine` takes ndarrays rather than typed memoryviews: acquiring four memoryviews costs
+# ~1.5 us, half of a one-sample call; it re-checks the boundary's promise in C instead.
 
 from cython.parallel cimport prange
-from libc.stdlib cimport calloc, malloc, free
 
 cimport cython
 from cython cimport floating
 
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
+
+cimport numpy as cnp
 
 from fastnn._kernels._cpu cimport isa_state
 
 cdef extern from "fastnn_cpu.h":
     void fastnn_isa_bind(const int *state) noexcept nogil
 
+cdef extern from "fastnn_openmp.h":
+    int fastnn_team(int n_threads, double est_ns) noexcept nogil
+
 cdef extern from "fastnn_gemm.h":
     ctypedef Py_ssize_t fastnn_idx
-    int FASTNN_GEMM_MR
-    int FASTNN_GEMM_MAX_NR
-    int fastnn_gemm_init() noexcept nogil
-    int fastnn_gemm_lanes(size_t size) noexcept nogil
+    int fastnn_gemm_nr(size_t size) noexcept nogil
+    double fastnn_gemm_fma_per_ns(size_t size) noexcept nogil
     void fastnn_gemm_block_d(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_idx j1,
                              fastnn_idx N, fastnn_idx K, const double *A, fastnn_idx rsa,
                              fastnn_idx csa, const double *B, fastnn_idx rsb, fastnn_idx csb,
@@ -37,10 +46,42 @@ cdef extern from "fastnn_gemm.h":
                              const float *bias, float *C, fastnn_idx ldc,
                              float *pack) noexcept nogil
 
-fastnn_isa_bind(isa_state())
+cdef extern from "fastnn_sparse.h":
+    int FASTNN_SPARSE_G
+    int fastnn_bp_finite_d(const double *x, Py_ssize_t n) noexcept nogil
+    int fastnn_bp_finite_s(const float *x, Py_ssize_t n) noexcept nogil
+    Py_ssize_t fastnn_bp_compress_d(const double *x, Py_ssize_t n, int *idx, double *val) noexcept nogil
+    Py_ssize_t fastnn_bp_compress_s(const float *x, Py_ssize_t n, int *idx, float *val) noexcept nogil
+    void fastnn_sparse_rows_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const int *idx,
+                              const double *val, Py_ssize_t ldi, const Py_ssize_t *nnz,
+                              const double *W, Py_ssize_t ldw, const double *bias, double *out,
+                              Py_ssize_t ldo) noexcept nogil
+    void fastnn_sparse_rows_s(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const int *idx,
+                              const float *val, Py_ssize_t ldi, const Py_ssize_t *nnz,
+                              const float *W, Py_ssize_t ldw, const float *bias, float *out,
+                              Py_ssize_t ldo) noexcept nogil
+    void fastnn_sparse_xtd_d(Py_ssize_t M, Py_ssize_t N, const double *x, Py_ssize_t ldx,
+                             Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t K, const int *idx,
+                             Py_ssize_t ldi, const Py_ssize_t *nnz, const double *d,
+                             Py_ssize_t ldd, double *dW, Py_ssize_t lddw,
+                             int *scratch) noexcept nogil
+    void fastnn_sparse_xtd_s(Py_ssize_t M, Py_ssize_t N, const float *x, Py_ssize_t ldx,
+                             Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t K, const int *idx,
+                             Py_ssize_t ldi, const Py_ssize_t *nnz, const float *d,
+                             Py_ssize_t ldd, float *dW, Py_ssize_t lddw,
+                             int *scratch) noexcept nogil
 
-# Below this many multiply-adds a call runs on one thread: waking a second one costs more.
-cdef Py_ssize_t PARALLEL_MIN_WORK = 40000
+fastnn_isa_bind(isa_state())
+cnp.import_array()
+
+# Elements per ns one thread compresses / checks for finiteness (measured, rounded down).
+cdef double SCAN_ELEMS_PER_NS = 4.0
+
+# Columns one colsum task sums at a time (a double accumulator row on the stack).
+cdef enum:
+    COLSUM_W = 256
+# Element additions per ns of colsum on one thread (measured, rounded down).
+cdef double COLSUM_ADDS_PER_NS = 4.0
 
 
 cdef inline void gemm_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
@@ -48,14 +89,11 @@ cdef inline void gemm_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssiz
                             const floating *A, Py_ssize_t rsa, Py_ssize_t csa,
                             const floating *B, Py_ssize_t rsb, Py_ssize_t csb,
                             const floating *bias, floating *C, Py_ssize_t ldc) noexcept nogil:
-    cdef floating *pack = NULL
-    if csb != 1 or N < 2 * fastnn_gemm_lanes(sizeof(floating)):
-        pack = <floating *> malloc(K * FASTNN_GEMM_MAX_NR * sizeof(floating))
+    # the C micro-kernels need no scratch (a transposed B is packed on their stack)
     if floating is double:
-        fastnn_gemm_block_d(i0, i1, j0, j1, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
+        fastnn_gemm_block_d(i0, i1, j0, j1, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, NULL)
     else:
-        fastnn_gemm_block_s(i0, i1, j0, j1, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, pack)
-    free(pack)
+        fastnn_gemm_block_s(i0, i1, j0, j1, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc, NULL)
 
 
 cdef void gemm_strided(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
@@ -65,87 +103,134 @@ cdef void gemm_strided(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                        int n_threads) noexcept nogil:
     """C[M, N] = A[M, K] @ B[K, N] (+ bias[N]); strides in elements. Owns the prange.
 
-    Many rows: each thread takes one contiguous run of MR-row blocks (B panels are then
-    reused from cache across its rows). Few rows: each thread takes a run of column
-    panels instead, so a single sample still uses every core.
+    The team comes from fastnn_team (single-thread time = M N K / the level's measured
+    multiply-add rate). Many rows: each thread takes an equal run of rows (its tiles then
+    reuse B's panels from its cache). Fewer than 4 rows per thread: each takes a run of
+    whole column panels instead, so one sample still uses every core. Any split gives
+    the same bits: each C[i, j] is summed in k order by one thread.
     """
     cdef Py_ssize_t n_units, n_chunks, chunk, i0, i1, j0, j1, nr
-    if M == 0 or N == 0:
+    cdef int team
+    if M <= 0 or N <= 0:
         return
-    if M * N * K < PARALLEL_MIN_WORK:
-        n_threads = 1
-    if M >= 2 * FASTNN_GEMM_MR * n_threads or n_threads == 1:
-        n_units = (M + FASTNN_GEMM_MR - 1) // FASTNN_GEMM_MR
-        n_chunks = min(n_threads, n_units)
-        for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
-            i0 = (chunk * n_units // n_chunks) * FASTNN_GEMM_MR
-            i1 = min(((chunk + 1) * n_units // n_chunks) * FASTNN_GEMM_MR, M)
-            gemm_block(i0, i1, 0, N, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
-    else:
-        nr = 2 * fastnn_gemm_lanes(sizeof(floating))  # chunks of whole tile panels
-        n_units = (N + nr - 1) // nr
-        n_chunks = min(n_threads, n_units)
+    team = fastnn_team(n_threads, <double> M * N * (K if K > 0 else 1)
+                       / fastnn_gemm_fma_per_ns(sizeof(floating)))
+    if team <= 1:
+        gemm_block(0, M, 0, N, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
+        return
+    nr = fastnn_gemm_nr(sizeof(floating))
+    n_units = (N + nr - 1) // nr
+    if M < 4 * team and n_units >= 2:
+        n_chunks = min(team, n_units)
         for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
             j0 = (chunk * n_units // n_chunks) * nr
             j1 = min(((chunk + 1) * n_units // n_chunks) * nr, N)
             gemm_block(0, M, j0, j1, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
+    else:
+        n_chunks = min(team, M)
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
+            i0 = chunk * M // n_chunks
+            i1 = (chunk + 1) * M // n_chunks
+            gemm_block(i0, i1, 0, N, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
 
 
-def affine(const floating[:, ::1] x,      # IN  (M, K)
-           const floating[:, ::1] W,      # IN  (K, N)
-           const floating[::1] b,         # IN  (N,) or None
-           floating[:, ::1] out,          # OUT (M, N)
+cdef inline bint plain_array(cnp.ndarray a, int ndim, int typenum) noexcept:
+    # a base-class ndarray of `ndim` dims and dtype `typenum`, C-contiguous, aligned,
+    # native byte order: its data can be read as a C array
+    return (type(a) is cnp.ndarray and cnp.PyArray_NDIM(a) == ndim
+            and cnp.PyArray_TYPE(a) == typenum and cnp.PyArray_ISCARRAY_RO(a)
+            and cnp.PyArray_ISNOTSWAPPED(a))
+
+
+def plain_affine_args(x, W, b):
+    """True when ``affine(x, W, b)`` needs no cast, copy or broadcast: x (M, K) and W (K, N)
+    C-contiguous, aligned, native float64 or float32 ndarrays of one dtype; b None or such
+    a (N,) array. fastnn.functions.affine's fast-path test, in C (the same test in Python
+    attribute look-ups costs ~1 us, a third of a one-sample call)."""
+    cdef int t
+    if type(x) is not cnp.ndarray or type(W) is not cnp.ndarray:
+        return False
+    t = cnp.PyArray_TYPE(<cnp.ndarray> x)
+    if t != cnp.NPY_DOUBLE and t != cnp.NPY_FLOAT:
+        return False
+    if not (plain_array(x, 2, t) and plain_array(W, 2, t)
+            and cnp.PyArray_DIM(<cnp.ndarray> x, 1) == cnp.PyArray_DIM(<cnp.ndarray> W, 0)):
+        return False
+    if b is None:
+        return True
+    return (type(b) is cnp.ndarray and plain_array(b, 1, t)
+            and cnp.PyArray_DIM(<cnp.ndarray> b, 0) == cnp.PyArray_DIM(<cnp.ndarray> W, 1))
+
+
+def affine(cnp.ndarray x,      # IN  (M, K)
+           cnp.ndarray W,      # IN  (K, N)
+           object b,           # IN  (N,) or None
+           cnp.ndarray out,    # OUT (M, N)
            int n_threads):
-    """out = x @ W + b, with the GIL released."""
-    cdef const floating *bias = NULL
-    if b is not None:
-        bias = &b[0] if b.shape[0] > 0 else NULL
+    """out = x @ W + b, with the GIL released.
+
+    Takes ndarrays, not typed memoryviews: acquiring four memoryviews costs ~1.5 us,
+    half the whole kernel for one sample (1 x 784 @ 784 x 100 float32 runs in ~3.3 us).
+    The arguments must pass plain_affine_args and out must be a writeable C-contiguous
+    (M, N) array of their dtype (the Python layer makes them so); checked here again in
+    a few ns, so a wrong call raises ValueError instead of touching memory it must not.
+    """
+    cdef int t = cnp.PyArray_TYPE(x)
+    cdef Py_ssize_t M, K, N
+    if not (plain_affine_args(x, W, b) and plain_array(out, 2, t)
+            and cnp.PyArray_ISWRITEABLE(out)
+            and cnp.PyArray_DIM(out, 0) == cnp.PyArray_DIM(x, 0)
+            and cnp.PyArray_DIM(out, 1) == cnp.PyArray_DIM(W, 1)):
+        raise ValueError("_linear.affine: x (M, K), W (K, N), b (N,) or None and a writeable "
+                         "out (M, N) must be C-contiguous arrays of one float dtype")
+    M = cnp.PyArray_DIM(x, 0)
+    K = cnp.PyArray_DIM(x, 1)
+    N = cnp.PyArray_DIM(W, 1)
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *wp = cnp.PyArray_DATA(W)
+    cdef void *bp = NULL if b is None else cnp.PyArray_DATA(<cnp.ndarray> b)
+    cdef void *op = cnp.PyArray_DATA(out)
     with nogil:
-        gemm_strided(x.shape[0], W.shape[1], x.shape[1],
-                     &x[0, 0] if x.shape[0] > 0 and x.shape[1] > 0 else NULL, x.shape[1], 1,
-                     &W[0, 0] if W.shape[0] > 0 and W.shape[1] > 0 else NULL, W.shape[1], 1,
-                     bias, &out[0, 0] if out.shape[0] > 0 and out.shape[1] > 0 else NULL,
-                     out.shape[1], n_threads)
+        if t == cnp.NPY_DOUBLE:
+            gemm_strided[double](M, N, K, <const double *> xp, K, 1, <const double *> wp, N, 1,
+                                 <const double *> bp, <double *> op, N, n_threads)
+        else:
+            gemm_strided[float](M, N, K, <const float *> xp, K, 1, <const float *> wp, N, 1,
+                                <const float *> bp, <float *> op, N, n_threads)
 
 
-cdef void colsum_range(const floating *d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t j0,
-                       Py_ssize_t j1, floating *out) noexcept nogil:
-    # out[j] for j in [j0, j1): each column summed in row order in double, accumulated row
-    # by row (the same sums as a walk down each column, without striding down the columns:
-    # 3000 x 64 float64 takes 10x fewer cache misses)
+cdef inline void colsum_block(const floating *d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t j0,
+                              Py_ssize_t w, floating *out) noexcept nogil:
+    # out[j0:j0+w] = sum over rows of d[:, j0:j0+w], rows in order, in double; row-wise
+    # (contiguous, vectorised) into a stack accumulator: each column keeps its own order
+    cdef double acc[COLSUM_W]
     cdef Py_ssize_t i, j
-    cdef double s
-    cdef double *acc
-    if j0 >= j1:
-        return
-    acc = <double *> calloc(j1 - j0, sizeof(double))
-    if acc != NULL:
-        for i in range(M):
-            for j in range(j0, j1):
-                acc[j - j0] += d[i * N + j]
-        for j in range(j0, j1):
-            out[j] = <floating> acc[j - j0]
-        free(acc)
-        return
-    for j in range(j0, j1):   # no room for the accumulator row: walk the columns
-        s = 0.0
-        for i in range(M):
-            s = s + d[i * N + j]
-        out[j] = <floating> s
+    for j in range(w):
+        acc[j] = 0.0
+    for i in range(M):
+        for j in range(w):
+            acc[j] += d[i * N + j0 + j]     # sum(d, axis=0), row i
+    for j in range(w):
+        out[j0 + j] = <floating> acc[j]
 
 
 cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
                  int n_threads) noexcept nogil:
-    """out = np.sum(d, axis=0): rows added in order, in double (a run of columns per thread)."""
-    cdef Py_ssize_t c, w
-    if M * N < 32768:
-        n_threads = 1
-    if n_threads == 1:
-        colsum_range(d, M, N, 0, N, out)
+    """out = np.sum(d, axis=0): rows added in order, in double (columns split between
+    threads in blocks, so the order of each column's sum never changes)."""
+    cdef Py_ssize_t c, n_blocks = (N + COLSUM_W - 1) // COLSUM_W
+    cdef int team
+    if M <= 0 or N <= 0:
+        for c in range(N):
+            out[c] = 0
+        return
+    team = fastnn_team(n_threads, <double> M * N / COLSUM_ADDS_PER_NS)
+    if team <= 1 or n_blocks == 1:
+        for c in range(n_blocks):
+            colsum_block(d, M, N, c * COLSUM_W, min(COLSUM_W, N - c * COLSUM_W), out)
     else:
-        w = (N + n_threads - 1) // n_threads
-        for c in prange(n_threads, schedule="static", num_threads=n_threads):
-            colsum_range(d, M, N, c * w, min(N, (c + 1) * w), out)
+        for c in prange(n_blocks, schedule="static", num_threads=min(team, n_blocks)):
+            colsum_block(d, M, N, c * COLSUM_W, min(COLSUM_W, N - c * COLSUM_W), out)
 
 
 def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward input
@@ -175,8 +260,231 @@ def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward inpu
         elif dxp != NULL:
             memset(dxp, 0, M * K * sizeof(floating))
         if N > 0:
-            if M == 0:
-                for j in range(N):
-                    db[j] = 0
-            else:
-                colsum(&dout[0, 0], M, N, &db[0], n_threads)
+            colsum(&dout[0, 0] if M > 0 else NULL, M, N, &db[0], n_threads)
+
+
+# --- the sparse first layer (csrc/fastnn_sparse.h) ---------------------------------------
+#
+# x's non-zeros as rows of (column, value) pairs: row i at idx/val[i * K : i * K + nnz[i]],
+# columns ascending (NaN counts as non-zero). Skipping x's zeros is exact only when what
+# they multiply is finite: sparse_affine_rows needs a finite W, sparse_xT_dz a finite dz
+# (all_finite tells; otherwise use gemm_strided, which propagates NaN/inf as NumPy does).
+
+cdef inline bint finite_run(const floating *a, Py_ssize_t n) noexcept nogil:
+    if floating is double:
+        return fastnn_bp_finite_d(a, n)
+    else:
+        return fastnn_bp_finite_s(a, n)
+
+
+cdef bint all_finite(const floating *a, Py_ssize_t n, int n_threads) noexcept nogil:
+    """True when a[0:n] holds no NaN or inf (chunks checked in parallel; the answer does
+    not depend on the split)."""
+    cdef Py_ssize_t c, chunk = 32768, n_chunks = (n + 32767) // 32768
+    cdef int team = fastnn_team(n_threads, <double> n / SCAN_ELEMS_PER_NS)
+    cdef int bad = 0
+    if team <= 1 or n_chunks == 1:
+        return finite_run(a, n)
+    for c in prange(n_chunks, schedule="static", num_threads=min(team, n_chunks)):
+        if not finite_run(a + c * chunk, min(chunk, n - c * chunk)):
+            bad += 1
+    return bad == 0
+
+
+cdef Py_ssize_t sparse_compress_rows(const floating *x, Py_ssize_t M, Py_ssize_t K,
+                                     int *idx, floating *val, Py_ssize_t *nnz,
+                                     int n_threads) noexcept nogil:
+    """The non-zeros of each row of x (M, K) as (column, value) pairs at idx/val[i * K],
+    nnz[i] of them (NaN kept). Returns their total."""
+    cdef Py_ssize_t i, total = 0
+    cdef int team = fastnn_team(n_threads, <double> M * K / SCAN_ELEMS_PER_NS)
+    if team <= 1:
+        for i in range(M):
+            nnz[i] = compress_row(x + i * K, K, idx + i * K, val + i * K)
+    else:
+        for i in prange(M, schedule="static", num_threads=team):
+            nnz[i] = compress_row(x + i * K, K, idx + i * K, val + i * K)
+    for i in range(M):
+        total += nnz[i]
+    return total
+
+
+cdef inline Py_ssize_t compress_row(const floating *x, Py_ssize_t n, int *idx,
+                                    floating *val) noexcept nogil:
+    if floating is double:
+        return fastnn_bp_compress_d(x, n, idx, val)
+    else:
+        return fastnn_bp_compress_s(x, n, idx, val)
+
+
+cdef inline void sparse_rows_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t K, Py_ssize_t N,
+                                   const int *idx, const floating *val, const Py_ssize_t *nnz,
+                                   const floating *W, const floating *bias,
+                                   floating *out) noexcept nogil:
+    if floating is double:
+        fastnn_sparse_rows_d(i1 - i0, N, K, idx + i0 * K, val + i0 * K, K, nnz + i0, W, N,
+                             bias, out + i0 * N, N)
+    else:
+        fastnn_sparse_rows_s(i1 - i0, N, K, idx + i0 * K, val + i0 * K, K, nnz + i0, W, N,
+                             bias, out + i0 * N, N)
+
+
+cdef void sparse_affine_rows(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const int *idx,
+                             const floating *val, const Py_ssize_t *nnz, Py_ssize_t nnz_total,
+                             const floating *W, const floating *bias, floating *out,
+                             int n_threads) noexcept nogil:
+    """out (M, N) = x @ W + bias over x's non-zeros (pairs from sparse_compress_rows).
+
+    Each out[i, j] is one accumulator: x[i, k] * W[k, j] for the non-zero k in ascending
+    order, then the bias, so the bits do not depend on the thread count (threads take
+    runs of rows). W (K, N) must be finite (all_finite), or zeros times inf are lost.
+    """
+    cdef Py_ssize_t chunk, n_chunks
+    cdef int team
+    if M <= 0 or N <= 0:
+        return
+    team = fastnn_team(n_threads, <double> nnz_total * N * 2.0
+                       / fastnn_gemm_fma_per_ns(sizeof(floating)))
+    if team <= 1:
+        sparse_rows_block(0, M, K, N, idx, val, nnz, W, bias, out)
+        return
+    n_chunks = min(team, M)
+    for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
+        sparse_rows_block(chunk * M // n_chunks, (chunk + 1) * M // n_chunks, K, N, idx, val,
+                          nnz, W, bias, out)
+
+
+cdef inline void sparse_xtd_block(Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t M, Py_ssize_t K,
+                                  Py_ssize_t N, const floating *x, const int *idx,
+                                  const Py_ssize_t *nnz, const floating *dz, floating *dW,
+                                  int *scratch) noexcept nogil:
+    if floating is double:
+        fastnn_sparse_xtd_d(M, N, x, K, g0, g1, K, idx, K, nnz, dz, N, dW, N,
+                            scratch + g0 * (M + 3))
+    else:
+        fastnn_sparse_xtd_s(M, N, x, K, g0, g1, K, idx, K, nnz, dz, N, dW, N,
+                            scratch + g0 * (M + 3))
+
+
+cdef int sparse_xT_dz(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const floating *x,
+                      const int *idx, const Py_ssize_t *nnz, Py_ssize_t nnz_total,
+                      const floating *dz, floating *dW, int n_threads) noexcept nogil:
+    """dW (K, N) = x.T @ dz over x's non-zeros: x (M, K) dense, with its pairs from
+    sparse_compress_rows; dz (M, N).
+
+    Each dW[k, j] is one accumulator: x[i, k] * dz[i, j] over the rows i in ascending
+    order (the non-zero ones; a zero x[i, k] adds an exact 0), so the bits do not depend
+    on the thread count (threads take runs of FASTNN_SPARSE_G columns of x). dz must be
+    finite (all_finite). Returns 0, or -1 when its scratch (~K / 3 * (M + 3) ints) could
+    not be allocated (dW untouched).
+    """
+    cdef Py_ssize_t chunk, n_chunks, G = FASTNN_SPARSE_G, n_groups = (K + G - 1) // G
+    cdef int team
+    cdef int *scratch
+    if K <= 0 or N <= 0:
+        return 0
+    if M <= 0:
+        memset(dW, 0, K * N * sizeof(floating))
+        return 0
+    scratch = <int *> malloc(n_groups * (M + 3) * sizeof(int))
+    if scratch == NULL:
+        return -1
+    team = fastnn_team(n_threads, <double> nnz_total * N * 2.0
+                       / fastnn_gemm_fma_per_ns(sizeof(floating)))
+    if team <= 1:
+        sparse_xtd_block(0, n_groups, M, K, N, x, idx, nnz, dz, dW, scratch)
+    else:
+        n_chunks = min(team, n_groups)
+        for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
+            sparse_xtd_block(chunk * n_groups // n_chunks, (chunk + 1) * n_groups // n_chunks,
+                             M, K, N, x, idx, nnz, dz, dW, scratch)
+    free(scratch)
+    return 0
+
+
+cdef int sparse_scratch(Py_ssize_t M, Py_ssize_t K, size_t itemsize, int **idx, void **val,
+                        Py_ssize_t **nnz) noexcept nogil:
+    idx[0] = <int *> malloc(max(M * K, 1) * sizeof(int))
+    val[0] = malloc(max(M * K, 1) * itemsize)
+    nnz[0] = <Py_ssize_t *> malloc(max(M, 1) * sizeof(Py_ssize_t))
+    if idx[0] == NULL or val[0] == NULL or nnz[0] == NULL:
+        free(idx[0]); free(val[0]); free(nnz[0])
+        return -1
+    return 0
+
+
+def sparse_affine(const floating[:, ::1] x,      # IN  (M, K), mostly zeros
+                  const floating[:, ::1] W,      # IN  (K, N)
+                  const floating[::1] b,         # IN  (N,) or None
+                  floating[:, ::1] out,          # OUT (M, N)
+                  int n_threads):
+    """out = x @ W + b skipping x's zeros (the dense GEMM when W is not finite).
+
+    The whole sparse forward path (sparse_compress_rows, all_finite, sparse_affine_rows)
+    in one call, for tests and benchmarks; returns True when the sparse kernel ran.
+    Raises MemoryError when its scratch cannot be allocated.
+    """
+    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = W.shape[1], total
+    cdef int *idx = NULL
+    cdef void *val = NULL
+    cdef Py_ssize_t *nnz = NULL
+    cdef const floating *bias = &b[0] if b is not None and b.shape[0] > 0 else NULL
+    cdef bint sparse
+    if M == 0 or N == 0:
+        return True
+    if K == 0:
+        with nogil:
+            gemm_strided(M, N, K, <const floating *> NULL, K, 1, <const floating *> NULL, N, 1,
+                         bias, &out[0, 0], N, n_threads)
+        return True
+    if sparse_scratch(M, K, sizeof(floating), &idx, &val, &nnz) < 0:
+        raise MemoryError("sparse_affine: no memory for the non-zeros of x %s" % ((M, K),))
+    with nogil:
+        sparse = all_finite(&W[0, 0], K * N, n_threads)
+        if sparse:
+            total = sparse_compress_rows(&x[0, 0], M, K, idx, <floating *> val, nnz, n_threads)
+            sparse_affine_rows(M, K, N, idx, <const floating *> val, nnz, total, &W[0, 0],
+                               bias, &out[0, 0], n_threads)
+        else:
+            gemm_strided(M, N, K, &x[0, 0], K, 1, &W[0, 0], N, 1, bias, &out[0, 0], N,
+                         n_threads)
+    free(idx); free(val); free(nnz)
+    return sparse
+
+
+def sparse_x_t_dz(const floating[:, ::1] x,      # IN  (M, K), mostly zeros
+                  const floating[:, ::1] dz,     # IN  (M, N)
+                  floating[:, ::1] dW,           # OUT (K, N)
+                  int n_threads):
+    """dW = x.T @ dz skipping x's zeros (the dense GEMM when dz is not finite).
+
+    The whole sparse backward path (sparse_compress_rows, all_finite, sparse_xT_dz) in
+    one call, for tests and benchmarks; returns True when the sparse kernel ran.
+    Raises MemoryError when its scratch cannot be allocated.
+    """
+    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = dz.shape[1], total
+    cdef int *idx = NULL
+    cdef void *val = NULL
+    cdef Py_ssize_t *nnz = NULL
+    cdef bint sparse
+    cdef int status = 0
+    if K == 0 or N == 0:
+        return True
+    if M == 0:
+        memset(&dW[0, 0], 0, K * N * sizeof(floating))
+        return True
+    if sparse_scratch(M, K, sizeof(floating), &idx, &val, &nnz) < 0:
+        raise MemoryError("sparse_x_t_dz: no memory for the non-zeros of x %s" % ((M, K),))
+    with nogil:
+        sparse = all_finite(&dz[0, 0], M * N, n_threads)
+        if sparse:
+            total = sparse_compress_rows(&x[0, 0], M, K, idx, <floating *> val, nnz, n_threads)
+            status = sparse_xT_dz(M, K, N, &x[0, 0], idx, nnz, total, &dz[0, 0], &dW[0, 0],
+                                  n_threads)
+        else:
+            gemm_strided(K, N, M, &x[0, 0], 1, K, &dz[0, 0], N, 1, <const floating *> NULL,
+                         &dW[0, 0], N, n_threads)
+    free(idx); free(val); free(nnz)
+    if status < 0:
+        raise MemoryError("sparse_x_t_dz: no memory for the row lists of x %s" % ((M, K),))
+    return sparse
