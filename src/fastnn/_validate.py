@@ -172,9 +172,13 @@ _CYTHON_NAMES = {"float": _F32, "double": _F64}
 def by_dtype(kernel):
     """A fused-type kernel's specialisations, looked up once: {dtype: function} (or
     {(dtype, dtype): function} for two fused types). Calling one skips Cython's per-call
-    dispatch on the arguments' types, which costs more than a small kernel's work."""
+    dispatch on the arguments' types, which costs more than a small kernel's work.
+    A kernel that dispatches on the dtype itself (no fused types) serves both dtypes."""
+    signatures = getattr(kernel, "__signatures__", None)
+    if signatures is None:
+        return {_F32: kernel, _F64: kernel}
     table = {}
-    for key, fn in kernel.__signatures__.items():
+    for key, fn in signatures.items():
         dts = tuple(_CYTHON_NAMES[k] for k in key.split("|"))
         table[dts[0] if len(dts) == 1 else dts] = fn
     return table
