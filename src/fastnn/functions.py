@@ -24,8 +24,10 @@ from ._threads import resolve_n_threads
 from ._validate import (_F32, _F64, as_kernel_array, bad_labels, by_dtype, compute_dtypes, finish,
                         fp_event, is_kernel_array, real_array, targets)
 
+# `from fastnn.functions import *` gives what the book's `from common.functions import *`
+# gives: its functions and `np` (the book's scripts use np through that import).
 __all__ = [
-    "identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad",
+    "np", "identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu", "relu_grad",
     "tanh", "leaky_relu", "softmax", "sum_squared_error", "mean_squared_error",
     "cross_entropy_error", "softmax_loss", "affine",
 ]

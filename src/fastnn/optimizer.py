@@ -33,7 +33,8 @@ import numpy as np
 from ._kernels import _optimizers as _k
 from ._threads import resolve_n_threads
 
-__all__ = ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
+# `import *` also gives `np`, as the book's common/optimizer.py does
+__all__ = ["np", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"]
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)

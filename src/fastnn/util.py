@@ -14,7 +14,8 @@ from ._kernels import _convolution
 from ._threads import resolve_n_threads
 from ._validate import as_kernel_array, compute_dtypes, finish
 
-__all__ = ["smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im"]
+# `import *` also gives `np`, as the book's common/util.py does
+__all__ = ["np", "smooth_curve", "shuffle_dataset", "conv_output_size", "im2col", "col2im"]
 
 
 def smooth_curve(x):
