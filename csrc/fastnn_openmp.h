@@ -27,9 +27,10 @@
  *     over at 20 ms.
  *
  *  3. Calibration. Regions that would have had a team but ran on one thread because of
- *     the back-off are timed too: `slow` is an average of (one thread's wall time /
- *     the kernel's estimate), so a CPU slower than the estimates (or the baseline ISA)
- *     does not mistake its honest speed for a late worker for long.
+ *     the back-off are timed too: `slow` follows a low quantile of (one thread's wall
+ *     time / the kernel's estimate), so a CPU slower than the estimates does not
+ *     mistake its honest speed for a late worker for long, and a preempted caller does
+ *     not inflate it.
  *
  *  4. The OpenMP wait policy is left alone (libgomp spins ~300k pauses, ~7 ms, after a
  *     region, then sleeps): it is process-wide, read once when libgomp loads, and the
@@ -83,6 +84,8 @@ static inline int fastnn_omp_thread_num(void) { return 0; }
 #define FASTNN_BACKOFF_MAX_NS 2000000000LL
 /* `slow` is kept x1024 and clamped to [1/4, 16] (one thread's wall / estimate). */
 #define FASTNN_SLOW_ONE 1024LL
+/* The last timed regions (team, estimate, wall), for diagnostics. */
+#define FASTNN_RECENT 32
 
 typedef struct {
     /* settings */
@@ -100,10 +103,11 @@ typedef struct {
     long long n_timed;         /* regions timed with a team */
     long long n_hurt;          /* ... of which threads hurt (each starts/extends a back-off) */
     long long n_single;        /* regions run on one thread because of the back-off */
+    long long recent[FASTNN_RECENT][3];  /* team, est_ns, wall_ns of the last timed regions */
 } fastnn_threads_t;
 
 #define FASTNN_THREADS_DEFAULTS { FASTNN_PARALLEL_MIN_NS, 1, 0, FASTNN_BACKOFF_MIN_NS, \
-                                  FASTNN_BACKOFF_MAX_NS, 0, 0, 1, FASTNN_SLOW_ONE, 0, 0, 0 }
+                                  FASTNN_BACKOFF_MAX_NS, 0, 0, 1, FASTNN_SLOW_ONE, 0, 0, 0, {{0}} }
 
 static fastnn_threads_t fastnn_threads_private = FASTNN_THREADS_DEFAULTS;
 static fastnn_threads_t *fastnn_threads_state = &fastnn_threads_private;
@@ -179,13 +183,26 @@ static inline void fastnn_team_observe(fastnn_threads_t *s, int team, double est
     double expected;
     if (!(est_ns > 0.0) || wall_ns < 0)
         return;
+    slow = (FASTNN_LOAD(&s->n_timed) + FASTNN_LOAD(&s->n_single)) % FASTNN_RECENT;
+    FASTNN_STORE(&s->recent[slow][0], (long long) team);
+    FASTNN_STORE(&s->recent[slow][1], (long long) est_ns);
+    FASTNN_STORE(&s->recent[slow][2], wall_ns);
     slow = FASTNN_LOAD(&s->slow_x1024);
     if (team <= 1) {
-        /* a backed-off region ran on one thread: calibrate `slow` (1/8 per sample) */
+        /* a backed-off region ran on one thread: calibrate `slow`, quick to fall (1/4 of
+         * the way) and slow to rise (1/16, at most doubling): a busy machine also pre-
+         * empts the calling thread now and then, and those walls say nothing about the
+         * CPU's speed (this tracks a low quantile of wall / estimate) */
         double q = (double) wall_ns * (double) FASTNN_SLOW_ONE / est_ns;
         r = q < FASTNN_SLOW_ONE / 4 ? FASTNN_SLOW_ONE / 4
             : q > 16 * FASTNN_SLOW_ONE ? 16 * FASTNN_SLOW_ONE : (long long) q;
-        FASTNN_STORE(&s->slow_x1024, slow + (r - slow) / 8);
+        if (slow < FASTNN_SLOW_ONE / 4)
+            slow = FASTNN_SLOW_ONE / 4;
+        if (r > slow)
+            slow += ((r < 2 * slow ? r : 2 * slow) - slow) / 16;
+        else
+            slow += (r - slow) / 4;
+        FASTNN_STORE(&s->slow_x1024, slow);
         FASTNN_ADD(&s->n_single, 1);
         return;
     }

@@ -13,6 +13,8 @@ cdef extern from "fastnn_openmp.h":
     void fastnn_team_observe(fastnn_threads_t *s, int team, double est_ns, long long wall_ns,
                              long long now) noexcept nogil
 
+from libc.string cimport memset
+
 cdef int cpu_limit = 1 << 30
 cdef fastnn_threads_t *policy = &fastnn_threads_private
 
@@ -49,7 +51,15 @@ def policy_state():
                 backoff_team=policy.backoff_team,
                 slow=policy.slow_x1024 / <double> FASTNN_SLOW_ONE,
                 n_timed=policy.n_timed, n_hurt=policy.n_hurt, n_single=policy.n_single,
-                now_ns=fastnn_now_ns())
+                now_ns=fastnn_now_ns(), recent=_recent())
+
+
+def _recent():
+    # the last timed regions, oldest first: (team, estimated ns, wall ns)
+    cdef long long k, n = policy.n_timed + policy.n_single
+    cdef int size = sizeof(policy.recent) // sizeof(policy.recent[0])
+    return [(policy.recent[k % size][0], policy.recent[k % size][1], policy.recent[k % size][2])
+            for k in range(max(0, n - size), n)]
 
 
 def set_policy(min_ns=None, backoff=None, exact=None, backoff_min_ns=None,
@@ -80,6 +90,7 @@ def reset_policy_state(slow=1.0):
     policy.backoff_team = 1
     policy.slow_x1024 = <long long> (slow * FASTNN_SLOW_ONE)
     policy.n_timed = policy.n_hurt = policy.n_single = 0
+    memset(policy.recent, 0, sizeof(policy.recent))
 
 
 def back_off_for(double seconds, int team=1):
