@@ -11,9 +11,12 @@ from cython.parallel cimport prange
 from cython cimport floating
 
 from fastnn._kernels._cpu cimport isa_state
+from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind, fastnn_team,
+                                      fastnn_team_end)
 
 cdef extern from "fastnn_cpu.h":
     void fastnn_isa_bind(const int *state) noexcept nogil
+    int fastnn_isa() noexcept nogil
 
 cdef extern from "fastnn_math.h":
     void fastnn_sigmoid_array_d(const double *x, double *y, Py_ssize_t n) noexcept nogil
@@ -22,10 +25,19 @@ cdef extern from "fastnn_math.h":
     void fastnn_softmax_rows_s(const float *x, float *y, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
 
 fastnn_isa_bind(isa_state())
+fastnn_threads_bind(threads_state())
 
-# Below this many elements a call runs on one thread; rows go to threads in blocks.
-cdef Py_ssize_t PARALLEL_MIN_ELEMS = 32768
+# Rows go to threads in blocks; fastnn_team() sizes each region from its single-thread
+# time: ns per element measured on one thread (tools/thread_grain.py; Zen 4, AVX2 or
+# AVX-512 / baseline ISA).
 cdef Py_ssize_t ROW_BLOCK = 64
+
+
+cdef inline double elem_ns(bint is_double, double vec_d, double base_d, double vec_s,
+                           double base_s) noexcept nogil:
+    if fastnn_isa() == 0:
+        return base_d if is_double else base_s
+    return vec_d if is_double else vec_s
 cdef Py_ssize_t SIGMOID_CHUNK = 4096
 
 
@@ -43,11 +55,14 @@ def sigmoid(const floating[::1] x,   # IN  (n,)
     cdef Py_ssize_t c, n = x.shape[0], chunk = SIGMOID_CHUNK
     if n == 0:
         return
-    if n < 2 * chunk:  # below ~8k elements a second thread costs more than it saves
-        n_threads = 1
     with nogil:
-        for c in prange((n + chunk - 1) // chunk, schedule="static", num_threads=n_threads):
-            sigmoid_array(&x[c * chunk], &out[c * chunk], min(chunk, n - c * chunk))
+        n_threads = fastnn_team(n_threads, n * elem_ns(floating is double, 1.05, 5.8, 0.45, 1.8))
+        if n_threads == 1:
+            sigmoid_array(&x[0], &out[0], n)
+        else:
+            for c in prange((n + chunk - 1) // chunk, schedule="static", num_threads=n_threads):
+                sigmoid_array(&x[c * chunk], &out[c * chunk], min(chunk, n - c * chunk))
+        fastnn_team_end()
 
 
 cdef inline void softmax_block(const floating *x, floating *y, Py_ssize_t rows,
@@ -66,12 +81,12 @@ def softmax(const floating[:, ::1] x,   # IN  (rows, n)
     if rows == 0 or n == 0:
         return
     cdef Py_ssize_t n_blocks = (rows + ROW_BLOCK - 1) // ROW_BLOCK
-    if rows * n < PARALLEL_MIN_ELEMS:
-        n_threads = 1
     with nogil:
+        n_threads = fastnn_team(n_threads, rows * n * elem_ns(floating is double, 2.3, 6.2, 1.7, 3.2))
         if n_threads == 1:  # no parallel region at all: small calls stay cheap
             softmax_block(&x[0, 0], &out[0, 0], rows, n)
         else:
             for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
                 r0 = blk * ROW_BLOCK
                 softmax_block(&x[r0, 0], &out[r0, 0], min(ROW_BLOCK, rows - r0), n)
+        fastnn_team_end()

@@ -32,12 +32,15 @@ cimport numpy as cnp
 from cython cimport floating
 
 from fastnn._kernels._cpu cimport isa_state
+from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind, fastnn_team,
+                                      fastnn_team_end)
 from fastnn._kernels._linear cimport gemm_strided
 
 cnp.import_array()
 
 cdef extern from "fastnn_cpu.h":
     void fastnn_isa_bind(const int *state) noexcept nogil
+    int fastnn_isa() noexcept nogil
 
 cdef extern from "fastnn_math.h":
     # exp over a whole block, vectorised for baseline/AVX2/AVX-512 (picked at run time)
@@ -45,11 +48,23 @@ cdef extern from "fastnn_math.h":
     void fastnn_exp_inplace_s(float *y, Py_ssize_t n) noexcept nogil
 
 fastnn_isa_bind(isa_state())
+fastnn_threads_bind(threads_state())
 
 cdef Py_ssize_t PAR_MIN = 1 << 19     # element-wise: below this, one thread (memory bound)
 cdef Py_ssize_t GEMM_PAR_MIN = 1 << 20   # multiply-adds: below this, one thread
 cdef Py_ssize_t SM_BLOCK = 256         # softmax rows per block
 cdef Py_ssize_t GEMM_SMALL = 4096        # multiply-adds: below this, a plain loop
+# Above PAR_MIN / GEMM_PAR_MIN, fastnn_team() sizes each region from its single-thread
+# time: ns per element measured on one thread (tools/thread_grain.py, Zen 4).
+cdef double RELU_NS = 0.2
+cdef double RELU_BACK_NS = 0.26
+
+
+cdef inline double softmax_ns(bint is_double) noexcept nogil:
+    # rows of 3: max, exp, sum per row (vector ISAs / baseline)
+    if fastnn_isa() == 0:
+        return 6.7 if is_double else 3.3
+    return 3.3 if is_double else 2.2
 
 # ---- argument checks (C level; a failed check means "not for this kernel") ---------------
 
@@ -350,22 +365,28 @@ cdef inline void relu_back_range(const floating *x, const floating *dv, floating
 
 cdef void relu_k(const floating *x, floating *y, Py_ssize_t n, int n_threads) noexcept nogil:
     # one thread: no parallel region at all (entering one costs more than a small array)
-    cdef Py_ssize_t c, chunk = (n + n_threads - 1) // n_threads
+    cdef Py_ssize_t c, chunk
+    n_threads = fastnn_team(n_threads, n * RELU_NS)
+    chunk = (n + n_threads - 1) // n_threads
     if n_threads <= 1:
         relu_range(x, y, 0, n)
-        return
-    for c in prange(n_threads, schedule="static", num_threads=n_threads):
-        relu_range(x, y, c * chunk, min(n, (c + 1) * chunk))
+    else:
+        for c in prange(n_threads, schedule="static", num_threads=n_threads):
+            relu_range(x, y, c * chunk, min(n, (c + 1) * chunk))
+    fastnn_team_end()
 
 
 cdef void relu_back_k(const floating *x, const floating *dv, floating *out, Py_ssize_t n,
                       int n_threads) noexcept nogil:
-    cdef Py_ssize_t c, chunk = (n + n_threads - 1) // n_threads
+    cdef Py_ssize_t c, chunk
+    n_threads = fastnn_team(n_threads, n * RELU_BACK_NS)
+    chunk = (n + n_threads - 1) // n_threads
     if n_threads <= 1:
         relu_back_range(x, dv, out, 0, n)
-        return
-    for c in prange(n_threads, schedule="static", num_threads=n_threads):
-        relu_back_range(x, dv, out, c * chunk, min(n, (c + 1) * chunk))
+    else:
+        for c in prange(n_threads, schedule="static", num_threads=n_threads):
+            relu_back_range(x, dv, out, c * chunk, min(n, (c + 1) * chunk))
+    fastnn_team_end()
 
 
 def relu_forward(object x, object nt, object spare=None):
@@ -467,6 +488,7 @@ def softmax_forward(object x, object nt):
     cdef void *xp = cnp.PyArray_DATA(ax)
     cdef void *yp = cnp.PyArray_DATA(out)
     with nogil:
+        n_threads = fastnn_team(n_threads, rows * n * softmax_ns(k == 1))
         if n_threads == 1:
             if k == 1:
                 softmax_rows(<double *> xp, <double *> yp, rows, n)
@@ -480,6 +502,7 @@ def softmax_forward(object x, object nt):
                     softmax_rows(<double *> xp + r0 * n, <double *> yp + r0 * n, r1 - r0, n)
                 else:
                     softmax_rows(<float *> xp + r0 * n, <float *> yp + r0 * n, r1 - r0, n)
+        fastnn_team_end()
     return out
 
 
@@ -493,6 +516,7 @@ def softmax_backward(object y, object dv, object nt):
     cdef Py_ssize_t i, rows = cnp.PyArray_DIM(ad, 0), n = cnp.PyArray_DIM(ad, 1)
     cdef cnp.ndarray out = new_like2(ad, rows, n)
     cdef int n_threads = threads_for(rows * n, PAR_MIN, nt)
+    n_threads = fastnn_team(n_threads, rows * n * (0.76 if k == 1 else 1.2))  # ns per element
     if k == 1:
         with nogil:
             for i in prange(rows, schedule="static", num_threads=n_threads):
@@ -503,6 +527,7 @@ def softmax_backward(object y, object dv, object nt):
             for i in prange(rows, schedule="static", num_threads=n_threads):
                 softmax_back_row(<float *> cnp.PyArray_DATA(ay) + i * n, <float *> cnp.PyArray_DATA(ad) + i * n,
                                  <float *> cnp.PyArray_DATA(out) + i * n, n)
+    fastnn_team_end()
     return out
 
 

@@ -16,9 +16,12 @@ from cython cimport floating
 from libc.string cimport memset
 
 from fastnn._kernels._cpu cimport isa_state
+from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind, fastnn_team,
+                                      fastnn_team_end)
 
 cdef extern from "fastnn_cpu.h":
     void fastnn_isa_bind(const int *state) noexcept nogil
+    int fastnn_isa() noexcept nogil
 
 cdef extern from "fastnn_gemm.h":
     ctypedef Py_ssize_t fastnn_idx
@@ -38,9 +41,16 @@ cdef extern from "fastnn_gemm.h":
                              float *pack) noexcept nogil
 
 fastnn_isa_bind(isa_state())
+fastnn_threads_bind(threads_state())
 
-# Below this many multiply-adds a call runs on one thread: waking a second one costs more.
-cdef Py_ssize_t PARALLEL_MIN_WORK = 40000
+# fastnn_team() sizes each region from its single-thread time: ns per multiply-add (or
+# per element for colsum) measured on one thread (tools/thread_grain.py; Zen 4 with the
+# AVX2 tiles / the baseline ones); few-row products run slower per multiply-add, so
+# their estimate is low (fewer threads), never high.
+cdef inline double mac_ns(bint is_double) noexcept nogil:
+    if fastnn_isa() == 0:
+        return 0.11 if is_double else 0.06
+    return 0.042 if is_double else 0.023
 
 
 cdef inline void gemm_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
@@ -72,9 +82,10 @@ cdef void gemm_strided(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
     cdef Py_ssize_t n_units, n_chunks, chunk, i0, i1, j0, j1, nr
     if M == 0 or N == 0:
         return
-    if M * N * K < PARALLEL_MIN_WORK:
-        n_threads = 1
-    if M >= 2 * FASTNN_GEMM_MR * n_threads or n_threads == 1:
+    n_threads = fastnn_team(n_threads, <double> M * N * K * mac_ns(floating is double))
+    if n_threads == 1:
+        gemm_block(0, M, 0, N, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
+    elif M >= 2 * FASTNN_GEMM_MR * n_threads:
         n_units = (M + FASTNN_GEMM_MR - 1) // FASTNN_GEMM_MR
         n_chunks = min(n_threads, n_units)
         for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
@@ -89,6 +100,7 @@ cdef void gemm_strided(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
             j0 = (chunk * n_units // n_chunks) * nr
             j1 = min(((chunk + 1) * n_units // n_chunks) * nr, N)
             gemm_block(0, M, j0, j1, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
+    fastnn_team_end()
 
 
 def affine(const floating[:, ::1] x,      # IN  (M, K)
@@ -113,8 +125,7 @@ cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
     """out = np.sum(d, axis=0): rows added in order, in double (one thread per column)."""
     cdef Py_ssize_t i, j
     cdef double s
-    if M * N < 32768:
-        n_threads = 1
+    n_threads = fastnn_team(n_threads, M * N * 1.0)  # ~1 ns per element: one add chain per column
     if n_threads == 1:
         for j in range(N):
             s = 0.0
@@ -127,6 +138,7 @@ cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
             for i in range(M):
                 s = s + d[i * N + j]
             out[j] = <floating> s
+    fastnn_team_end()
 
 
 def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward input

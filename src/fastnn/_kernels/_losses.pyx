@@ -13,9 +13,12 @@ from libc.stdlib cimport malloc, free
 from cython cimport floating
 
 from fastnn._kernels._cpu cimport isa_state
+from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind, fastnn_team,
+                                      fastnn_team_end)
 
 cdef extern from "fastnn_cpu.h":
     void fastnn_isa_bind(const int *state) noexcept nogil
+    int fastnn_isa() noexcept nogil
 
 cdef extern from "fastnn_math.h":
     void fastnn_softmax_rows_d(const double *x, double *y, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
@@ -23,13 +26,13 @@ cdef extern from "fastnn_math.h":
     void fastnn_log_inplace(double *v, Py_ssize_t n) noexcept nogil
 
 fastnn_isa_bind(isa_state())
+fastnn_threads_bind(threads_state())
 
 ctypedef fused target_t:
     float
     double
 
-# Below this many elements a call runs on one thread; rows go to threads in blocks.
-cdef Py_ssize_t PARALLEL_MIN_ELEMS = 32768
+# Rows go to threads in blocks.
 cdef Py_ssize_t ROW_BLOCK = 64
 
 
@@ -70,8 +73,10 @@ cdef double mean_neg(const double *logs, Py_ssize_t n) noexcept nogil:
     return -s / n
 
 
-cdef inline int threads_for(Py_ssize_t elems, int n_threads) noexcept nogil:
-    return 1 if elems < PARALLEL_MIN_ELEMS else n_threads
+cdef inline double vec_or_base(double vec_ns, double base_ns) noexcept nogil:
+    # single-thread ns per unit, measured (tools/thread_grain.py; Zen 4, AVX2 or AVX-512
+    # / baseline ISA): fastnn_team() sizes each region from it
+    return base_ns if fastnn_isa() == 0 else vec_ns
 
 
 # ---- one block of rows: gather y_t + 1e-7 for each row, then log them in place -------
@@ -108,7 +113,7 @@ def cross_entropy_labels(const floating[:, ::1] y,   # IN (rows, n) probabilitie
     cdef double *v = <double *> malloc(rows * sizeof(double))
     if v == NULL:
         raise MemoryError()
-    n_threads = threads_for(rows * n, n_threads)
+    n_threads = fastnn_team(n_threads, rows * vec_or_base(3.0, 10.0))  # a log per row
     with nogil:
         if n_threads == 1:
             bad = gather_labels(&y[0, 0], n, &t[0], rows, v)
@@ -116,6 +121,7 @@ def cross_entropy_labels(const floating[:, ::1] y,   # IN (rows, n) probabilitie
             for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
                 r0 = blk * ROW_BLOCK
                 bad += gather_labels(&y[r0, 0], n, &t[r0], min(ROW_BLOCK, rows - r0), v + r0)
+        fastnn_team_end()
         loss = mean_neg(v, rows)
     free(v)
     return loss, bad
@@ -131,7 +137,7 @@ def cross_entropy_onehot(const floating[:, ::1] y,   # IN (rows, n) probabilitie
     cdef double *v = <double *> malloc(rows * sizeof(double))
     if v == NULL:
         raise MemoryError()
-    n_threads = threads_for(rows * n, n_threads)
+    n_threads = fastnn_team(n_threads, rows * n * vec_or_base(0.9, 1.6))  # argmax scans
     with nogil:
         if n_threads == 1:
             gather_onehot(&y[0, 0], n, &t[0, 0], rows, v)
@@ -139,6 +145,7 @@ def cross_entropy_onehot(const floating[:, ::1] y,   # IN (rows, n) probabilitie
             for blk in prange(n_blocks, schedule="static", num_threads=n_threads):
                 r0 = blk * ROW_BLOCK
                 gather_onehot(&y[r0, 0], n, &t[r0, 0], min(ROW_BLOCK, rows - r0), v + r0)
+        fastnn_team_end()
         loss = mean_neg(v, rows)
     free(v)
     return loss
@@ -158,7 +165,9 @@ def softmax_cross_entropy_labels(const floating[:, ::1] x,   # IN (rows, n) scor
     cdef double *v = <double *> malloc(rows * sizeof(double))
     if v == NULL:
         raise MemoryError()
-    n_threads = threads_for(rows * n, n_threads)
+    # softmax of every element: ns per element as _activations.softmax
+    n_threads = fastnn_team(n_threads, rows * n * (vec_or_base(2.5, 7.0) if floating is double
+                                                   else vec_or_base(1.8, 4.1)))
     if n_threads == 1:  # no parallel region for small calls
         scratch = <floating *> malloc(ROW_BLOCK * n * sizeof(floating))
         with nogil:
@@ -177,6 +186,7 @@ def softmax_cross_entropy_labels(const floating[:, ::1] x,   # IN (rows, n) scor
                 softmax_block(&x[r0, 0], scratch, nr, n)
                 bad += gather_labels(scratch, n, &t[r0], nr, v + r0)
             free(scratch)
+    fastnn_team_end()
     with nogil:
         loss = mean_neg(v, rows)
     free(v)
@@ -194,7 +204,9 @@ def softmax_cross_entropy_onehot(const floating[:, ::1] x,   # IN (rows, n) scor
     cdef double *v = <double *> malloc(rows * sizeof(double))
     if v == NULL:
         raise MemoryError()
-    n_threads = threads_for(rows * n, n_threads)
+    # softmax of every element: ns per element as _activations.softmax
+    n_threads = fastnn_team(n_threads, rows * n * (vec_or_base(2.5, 7.0) if floating is double
+                                                   else vec_or_base(1.8, 4.1)))
     if n_threads == 1:  # no parallel region for small calls
         scratch = <floating *> malloc(ROW_BLOCK * n * sizeof(floating))
         with nogil:
@@ -213,6 +225,7 @@ def softmax_cross_entropy_onehot(const floating[:, ::1] x,   # IN (rows, n) scor
                 softmax_block(&x[r0, 0], scratch, nr, n)
                 gather_onehot(scratch, n, &t[r0, 0], nr, v + r0)
             free(scratch)
+    fastnn_team_end()
     with nogil:
         loss = mean_neg(v, rows)
     free(v)

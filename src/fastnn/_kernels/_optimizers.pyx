@@ -15,7 +15,11 @@ from libc.stdlib cimport malloc, free
 cimport numpy as cnp
 from cython cimport floating
 
+from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind, fastnn_team,
+                                      fastnn_team_end)
+
 cnp.import_array()
+fastnn_threads_bind(threads_state())
 
 SGD_ = 0
 MOMENTUM = 1
@@ -24,10 +28,18 @@ ADAGRAD = 3
 RMSPROP = 4
 ADAM = 5
 
-# chunk of elements one thread takes; below PARALLEL_MIN_ELEMS in all, one thread (the
-# sqrt-and-divide optimizers cost ~8x more per element, so they share work sooner)
+# chunk of elements one thread takes
 cdef Py_ssize_t CHUNK = 4096
-cdef Py_ssize_t PARALLEL_MIN_ELEMS = 131072
+# single-thread ns per element of each kind (SGD, Momentum, Nesterov, AdaGrad, RMSprop,
+# Adam), float64 / float32, measured (tools/thread_grain.py, Zen 4; plain C, no ISA
+# dispatch): fastnn_team() sizes the region from them
+cdef double[6] STEP_NS_D = [0.28, 0.34, 0.4, 1.85, 1.9, 1.87]
+cdef double[6] STEP_NS_S = [0.14, 0.16, 0.2, 0.57, 0.6, 1.12]
+
+
+cdef inline double step_ns(int kind, bint is_double) noexcept nogil:
+    kind = min(max(kind, 0), 5)  # any other kind runs Adam's formula (step_run's else)
+    return STEP_NS_D[kind] if is_double else STEP_NS_S[kind]
 
 
 cdef inline floating fsqrt(floating x) noexcept nogil:
@@ -103,7 +115,8 @@ cdef void run_update(int kind, list ps, list gs, list s1s, list s2s, const doubl
             P[4 * l + 3] = <floating *> cnp.PyArray_DATA(<cnp.ndarray?> s2s[l])
         total += N[l]
         n_chunks += (N[l] + CHUNK - 1) // CHUNK
-    if total < (PARALLEL_MIN_ELEMS // 8 if kind >= 3 else PARALLEL_MIN_ELEMS) or n_threads == 1:
+    n_threads = fastnn_team(n_threads, total * step_ns(kind, floating is double))
+    if n_threads == 1:
         with nogil:
             for l in range(L):
                 step_run(kind, P[4 * l], P[4 * l + 1], P[4 * l + 2], P[4 * l + 3], N[l], c)
@@ -129,6 +142,7 @@ cdef void run_update(int kind, list ps, list gs, list s1s, list s2s, const doubl
                          P[4 * l + 3] + off if P[4 * l + 3] != NULL else NULL, j, c)
         free(chunk_seg)
         free(chunk_off)
+    fastnn_team_end()
     free(P)
     free(N)
 
