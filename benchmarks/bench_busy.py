@@ -17,8 +17,8 @@ Two ways to run it:
 
 The table is the better measurement on a shared machine: each round runs every mode of a
 workload back to back (the order rotating between rounds) for ~0.15 s each (the ch03 loop:
-one run per mode and round), and the ratios are medians of per-round ratios, so slow
-drifts of the machine's load hit all modes alike. The back-off state is reset before each
+batch by batch), and the ratios are medians of per-round ratios, so slow drifts of the
+machine's load hit all modes alike. The back-off state is reset before each
 workload, so its probes are in the figures. `--rounds N` (default 9), `--only SUBSTR`,
 `--setups quiet,busy`.
 """
@@ -151,20 +151,6 @@ def _np_softmax(a):
     a = a - np.max(a, axis=-1, keepdims=True)
     e = np.exp(a)
     return e / np.sum(e, axis=-1, keepdims=True)
-
-
-class _Timed:
-    """Wraps a function and adds up the time spent in it (the ch03 loop's sigmoid/softmax
-    calls, apart from the np.dot calls between them)."""
-
-    def __init__(self, f):
-        self.f, self.seconds = f, 0.0
-
-    def __call__(self, a):
-        t0 = time.perf_counter()
-        y = self.f(a)
-        self.seconds += time.perf_counter() - t0
-        return y
 
 
 def _ch03(data, sigmoid, softmax):
@@ -300,6 +286,65 @@ def measure(modes, rounds, seconds=0.15, min_calls=3):
     return out
 
 
+def measure_ch03(data, rounds):
+    """The ch03 loop with three pairs of functions, interleaved BATCH BY BATCH (the order
+    rotating): NumPy's sigmoid/softmax, fastnn's on 1 thread, fastnn's on its default
+    threads. The loop's time is mostly np.dot, whose OpenBLAS threads wait on a busy
+    machine for milliseconds at random, so whole loops of different modes are not
+    comparable; batch-level interleaving gives every mode the same machine. Returns the
+    median over rounds of each mode's time per 10,000 images, the medians of the paired
+    per-round ratios, the time spent inside sigmoid+softmax per 10,000 images, and the
+    typical loop ("typical <mode>": the median batch's time x the batches, which those
+    random waits do not move) with its ratios ("typical a/b")."""
+    net, x, t = data
+    W1, W2, W3, b1, b2, b3 = (net[k] for k in ("W1", "W2", "W3", "b1", "b2", "b3"))
+    modes = {"numpy": (_np_sigmoid, _np_softmax, None), "1": (F.sigmoid, F.softmax, 1),
+             "default": (F.sigmoid, F.softmax, None)}
+    names = list(modes)
+    total = {m: [] for m in names}
+    inside = {m: 0.0 for m in names}
+    batches = {m: [] for m in names}
+    for r in range(rounds):
+        loop = {m: 0.0 for m in names}
+        for j, i in enumerate(range(0, len(x), 100)):
+            xb = x[i:i + 100]
+            k = (j + r) % len(names)
+            for m in names[k:] + names[:k]:
+                sig, sm, n = modes[m]
+                fastnn.set_num_threads(n)
+                t0 = time.perf_counter()
+                a1 = np.dot(xb, W1) + b1
+                t1 = time.perf_counter()
+                z1 = sig(a1)
+                t2 = time.perf_counter()
+                a2 = np.dot(z1, W2) + b2
+                t3 = time.perf_counter()
+                z2 = sig(a2)
+                t4 = time.perf_counter()
+                a3 = np.dot(z2, W3) + b3
+                t5 = time.perf_counter()
+                y = sm(a3)
+                t6 = time.perf_counter()
+                loop[m] += t6 - t0
+                batches[m].append(t6 - t0)
+                inside[m] += (t2 - t1) + (t4 - t3) + (t6 - t5)
+                np.argmax(y, axis=1)
+        fastnn.set_num_threads(None)
+        for m in names:
+            total[m].append(loop[m] * 10000 / len(x))
+    out = {m: float(np.median(v)) for m, v in total.items()}
+    for a in names:
+        for b in names:
+            if a != b:
+                out[a + "/" + b] = float(np.median(np.array(total[a]) / total[b]))
+    out.update({"inside " + m: inside[m] / rounds * 10000 / len(x) for m in names})
+    typical = {m: float(np.median(v)) * 10000 / 100 for m, v in batches.items()}
+    out.update({"typical " + m: v for m, v in typical.items()})
+    out.update({"typical %s/%s" % (a, b): typical[a] / typical[b]
+                for a in names for b in names if a != b})
+    return out
+
+
 def _fmt(s):
     return "%.3g ms" % (s * 1e3) if s >= 1e-3 else "%.3g us" % (s * 1e6)
 
@@ -335,21 +380,17 @@ def main(argv=None):
             if data is not None and args.only in CH03:
                 time.sleep(0.2)
                 _openmp.reset_policy_state()
-                fns = {m: (_Timed(s), _Timed(sm)) for m, (s, sm) in (
-                    ("numpy", (_np_sigmoid, _np_softmax)), ("1", (F.sigmoid, F.softmax)),
-                    ("default", (F.sigmoid, F.softmax)))}
-                modes = {m: (_ch03(data, *fns[m]), n)
-                         for m, n in (("numpy", None), ("1", 1), ("default", None))}
-                r = measure(modes, 2 * args.rounds, seconds=0.0, min_calls=1)
+                r = measure_ch03(data, args.rounds)
                 st = _openmp.policy_state()
-                calls = {m: sum(f.seconds for f in fns[m]) for m in fns}
                 results[setup, CH03] = r
                 print("  %-5s %-38s numpy %s, fastnn 1 thread %s, default %s (default / numpy "
-                      "%.2fx); inside sigmoid+softmax: numpy %s, fastnn default %s per loop; "
+                      "%.2fx); typical loop (median batch x 100): numpy %s, fastnn default %s "
+                      "(%.2fx); inside sigmoid+softmax: numpy %s, fastnn default %s; "
                       "fastnn regions with a team: %d"
                       % (setup, CH03, _fmt(r["numpy"]), _fmt(r["1"]), _fmt(r["default"]),
-                         r["default/numpy"], _fmt(calls["numpy"] / (2 * args.rounds + 1)),
-                         _fmt(calls["default"] / (2 * args.rounds + 1)),
+                         r["default/numpy"], _fmt(r["typical numpy"]),
+                         _fmt(r["typical default"]), r["typical default/numpy"],
+                         _fmt(r["inside numpy"]), _fmt(r["inside default"]),
                          st["n_timed"] + st["n_single"]), flush=True)
     setups = args.setups.split(",")
     print("\n| workload | " + " | ".join("%s: 1 thread | %s: default | default / 1" % (s, s)
@@ -365,8 +406,10 @@ def main(argv=None):
         print("| %s | %s |" % (name, " | ".join(cells)))
     if (setups[0], CH03) in results:
         print("\nch03 loop with NumPy's own sigmoid/softmax: " + ", ".join(
-            "%s %s (fastnn default / NumPy: %.2fx)" % (s, _fmt(results[s, CH03]["numpy"]),
-                                                       results[s, CH03]["default/numpy"])
+            "%s %s (fastnn default / NumPy: %.2fx; typical loop %s vs %s: %.2fx)"
+            % (s, _fmt(results[s, CH03]["numpy"]), results[s, CH03]["default/numpy"],
+               _fmt(results[s, CH03]["typical default"]), _fmt(results[s, CH03]["typical numpy"]),
+               results[s, CH03]["typical default/numpy"])
             for s in setups))
 
 
