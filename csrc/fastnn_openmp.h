@@ -18,13 +18,16 @@
  *  2. Back-off. On a busy machine (another process, or NumPy's OpenBLAS threads that
  *     spin ~0.1 s after each call, holds a core) a worker of a 2-thread region waits for
  *     a scheduler slice: the region takes 4-30 ms instead of 50 us. So every region with
- *     a second thread is timed; when its wall time exceeds what ONE thread is expected to
- *     take (the kernel's estimate x `slow`, see 3), threads hurt: for the next `level`
+ *     a second thread is timed; when its wall time exceeds 1.25 x what ONE thread is
+ *     expected to take (the kernel's estimate x `slow`, see 3; the margin keeps a team
+ *     that merely ties with one thread, or an estimate a little low, from counting as a
+ *     late worker, which costs 10-100x), threads hurt: for the next `level`
  *     ns every region runs on half that team (1 thread on 2 CPUs). The first region after
  *     that is a probe: hurt again within `level` of the back-off's end doubles the back-
- *     off (20 ms, 40 ms, ... up to 2 s; a probe costs one late worker, so on a machine
- *     that stays busy the probes cost <1%); a machine that stays good for `level` starts
- *     over at 20 ms.
+ *     off (20 ms, 40 ms, ... up to 2 s), and a back-off lasts at least 20 x the time the
+ *     hurt region lost, so probes cost at most ~5% of the time even when regions are
+ *     long (on a machine that stays busy, well under 1% once at 2 s); a machine that
+ *     stays good for `level` starts over at 20 ms.
  *
  *  3. Calibration. Regions that would have had a team but ran on one thread because of
  *     the back-off are timed too: `slow` follows a low quantile of (one thread's wall
@@ -82,6 +85,11 @@ static inline int fastnn_omp_thread_num(void) { return 0; }
 /* First and longest back-off after a region where threads hurt (ns). */
 #define FASTNN_BACKOFF_MIN_NS 20000000LL
 #define FASTNN_BACKOFF_MAX_NS 2000000000LL
+/* Threads hurt when a team's region takes longer than this times one thread's time. */
+#define FASTNN_HURT_RATIO 1.25
+/* A back-off lasts at least this many times the time the hurt region lost, so that
+ * probing costs at most ~1/20 of the time even when regions are long. */
+#define FASTNN_BACKOFF_PER_LOSS 20
 /* `slow` is kept x1024 and clamped to [1/4, 16] (one thread's wall / estimate). */
 #define FASTNN_SLOW_ONE 1024LL
 /* The last timed regions (team, estimate, wall), for diagnostics. */
@@ -208,16 +216,20 @@ static inline void fastnn_team_observe(fastnn_threads_t *s, int team, double est
     }
     FASTNN_ADD(&s->n_timed, 1);
     expected = est_ns * (double) slow / (double) FASTNN_SLOW_ONE;  /* one thread's time */
-    if ((double) wall_ns <= expected)
-        return;  /* the team beat one thread (or tied): threads did not hurt */
+    if ((double) wall_ns <= FASTNN_HURT_RATIO * expected)
+        return;  /* the team beat one thread (or nearly tied): threads did not hurt */
     /* threads hurt: back off; again soon after the last back-off ended: twice as long */
     FASTNN_ADD(&s->n_hurt, 1);
     until = FASTNN_LOAD(&s->until_ns);
     level = FASTNN_LOAD(&s->level_ns);
     if (level > 0 && now - until <= level)
-        level = 2 * level < s->backoff_max_ns ? 2 * level : s->backoff_max_ns;
+        level = 2 * level;
     else
         level = s->backoff_min_ns;
+    if ((double) level < FASTNN_BACKOFF_PER_LOSS * ((double) wall_ns - expected))
+        level = (long long) (FASTNN_BACKOFF_PER_LOSS * ((double) wall_ns - expected));
+    if (level > s->backoff_max_ns)
+        level = s->backoff_max_ns;
     FASTNN_STORE(&s->level_ns, level);
     FASTNN_STORE(&s->backoff_team, (long long) (team / 2 > 1 ? team / 2 : 1));
     FASTNN_STORE(&s->until_ns, now + level);

@@ -206,12 +206,18 @@ def test_environment_switches():
 
 
 # ---- the policy's state machine, fed timings with an explicit clock --------------------
+# Times in ns. Grain 1000 ns per thread; back-off 1 ms .. 8 ms. A region estimated at
+# EST ns on one thread is "hurt" when a team takes more than 1.25 x EST (HURT loses 1.25 us
+# against one thread: a back-off of 20 x that stays below the first 1 ms).
+
+EST, GOOD, TIE, HURT = 5000, 2600, 6250, 6251
+MS = 10**6
+
 
 @pytest.fixture
 def policy():
-    """Deterministic settings: grain 1000 ns per thread, back-off 100..800 ns."""
-    old = _openmp.set_policy(min_ns=1000, backoff=True, exact=False, backoff_min_ns=100,
-                             backoff_max_ns=800)
+    old = _openmp.set_policy(min_ns=1000, backoff=True, exact=False, backoff_min_ns=MS,
+                             backoff_max_ns=8 * MS)
     _openmp.reset_policy_state()
     yield _openmp
     _openmp.set_policy(**old)
@@ -237,65 +243,83 @@ def test_grain(policy):
     assert team(1, 1e12, 0) == 1
 
 
-def test_a_team_that_beats_one_thread_keeps_its_threads(policy):
-    policy._observe(2, 5000, 2600, 1000)
-    policy._observe(2, 5000, 5000, 1010)  # a tie is not a loss
+def test_a_team_that_beats_or_ties_one_thread_keeps_its_threads(policy):
+    policy._observe(2, EST, GOOD, 1000)
+    policy._observe(2, EST, TIE, 1010)       # 1.25 x one thread: not a late worker
     s = _state()
     assert (s["n_timed"], s["n_hurt"], s["until_ns"]) == (2, 0, 0)
-    assert policy._team(2, 5000, 1011) == 2
+    assert policy._team(2, EST, 1011) == 2
 
 
 def test_threads_that_hurt_start_a_back_off_then_a_probe(policy):
-    policy._observe(2, 5000, 5001, 1000)
+    t = 10 * MS
+    policy._observe(2, EST, HURT, t)
     s = _state()
-    assert (s["n_hurt"], s["until_ns"], s["level_ns"], s["backoff_team"]) == (1, 1100, 100, 1)
-    assert policy._team(2, 5000, 1000) == 1
-    assert policy._team(2, 5000, 1099) == 1
-    assert policy._team(2, 1e12, 1099) == 1
-    assert policy._team(2, 5000, 1100) == 2    # the probe
-    assert policy._team(2, 1000, 1050) == 1    # (below the grain anyway)
+    assert (s["n_hurt"], s["until_ns"], s["level_ns"], s["backoff_team"]) == (1, t + MS, MS, 1)
+    assert policy._team(2, EST, t) == 1
+    assert policy._team(2, EST, t + MS - 1) == 1
+    assert policy._team(2, 1e12, t + MS - 1) == 1
+    assert policy._team(2, EST, t + MS) == 2      # the probe
+    assert policy._team(2, 1000, t + 1) == 1      # (below the grain anyway)
 
 
 def test_back_off_doubles_while_probes_fail_and_is_capped(policy):
-    t = 1000
+    t = 10 * MS
     levels = []
     for _ in range(6):
-        policy._observe(2, 5000, 10**6, t)      # hurt (the probe failed)
+        policy._observe(2, EST, HURT, t)          # hurt: the probe failed
         s = _state()
-        levels.append(s["level_ns"])
+        levels.append(s["level_ns"] // MS)
         assert s["until_ns"] == t + s["level_ns"]
-        t = s["until_ns"]                       # the next probe, right at the end
-    assert levels == [100, 200, 400, 800, 800, 800]
+        t = s["until_ns"]                         # the next probe, right at the end
+    assert levels == [1, 2, 4, 8, 8, 8]
 
 
 def test_back_off_starts_over_after_a_good_stretch(policy):
-    policy._observe(2, 5000, 10**6, 1000)       # until 1100, level 100
-    policy._observe(2, 5000, 10**6, 1150)       # 50 after the end: level 200, until 1350
-    assert _state()["level_ns"] == 200
-    policy._observe(2, 5000, 10**6, 1350 + 201)  # good for longer than the level: over
+    t = 10 * MS
+    policy._observe(2, EST, HURT, t)                 # until t + 1 ms
+    policy._observe(2, EST, HURT, t + MS + MS // 2)  # 0.5 ms after the end: 2 ms
+    assert _state()["level_ns"] == 2 * MS
+    end = _state()["until_ns"]
+    policy._observe(2, EST, HURT, end + 2 * MS + 1)  # good for longer than the level
     s = _state()
-    assert (s["level_ns"], s["until_ns"]) == (100, 1651)
+    assert (s["level_ns"], s["until_ns"]) == (MS, end + 3 * MS + 1)
+
+
+def test_back_off_lasts_20_times_the_time_lost(policy):
+    policy.set_policy(backoff_max_ns=100 * MS)
+    t = 10 * MS
+    policy._observe(2, 10**6, 10**6 + 3 * MS, t)   # lost 3 ms: 60 ms > the first 1 ms
+    assert _state()["level_ns"] == 60 * MS
+    policy._observe(2, EST, HURT, t + 61 * MS)     # a failed probe: doubles, capped
+    assert _state()["level_ns"] == 100 * MS
+    policy.reset_policy_state()
+    policy._observe(2, 10**6, 10**6 + 10 * MS, t)  # lost 10 ms: 200 ms, capped
+    assert _state()["level_ns"] == 100 * MS
 
 
 def test_a_big_team_backs_off_to_half(policy):
-    policy._observe(8, 1e6, 10**7, 1000)
-    assert _state()["backoff_team"] == 4
-    assert policy._team(8, 1e9, 1050) == 4
-    assert policy._team(3, 1e9, 1050) == 3
-    assert policy._team(8, 1e9, 1100) == 8
-    policy._observe(4, 1e6, 10**7, 1060)        # hurt again while backed off: half again
+    t = 10 * MS
+    policy._observe(8, 1e6, 1.26e6, t)             # lost 0.26 ms: back off 5.2 ms
+    s = _state()
+    assert (s["backoff_team"], s["level_ns"]) == (4, 5.2 * MS)
+    assert policy._team(8, 1e9, t + 1) == 4
+    assert policy._team(3, 1e9, t + 1) == 3
+    assert policy._team(8, 1e9, s["until_ns"]) == 8
+    policy._observe(4, EST, HURT, t + 2)           # hurt again while backed off: half again
     assert _state()["backoff_team"] == 2
-    policy._observe(3, 1e6, 10**7, 1070)
+    policy._observe(3, EST, HURT, t + 3)
     assert _state()["backoff_team"] == 1
 
 
 def test_back_off_off_ignores_the_state(policy):
-    policy._observe(2, 5000, 10**6, 1000)
-    assert policy._team(2, 5000, 1050) == 1
+    t = 10 * MS
+    policy._observe(2, EST, HURT, t)
+    assert policy._team(2, EST, t + 1) == 1
     policy.set_policy(backoff=False)
-    assert policy._team(2, 5000, 1050) == 2
+    assert policy._team(2, EST, t + 1) == 2
     policy.set_policy(backoff=True, exact=True)
-    assert policy._team(2, 5000, 1050) == 2
+    assert policy._team(2, EST, t + 1) == 2
 
 
 def test_calibration_falls_fast_rises_slowly_and_is_clamped(policy):
@@ -316,10 +340,10 @@ def test_calibration_falls_fast_rises_slowly_and_is_clamped(policy):
 
 def test_calibration_scales_the_verdict(policy):
     policy.reset_policy_state(slow=3.0)          # this CPU runs 3x slower than estimated
-    policy._observe(2, 1000, 2000, 10)          # 2 threads in 2/3 of one thread's time
+    policy._observe(2, 1000, 3700, 10)          # 2 threads in 1.23 x one thread's time
     assert _state()["n_hurt"] == 0
     policy.reset_policy_state(slow=0.5)          # ... 2x faster than estimated
-    policy._observe(2, 1000, 600, 10)           # slower than one thread would be
+    policy._observe(2, 1000, 700, 10)           # 1.4 x one thread's time
     assert _state()["n_hurt"] == 1
 
 
