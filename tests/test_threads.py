@@ -561,3 +561,37 @@ def test_policy_settings_are_checked_and_restored():
     after = _openmp.policy_state()
     for k in ("min_ns", "backoff", "exact", "backoff_min_ns", "backoff_max_ns"):
         assert after[k] == before[k]
+
+
+@needs_two_cpus
+def test_kernels_from_several_python_threads_while_the_policy_changes():
+    """Concurrent calls share the policy's state (racy by design: only speed depends on
+    it); their results stay the one-thread bits."""
+    import threading
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((400, 300))
+    W = rng.standard_normal((300, 64))
+    with exact_threads():
+        want_s, want_a = F.sigmoid(x, n_threads=1), F.affine(x, W, n_threads=1)
+    errors = []
+
+    def work(k):
+        try:
+            for i in range(12):
+                if k == 0 and i % 4 == 0:
+                    _openmp.back_off_for(0.002)
+                np.testing.assert_array_equal(F.sigmoid(x), want_s)
+                np.testing.assert_array_equal(F.affine(x, W), want_a)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    with thread_policy(min_ns=1e3, backoff=True, backoff_min_ns=10**5, backoff_max_ns=10**6):
+        try:
+            ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+        finally:
+            _openmp.reset_policy_state()
+    assert not errors, errors[0]
