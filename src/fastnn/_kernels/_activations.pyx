@@ -31,6 +31,7 @@ fastnn_threads_bind(threads_state())
 # time: ns per element measured on one thread (tools/thread_grain.py; Zen 4, AVX2 or
 # AVX-512 / baseline ISA).
 cdef Py_ssize_t ROW_BLOCK = 64
+cdef Py_ssize_t SIGMOID_CHUNK = 4096
 
 
 cdef inline double elem_ns(bint is_double, double vec_d, double base_d, double vec_s,
@@ -38,7 +39,6 @@ cdef inline double elem_ns(bint is_double, double vec_d, double base_d, double v
     if fastnn_isa() == 0:
         return base_d if is_double else base_s
     return vec_d if is_double else vec_s
-cdef Py_ssize_t SIGMOID_CHUNK = 4096
 
 
 cdef inline void sigmoid_array(const floating *x, floating *y, Py_ssize_t n) noexcept nogil:
