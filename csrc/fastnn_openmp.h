@@ -23,11 +23,11 @@
  *     that merely ties with one thread, or an estimate a little low, from counting as a
  *     late worker, which costs 10-100x), threads hurt: for the next `level`
  *     ns every region runs on half that team (1 thread on 2 CPUs). The first region after
- *     that is a probe: hurt again within `level` of the back-off's end doubles the back-
- *     off (20 ms, 40 ms, ... up to 2 s), and a back-off lasts at least 20 x the time the
- *     hurt region lost, so probes cost at most ~5% of the time even when regions are
- *     long (on a machine that stays busy, well under 1% once at 2 s); a machine that
- *     stays good for `level` starts over at 20 ms.
+ *     that is a probe: hurt again, the back-off doubles (20 ms, 40 ms, ... up to 2 s),
+ *     and it always lasts at least 20 x the time the hurt region lost, so probes cost at
+ *     most ~5% of the time even when regions are long (on a machine that stays busy,
+ *     well under 1% once at 2 s); each region where the team did well halves the next
+ *     back-off (a single lucky probe does not undo the escalation, a good stretch does).
  *
  *  3. Calibration. Regions that would have had a team but ran on one thread because of
  *     the back-off are timed too: `slow` follows a low quantile of (one thread's wall
@@ -104,7 +104,7 @@ typedef struct {
     long long backoff_max_ns;  /* longest back-off */
     /* back-off state */
     long long until_ns;        /* regions get at most `backoff_team` until then */
-    long long level_ns;        /* length of the current/last back-off */
+    long long level_ns;        /* length of the last back-off (0: teams did well since) */
     long long backoff_team;    /* team limit while backed off */
     long long slow_x1024;      /* one thread's wall / estimate, x1024 (moving average) */
     /* counters (fastnn._kernels._openmp.policy_state) */
@@ -187,7 +187,7 @@ static inline int fastnn_team_at(fastnn_threads_t *s, int grain, long long now)
 static inline void fastnn_team_observe(fastnn_threads_t *s, int team, double est_ns,
                                        long long wall_ns, long long now)
 {
-    long long slow, r, level, until;
+    long long slow, r, level;
     double expected;
     if (!(est_ns > 0.0) || wall_ns < 0)
         return;
@@ -216,16 +216,17 @@ static inline void fastnn_team_observe(fastnn_threads_t *s, int team, double est
     }
     FASTNN_ADD(&s->n_timed, 1);
     expected = est_ns * (double) slow / (double) FASTNN_SLOW_ONE;  /* one thread's time */
-    if ((double) wall_ns <= FASTNN_HURT_RATIO * expected)
-        return;  /* the team beat one thread (or nearly tied): threads did not hurt */
-    /* threads hurt: back off; again soon after the last back-off ended: twice as long */
-    FASTNN_ADD(&s->n_hurt, 1);
-    until = FASTNN_LOAD(&s->until_ns);
     level = FASTNN_LOAD(&s->level_ns);
-    if (level > 0 && now - until <= level)
-        level = 2 * level;
-    else
-        level = s->backoff_min_ns;
+    if ((double) wall_ns <= FASTNN_HURT_RATIO * expected) {
+        /* the team beat one thread (or nearly tied): threads did not hurt, and the next
+         * back-off will be half as long (none below the shortest) */
+        if (level > 0)
+            FASTNN_STORE(&s->level_ns, level / 2 >= s->backoff_min_ns ? level / 2 : 0);
+        return;
+    }
+    /* threads hurt: back off, twice as long as last time unless teams did well since */
+    FASTNN_ADD(&s->n_hurt, 1);
+    level = level > 0 ? 2 * level : s->backoff_min_ns;
     if ((double) level < FASTNN_BACKOFF_PER_LOSS * ((double) wall_ns - expected))
         level = (long long) (FASTNN_BACKOFF_PER_LOSS * ((double) wall_ns - expected));
     if (level > s->backoff_max_ns)

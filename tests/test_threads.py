@@ -275,15 +275,28 @@ def test_back_off_doubles_while_probes_fail_and_is_capped(policy):
     assert levels == [1, 2, 4, 8, 8, 8]
 
 
-def test_back_off_starts_over_after_a_good_stretch(policy):
+def test_good_teams_shorten_the_next_back_off(policy):
     t = 10 * MS
-    policy._observe(2, EST, HURT, t)                 # until t + 1 ms
-    policy._observe(2, EST, HURT, t + MS + MS // 2)  # 0.5 ms after the end: 2 ms
+    for k in range(3):
+        policy._observe(2, EST, HURT, t + k)
+    assert _state()["level_ns"] == 4 * MS
+    policy._observe(2, EST, GOOD, t + 5 * MS)        # one lucky probe: half
     assert _state()["level_ns"] == 2 * MS
-    end = _state()["until_ns"]
-    policy._observe(2, EST, HURT, end + 2 * MS + 1)  # good for longer than the level
+    policy._observe(2, EST, HURT, t + 5 * MS + 1)    # hurt again: back to 4 ms
+    assert _state()["level_ns"] == 4 * MS
+    for k in range(3):                               # a good stretch: 2, 1, then none
+        policy._observe(2, EST, TIE, t + 10 * MS + k)
+    assert _state()["level_ns"] == 0
+    policy._observe(2, EST, HURT, t + 20 * MS)       # starts over at the shortest
     s = _state()
-    assert (s["level_ns"], s["until_ns"]) == (MS, end + 3 * MS + 1)
+    assert (s["level_ns"], s["until_ns"]) == (MS, t + 21 * MS)
+
+
+def test_time_alone_does_not_undo_the_escalation(policy):
+    t = 10 * MS
+    policy._observe(2, EST, HURT, t)
+    policy._observe(2, EST, HURT, t + 100 * MS)      # no team ran in between (1 thread)
+    assert _state()["level_ns"] == 2 * MS
 
 
 def test_back_off_lasts_20_times_the_time_lost(policy):
