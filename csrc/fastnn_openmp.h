@@ -11,9 +11,9 @@
  *     single-thread time is at least 2 x min_ns (FASTNN_PARALLEL_MIN_NS = 30 us): a
  *     team of T threads needs T x min_ns of work. Waking and joining an OpenMP worker
  *     costs ~2-5 us when it is spinning and ~40-80 us when it sleeps; regions below
- *     ~60 us of work gain little even on an idle machine and lose milliseconds on a
- *     busy one. (The book's batch-inference loop calls sigmoid/softmax on 100-row
- *     batches, 5-50 us each: never a region.)
+ *     ~60 us of work save at most some tens of us on an idle machine and lose
+ *     milliseconds on a busy one. (The book's batch-inference loop calls sigmoid and
+ *     softmax on 100-row batches, 2-12 us each: never a region.)
  *
  *  2. Back-off. On a busy machine (another process, or NumPy's OpenBLAS threads that
  *     spin ~0.1 s after each call, holds a core) a worker of a 2-thread region waits for
@@ -21,9 +21,9 @@
  *     a second thread is timed; when its wall time exceeds 1.25 x what ONE thread is
  *     expected to take (the kernel's estimate x `slow`, see 3; the margin keeps a team
  *     that merely ties with one thread, or an estimate a little low, from counting as a
- *     late worker, which costs 10-100x), threads hurt: for the next `level`
- *     ns every region runs on half that team (1 thread on 2 CPUs). The first region after
- *     that is a probe: hurt again, the back-off doubles (20 ms, 40 ms, ... up to 2 s),
+ *     late worker, which costs 10-100x), threads hurt: for the next `level` ns every
+ *     region runs on half that team (1 thread on 2 CPUs). The first region after that
+ *     is a probe: hurt again, the back-off doubles (20 ms, 40 ms, ... up to 2 s),
  *     and it always lasts at least 20 x the time the hurt region lost, so probes cost at
  *     most ~5% of the time even when regions are long (on a machine that stays busy,
  *     well under 1% once at 2 s); each region where the team did well halves the next
@@ -45,7 +45,8 @@
  *
  * The policy state is ONE struct owned by fastnn._kernels._openmp; every kernel module
  * binds this header's pointer to it at import, like the ISA state (csrc/fastnn_cpu.h):
- *     from fastnn._kernels._openmp cimport threads_state
+ *     from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind,
+ *                                           fastnn_team, fastnn_team_end)
  *     fastnn_threads_bind(threads_state())
  * A module that does not bind (a plain C harness) gets a private state with the same
  * defaults. Concurrent kernel calls update the state with relaxed atomic loads/stores:
