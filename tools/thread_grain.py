@@ -14,10 +14,8 @@ import time
 
 import numpy as np
 
-import fastnn
 from fastnn import functions as F
 from fastnn._kernels import _cpu, _activations, _linear, _losses, _optimizers, _dense
-from fastnn.layers import mlp_gradient
 
 
 def tmin(f, reps=60):
@@ -145,7 +143,6 @@ def main():
 
 def workloads():
     """The benchmark workloads whose regions the estimates must get right."""
-    import pickle
     from fastnn.nets import TwoLayerNet, MultiLayerNet, MultiLayerNetExtend
     from fastnn.optimizer import SGD
     from fastnn.datasets import load_mnist
