@@ -25,3 +25,13 @@ def isa(request):
     old = _cpu.set_isa(request.param)
     yield request.param
     _cpu.set_isa(old)
+
+
+@pytest.fixture
+def exact_threads():
+    """Every parallel region runs on exactly the n_threads asked for (no grain, no
+    back-off; up to 8 threads even on fewer CPUs): for tests that compare the bits of
+    1, 2 and 3 threads."""
+    from fastnn._threads import exact_threads as exact
+    with exact():
+        yield

@@ -83,7 +83,7 @@ def test_matches_reference_float32(activation, sparse, rng):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("sparse", [True, False])
-def test_thread_count_does_not_change_bits(dtype, sparse, rng):
+def test_thread_count_does_not_change_bits(dtype, sparse, rng, exact_threads):
     ref = _ref_net((784, 64, 10), "relu", 0.0, 5, dtype)
     x = (_sparse(rng, 300, 784) if sparse else rng.standard_normal((300, 784))).astype(dtype)
     t = rng.integers(0, 10, 300)
@@ -400,7 +400,7 @@ def test_gradient_check_two_layer_net_after_training_below_1e8():
 
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_dropout_masks_fused_like_layers(activation, dtype, rng):
+def test_dropout_masks_fused_like_layers(activation, dtype, rng, exact_threads):
     """mlp_gradient with dropout masks == the book's layers with those masks."""
     np.random.seed(7)
     ref = R.MultiLayerNetExtend(784, [30, 20], 10, activation=activation, use_dropout=True,

@@ -83,7 +83,7 @@ def test_elementwise_extremes_and_nan(dtype):
         assert np.isnan(F.sigmoid(x)[-1])
 
 
-def test_sigmoid_is_parallel_and_thread_count_independent(rng):
+def test_sigmoid_is_parallel_and_thread_count_independent(rng, exact_threads):
     x = rng.standard_normal(100_003) * 10
     a = F.sigmoid(x, n_threads=1)
     b = F.sigmoid(x, n_threads=2)
@@ -310,7 +310,7 @@ LARGE_CASES = [
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_same_bits_on_one_and_two_threads(dtype, rng):
+def test_same_bits_on_one_and_two_threads(dtype, rng, exact_threads):
     x = rng.standard_normal((300, 784)).astype(dtype)
     W = rng.standard_normal((784, 50)).astype(dtype)
     b = rng.standard_normal(50).astype(dtype)

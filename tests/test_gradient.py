@@ -304,7 +304,7 @@ def test_float32_multilayer_decay(rng):
         np.testing.assert_allclose(got[k], ref[k], rtol=1e-6, atol=ATOL)
 
 
-def test_thread_counts_bitwise_identical(rng, engine_mode):
+def test_thread_counts_bitwise_identical(rng, engine_mode, exact_threads):
     x, t = _data(rng, 40, 30, 10)
     for net in (TwoLayerNet(30, 17, 10, weight_init_std=0.3),
                 MultiLayerNet(30, [12, 9], 10, activation="relu", weight_decay_lambda=0.01),

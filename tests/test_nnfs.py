@@ -579,7 +579,7 @@ def test_model_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(layer.weights, model.layers[0].weights)
 
 
-def test_thread_count_does_not_change_results():
+def test_thread_count_does_not_change_results(exact_threads):
     rng = np.random.default_rng(20)
     X = rng.standard_normal((1100, 256))
     dv = rng.standard_normal((1100, 512))

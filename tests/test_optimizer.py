@@ -66,7 +66,7 @@ def test_state_is_lazy_and_defaults():
 
 
 @pytest.mark.parametrize("name", ["SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop", "Adam"])
-def test_big_params_thread_count_independent(name, rng):
+def test_big_params_thread_count_independent(name, rng, exact_threads):
     """Above the parallel threshold the update is chunked over threads: same bits."""
     p0 = {"W": rng.standard_normal((700, 400)), "b": rng.standard_normal(400).astype(np.float64)}
     grads = [{k: rng.standard_normal(v.shape) for k, v in p0.items()} for _ in range(3)]

@@ -24,8 +24,8 @@ from fastnn._kernels._cpu cimport isa_state
 cdef extern from "fastnn_cpu.h":
     void fastnn_isa_bind(const int *state) noexcept nogil
 
-cdef extern from "fastnn_openmp.h":
-    int fastnn_team(int n_threads, double est_ns) noexcept nogil
+from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind, fastnn_team,
+                                      fastnn_team_end)
 
 cdef extern from "fastnn_math.h":
     void fastnn_sigmoid_array_d(const double *x, double *y, Py_ssize_t n) noexcept nogil
@@ -48,6 +48,7 @@ cdef extern from "fastnn_ops.h":
     void fastnn_softmax_backward_s(const float *y, const float *dv, float *out, Py_ssize_t rows, Py_ssize_t n) noexcept nogil
 
 fastnn_isa_bind(isa_state())
+fastnn_threads_bind(threads_state())
 
 # Single-thread cost per element (ns, Zen 4 at the AVX2/AVX-512 levels, rounded up), the
 # estimate fastnn_team() sizes a region from.
@@ -109,6 +110,7 @@ cdef Py_ssize_t unary(int op, const floating *x, floating *y, Py_ssize_t n, doub
         unary_run(op, x, y, n)
         if op == OP_SIGMOID:
             over = count_below(x, n, limit)
+        fastnn_team_end()
         return over
     run = run_length(n, team)
     for c in prange(team, schedule="static", num_threads=team):
@@ -117,6 +119,7 @@ cdef Py_ssize_t unary(int op, const floating *x, floating *y, Py_ssize_t n, doub
             unary_run(op, x + i0, y + i0, min(run, n - i0))
             if op == OP_SIGMOID:
                 over += count_below(x + i0, min(run, n - i0), limit)
+    fastnn_team_end()
     return over
 
 
@@ -178,6 +181,7 @@ def leaky_relu(const floating[::1] x,   # IN  (n,)
                 i0 = c * run
                 if i0 < n:
                     leaky_run(&x[i0], &out[i0], min(run, n - i0), alpha)
+        fastnn_team_end()
 
 
 # ---- element-wise with a gradient: out = f(a, dv) ------------------------------------------
@@ -207,12 +211,14 @@ cdef void binary(int op, const floating *a, const floating *dv, floating *out, P
     cdef Py_ssize_t c, i0, run
     if team == 1:
         binary_run(op, a, dv, out, n)
+        fastnn_team_end()
         return
     run = run_length(n, team)
     for c in prange(team, schedule="static", num_threads=team):
         i0 = c * run
         if i0 < n:
             binary_run(op, a + i0, dv + i0, out + i0, min(run, n - i0))
+    fastnn_team_end()
 
 
 def relu_backward(const floating[::1] x,    # IN  (n,) the forward input
@@ -287,6 +293,7 @@ def softmax(const floating[:, ::1] x,   # IN  (rows, n)
                 nr = min(ROW_BLOCK, rows - r0)
                 softmax_block(&x[r0, 0], &out[r0, 0], nr, n)
                 bad += infinite_rows(&x[r0, 0], &out[r0, 0], nr, n)
+        fastnn_team_end()
     return bad
 
 
@@ -317,6 +324,7 @@ def softmax_backward(const floating[:, ::1] y,    # IN  (rows, n) the softmax ou
                 r0 = blk * ROW_BLOCK
                 softmax_backward_block(&y[r0, 0], &dv[r0, 0], &out[r0, 0],
                                        min(ROW_BLOCK, rows - r0), n)
+        fastnn_team_end()
 
 
 def argmax_rows(const floating[:, ::1] x,   # IN  (rows, n), n >= 1
@@ -335,3 +343,4 @@ def argmax_rows(const floating[:, ::1] x,   # IN  (rows, n), n >= 1
         else:
             for i in prange(rows, schedule="static", num_threads=team):
                 out[i] = argmax_row(&x[i, 0], n)
+        fastnn_team_end()

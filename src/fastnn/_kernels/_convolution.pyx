@@ -39,8 +39,8 @@ from fastnn._kernels._linear cimport gemm_strided
 cdef extern from "fastnn_cpu.h":
     void fastnn_isa_bind(const int *state) noexcept nogil
 
-cdef extern from "fastnn_openmp.h":
-    int fastnn_team(int n_threads, double est_ns) noexcept nogil
+from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind, fastnn_team,
+                                      fastnn_team_end)
 
 cdef extern from "fastnn_conv.h":
     void fastnn_pad_image_d(const fastnn_conv_geom *g, const double *x, double *xp) noexcept nogil
@@ -77,6 +77,7 @@ cdef extern from "fastnn_conv.h":
                               float *dx) noexcept nogil
 
 fastnn_isa_bind(isa_state())
+fastnn_threads_bind(threads_state())
 
 # Samples per dW/db partial sum in the backward: a constant, so the summation order (and
 # the bits) never depend on the thread count. 4 keeps the partials small (ceil(N/4) * F * K)
@@ -294,6 +295,7 @@ cdef int conv_forward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
         for chunk in prange(team, schedule="static", num_threads=team):
             forward_samples(g, run_start(chunk, team, N), run_start(chunk + 1, team, N),
                             F, x, W, b, out, buf + chunk * slot)
+    fastnn_team_end()
     if work == NULL:
         free(buf)
     return 0
@@ -412,6 +414,7 @@ cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
             backward_groups(g, run_start(chunk, team, n_groups),
                             run_start(chunk + 1, team, n_groups), N, F, x, W, dout,
                             dx, dWT_part, db_part, buf + slots_at + chunk * slot)
+    fastnn_team_end()
     # dW[f, k] = the groups' partial sums (K, F), added in group order in double
     if dWT_part != NULL:
         team = fastnn_team(n_threads, <double> n_groups * F * K / COPY_ELEMS_PER_NS)
@@ -431,6 +434,7 @@ cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
                 for grp in range(n_groups):
                     s = s + dWT_part[(grp * K + k) * F + f]
                 dW[j] = <floating> s
+        fastnn_team_end()
     elif dW != NULL:   # K == 0
         for j in range(F * K):
             dW[j] = 0
@@ -459,6 +463,7 @@ cdef void maxpool_forward(const fastnn_conv_geom *g, Py_ssize_t N, const floatin
     else:
         for n in prange(N, schedule="static", num_threads=team):
             maxpool_one(g, x + n * CHW, out + n * CP, arg + n * arg_ns, arg_cs, arg_ps)
+    fastnn_team_end()
 
 
 cdef inline void maxpool_one(const fastnn_conv_geom *g, const floating *x, floating *out,
@@ -490,6 +495,7 @@ cdef void maxpool_backward(const fastnn_conv_geom *g, Py_ssize_t N, const floati
     else:
         for n in prange(N, schedule="static", num_threads=team):
             maxpool_back_one(g, dout + n * CP, arg + n * arg_ns, arg_cs, arg_ps, dx + n * CHW)
+    fastnn_team_end()
 
 
 # --- the book's util.im2col / col2im (rows layout: (N * OH * OW, C * FH * FW)) -------------
@@ -504,6 +510,7 @@ cdef void im2col_batch(const fastnn_conv_geom *g, Py_ssize_t N, const floating *
     else:
         for n in prange(N, schedule="static", num_threads=team):
             im2col_rows(g, x + n * CHW, col + n * PK)
+    fastnn_team_end()
 
 
 cdef void col2im_batch(const fastnn_conv_geom *g, Py_ssize_t N, const floating *col,
@@ -516,6 +523,7 @@ cdef void col2im_batch(const fastnn_conv_geom *g, Py_ssize_t N, const floating *
     else:
         for n in prange(N, schedule="static", num_threads=team):
             col2im(g, col + n * PK, 1, K, img + n * CHW)
+    fastnn_team_end()
 
 
 # --- def wrappers (fastnn.layers, fastnn.util validate, cast and allocate) ----------------

@@ -34,10 +34,13 @@ cimport numpy as cnp
 from cython cimport floating
 
 from fastnn._kernels._cpu cimport isa_state
+from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind, fastnn_team,
+                                      fastnn_team_end)
 from fastnn._kernels._linear cimport colsum, gemm_strided
 
 cdef extern from "fastnn_cpu.h":
     void fastnn_isa_bind(const int *state) noexcept nogil
+    int fastnn_isa() noexcept nogil
 
 cdef extern from "fastnn_math.h":
     # element-wise loops, vectorised for baseline/AVX2/AVX-512 (picked at run time)
@@ -63,12 +66,30 @@ cdef extern from "fastnn_sparse.h":
                          int *cidx, float *cval, Py_ssize_t *cnt) noexcept nogil
 
 fastnn_isa_bind(isa_state())
+fastnn_threads_bind(threads_state())
 cnp.import_array()
 
-# Below this many elements an element-wise step runs on one thread.
-cdef Py_ssize_t PARALLEL_MIN_ELEMS = 32768
-# Below this many multiply-adds a sparse product runs on one thread.
-cdef Py_ssize_t PARALLEL_MIN_WORK = 60000
+# fastnn_team() sizes every region from its single-thread time, estimated from the
+# ns per element / multiply-add below (measured on one thread, Zen 4; tools/thread_grain.py).
+# The sparse first layer's work depends on x's density: estimated at SPARSE_EST_DENSITY.
+cdef double SPARSE_MAC_NS = 0.1       # one non-zero x one column, forward or dW
+cdef double SCAN_NS = 0.3             # per element of x turned into (index, value) lists
+cdef double SPARSE_EST_DENSITY = 0.2  # MNIST: ~19% of pixels are non-zero
+
+
+cdef inline double act_ns(int act, bint is_double) noexcept nogil:
+    # relu: a compare and a store; sigmoid: an exp (vector ISAs / baseline)
+    if act == 0:
+        return 0.25
+    if fastnn_isa() == 0:
+        return 5.8 if is_double else 1.8
+    return 1.05 if is_double else 0.45
+
+
+cdef inline double softmax_ns(bint is_double) noexcept nogil:
+    if fastnn_isa() == 0:
+        return 7.0 if is_double else 4.1
+    return 2.5 if is_double else 1.8
 # The sparse first layer is used when at most this fraction of x is non-zero.
 cdef double SPARSE_MAX_DENSITY = 0.5
 # elements of W1 per finiteness-check task
@@ -212,21 +233,25 @@ cdef struct Layer:
 cdef void rows_activate(floating *z, Py_ssize_t M, Py_ssize_t N, int act,
                         int n_threads) noexcept nogil:
     cdef Py_ssize_t i
-    if M * N < PARALLEL_MIN_ELEMS or n_threads == 1:
+    n_threads = fastnn_team(n_threads, M * N * act_ns(act, floating is double))
+    if n_threads == 1:
         activate(z, M * N, act)
     else:
         for i in prange(M, schedule="static", num_threads=n_threads):
             activate(z + i * N, N, act)
+    fastnn_team_end()
 
 
 cdef void rows_activate_backward(const floating *dh, floating *h, Py_ssize_t M, Py_ssize_t N,
                                  int act, int n_threads) noexcept nogil:
     cdef Py_ssize_t i
-    if M * N < PARALLEL_MIN_ELEMS or n_threads == 1:
+    n_threads = fastnn_team(n_threads, M * N * 0.3)  # a select or two multiplies per element
+    if n_threads == 1:
         activate_backward(dh, h, M * N, act)
     else:
         for i in prange(M, schedule="static", num_threads=n_threads):
             activate_backward(dh + i * N, h + i * N, N, act)
+    fastnn_team_end()
 
 
 cdef int bn_forward(floating *z, Py_ssize_t M, Py_ssize_t n, Layer *ly) noexcept nogil:
@@ -363,14 +388,14 @@ cdef void sparse_first_dW(const floating *x, Py_ssize_t M, Py_ssize_t K, Py_ssiz
     (row, value) lists and computes its CW rows of dW1; nothing is shared between tasks
     (static schedule: a chunk stays with its thread, and so does its stripe of x)."""
     cdef Py_ssize_t c, n_chunks = (K + CW - 1) // CW
-    if nnz_total * N < PARALLEL_MIN_WORK:
-        n_threads = 1
+    n_threads = fastnn_team(n_threads, M * K * SCAN_NS + nnz_total * N * SPARSE_MAC_NS)
     if n_threads == 1:
         for c in range(n_chunks):
             first_dW_chunk(c, x, M, K, N, cidx, cval, cbeg, cend, d, dW)
     else:
         for c in prange(n_chunks, schedule="static", num_threads=n_threads):
             first_dW_chunk(c, x, M, K, N, cidx, cval, cbeg, cend, d, dW)
+    fastnn_team_end()
 
 
 cdef void first_row(Py_ssize_t i, const floating *x, Py_ssize_t K, Py_ssize_t N,
@@ -396,14 +421,15 @@ cdef bint sparse_first_forward(const floating *x, Py_ssize_t M, Py_ssize_t K, Py
     cdef Py_ssize_t i, c, n_w = K * N, n_chunks = (n_w + FINITE_CHUNK - 1) // FINITE_CHUNK
     cdef unsigned char *ok
     cdef bint all_ok = True
-    if M * K < PARALLEL_MIN_ELEMS:
-        n_threads = 1
+    n_threads = fastnn_team(n_threads, M * K * (SCAN_NS + SPARSE_EST_DENSITY * N * SPARSE_MAC_NS)
+                            + n_w * 0.1 + (M * N * act_ns(act, floating is double) if hidden else 0))
     if n_threads == 1:
-        if not all_finite(W, n_w):
-            return False
-        for i in range(M):
-            first_row(i, x, K, N, ridx, rval, rnnz, W, b, z, act, hidden)
-        return True
+        all_ok = all_finite(W, n_w)
+        if all_ok:
+            for i in range(M):
+                first_row(i, x, K, N, ridx, rval, rnnz, W, b, z, act, hidden)
+        fastnn_team_end()
+        return all_ok
     ok = <unsigned char *> malloc(n_chunks + 1)
     if ok == NULL:
         if not all_finite(W, n_w):
@@ -417,6 +443,7 @@ cdef bint sparse_first_forward(const floating *x, Py_ssize_t M, Py_ssize_t K, Py
         else:
             c = i - M
             ok[c] = all_finite(W + c * FINITE_CHUNK, min(FINITE_CHUNK, n_w - c * FINITE_CHUNK))
+    fastnn_team_end()
     for c in range(n_chunks):
         all_ok = all_ok and ok[c]
     free(ok)
@@ -553,7 +580,7 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
     # ---- softmax + SoftmaxWithLoss.backward: the scores become dy ---------------------
     z = <floating *> layers[L - 1].z
     n_out = layers[L - 1].n_out
-    nt_rows = n_threads if M * n_out >= PARALLEL_MIN_ELEMS else 1
+    nt_rows = fastnn_team(n_threads, M * n_out * softmax_ns(floating is double))
     if nt_rows == 1:
         # three passes over the block, so the exps run as one vector loop
         for i in range(M):
@@ -566,6 +593,7 @@ cdef int run_mlp(Layer *layers, Py_ssize_t L, Py_ssize_t M, const floating *x,
         for i in prange(M, schedule="static", num_threads=nt_rows):
             softmax_dy_row(z + i * n_out, n_out, labels[i] if labels != NULL else -1,
                            t + i * n_out if t != NULL else NULL, <floating> M)
+    fastnn_team_end()
 
     # ---- backward: dW_l = h_{l-1}.T @ d_l, db_l = sum(d_l), d_{l-1} = (d_l @ W_l.T) * act' --
     for l in range(L - 1, -1, -1):

@@ -28,8 +28,8 @@ from fastnn._kernels._cpu cimport isa_state
 cdef extern from "fastnn_cpu.h":
     void fastnn_isa_bind(const int *state) noexcept nogil
 
-cdef extern from "fastnn_openmp.h":
-    int fastnn_team(int n_threads, double est_ns) noexcept nogil
+from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind, fastnn_team,
+                                      fastnn_team_end)
 
 cdef extern from "fastnn_gemm.h":
     ctypedef Py_ssize_t fastnn_idx
@@ -72,6 +72,7 @@ cdef extern from "fastnn_sparse.h":
                              int *scratch) noexcept nogil
 
 fastnn_isa_bind(isa_state())
+fastnn_threads_bind(threads_state())
 cnp.import_array()
 
 # Elements per ns one thread compresses / checks for finiteness (measured, rounded down).
@@ -117,6 +118,7 @@ cdef void gemm_strided(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                        / fastnn_gemm_fma_per_ns(sizeof(floating)))
     if team <= 1:
         gemm_block(0, M, 0, N, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
+        fastnn_team_end()
         return
     nr = fastnn_gemm_nr(sizeof(floating))
     n_units = (N + nr - 1) // nr
@@ -132,6 +134,7 @@ cdef void gemm_strided(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
             i0 = chunk * M // n_chunks
             i1 = (chunk + 1) * M // n_chunks
             gemm_block(i0, i1, 0, N, N, K, A, rsa, csa, B, rsb, csb, bias, C, ldc)
+    fastnn_team_end()
 
 
 cdef inline bint plain_array(cnp.ndarray a, int ndim, int typenum) noexcept:
@@ -231,6 +234,7 @@ cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
     else:
         for c in prange(n_blocks, schedule="static", num_threads=min(team, n_blocks)):
             colsum_block(d, M, N, c * COLSUM_W, min(COLSUM_W, N - c * COLSUM_W), out)
+    fastnn_team_end()
 
 
 def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward input
@@ -284,10 +288,12 @@ cdef bint all_finite(const floating *a, Py_ssize_t n, int n_threads) noexcept no
     cdef int team = fastnn_team(n_threads, <double> n / SCAN_ELEMS_PER_NS)
     cdef int bad = 0
     if team <= 1 or n_chunks == 1:
+        fastnn_team_end()
         return finite_run(a, n)
     for c in prange(n_chunks, schedule="static", num_threads=min(team, n_chunks)):
         if not finite_run(a + c * chunk, min(chunk, n - c * chunk)):
             bad += 1
+    fastnn_team_end()
     return bad == 0
 
 
@@ -304,6 +310,7 @@ cdef Py_ssize_t sparse_compress_rows(const floating *x, Py_ssize_t M, Py_ssize_t
     else:
         for i in prange(M, schedule="static", num_threads=team):
             nnz[i] = compress_row(x + i * K, K, idx + i * K, val + i * K)
+    fastnn_team_end()
     for i in range(M):
         total += nnz[i]
     return total
@@ -347,11 +354,13 @@ cdef void sparse_affine_rows(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const int
                        / fastnn_gemm_fma_per_ns(sizeof(floating)))
     if team <= 1:
         sparse_rows_block(0, M, K, N, idx, val, nnz, W, bias, out)
+        fastnn_team_end()
         return
     n_chunks = min(team, M)
     for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
         sparse_rows_block(chunk * M // n_chunks, (chunk + 1) * M // n_chunks, K, N, idx, val,
                           nnz, W, bias, out)
+    fastnn_team_end()
 
 
 cdef inline void sparse_xtd_block(Py_ssize_t g0, Py_ssize_t g1, Py_ssize_t M, Py_ssize_t K,
@@ -398,6 +407,7 @@ cdef int sparse_xT_dz(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const floating *
         for chunk in prange(n_chunks, schedule="static", num_threads=n_chunks):
             sparse_xtd_block(chunk * n_groups // n_chunks, (chunk + 1) * n_groups // n_chunks,
                              M, K, N, x, idx, nnz, dz, dW, scratch)
+    fastnn_team_end()
     free(scratch)
     return 0
 

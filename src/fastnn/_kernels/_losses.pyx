@@ -41,8 +41,8 @@ from fastnn._kernels._activations cimport argmax_row
 cdef extern from "fastnn_cpu.h":
     void fastnn_isa_bind(const int *state) noexcept nogil
 
-cdef extern from "fastnn_openmp.h":
-    int fastnn_team(int n_threads, double est_ns) noexcept nogil
+from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind, fastnn_team,
+                                      fastnn_team_end)
 
 cdef extern from "fastnn_math.h":
     void fastnn_exp_inplace_d(double *y, Py_ssize_t n) noexcept nogil
@@ -71,6 +71,7 @@ cdef extern from "fastnn_ops.h":
     void fastnn_penalty_sums_s(const float *w, Py_ssize_t n, double *sabs, double *ssq) noexcept nogil
 
 fastnn_isa_bind(isa_state())
+fastnn_threads_bind(threads_state())
 
 ctypedef fused target_t:
     float
@@ -330,6 +331,7 @@ def cross_entropy_labels(const floating[:, ::1] y,   # IN  (rows, n) probabiliti
             ev.bad = bad
             ev.log_zero = lz
             ev.log_neg = ln
+        fastnn_team_end()
         total = sum_in_order(partial, n_blocks)
     free(partial)
     return total, ev.bad, ev.log_zero, ev.log_neg
@@ -452,6 +454,7 @@ def cross_entropy_targets(const floating[:, ::1] y,   # IN  (rows, n) probabilit
                 lneg += e.log_neg
             ev.log_zero = lz
             ev.log_neg = lneg
+        fastnn_team_end()
         total = sum_in_order(partial, n_blocks)
     free(partial)
     return total, ev.log_zero, ev.log_neg
@@ -524,6 +527,7 @@ def cross_entropy_grad_labels(const floating[:, ::1] y,   # IN  (rows, n) softma
                 r0 = k * per
                 bad += grad_labels_rows(&y[r0, 0], min(per, rows - r0), n, &t[r0], mode,
                                         divisor, &out[r0, 0])
+        fastnn_team_end()
     return bad
 
 
@@ -593,6 +597,7 @@ def cross_entropy_grad_targets(const floating[:, ::1] y,   # IN  (rows, n)
                 r0 = k * per
                 grad_targets_rows(&y[r0, 0], min(per, rows - r0), n, &t[r0, 0], mode, smoothing,
                                   divisor, &out[r0, 0])
+        fastnn_team_end()
 
 
 cdef inline Py_ssize_t run_length(Py_ssize_t n, int team) noexcept nogil:
@@ -631,6 +636,7 @@ def cce_grad(const floating[::1] y,   # IN  (size,) nnfs dvalues (probabilities)
                     part = 0
                     div0 += cce_grad_run(&y[i0], &t[i0], min(run, size - i0), divisor, &out[i0], &part)
                     inv += part
+        fastnn_team_end()
     return div0, inv
 
 
@@ -676,6 +682,7 @@ def pointwise_loss(int kind,                   # BCE, BCE_KERAS, BCE_LOGITS, MSE
                 r0 = k * per
                 partial[k] = pointwise_block(kind, &y[r0, 0], &t[r0, 0], min(per, rows - r0), n,
                                              eps, smoothing, orow + r0 if orow != NULL else NULL)
+        fastnn_team_end()
         total = sum_in_order(partial, n_blocks)
     free(partial)
     return total
@@ -713,6 +720,7 @@ def pointwise_loss_grad(int kind,
                 if i0 < size:
                     pointwise_grad_run(kind, &y[i0], &t[i0], min(run, size - i0), eps, smoothing,
                                        d1, d2, &out[i0])
+        fastnn_team_end()
 
 
 # ---- the L1 / L2 penalty (nnfs regularisation) --------------------------------------------
@@ -756,3 +764,4 @@ def penalty_grad(const floating[::1] w,   # IN  (size,) the parameter
                 i0 = c * run
                 if i0 < size:
                     penalty_grad_run(&w[i0], &dw[i0], min(run, size - i0), l1, l2)
+        fastnn_team_end()

@@ -27,8 +27,8 @@ cnp.import_array()
 cdef extern from "fastnn_cpu.h":
     void fastnn_isa_bind(const int *state) noexcept nogil
 
-cdef extern from "fastnn_openmp.h":
-    int fastnn_team(int n_threads, double est_ns) noexcept nogil
+from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind, fastnn_team,
+                                      fastnn_team_end)
 
 cdef extern from "fastnn_ops.h":
     ctypedef struct fastnn_optimizer:
@@ -44,6 +44,7 @@ cdef extern from "fastnn_ops.h":
                                  float *s1, float *s2, Py_ssize_t n) noexcept nogil
 
 fastnn_isa_bind(isa_state())
+fastnn_threads_bind(threads_state())
 
 # the rules (kinds)
 SGD = FASTNN_OPT_SGD
@@ -188,6 +189,7 @@ def update(Hyperparameters hp,
                 off = chunk_off[k]
                 step(&h, is_double, P[4 * l], P[4 * l + 1], P[4 * l + 2], P[4 * l + 3], off,
                      min(CHUNK, N[l] - off))
+        fastnn_team_end()
     if team > 1:
         free(chunk_param)
         free(chunk_off)
