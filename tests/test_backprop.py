@@ -9,7 +9,7 @@ import fastnn
 import reference as R
 from mnist_rows import mnist_rows
 from fastnn.gradient import gradient_check
-from fastnn.layers import mlp_gradient
+from fastnn._engine import mlp_gradient
 from fastnn.nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 
 # every test runs on each ISA level this CPU has (baseline, avx2, avx512)
@@ -492,7 +492,7 @@ def test_batchnorm_float32_and_errors(rng):
 
 def test_large_batches_skip_the_sparse_scratch(rng, monkeypatch):
     """Whole-dataset batches use the dense path (no sparse scratch kept around)."""
-    import fastnn.layers as layers_mod
+    import fastnn._engine as layers_mod
     monkeypatch.setattr(layers_mod, "_SPARSE_MAX_ELEMS", 100)
     ref = _ref_net((50, 12, 4), "sigmoid", 0.1, 15)
     x = _sparse(rng, 30, 50)

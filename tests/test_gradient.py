@@ -146,8 +146,8 @@ def test_numerical_gradient_2d_and_diff(rng):
 @pytest.fixture(params=[True, False], ids=["series", "exact"])
 def engine_mode(request, monkeypatch):
     """Run a test with the Taylor-mode fast path on, and with every row evaluated exactly."""
-    import fastnn.nets
-    monkeypatch.setattr(fastnn.nets, "_USE_SERIES", request.param)
+    import fastnn._engine
+    monkeypatch.setattr(fastnn._engine, "_USE_SERIES", request.param)
     return request.param
 
 
