@@ -137,12 +137,16 @@ def _executor_for(kinds, widths, n_x, is_double, mode, M, sparse):
 
 
 def _warn(bits, stacklevel):
-    # the RuntimeWarnings NumPy gives the reference's code at the same inputs
-    if bits & _WARN_EXP:
-        warnings.warn("overflow encountered in exp", RuntimeWarning, stacklevel=stacklevel + 1)
-    if bits & _WARN_SUBTRACT:
-        warnings.warn("invalid value encountered in subtract", RuntimeWarning,
-                      stacklevel=stacklevel + 1)
+    """The RuntimeWarnings NumPy gives the reference's code at the same inputs, under the
+    same np.errstate / np.seterr settings ('ignore', 'raise', else a warning)."""
+    err = np.geterr()
+    for bit, kind, msg in ((_WARN_EXP, "over", "overflow encountered in exp"),
+                           (_WARN_SUBTRACT, "invalid", "invalid value encountered in subtract")):
+        if not bits & bit or err[kind] == "ignore":
+            continue
+        if err[kind] == "raise":
+            raise FloatingPointError(msg)
+        warnings.warn(msg, RuntimeWarning, stacklevel=stacklevel + 1)
 
 
 # --- validation -------------------------------------------------------------------------------

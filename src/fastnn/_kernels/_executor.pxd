@@ -154,6 +154,7 @@ cdef struct RowSeries:
 
 # A parameter of a unit and where its change lands (param kinds' FD hook fills it).
 cdef struct ParamChange:
+    Py_ssize_t index       # its index among the unit's params (for fd_recompute)
     double w               # the parameter's value (in double)
     bint f32               # stored as float32: the perturbed points are float32 values
     bint decayed           # a weight under weight decay (0.5 lam w**2 in the loss)
@@ -176,8 +177,8 @@ ctypedef double (*fd_row_fn)(const Net *net, Py_ssize_t l, Py_ssize_t b, const d
 ctypedef int (*fd_batch_fn)(const Net *net, Py_ssize_t l, const double *inp, double *out,
                             double *wk) noexcept nogil
 ctypedef Py_ssize_t (*fd_count_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j) noexcept nogil
-ctypedef void (*fd_param_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j, Py_ssize_t p,
-                             ParamChange *pc) noexcept nogil
+ctypedef Py_ssize_t (*fd_param_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j,
+                                   ParamChange *pcs) noexcept nogil
 ctypedef double (*fd_recompute_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j, Py_ssize_t p,
                                    Py_ssize_t b, double w_new) noexcept nogil
 
@@ -198,7 +199,9 @@ cdef struct KindOps:
     fd_batch_fn fd_batch_forward   # whole batch, absolute values (batch-coupled kinds)
     fd_count_fn fd_units       # param kinds: units (columns / channels) ...
     fd_count_fn fd_params      # ... and params of unit j
-    fd_param_fn fd_param       # param p of unit j and where its change lands
+    fd_param_fn fd_unit_params # the params of unit j that move the loss, and where their
+                               # change lands (pcs[0:count], returned); the others' gradients
+                               # are 0 and written by the hook
     fd_recompute_fn fd_recompute   # unit j's output at row b with param p = w_new, summed
                                    # from scratch (for non-finite inputs)
 

@@ -91,7 +91,7 @@ cdef void register_kinds() noexcept:
     OPS[<int> KIND_AFFINE].fd_row_forward = affine_fd_row_forward
     OPS[<int> KIND_AFFINE].fd_units = affine_fd_units
     OPS[<int> KIND_AFFINE].fd_params = affine_fd_params
-    OPS[<int> KIND_AFFINE].fd_param = affine_fd_param
+    OPS[<int> KIND_AFFINE].fd_unit_params = affine_fd_unit_params
     OPS[<int> KIND_AFFINE].fd_recompute = affine_fd_recompute
 
     OPS[<int> KIND_RELU].name = "relu"
@@ -125,7 +125,7 @@ cdef void register_kinds() noexcept:
     OPS[<int> KIND_BATCHNORM].fd_batch_forward = batchnorm_fd_batch_forward
     OPS[<int> KIND_BATCHNORM].fd_units = batchnorm_fd_units
     OPS[<int> KIND_BATCHNORM].fd_params = batchnorm_fd_params
-    OPS[<int> KIND_BATCHNORM].fd_param = batchnorm_fd_param
+    OPS[<int> KIND_BATCHNORM].fd_unit_params = batchnorm_fd_unit_params
     OPS[<int> KIND_BATCHNORM].fd_recompute = batchnorm_fd_recompute
 
     OPS[<int> KIND_SOFTMAX_CE].name = "softmax_ce"
@@ -284,6 +284,9 @@ cdef class Executor:
     """
 
     def __cinit__(self, in_shape, bint is_double, int mode=MODE_GRADIENT):
+        if len(in_shape) > SHAPE_MAX or len(in_shape) == 0:
+            raise ValueError("Executor: x's per-sample shape must have 1 to %d axes, got %r"
+                             % (SHAPE_MAX, in_shape))
         self.net.layers = NULL
         self.net.n_layers = 0
         self.net.mode = mode
@@ -345,11 +348,25 @@ cdef class Executor:
 
     def sizes(self):
         """Per layer (n_in, n_out): elements per sample."""
+        return [(n_in, n_out) for n_in, n_out, _ in self.shapes()]
+
+    def shapes(self):
+        """Per layer (n_in, n_out, per-sample output shape). An Affine flattens its input
+        in C order (the book's x.reshape(N, -1)) and outputs (n_out,); the element-wise
+        kinds and BatchNorm keep their input's shape; the loss outputs the scores' shape."""
         out = []
+        shape = self.in_shape
         n = self.n_x
         for kind, w in zip(self.kinds, self.widths):
-            m = w if kind == KIND_AFFINE else n
-            out.append((n, m))
+            if kind == KIND_AFFINE:
+                new = (w,)
+            else:
+                new = shape
+            m = 1
+            for d in new:
+                m *= d
+            out.append((n, m, new))
+            shape = new
             n = m
         return out
 
@@ -357,7 +374,7 @@ cdef class Executor:
 
     cdef void _carve(self, Py_ssize_t M) except *:
         """Lay the layers' buffers out for a batch of M rows (once per batch size)."""
-        cdef Py_ssize_t L = len(self.kinds), l, n_in, n_out
+        cdef Py_ssize_t L = len(self.kinds), l, n_in, n_out, d
         cdef Layer *ly
         cdef int kind
         cdef bint fd = self.net.mode == MODE_FD
@@ -375,7 +392,8 @@ cdef class Executor:
         memset(self.net.layers, 0, L * sizeof(Layer))
         self.net.n_layers = L
         self.net.M = M
-        sizes = self.sizes()
+        shapes = self.shapes()
+        sizes = [(a, b) for a, b, _ in shapes]
         lay = _layout(self.kinds, sizes, M, 8 if self.net.is_double else 4, fd,
                       self.allow_sparse, in_place_kinds())
         self.work = np.empty(lay["total"] + 64, dtype=np.uint8)
@@ -390,8 +408,13 @@ cdef class Executor:
             ly.kind = kind
             ly.n_in = n_in
             ly.n_out = n_out
-            ly.ndim = 1
-            ly.shape[0] = n_out
+            out_shape = shapes[l][2]
+            if len(out_shape) > SHAPE_MAX:
+                raise ValueError("Executor: per-sample shapes have at most %d axes, got %s"
+                                 % (SHAPE_MAX, out_shape))
+            ly.ndim = len(out_shape)
+            for d in range(ly.ndim):
+                ly.shape[d] = out_shape[d]
             if outs[l] == -2:
                 ly.out = self.net.layers[l - 1].out
             elif outs[l] >= 0:

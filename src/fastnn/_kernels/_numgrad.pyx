@@ -55,6 +55,19 @@ from fastnn._kernels._executor cimport (
 cdef extern from "fastnn_openmp.h":
     int fastnn_team(int n_threads, double est_ns) noexcept nogil
 
+cdef extern from "fastnn_sparse.h":
+    int fastnn_bp_finite_d(const double *x, Py_ssize_t n) noexcept nogil
+
+cdef extern from "fastnn_cpu.h":
+    void fastnn_isa_bind(const int *state) noexcept nogil
+
+from fastnn._kernels._cpu cimport isa_state
+fastnn_isa_bind(isa_state())
+
+
+cdef inline bint all_finite(const double *x, Py_ssize_t n) noexcept nogil:
+    return fastnn_bp_finite_d(x, n) if n > 0 else True
+
 cnp.import_array()
 
 include "kinds/fd_math.pxi"
@@ -73,6 +86,8 @@ cdef struct Ctx:
     const unsigned char *down_bad   # (n_layers, B): a non-finite value after layer l, row b
     const unsigned char *series_ok  # (n_layers,): every kind after l has a Taylor hook
     const unsigned char *batch_mode # (n_layers,): a batch-coupled kind lies after l
+    const unsigned char *clean      # (n_layers,): layer l's input, its output and every
+                                    # later output are all finite (no checks per row)
     double *G                       # (B, NS) the current unit's series, per row
     double *rad                     # (B,) its radius (-1: evaluate exactly)
     RowDelta d0, d1                 # exact mode, ping-pong
@@ -81,14 +96,19 @@ cdef struct Ctx:
     double *r0                      # absolute rows: (4, maxw)
     double *X0                      # batch mode: (2, B, maxw), NULL when not needed
     double *X1
+    ParamChange *pcs                # (maxp,) the current unit's params
 
 
-cdef Py_ssize_t ctx_doubles(Py_ssize_t B, Py_ssize_t maxw, bint batch) noexcept nogil:
-    return (B * NS + B + 4 * maxw + 2 * (NS + maxw + maxw * NS) + 8 * NS * NS + 4 * maxw
-            + (2 * B * maxw if batch else 0))
+cdef Py_ssize_t ctx_bytes(Py_ssize_t B, Py_ssize_t maxw, Py_ssize_t maxp, bint batch) noexcept nogil:
+    return (maxp * sizeof(ParamChange)
+            + sizeof(double) * (B * NS + B + 4 * maxw + 2 * (NS + maxw + maxw * NS) + 8 * NS * NS
+                                + 4 * maxw + (2 * B * maxw if batch else 0)))
 
 
-cdef void ctx_carve(Ctx *c, double *buf, Py_ssize_t B, Py_ssize_t maxw, bint batch) noexcept nogil:
+cdef void ctx_carve(Ctx *c, double *buf, Py_ssize_t B, Py_ssize_t maxw, Py_ssize_t maxp,
+                    bint batch) noexcept nogil:
+    c.pcs = <ParamChange *> buf
+    buf = <double *> (c.pcs + maxp)
     c.G = buf; buf += B * NS
     c.rad = buf; buf += B
     c.d0.p = buf; buf += maxw
@@ -247,11 +267,11 @@ cdef void unit(Ctx *c, Py_ssize_t l, Py_ssize_t j) noexcept nogil:
     cdef const Net *net = c.net
     cdef const Layer *ly = &net.layers[l]
     cdef const KindOps *ops = kind_ops(ly.kind)
-    cdef Py_ssize_t B = c.B, n = ly.n_out, p, n_p, k, b
+    cdef Py_ssize_t B = c.B, n = ly.n_out, q, n_p, k, b
     cdef const double *out = <const double *> ly.out
     cdef const unsigned char *bad = c.down_bad + l * B
-    cdef bint batch = c.batch_mode[l]
-    cdef ParamChange pc
+    cdef bint batch = c.batch_mode[l], clean = c.clean[l]
+    cdef ParamChange *pc
     cdef double wp, wm, dp, dm, acc, a, z, ep, em, decay, r
     # the series of unit j's change, per row
     for b in range(B):
@@ -259,16 +279,28 @@ cdef void unit(Ctx *c, Py_ssize_t l, Py_ssize_t j) noexcept nogil:
         if (c.use_series and c.series_ok[l] and not batch and not bad[b]
                 and isfinite(out[b * n + j])):
             c.rad[b] = row_series(c, l, j, b, c.G + b * NS)
-    n_p = ops.fd_params(net, l, j)
-    for p in range(n_p):
-        ops.fd_param(net, l, j, p, &pc)
+    n_p = ops.fd_unit_params(net, l, j, c.pcs)
+    for q in range(n_p):
+        pc = &c.pcs[q]
         wp = perturbed_plus(pc.w, pc.f32)
         wm = perturbed_minus(pc.w, pc.f32)
         dp = wp - pc.w
         dm = wm - pc.w
         acc = 0.0
         if batch:
-            acc = batch_pair(c, l, j, p, &pc, wp, wm)
+            acc = batch_pair(c, l, j, pc.index, pc, wp, wm)
+        elif clean:
+            # every value finite: each moved row by its series, or exactly
+            for k in range(pc.count):
+                b = pc.rows[k] if pc.rows != NULL else k
+                a = pc.vals[k] if pc.vals != NULL else 1.0
+                ep = dp * a
+                em = dm * a
+                r = c.rad[b]
+                if r >= 0.0 and fabs(ep) <= r and fabs(em) <= r:
+                    acc += series_pair(c.G + b * NS, ep, em)
+                else:
+                    acc += row_exact(c, l, j, b, ep, em)
         else:
             for k in range(pc.count):
                 b = pc.rows[k] if pc.rows != NULL else k
@@ -277,8 +309,9 @@ cdef void unit(Ctx *c, Py_ssize_t l, Py_ssize_t j) noexcept nogil:
                 if not isfinite(z) or not isfinite(a):
                     if isfinite(a):
                         continue            # z' = z + (finite) = z: nothing moves
-                    acc += row_absolute(c, l, j, b, ops.fd_recompute(net, l, j, p, b, wp),
-                                        ops.fd_recompute(net, l, j, p, b, wm))
+                    acc += row_absolute(c, l, j, b,
+                                        ops.fd_recompute(net, l, j, pc.index, b, wp),
+                                        ops.fd_recompute(net, l, j, pc.index, b, wm))
                     continue
                 ep = dp * a
                 em = dm * a
@@ -364,7 +397,7 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
     Returns the NumPy-style warning bits of the forward pass (WARN_* of _executor.pxd).
     """
     cdef Net *net = &ex.net
-    cdef Py_ssize_t L, B, l, p = 0, j, g, total, maxw = NS, nbytes, k
+    cdef Py_ssize_t L, B, l, p = 0, j, g, total, maxw = NS, maxp = 1, nbytes, k
     cdef Layer *ly
     cdef int status, warn, team
     cdef Py_ssize_t *offs = NULL
@@ -407,7 +440,7 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
         fill_nan(net)
         return warn
     offs = <Py_ssize_t *> malloc((L + 1) * sizeof(Py_ssize_t))
-    flags = <unsigned char *> calloc(L * B + 2 * L, 1)
+    flags = <unsigned char *> calloc(L * B + 3 * L, 1)
     if offs == NULL or flags == NULL:
         free(offs)
         free(flags)
@@ -421,6 +454,7 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
         c.down_bad = flags
         c.series_ok = flags + L * B
         c.batch_mode = flags + L * B + L
+        c.clean = flags + L * B + 2 * L
         with nogil:
             # down_bad[l][b]: row b holds a non-finite value in some output after layer l
             for l in range(L - 2, -1, -1):
@@ -432,6 +466,18 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
                             if not isfinite((<const double *> ly.out)[j * ly.n_out + k]):
                                 flags[l * B + j] = 1
                                 break
+            # clean[l]: no non-finite value in layer l's input, its output or any later one
+            flags[L * B + 2 * L + L - 1] = 1
+            for l in range(L - 2, -1, -1):
+                ly = &net.layers[l]
+                k = 1
+                for j in range(B):
+                    if flags[l * B + j]:
+                        k = 0
+                        break
+                flags[L * B + 2 * L + l] = (k and flags[L * B + 2 * L + l + 1]
+                                            and all_finite(<const double *> ly.out, B * ly.n_out)
+                                            and all_finite(<const double *> ly.inp, B * ly.n_in))
             # what the layers after l allow
             flags[L * B + L - 1] = 1
             for l in range(L - 2, -1, -1):
@@ -455,16 +501,17 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
                     est += 400.0 * B * total * (L - 1 - l)
                     if flags[L * B + L + l]:
                         est += 50.0 * B * maxw * (L - l) * total * kind_ops(ly.kind).fd_params(net, l, 0)
+                    maxp = max(maxp, kind_ops(ly.kind).fd_params(net, l, 0))
                 offs[l + 1] = offs[l] + total
             total = offs[L]
             team = fastnn_team(n_threads, est)
-            nbytes = sizeof(Ctx) + ctx_doubles(B, maxw, any_batch) * sizeof(double)
+            nbytes = sizeof(Ctx) + ctx_bytes(B, maxw, maxp, any_batch)
             with parallel(num_threads=team):
                 # each thread: its own copy of the context and its own scratch
                 cp = <Ctx *> malloc(nbytes)
                 if cp != NULL:
                     memcpy(cp, &c, sizeof(Ctx))
-                    ctx_carve(cp, <double *> (cp + 1), B, maxw, any_batch)
+                    ctx_carve(cp, <double *> (cp + 1), B, maxw, maxp, any_batch)
                 for g in prange(total, schedule="dynamic", chunksize=1):
                     if cp == NULL:
                         failed += 1                          # reported after the region

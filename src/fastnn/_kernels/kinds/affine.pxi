@@ -339,29 +339,42 @@ cdef Py_ssize_t affine_fd_params(const Net *net, Py_ssize_t l, Py_ssize_t j) noe
     return net.layers[l].n_in + 1            # W[:, j], then b[j]
 
 
-cdef void affine_fd_param(const Net *net, Py_ssize_t l, Py_ssize_t j, Py_ssize_t p,
-                          ParamChange *pc) noexcept nogil:
-    """W[p, j] moves z[b, j] by dw * in[b, p] (the rows with in[b, p] != 0); b[j] moves
-    every row's z[b, j] by db."""
+cdef Py_ssize_t affine_fd_unit_params(const Net *net, Py_ssize_t l, Py_ssize_t j,
+                                      ParamChange *pcs) noexcept nogil:
+    """W[p, j] moves z[b, j] by dw * in[b, p] (the rows with in[b, p] != 0: a weight whose
+    input is 0 in every row moves nothing, and without weight decay its gradient is 0);
+    b[j] moves every row's z[b, j] by db."""
     cdef const Layer *ly = &net.layers[l]
     cdef const AffineRec *a = &ly.affine
-    cdef Py_ssize_t n_in = ly.n_in, n_out = ly.n_out
-    if p < n_in:
-        pc.w = (<const double *> a.W)[p * n_out + j]
+    cdef Py_ssize_t n_in = ly.n_in, n_out = ly.n_out, p, k = 0, cnt
+    cdef const double *W = <const double *> a.W
+    cdef bint decay = net.decay and net.lam != 0.0
+    cdef ParamChange *pc
+    for p in range(n_in):
+        cnt = a.nz_off[p + 1] - a.nz_off[p]
+        if cnt == 0 and not decay:
+            a.gW[j * n_in + p if a.gWT else p * n_out + j] = 0.0
+            continue
+        pc = &pcs[k]
+        k += 1
+        pc.index = p
+        pc.w = W[p * n_out + j]
         pc.f32 = a.W_f32
         pc.decayed = net.decay
         pc.grad = a.gW + (j * n_in + p if a.gWT else p * n_out + j)
-        pc.count = a.nz_off[p + 1] - a.nz_off[p]
+        pc.count = cnt
         pc.rows = a.nz_rows + a.nz_off[p]
         pc.vals = a.nz_vals + a.nz_off[p]
-    else:
-        pc.w = (<const double *> a.b)[j]
-        pc.f32 = a.b_f32
-        pc.decayed = False
-        pc.grad = a.gb + j
-        pc.count = net.M
-        pc.rows = NULL
-        pc.vals = NULL
+    pc = &pcs[k]
+    pc.index = n_in
+    pc.w = (<const double *> a.b)[j]
+    pc.f32 = a.b_f32
+    pc.decayed = False
+    pc.grad = a.gb + j
+    pc.count = net.M
+    pc.rows = NULL
+    pc.vals = NULL
+    return k + 1
 
 
 cdef double affine_fd_recompute(const Net *net, Py_ssize_t l, Py_ssize_t j, Py_ssize_t p,

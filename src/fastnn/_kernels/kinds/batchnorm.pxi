@@ -174,24 +174,28 @@ cdef Py_ssize_t batchnorm_fd_params(const Net *net, Py_ssize_t l, Py_ssize_t j) 
     return 2                                  # gamma[j], beta[j]
 
 
-cdef void batchnorm_fd_param(const Net *net, Py_ssize_t l, Py_ssize_t j, Py_ssize_t p,
-                             ParamChange *pc) noexcept nogil:
+cdef Py_ssize_t batchnorm_fd_unit_params(const Net *net, Py_ssize_t l, Py_ssize_t j,
+                                         ParamChange *pcs) noexcept nogil:
     """out[b, j] = gamma[j] xn[b, j] + beta[j]: gamma moves every row by dg * xn[b, j],
     beta by db."""
     cdef const Layer *ly = &net.layers[l]
-    pc.count = net.M
-    pc.rows = NULL
-    pc.decayed = False
-    if p == 0:
-        pc.w = (<const double *> ly.bn.gamma)[j]
-        pc.f32 = ly.bn.gamma_f32
-        pc.grad = ly.bn.ggamma + j
-        pc.vals = ly.bn.xnT + j * net.M
-    else:
-        pc.w = (<const double *> ly.bn.beta)[j]
-        pc.f32 = ly.bn.beta_f32
-        pc.grad = ly.bn.gbeta + j
-        pc.vals = NULL
+    pcs[0].index = 0
+    pcs[0].w = (<const double *> ly.bn.gamma)[j]
+    pcs[0].f32 = ly.bn.gamma_f32
+    pcs[0].decayed = False
+    pcs[0].grad = ly.bn.ggamma + j
+    pcs[0].count = net.M
+    pcs[0].rows = NULL
+    pcs[0].vals = ly.bn.xnT + j * net.M
+    pcs[1].index = 1
+    pcs[1].w = (<const double *> ly.bn.beta)[j]
+    pcs[1].f32 = ly.bn.beta_f32
+    pcs[1].decayed = False
+    pcs[1].grad = ly.bn.gbeta + j
+    pcs[1].count = net.M
+    pcs[1].rows = NULL
+    pcs[1].vals = NULL
+    return 2
 
 
 cdef double batchnorm_fd_recompute(const Net *net, Py_ssize_t l, Py_ssize_t j, Py_ssize_t p,
