@@ -365,7 +365,13 @@ class MultiLayerNet(_BookLayers):
         return tuple(("W%d" % i, "b%d" % i) for i in range(1, self.hidden_layer_num + 2))
 
     def _specs(self):
-        return E.mlp_spec(self._weight_keys(), self.activation)
+        # built once per structure (the engine keeps its executors per spec tuple)
+        key = (self.activation, self.hidden_layer_num)
+        cached = self.__dict__.get("_spec_cache")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_spec_cache"] = (key, E.mlp_spec(self._weight_keys(),
+                                                                     self.activation))
+        return cached[1]
 
     def predict(self, x):
         """Output scores (logits, before softmax), shape (batch, output_size)."""
@@ -501,7 +507,14 @@ class MultiLayerNetExtend(_BookLayers):
         return [("gamma%d" % i, "beta%d" % i) for i in range(1, self.hidden_layer_num + 1)]
 
     def _specs(self, use_dropout):
-        return E.mlp_spec(self._weight_keys(), self.activation, self._bn_keys(), use_dropout)
+        # built once per structure (the engine keeps its executors per spec tuple)
+        key = (self.activation, self.hidden_layer_num, self.use_batchnorm, bool(use_dropout))
+        cache = self.__dict__.setdefault("_spec_cache", {})
+        specs = cache.get(key)
+        if specs is None:
+            specs = cache[key] = E.mlp_spec(self._weight_keys(), self.activation,
+                                            self._bn_keys(), use_dropout)
+        return specs
 
     def _sync_layers(self):
         # kept for callers of the old name: the layers follow params on every read

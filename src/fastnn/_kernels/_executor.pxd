@@ -113,7 +113,6 @@ cdef struct Net:
     int n_threads
     int warnings           # OUT bits: WARN_EXP_OVERFLOW, WARN_SUBTRACT_INVALID
     int status             # OUT 0, or STATUS_BAD_LABEL / STATUS_NO_MEMORY
-    double *acc            # (3 * max n) double scratch for the column sums of one layer
 
 
 cdef enum:
@@ -223,6 +222,13 @@ cdef class Executor:
     cdef object work           # uint8 workspace (numpy), carved into the buffers
     cdef object keep           # arrays the records point into (kept alive)
     cdef list param_slots      # per layer: number of param arrays it takes
+    # the boundary's fast path (fast_gradient): what a call must look like to skip the
+    # Python checks -- the params' keys and shapes, the dtype, the classes
+    cdef list pkeys
+    cdef list pshapes
+    cdef list mask_widths
+    cdef Py_ssize_t n_masks
+    cdef Py_ssize_t n_classes
     cdef void _carve(self, Py_ssize_t M) except *
     cdef int _bind(self, object x, object labels, object onehot, list params, list grads,
                    list masks) except -1

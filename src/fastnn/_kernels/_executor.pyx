@@ -231,7 +231,6 @@ def _layout(kinds, sizes, Py_ssize_t M, Py_ssize_t itemsize, bint fd, bint allow
     if not fd:
         lay["g0"] = take(M * maxw * itemsize)
         lay["g1"] = take(M * maxw * itemsize)
-    lay["acc"] = take(3 * maxw * 8)
     for l, kind in enumerate(kinds):
         n_in, n_out = sizes[l]
         prev = kinds[l - 1] if l > 0 else -1
@@ -399,7 +398,6 @@ cdef class Executor:
         self.work = np.empty(lay["total"] + 64, dtype=np.uint8)
         base = <unsigned char *> cnp.PyArray_DATA(self.work)
         base = base + ((64 - (<size_t> base) % 64) % 64)
-        self.net.acc = <double *> (base + <Py_ssize_t> lay["acc"])
         outs = lay["outs"]
         for l in range(L):
             ly = &self.net.layers[l]
@@ -553,6 +551,101 @@ cdef class Executor:
         if status == STATUS_NO_MEMORY:
             raise MemoryError()
         return status, self.net.warnings
+
+    def expect(self, list keys, list shapes):
+        """Arm the fast path: the params' keys (slot order) and shapes of this layout."""
+        cdef Py_ssize_t l
+        self.pkeys = list(keys)
+        self.pshapes = [tuple(s) for s in shapes]
+        self.mask_widths = [n_out for k, (n_in, n_out) in zip(self.kinds, self.sizes())
+                            if k == KIND_DROPOUT]
+        self.n_masks = len(self.mask_widths)
+        self.n_classes = self.sizes()[len(self.kinds) - 1][0]
+
+    def fast_gradient(self, dict params, x, t, lam, int n_threads, masks=None):
+        """gradient() for a call that needs no conversion, checked here in C: x (M, n_x),
+        t (M,) intp labels or (M, C) targets, every param (and dropout mask) a C-contiguous
+        array of this executor's dtype (bool masks) and laid-out shape. Returns
+        (grads dict, warning bits), or None: the caller then takes the checked path
+        (which also reports bad labels)."""
+        cdef Py_ssize_t M = self.planned_M, i, n = len(self.pkeys), d
+        cdef int typenum = cnp.NPY_DOUBLE if self.net.is_double else cnp.NPY_FLOAT
+        cdef cnp.ndarray a
+        cdef object labels = None, onehot = None
+        cdef int status
+        cdef list plist, glist, mlist = None
+        cdef tuple shape
+        cdef cnp.npy_intp dims[2]
+        if self.net.mode != MODE_GRADIENT or M < 0 or self.pkeys is None:
+            return None
+        if type(x) is not np.ndarray:
+            return None
+        a = <cnp.ndarray> x
+        if (cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_TYPE(a) != typenum
+                or not cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_DIM(a, 0) != M
+                or cnp.PyArray_DIM(a, 1) != self.n_x):
+            return None
+        if type(t) is not np.ndarray:
+            return None
+        a = <cnp.ndarray> t
+        if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+            return None
+        if cnp.PyArray_NDIM(a) == 1 and cnp.PyArray_TYPE(a) == cnp.NPY_INTP:
+            if cnp.PyArray_DIM(a, 0) != M or M * self.n_classes == M:
+                return None               # (a one-class net: t.size == y.size is one-hot)
+            labels = t
+        elif (cnp.PyArray_NDIM(a) == 2 and cnp.PyArray_TYPE(a) == typenum
+              and cnp.PyArray_DIM(a, 0) == M and cnp.PyArray_DIM(a, 1) == self.n_classes):
+            onehot = t
+        else:
+            return None
+        plist = []
+        glist = []
+        for i in range(n):
+            p = params.get(self.pkeys[i])
+            if type(p) is not np.ndarray:
+                return None
+            a = <cnp.ndarray> p
+            shape = <tuple> self.pshapes[i]
+            if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+                    or cnp.PyArray_NDIM(a) != len(shape)):
+                return None
+            for d in range(len(shape)):
+                if cnp.PyArray_DIM(a, d) != <Py_ssize_t> shape[d]:
+                    return None
+            plist.append(p)
+            glist.append(cnp.PyArray_EMPTY(cnp.PyArray_NDIM(a), cnp.PyArray_DIMS(a), typenum, 0))
+        if self.n_masks:
+            if masks is None or len(masks) != self.n_masks:
+                return None
+            mlist = list(masks)
+            for i in range(self.n_masks):
+                if type(mlist[i]) is not np.ndarray:
+                    return None
+                a = <cnp.ndarray> mlist[i]
+                if (cnp.PyArray_TYPE(a) != cnp.NPY_BOOL or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+                        or cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_DIM(a, 0) != M
+                        or cnp.PyArray_DIM(a, 1) != <Py_ssize_t> self.mask_widths[i]):
+                    return None
+        elif masks is not None:
+            return None
+        self._bind(x, labels, onehot, plist, glist, mlist)
+        self.net.decay = lam is not None
+        self.net.lam = <double> lam if lam is not None else 0.0
+        self.net.allow_sparse = self.allow_sparse
+        self.net.n_threads = n_threads
+        with nogil:
+            status = net_forward(&self.net)
+            if status == 0:
+                status = net_backward(&self.net)
+        if status == STATUS_NO_MEMORY:
+            raise MemoryError()
+        if status:
+            return None
+        out = {}
+        for i in range(n):
+            out[self.pkeys[i]] = glist[i]
+        return out, self.net.warnings
 
     def batch_stats(self, Py_ssize_t l):
         """(mean, var) of BatchNorm layer l from the last run (copies)."""

@@ -37,8 +37,10 @@ cdef inline int sigmoid_row(floating *z, Py_ssize_t n) noexcept nogil:
 
 cdef inline void relu_row(const floating *x, floating *z, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t j
+    cdef floating v
     for j in range(n):
-        z[j] = 0 if x[j] <= 0 else x[j]        # out[x <= 0] = 0
+        v = x[j]
+        z[j] = 0 if v <= 0 else v              # out[x <= 0] = 0 (branch-free: a select)
 
 
 cdef inline int elementwise_row(int kind, floating *z, Py_ssize_t n) noexcept nogil:
@@ -85,9 +87,11 @@ cdef int activation_forward(Net *net, Py_ssize_t l) noexcept nogil:
 cdef inline void activation_backward_row(int kind, const floating *h, const floating *dh,
                                          floating *dx, Py_ssize_t n) noexcept nogil:
     cdef Py_ssize_t j
+    cdef floating d
     if kind == KIND_RELU:
         for j in range(n):
-            dx[j] = 0 if h[j] <= 0 else dh[j]                  # dout[mask] = 0
+            d = dh[j]                       # loaded unconditionally: the select vectorises
+            dx[j] = 0 if h[j] <= 0 else d                      # dout[mask] = 0
     else:
         for j in range(n):
             dx[j] = dh[j] * (1 - h[j]) * h[j]                  # dout * (1 - out) * out

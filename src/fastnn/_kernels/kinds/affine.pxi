@@ -18,6 +18,15 @@ cdef Py_ssize_t FINITE_CHUNK = 8192    # elements of W per finiteness-check task
 DEF CW = 64                            # columns of x per backward stripe
 cdef double NS_SPARSE_MAC = 0.12       # ns per multiply-add of the sparse rows
 cdef double NS_COMPRESS = 0.3          # ns per element of x compressed
+cdef double NS_GEMM_MAC_D = 0.045      # ns per multiply-add of gemm_strided, float64
+cdef double NS_GEMM_MAC_S = 0.03       # ... float32
+
+
+cdef inline int gemm_team(const Net *net, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                          floating *tag) noexcept nogil:
+    # threads for one GEMM of the net: a region only when the product pays for it
+    cdef double ns = NS_GEMM_MAC_D if floating is double else NS_GEMM_MAC_S
+    return fastnn_team(net.n_threads, ns * M * N * K)
 
 
 cdef inline void sprow(Py_ssize_t nnz, const int *idx, const floating *val,
@@ -146,7 +155,8 @@ cdef int affine_forward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:
             ly.affine.sparse_used = True
             return 0
     gemm_strided(M, N, K, x, K, 1, <const floating *> ly.affine.W, N, 1,
-                 <const floating *> ly.affine.b, <floating *> ly.out, N, net.n_threads)
+                 <const floating *> ly.affine.b, <floating *> ly.out, N,
+                 gemm_team(net, M, N, K, tag))
     return 0
 
 
@@ -183,15 +193,16 @@ cdef int affine_backward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil
                 first_dW_chunk(c, x, M, K, N, a, d, dW)
     else:
         # dW = x.T @ d: A = x read column-wise (rsa = 1, csa = K)
-        gemm_strided(K, N, M, x, 1, K, d, N, 1, <const floating *> NULL, dW, N, net.n_threads)
+        gemm_strided(K, N, M, x, 1, K, d, N, 1, <const floating *> NULL, dW, N,
+                     gemm_team(net, M, N, K, tag))
     if net.decay:
         for i in range(K * N):
             dW[i] = dW[i] + lam * W[i]          # affine.dW + weight_decay_lambda * affine.W
-    colsum(d, M, N, <floating *> a.db, net.n_threads)     # db = sum(dout, axis=0)
+    colsum(d, M, N, <floating *> a.db, fastnn_team(net.n_threads, 0.3 * M * N))  # db = sum(dout, 0)
     if ly.dinp != NULL:
         # din = d @ W.T (W read through strides: rsb = 1, csb = N)
         gemm_strided(M, K, N, d, N, 1, W, 1, N, <const floating *> NULL,
-                     <floating *> ly.dinp, K, net.n_threads)
+                     <floating *> ly.dinp, K, gemm_team(net, M, N, K, tag))
     return 0
 
 

@@ -5,42 +5,58 @@
 # Steps in the dtype, sums in double, rows in order. Threads take blocks of columns
 # (every feature is independent), so each sum has one owner: the same bits on any count.
 
-cdef Py_ssize_t BN_COLS = 16          # columns per task
+DEF BN_COLS_MAX = 32
+cdef Py_ssize_t BN_COLS = 32          # columns per task (<= BN_COLS_MAX)
 cdef double NS_BN = 3.0               # ns per element, forward or backward
 
 
 cdef void bn_forward_cols(Net *net, Layer *ly, Py_ssize_t c0, Py_ssize_t c1,
                           floating *tag) noexcept nogil:
-    cdef Py_ssize_t M = net.M, n = ly.n_out, i, j
-    cdef const floating *x = <const floating *> ly.inp
-    cdef floating *z = <floating *> ly.out
-    cdef floating *mu = <floating *> ly.bn.mean
-    cdef floating *var = <floating *> ly.bn.var
-    cdef floating *std = <floating *> ly.bn.std
-    cdef floating *xc = <floating *> ly.bn.xc
-    cdef floating *xn = <floating *> ly.bn.xn
-    cdef const floating *gamma = <const floating *> ly.bn.gamma
-    cdef const floating *beta = <const floating *> ly.bn.beta
-    cdef double *acc = net.acc
-    for j in range(c0, c1):
+    # columns [c0, c1), at most BN_COLS; the sums in stack arrays (no aliasing: the
+    # inner loops over the block's columns vectorise)
+    cdef Py_ssize_t M = net.M, n = ly.n_out, i, j, w = c1 - c0
+    cdef const floating *x
+    cdef floating *xcr
+    cdef floating *xnr
+    cdef floating *zr
+    cdef floating *mu = (<floating *> ly.bn.mean) + c0
+    cdef floating *var = (<floating *> ly.bn.var) + c0
+    cdef floating *std = (<floating *> ly.bn.std) + c0
+    cdef const floating *gamma = (<const floating *> ly.bn.gamma) + c0
+    cdef const floating *beta = (<const floating *> ly.bn.beta) + c0
+    cdef double acc[BN_COLS_MAX]
+    cdef floating mu_l[BN_COLS_MAX]
+    cdef floating std_l[BN_COLS_MAX]
+    cdef floating v
+    for j in range(w):
         acc[j] = 0.0
     for i in range(M):
-        for j in range(c0, c1):
-            acc[j] += x[i * n + j]
-    for j in range(c0, c1):
-        mu[j] = <floating> (acc[j] / M)                  # mu = x.mean(axis=0)
+        x = (<const floating *> ly.inp) + i * n + c0
+        for j in range(w):
+            acc[j] += x[j]
+    for j in range(w):
+        mu_l[j] = <floating> (acc[j] / M)                 # mu = x.mean(axis=0)
+        mu[j] = mu_l[j]
         acc[j] = 0.0
     for i in range(M):
-        for j in range(c0, c1):
-            xc[i * n + j] = x[i * n + j] - mu[j]         # xc = x - mu
-            acc[j] += xc[i * n + j] * xc[i * n + j]
-    for j in range(c0, c1):
+        x = (<const floating *> ly.inp) + i * n + c0
+        xcr = (<floating *> ly.bn.xc) + i * n + c0
+        for j in range(w):
+            v = x[j] - mu_l[j]                           # xc = x - mu
+            xcr[j] = v
+            acc[j] += v * v
+    for j in range(w):
         var[j] = <floating> (acc[j] / M)                 # var = mean(xc**2, axis=0)
-        std[j] = <floating> sqrt(<double> (var[j] + <floating> 10e-7))  # sqrt(var + 10e-7)
+        std_l[j] = <floating> sqrt(<double> (var[j] + <floating> 10e-7))  # sqrt(var + 10e-7)
+        std[j] = std_l[j]
     for i in range(M):
-        for j in range(c0, c1):
-            xn[i * n + j] = xc[i * n + j] / std[j]       # xn = xc / std
-            z[i * n + j] = gamma[j] * xn[i * n + j] + beta[j]   # gamma * xn + beta
+        xcr = (<floating *> ly.bn.xc) + i * n + c0
+        xnr = (<floating *> ly.bn.xn) + i * n + c0
+        zr = (<floating *> ly.out) + i * n + c0
+        for j in range(w):
+            v = xcr[j] / std_l[j]                        # xn = xc / std
+            xnr[j] = v
+            zr[j] = gamma[j] * v + beta[j]               # gamma * xn + beta
 
 
 cdef int batchnorm_forward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:
@@ -49,7 +65,8 @@ cdef int batchnorm_forward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nog
     cdef int team = fastnn_team(net.n_threads, NS_BN * net.M * n)
     team = min(team, n_tasks)
     if team <= 1:
-        bn_forward_cols(net, ly, 0, n, tag)
+        for c in range(n_tasks):
+            bn_forward_cols(net, ly, c * BN_COLS, min(c * BN_COLS + BN_COLS, n), tag)
     else:
         for c in prange(n_tasks, schedule="static", num_threads=team):
             bn_forward_cols(net, ly, c * BN_COLS, min(c * BN_COLS + BN_COLS, n), tag)
@@ -65,43 +82,56 @@ cdef int batchnorm_forward(Net *net, Py_ssize_t l) noexcept nogil:
 cdef void bn_backward_cols(Net *net, Layer *ly, Py_ssize_t c0, Py_ssize_t c1,
                            floating *tag) noexcept nogil:
     """BatchNormalization._backward on columns [c0, c1): dout -> dx (may be in place)."""
-    cdef Py_ssize_t M = net.M, n = ly.n_out, i, j
-    cdef const floating *d = <const floating *> ly.dout
-    cdef floating *dx = <floating *> ly.dinp
-    cdef const floating *std = <const floating *> ly.bn.std
-    cdef const floating *xc = <const floating *> ly.bn.xc
-    cdef const floating *xn = <const floating *> ly.bn.xn
-    cdef const floating *gamma = <const floating *> ly.bn.gamma
-    cdef floating *dgamma = <floating *> ly.bn.dgamma
-    cdef floating *dbeta = <floating *> ly.bn.dbeta
-    cdef double *acc = net.acc
-    cdef floating dxn, dvar_j, two_m = <floating> (2.0 / M)
-    for j in range(c0, c1):
-        acc[j] = 0.0
-        acc[n + j] = 0.0
-        acc[2 * n + j] = 0.0
+    cdef Py_ssize_t M = net.M, n = ly.n_out, i, j, w = c1 - c0
+    cdef const floating *dr
+    cdef floating *dxr
+    cdef const floating *xcr
+    cdef const floating *xnr
+    cdef const floating *std = (<const floating *> ly.bn.std) + c0
+    cdef const floating *gamma = (<const floating *> ly.bn.gamma) + c0
+    cdef floating *dgamma = (<floating *> ly.bn.dgamma) + c0
+    cdef floating *dbeta = (<floating *> ly.bn.dbeta) + c0
+    cdef double sb[BN_COLS_MAX]
+    cdef double sg[BN_COLS_MAX]
+    cdef double ss[BN_COLS_MAX]
+    cdef floating dvar[BN_COLS_MAX]
+    cdef floating dmu[BN_COLS_MAX]
+    cdef floating dxn, two_m = <floating> (2.0 / M)
+    for j in range(w):
+        sb[j] = 0.0
+        sg[j] = 0.0
+        ss[j] = 0.0
     for i in range(M):
-        for j in range(c0, c1):
-            acc[j] += d[i * n + j]                                   # dbeta = sum(dout)
-            acc[n + j] += xn[i * n + j] * d[i * n + j]               # dgamma = sum(xn * dout)
-            dxn = gamma[j] * d[i * n + j]                            # dxn = gamma * dout
-            acc[2 * n + j] += (dxn * xc[i * n + j]) / (std[j] * std[j])
-    for j in range(c0, c1):
-        dbeta[j] = <floating> acc[j]
-        dgamma[j] = <floating> acc[n + j]
-        # dstd = -sum(dxn * xc / (std * std)); dvar = 0.5 * dstd / std (kept in acc[2n + j])
-        acc[2 * n + j] = <floating> 0.5 * (-<floating> acc[2 * n + j]) / std[j]
-        acc[j] = 0.0
+        dr = (<const floating *> ly.dout) + i * n + c0
+        xcr = (<const floating *> ly.bn.xc) + i * n + c0
+        xnr = (<const floating *> ly.bn.xn) + i * n + c0
+        for j in range(w):
+            sb[j] += dr[j]                                           # dbeta = sum(dout)
+            sg[j] += xnr[j] * dr[j]                                  # dgamma = sum(xn * dout)
+            dxn = gamma[j] * dr[j]                                   # dxn = gamma * dout
+            ss[j] += (dxn * xcr[j]) / (std[j] * std[j])
+    for j in range(w):
+        dbeta[j] = <floating> sb[j]
+        dgamma[j] = <floating> sg[j]
+        # dstd = -sum(dxn * xc / (std * std)); dvar = 0.5 * dstd / std
+        dvar[j] = <floating> 0.5 * (-<floating> ss[j]) / std[j]
+        sb[j] = 0.0
     for i in range(M):
-        for j in range(c0, c1):
-            dxn = gamma[j] * d[i * n + j]
-            dvar_j = <floating> acc[2 * n + j]
+        dr = (<const floating *> ly.dout) + i * n + c0
+        dxr = (<floating *> ly.dinp) + i * n + c0
+        xcr = (<const floating *> ly.bn.xc) + i * n + c0
+        for j in range(w):
+            dxn = gamma[j] * dr[j]
             # dxc = dxn / std + (2.0 / batch) * xc * dvar
-            dx[i * n + j] = dxn / std[j] + two_m * xc[i * n + j] * dvar_j
-            acc[j] += dx[i * n + j]                                  # dmu = sum(dxc)
+            dxn = dxn / std[j] + two_m * xcr[j] * dvar[j]
+            dxr[j] = dxn
+            sb[j] += dxn                                             # dmu = sum(dxc)
+    for j in range(w):
+        dmu[j] = (<floating> sb[j]) / M
     for i in range(M):
-        for j in range(c0, c1):
-            dx[i * n + j] = dx[i * n + j] - (<floating> acc[j]) / M  # dx = dxc - dmu / batch
+        dxr = (<floating *> ly.dinp) + i * n + c0
+        for j in range(w):
+            dxr[j] = dxr[j] - dmu[j]                                 # dx = dxc - dmu / batch
 
 
 cdef int batchnorm_backward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:
@@ -110,7 +140,8 @@ cdef int batchnorm_backward_t(Net *net, Py_ssize_t l, floating *tag) noexcept no
     cdef int team = fastnn_team(net.n_threads, NS_BN * net.M * n)
     team = min(team, n_tasks)
     if team <= 1:
-        bn_backward_cols(net, ly, 0, n, tag)
+        for c in range(n_tasks):
+            bn_backward_cols(net, ly, c * BN_COLS, min(c * BN_COLS + BN_COLS, n), tag)
     else:
         for c in prange(n_tasks, schedule="static", num_threads=team):
             bn_backward_cols(net, ly, c * BN_COLS, min(c * BN_COLS + BN_COLS, n), tag)
