@@ -8,6 +8,7 @@
 
 cdef enum:
     SHAPE_MAX = 3          # per-sample activation shapes up to (C, H, W)
+    FD_MAX_BLOCKS = 4      # param blocks per unit
     NS = 7                 # FD power series: coefficients 0..NT (0 = constant term)
     NT = 6                 # FD power series: order
 
@@ -53,6 +54,8 @@ cdef struct AffineRec:
     Py_ssize_t *nz_off     # (n_in + 1,) CSC of the input: rows b with in[b, i] != 0
     Py_ssize_t *nz_rows
     double *nz_vals
+    Py_ssize_t *active     # (n_in,) the inputs non-zero in some row (their weights move)
+    Py_ssize_t n_active
 
 cdef struct BatchNormRec:
     const void *gamma      # IN  (n,)
@@ -151,16 +154,22 @@ cdef struct RowSeries:
     double *cbuf           # (n,) room for a hook's own coefficients
     double *V              # (n * NS,) (DENSE)
 
-# A parameter of a unit and where its change lands (param kinds' FD hook fills it).
-cdef struct ParamChange:
-    Py_ssize_t index       # its index among the unit's params (for fd_recompute)
-    double w               # the parameter's value (in double)
+# A block of a unit's params and where their changes land (param kinds' FD hook fills it):
+# param q of the block is p = index[q] (index NULL: p = q); its value is w[p * w_stride],
+# its gradient goes to grad[p * g_stride]; it moves the unit's output in the rows
+# rows[off[p]:off[p + 1]] by (w' - w) * vals[same range] (rows NULL: every row in order,
+# vals NULL: 1, off NULL: the whole of rows/vals for every param). Params not in any
+# block move nothing: their gradient is 0 (the engine zero-fills every gradient first).
+cdef struct ParamBlock:
+    Py_ssize_t n
+    const Py_ssize_t *index
+    const double *w
+    Py_ssize_t w_stride
+    double *grad
+    Py_ssize_t g_stride
     bint f32               # stored as float32: the perturbed points are float32 values
-    bint decayed           # a weight under weight decay (0.5 lam w**2 in the loss)
-    double *grad           # OUT where its central difference goes
-    # rows whose output unit moves by (w' - w) * vals[k]: rows[k] (NULL: every row, in
-    # order), vals[k] (NULL: 1); the rows not listed do not move at all
-    Py_ssize_t count
+    bint decayed           # weights under weight decay (0.5 lam w**2 in the loss)
+    const Py_ssize_t *off
     const Py_ssize_t *rows
     const double *vals
 
@@ -176,10 +185,10 @@ ctypedef double (*fd_row_fn)(const Net *net, Py_ssize_t l, Py_ssize_t b, const d
 ctypedef int (*fd_batch_fn)(const Net *net, Py_ssize_t l, const double *inp, double *out,
                             double *wk) noexcept nogil
 ctypedef Py_ssize_t (*fd_count_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j) noexcept nogil
-ctypedef Py_ssize_t (*fd_param_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j,
-                                   ParamChange *pcs) noexcept nogil
-ctypedef double (*fd_recompute_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j, Py_ssize_t p,
-                                   Py_ssize_t b, double w_new) noexcept nogil
+ctypedef int (*fd_param_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j,
+                            ParamBlock *blocks) noexcept nogil
+ctypedef double (*fd_recompute_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j, int block,
+                                   Py_ssize_t p, Py_ssize_t b, double w_new) noexcept nogil
 
 
 # One kind's functions. NULL hooks mean "not this kind's business" (e.g. no params).
@@ -197,12 +206,10 @@ cdef struct KindOps:
     fd_row_fn fd_row_forward   # one row, absolute values (the loss kind returns r_b)
     fd_batch_fn fd_batch_forward   # whole batch, absolute values (batch-coupled kinds)
     fd_count_fn fd_units       # param kinds: units (columns / channels) ...
-    fd_count_fn fd_params      # ... and params of unit j
-    fd_param_fn fd_unit_params # the params of unit j that move the loss, and where their
-                               # change lands (pcs[0:count], returned); the others' gradients
-                               # are 0 and written by the hook
-    fd_recompute_fn fd_recompute   # unit j's output at row b with param p = w_new, summed
-                                   # from scratch (for non-finite inputs)
+    fd_param_fn fd_unit_params # ... the blocks of unit j's params that move the loss
+                               # (returns how many, at most FD_MAX_BLOCKS)
+    fd_recompute_fn fd_recompute   # unit j's output at row b with param p of block `block`
+                                   # = w_new, summed from scratch (for non-finite inputs)
 
 
 cdef const KindOps *kind_ops(int kind) noexcept nogil

@@ -90,7 +90,6 @@ cdef void register_kinds() noexcept:
     OPS[<int> KIND_AFFINE].fd_series = affine_fd_series
     OPS[<int> KIND_AFFINE].fd_row_forward = affine_fd_row_forward
     OPS[<int> KIND_AFFINE].fd_units = affine_fd_units
-    OPS[<int> KIND_AFFINE].fd_params = affine_fd_params
     OPS[<int> KIND_AFFINE].fd_unit_params = affine_fd_unit_params
     OPS[<int> KIND_AFFINE].fd_recompute = affine_fd_recompute
 
@@ -124,7 +123,6 @@ cdef void register_kinds() noexcept:
     OPS[<int> KIND_BATCHNORM].fd_prepare = batchnorm_fd_prepare
     OPS[<int> KIND_BATCHNORM].fd_batch_forward = batchnorm_fd_batch_forward
     OPS[<int> KIND_BATCHNORM].fd_units = batchnorm_fd_units
-    OPS[<int> KIND_BATCHNORM].fd_params = batchnorm_fd_params
     OPS[<int> KIND_BATCHNORM].fd_unit_params = batchnorm_fd_unit_params
     OPS[<int> KIND_BATCHNORM].fd_recompute = batchnorm_fd_recompute
 
@@ -252,6 +250,7 @@ def _layout(kinds, sizes, Py_ssize_t M, Py_ssize_t itemsize, bint fd, bint allow
                 e["cbeg"] = take(n_in * 8)
                 e["cend"] = take(n_in * 8)
         if kind == KIND_AFFINE and fd:
+            e["active"] = take(n_in * 8)
             e["nz_off"] = take((n_in + 1) * 8)
             e["nz_rows"] = take(M * n_in * 8)
             e["nz_vals"] = take(M * n_in * 8)
@@ -432,6 +431,7 @@ cdef class Executor:
                     ly.affine.cbeg = <Py_ssize_t *> (base + <Py_ssize_t> e["cbeg"])
                     ly.affine.cend = <Py_ssize_t *> (base + <Py_ssize_t> e["cend"])
                 if "nz_off" in e:
+                    ly.affine.active = <Py_ssize_t *> (base + <Py_ssize_t> e["active"])
                     ly.affine.nz_off = <Py_ssize_t *> (base + <Py_ssize_t> e["nz_off"])
                     ly.affine.nz_rows = <Py_ssize_t *> (base + <Py_ssize_t> e["nz_rows"])
                     ly.affine.nz_vals = <double *> (base + <Py_ssize_t> e["nz_vals"])

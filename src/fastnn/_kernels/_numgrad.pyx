@@ -47,8 +47,8 @@ cimport cython
 cimport numpy as cnp
 
 from fastnn._kernels._executor cimport (
-    Net, Layer, KindOps, RowDelta, RowSeries, ParamChange, Executor, kind_ops, net_forward,
-    NS, NT, MODE_FD, STATUS_NO_MEMORY,
+    Net, Layer, KindOps, RowDelta, RowSeries, ParamBlock, Executor, kind_ops, net_forward,
+    NS, NT, FD_MAX_BLOCKS, MODE_FD, STATUS_NO_MEMORY,
     KIND_AFFINE, KIND_BATCHNORM, KIND_SOFTMAX_CE,
     DELTA_ZERO, DELTA_ONE, DELTA_DENSE, SER_ZERO, SER_ONE, SER_RANK1, SER_DENSE)
 
@@ -96,19 +96,15 @@ cdef struct Ctx:
     double *r0                      # absolute rows: (4, maxw)
     double *X0                      # batch mode: (2, B, maxw), NULL when not needed
     double *X1
-    ParamChange *pcs                # (maxp,) the current unit's params
+    ParamBlock blocks[FD_MAX_BLOCKS]  # the current unit's params
 
 
-cdef Py_ssize_t ctx_bytes(Py_ssize_t B, Py_ssize_t maxw, Py_ssize_t maxp, bint batch) noexcept nogil:
-    return (maxp * sizeof(ParamChange)
-            + sizeof(double) * (B * NS + B + 4 * maxw + 2 * (NS + maxw + maxw * NS) + 8 * NS * NS
-                                + 4 * maxw + (2 * B * maxw if batch else 0)))
+cdef Py_ssize_t ctx_bytes(Py_ssize_t B, Py_ssize_t maxw, bint batch) noexcept nogil:
+    return sizeof(double) * (B * NS + B + 4 * maxw + 2 * (NS + maxw + maxw * NS) + 8 * NS * NS
+                             + 4 * maxw + (2 * B * maxw if batch else 0))
 
 
-cdef void ctx_carve(Ctx *c, double *buf, Py_ssize_t B, Py_ssize_t maxw, Py_ssize_t maxp,
-                    bint batch) noexcept nogil:
-    c.pcs = <ParamChange *> buf
-    buf = <double *> (c.pcs + maxp)
+cdef void ctx_carve(Ctx *c, double *buf, Py_ssize_t B, Py_ssize_t maxw, bint batch) noexcept nogil:
     c.G = buf; buf += B * NS
     c.rad = buf; buf += B
     c.d0.p = buf; buf += maxw
@@ -236,28 +232,29 @@ cdef double batch_total(Ctx *c, Py_ssize_t l, double *X) noexcept nogil:
     return tot
 
 
-cdef double batch_pair(Ctx *c, Py_ssize_t l, Py_ssize_t j, Py_ssize_t p, const ParamChange *pc,
+cdef double batch_pair(Ctx *c, Py_ssize_t l, Py_ssize_t j, int bi, Py_ssize_t p, double w,
+                       Py_ssize_t r0, Py_ssize_t r1, const Py_ssize_t *rows, const double *vals,
                        double wp, double wm) noexcept nogil:
     """f(w+) - f(w-) (sums over rows) re-evaluating the whole batch from layer l on."""
     cdef const Net *net = c.net
     cdef const Layer *ly = &net.layers[l]
     cdef const KindOps *ops = kind_ops(ly.kind)
     cdef Py_ssize_t n = ly.n_out, k, b, B = c.B
-    cdef double a, z, fp, fm, w_new, dw
+    cdef double a, z, w_new, dw
     cdef int side
     cdef double tot[2]
     for side in range(2):
         w_new = wp if side == 0 else wm
-        dw = w_new - pc.w
+        dw = w_new - w
         memcpy(c.X0, ly.out, B * n * sizeof(double))
-        for k in range(pc.count):
-            b = pc.rows[k] if pc.rows != NULL else k
-            a = pc.vals[k] if pc.vals != NULL else 1.0
+        for k in range(r0, r1):
+            b = rows[k] if rows != NULL else k
+            a = vals[k] if vals != NULL else 1.0
             z = c.X0[b * n + j]
             if isfinite(z) and isfinite(a):
                 c.X0[b * n + j] = z + dw * a
             else:
-                c.X0[b * n + j] = ops.fd_recompute(net, l, j, p, b, w_new)
+                c.X0[b * n + j] = ops.fd_recompute(net, l, j, bi, p, b, w_new)
         tot[side] = batch_total(c, l, c.X0)
     return tot[0] - tot[1]
 
@@ -267,67 +264,82 @@ cdef void unit(Ctx *c, Py_ssize_t l, Py_ssize_t j) noexcept nogil:
     cdef const Net *net = c.net
     cdef const Layer *ly = &net.layers[l]
     cdef const KindOps *ops = kind_ops(ly.kind)
-    cdef Py_ssize_t B = c.B, n = ly.n_out, q, n_p, k, b
+    cdef Py_ssize_t B = c.B, n = ly.n_out, q, k, b, p, r0, r1
     cdef const double *out = <const double *> ly.out
     cdef const unsigned char *bad = c.down_bad + l * B
     cdef bint batch = c.batch_mode[l], clean = c.clean[l]
-    cdef ParamChange *pc
-    cdef double wp, wm, dp, dm, acc, a, z, ep, em, decay, r
+    cdef const ParamBlock *bk
+    cdef const Py_ssize_t *rows
+    cdef const double *vals
+    cdef int bi, n_blocks
+    cdef double w, wp, wm, dp, dm, acc, a, z, ep, em, decay, r
+    cdef double inv_B = 1.0 / B, inv_2h = 1.0 / (2.0 * FD_H)
     # the series of unit j's change, per row
     for b in range(B):
         c.rad[b] = -1.0
         if (c.use_series and c.series_ok[l] and not batch and not bad[b]
                 and isfinite(out[b * n + j])):
             c.rad[b] = row_series(c, l, j, b, c.G + b * NS)
-    n_p = ops.fd_unit_params(net, l, j, c.pcs)
-    for q in range(n_p):
-        pc = &c.pcs[q]
-        wp = perturbed_plus(pc.w, pc.f32)
-        wm = perturbed_minus(pc.w, pc.f32)
-        dp = wp - pc.w
-        dm = wm - pc.w
-        acc = 0.0
-        if batch:
-            acc = batch_pair(c, l, j, pc.index, pc, wp, wm)
-        elif clean:
-            # every value finite: each moved row by its series, or exactly
-            for k in range(pc.count):
-                b = pc.rows[k] if pc.rows != NULL else k
-                a = pc.vals[k] if pc.vals != NULL else 1.0
-                ep = dp * a
-                em = dm * a
-                r = c.rad[b]
-                if r >= 0.0 and fabs(ep) <= r and fabs(em) <= r:
-                    acc += series_pair(c.G + b * NS, ep, em)
-                else:
-                    acc += row_exact(c, l, j, b, ep, em)
-        else:
-            for k in range(pc.count):
-                b = pc.rows[k] if pc.rows != NULL else k
-                a = pc.vals[k] if pc.vals != NULL else 1.0
-                z = out[b * n + j]
-                if not isfinite(z) or not isfinite(a):
-                    if isfinite(a):
-                        continue            # z' = z + (finite) = z: nothing moves
-                    acc += row_absolute(c, l, j, b,
-                                        ops.fd_recompute(net, l, j, pc.index, b, wp),
-                                        ops.fd_recompute(net, l, j, pc.index, b, wm))
-                    continue
-                ep = dp * a
-                em = dm * a
-                if bad[b]:
-                    acc += row_absolute(c, l, j, b, z + ep, z + em)
-                else:
+    n_blocks = ops.fd_unit_params(net, l, j, c.blocks)
+    for bi in range(n_blocks):
+        bk = &c.blocks[bi]
+        rows = bk.rows
+        vals = bk.vals
+        for q in range(bk.n):
+            p = bk.index[q] if bk.index != NULL else q
+            w = bk.w[p * bk.w_stride]
+            if bk.off != NULL:
+                r0 = bk.off[p]
+                r1 = bk.off[p + 1]
+            else:
+                r0 = 0
+                r1 = B
+            wp = perturbed_plus(w, bk.f32)
+            wm = perturbed_minus(w, bk.f32)
+            dp = wp - w
+            dm = wm - w
+            acc = 0.0
+            if batch:
+                acc = batch_pair(c, l, j, bi, p, w, r0, r1, rows, vals, wp, wm)
+            elif clean:
+                # every value finite: each moved row by its series, or exactly
+                for k in range(r0, r1):
+                    b = rows[k] if rows != NULL else k
+                    a = vals[k] if vals != NULL else 1.0
+                    ep = dp * a
+                    em = dm * a
                     r = c.rad[b]
                     if r >= 0.0 and fabs(ep) <= r and fabs(em) <= r:
                         acc += series_pair(c.G + b * NS, ep, em)
                     else:
                         acc += row_exact(c, l, j, b, ep, em)
-        decay = 0.0
-        if pc.decayed and c.lam != 0.0:
-            decay = 0.5 * c.lam * (wp - wm) * (wp + wm)   # 0.5 lambda (w+^2 - w-^2)
-        # (f(w+) - f(w-)) / 2h, f = mean row loss (+ decay)
-        pc.grad[0] = (acc / B + decay) / (2.0 * FD_H)
+            else:
+                for k in range(r0, r1):
+                    b = rows[k] if rows != NULL else k
+                    a = vals[k] if vals != NULL else 1.0
+                    z = out[b * n + j]
+                    if not isfinite(z) or not isfinite(a):
+                        if isfinite(a):
+                            continue            # z' = z + (finite) = z: nothing moves
+                        acc += row_absolute(c, l, j, b,
+                                            ops.fd_recompute(net, l, j, bi, p, b, wp),
+                                            ops.fd_recompute(net, l, j, bi, p, b, wm))
+                        continue
+                    ep = dp * a
+                    em = dm * a
+                    if bad[b]:
+                        acc += row_absolute(c, l, j, b, z + ep, z + em)
+                    else:
+                        r = c.rad[b]
+                        if r >= 0.0 and fabs(ep) <= r and fabs(em) <= r:
+                            acc += series_pair(c.G + b * NS, ep, em)
+                        else:
+                            acc += row_exact(c, l, j, b, ep, em)
+            decay = 0.0
+            if bk.decayed and c.lam != 0.0:
+                decay = 0.5 * c.lam * (wp - wm) * (wp + wm)   # 0.5 lambda (w+^2 - w-^2)
+            # (f(w+) - f(w-)) / 2h, f = mean row loss (+ decay)
+            bk.grad[p * bk.g_stride] = (acc * inv_B + decay) * inv_2h
 
 
 # --- the engine -----------------------------------------------------------------------
@@ -397,7 +409,7 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
     Returns the NumPy-style warning bits of the forward pass (WARN_* of _executor.pxd).
     """
     cdef Net *net = &ex.net
-    cdef Py_ssize_t L, B, l, p = 0, j, g, total, maxw = NS, maxp = 1, nbytes, k
+    cdef Py_ssize_t L, B, l, p = 0, j, g, total, maxw = NS, nbytes, k
     cdef Layer *ly
     cdef int status, warn, team
     cdef Py_ssize_t *offs = NULL
@@ -416,6 +428,9 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
     B = net.M
     net.decay = decay           # weights under decay: 0.5 lam (w+^2 - w-^2) per param
     net.lam = lam
+    for g in range(len(grads)):
+        # a param that moves nothing has gradient 0: zero-filled once, sequentially
+        memset(data(grads[g]), 0, cnp.PyArray_NBYTES(<cnp.ndarray> grads[g]))
     for l in range(L):
         ly = &net.layers[l]
         if ly.kind == KIND_AFFINE:
@@ -500,18 +515,17 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
                         est += 6.0 * B * ly.n_out
                     est += 400.0 * B * total * (L - 1 - l)
                     if flags[L * B + L + l]:
-                        est += 50.0 * B * maxw * (L - l) * total * kind_ops(ly.kind).fd_params(net, l, 0)
-                    maxp = max(maxp, kind_ops(ly.kind).fd_params(net, l, 0))
+                        est += 50.0 * B * maxw * (L - l) * total * (ly.n_in + 1)
                 offs[l + 1] = offs[l] + total
             total = offs[L]
             team = fastnn_team(n_threads, est)
-            nbytes = sizeof(Ctx) + ctx_bytes(B, maxw, maxp, any_batch)
+            nbytes = sizeof(Ctx) + ctx_bytes(B, maxw, any_batch)
             with parallel(num_threads=team):
                 # each thread: its own copy of the context and its own scratch
                 cp = <Ctx *> malloc(nbytes)
                 if cp != NULL:
                     memcpy(cp, &c, sizeof(Ctx))
-                    ctx_carve(cp, <double *> (cp + 1), B, maxw, maxp, any_batch)
+                    ctx_carve(cp, <double *> (cp + 1), B, maxw, any_batch)
                 for g in prange(total, schedule="dynamic", chunksize=1):
                     if cp == NULL:
                         failed += 1                          # reported after the region

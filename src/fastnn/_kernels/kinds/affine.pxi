@@ -239,6 +239,11 @@ cdef int affine_fd_prepare(Net *net, Py_ssize_t l) noexcept nogil:
     for i in range(K, 0, -1):                # the fill advanced off[i] to off[i + 1]
         off[i] = off[i - 1]
     off[0] = 0
+    a.n_active = 0                           # the inputs whose weights move anything
+    for i in range(K):
+        if off[i + 1] > off[i]:
+            a.active[a.n_active] = i
+            a.n_active += 1
     return 0
 
 
@@ -346,56 +351,51 @@ cdef Py_ssize_t affine_fd_units(const Net *net, Py_ssize_t l, Py_ssize_t j) noex
     return net.layers[l].n_out
 
 
-cdef Py_ssize_t affine_fd_params(const Net *net, Py_ssize_t l, Py_ssize_t j) noexcept nogil:
-    return net.layers[l].n_in + 1            # W[:, j], then b[j]
-
-
-cdef Py_ssize_t affine_fd_unit_params(const Net *net, Py_ssize_t l, Py_ssize_t j,
-                                      ParamChange *pcs) noexcept nogil:
-    """W[p, j] moves z[b, j] by dw * in[b, p] (the rows with in[b, p] != 0: a weight whose
-    input is 0 in every row moves nothing, and without weight decay its gradient is 0);
-    b[j] moves every row's z[b, j] by db."""
+cdef int affine_fd_unit_params(const Net *net, Py_ssize_t l, Py_ssize_t j,
+                               ParamBlock *blocks) noexcept nogil:
+    """Two blocks: W[p, j] moves z[b, j] by dw * in[b, p] in the rows with in[b, p] != 0
+    (only the inputs non-zero somewhere move anything; with weight decay every weight
+    does); b[j] moves every row's z[b, j] by db."""
     cdef const Layer *ly = &net.layers[l]
     cdef const AffineRec *a = &ly.affine
-    cdef Py_ssize_t n_in = ly.n_in, n_out = ly.n_out, p, k = 0, cnt
-    cdef const double *W = <const double *> a.W
+    cdef Py_ssize_t n_in = ly.n_in, n_out = ly.n_out
+    cdef ParamBlock *bk = &blocks[0]
     cdef bint decay = net.decay and net.lam != 0.0
-    cdef ParamChange *pc
-    for p in range(n_in):
-        cnt = a.nz_off[p + 1] - a.nz_off[p]
-        if cnt == 0 and not decay:
-            a.gW[j * n_in + p if a.gWT else p * n_out + j] = 0.0
-            continue
-        pc = &pcs[k]
-        k += 1
-        pc.index = p
-        pc.w = W[p * n_out + j]
-        pc.f32 = a.W_f32
-        pc.decayed = net.decay
-        pc.grad = a.gW + (j * n_in + p if a.gWT else p * n_out + j)
-        pc.count = cnt
-        pc.rows = a.nz_rows + a.nz_off[p]
-        pc.vals = a.nz_vals + a.nz_off[p]
-    pc = &pcs[k]
-    pc.index = n_in
-    pc.w = (<const double *> a.b)[j]
-    pc.f32 = a.b_f32
-    pc.decayed = False
-    pc.grad = a.gb + j
-    pc.count = net.M
-    pc.rows = NULL
-    pc.vals = NULL
-    return k + 1
+    bk.n = n_in if decay else a.n_active
+    bk.index = NULL if decay else a.active
+    bk.w = (<const double *> a.W) + j
+    bk.w_stride = n_out
+    bk.grad = a.gW + (j * n_in if a.gWT else j)
+    bk.g_stride = 1 if a.gWT else n_out
+    bk.f32 = a.W_f32
+    bk.decayed = net.decay
+    bk.off = a.nz_off
+    bk.rows = a.nz_rows
+    bk.vals = a.nz_vals
+    bk = &blocks[1]
+    bk.n = 1
+    bk.index = NULL
+    bk.w = (<const double *> a.b) + j
+    bk.w_stride = 1
+    bk.grad = a.gb + j
+    bk.g_stride = 1
+    bk.f32 = a.b_f32
+    bk.decayed = False
+    bk.off = NULL
+    bk.rows = NULL
+    bk.vals = NULL
+    return 2
 
 
-cdef double affine_fd_recompute(const Net *net, Py_ssize_t l, Py_ssize_t j, Py_ssize_t p,
-                                Py_ssize_t b, double w_new) noexcept nogil:
-    """z[b, j] summed from scratch with param p set to w_new (non-finite inputs)."""
+cdef double affine_fd_recompute(const Net *net, Py_ssize_t l, Py_ssize_t j, int block,
+                                Py_ssize_t p, Py_ssize_t b, double w_new) noexcept nogil:
+    """z[b, j] summed from scratch with W[p, j] (block 0) or b[j] (block 1) set to w_new
+    (non-finite inputs)."""
     cdef const Layer *ly = &net.layers[l]
     cdef Py_ssize_t n_in = ly.n_in, n_out = ly.n_out, i
     cdef const double *A = (<const double *> ly.inp) + b * n_in
     cdef const double *W = <const double *> ly.affine.W
     cdef double s = 0.0
     for i in range(n_in):
-        s += A[i] * (w_new if i == p else W[i * n_out + j])
-    return s + (w_new if p == n_in else (<const double *> ly.affine.b)[j])
+        s += A[i] * (w_new if (block == 0 and i == p) else W[i * n_out + j])
+    return s + (w_new if block == 1 else (<const double *> ly.affine.b)[j])

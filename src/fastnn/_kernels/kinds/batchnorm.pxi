@@ -201,38 +201,35 @@ cdef Py_ssize_t batchnorm_fd_units(const Net *net, Py_ssize_t l, Py_ssize_t j) n
     return net.layers[l].n_out
 
 
-cdef Py_ssize_t batchnorm_fd_params(const Net *net, Py_ssize_t l, Py_ssize_t j) noexcept nogil:
-    return 2                                  # gamma[j], beta[j]
-
-
-cdef Py_ssize_t batchnorm_fd_unit_params(const Net *net, Py_ssize_t l, Py_ssize_t j,
-                                         ParamChange *pcs) noexcept nogil:
+cdef int batchnorm_fd_unit_params(const Net *net, Py_ssize_t l, Py_ssize_t j,
+                                  ParamBlock *blocks) noexcept nogil:
     """out[b, j] = gamma[j] xn[b, j] + beta[j]: gamma moves every row by dg * xn[b, j],
     beta by db."""
     cdef const Layer *ly = &net.layers[l]
-    pcs[0].index = 0
-    pcs[0].w = (<const double *> ly.bn.gamma)[j]
-    pcs[0].f32 = ly.bn.gamma_f32
-    pcs[0].decayed = False
-    pcs[0].grad = ly.bn.ggamma + j
-    pcs[0].count = net.M
-    pcs[0].rows = NULL
-    pcs[0].vals = ly.bn.xnT + j * net.M
-    pcs[1].index = 1
-    pcs[1].w = (<const double *> ly.bn.beta)[j]
-    pcs[1].f32 = ly.bn.beta_f32
-    pcs[1].decayed = False
-    pcs[1].grad = ly.bn.gbeta + j
-    pcs[1].count = net.M
-    pcs[1].rows = NULL
-    pcs[1].vals = NULL
+    cdef int q
+    for q in range(2):
+        blocks[q].n = 1
+        blocks[q].index = NULL
+        blocks[q].w_stride = 1
+        blocks[q].g_stride = 1
+        blocks[q].decayed = False
+        blocks[q].off = NULL
+        blocks[q].rows = NULL
+    blocks[0].w = (<const double *> ly.bn.gamma) + j
+    blocks[0].f32 = ly.bn.gamma_f32
+    blocks[0].grad = ly.bn.ggamma + j
+    blocks[0].vals = ly.bn.xnT + j * net.M
+    blocks[1].w = (<const double *> ly.bn.beta) + j
+    blocks[1].f32 = ly.bn.beta_f32
+    blocks[1].grad = ly.bn.gbeta + j
+    blocks[1].vals = NULL
     return 2
 
 
-cdef double batchnorm_fd_recompute(const Net *net, Py_ssize_t l, Py_ssize_t j, Py_ssize_t p,
-                                   Py_ssize_t b, double w_new) noexcept nogil:
+cdef double batchnorm_fd_recompute(const Net *net, Py_ssize_t l, Py_ssize_t j, int block,
+                                   Py_ssize_t p, Py_ssize_t b, double w_new) noexcept nogil:
     cdef const Layer *ly = &net.layers[l]
     cdef double xn = (<const double *> ly.bn.xn)[b * ly.n_out + j]
-    if p == 0:
+    if block == 0:
         return w_new * xn + (<const double *> ly.bn.beta)[j]
     return (<const double *> ly.bn.gamma)[j] * xn + w_new
