@@ -471,26 +471,14 @@ def numerical_gradient(params, specs, x, t, weight_decay_lambda=None, n_threads=
         v = a if a.ndim in (1, 2) else a.reshape(-1)
         p64.append(v if (v.dtype == _F64 and v.flags.c_contiguous) else np.ascontiguousarray(v, dtype=_F64))
     nt = resolve_n_threads(n_threads)
-    transposed = nt > 1
-    grads = []
-    i = 0
-    for s in specs:
-        if s.kind == K.KIND_AFFINE:
-            W = p64[i]
-            grads.append(np.empty(W.shape[::-1] if transposed else W.shape, dtype=_F64))
-            grads.append(np.empty(p64[i + 1].size, dtype=_F64))
-            i += 2
-        elif s.kind == K.KIND_BATCHNORM:
-            grads.append(np.empty(p64[i].size, dtype=_F64))
-            grads.append(np.empty(p64[i + 1].size, dtype=_F64))
-            i += 2
+    grads = [np.empty(a.shape, dtype=_F64) for a in p64]
     mask_arrays = [np.ascontiguousarray(np.asarray(m) != 0, dtype=np.uint8) for m in (masks or ())]
     sparse = B * n_x <= _SPARSE_MAX_ELEMS
     ex = _executor_for(_kinds(specs), widths, n_x, True, _MODE_FD, B, sparse)
     decay = weight_decay_lambda is not None
     lam = float(weight_decay_lambda) if decay else 0.0
-    warn = _numgrad.numgrad(ex, x64, labels, p64, mask_arrays, grads, f32, transposed,
-                            decay, lam, nt, _USE_SERIES)
+    warn = _numgrad.numgrad(ex, x64, labels, p64, mask_arrays, grads, f32, decay, lam, nt,
+                            _USE_SERIES)
     if warn < 0:
         raise MemoryError("%s: out of memory" % func)
     if warn:
@@ -499,11 +487,9 @@ def numerical_gradient(params, specs, x, t, weight_decay_lambda=None, n_threads=
     i = 0
     for s in specs:
         for j, k in enumerate(s.keys):
-            g = grads[i]
-            if s.kind == K.KIND_AFFINE and j == 0 and transposed:
-                g = g.T
             a = arrays[i]
-            out[k] = np.ascontiguousarray(g, dtype=a.dtype).reshape(a.shape)
+            g = grads[i] if a.dtype == _F64 else grads[i].astype(a.dtype)
+            out[k] = g if g.shape == a.shape else g.reshape(a.shape)
             i += 1
     if batch_stats:
         return out, [ex.batch_stats(l) for l, s in enumerate(specs)

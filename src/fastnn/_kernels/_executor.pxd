@@ -46,9 +46,8 @@ cdef struct AffineRec:
     Py_ssize_t *cbeg       # (n_in,) column k of x is cidx/cval[cbeg[k]:cend[k]]
     Py_ssize_t *cend
     # finite differences (MODE_FD, double)
-    double *gW             # OUT (n_in, n_out), or (n_out, n_in) when gWT
+    double *gW             # OUT (n_in, n_out)
     double *gb             # OUT (n_out,)
-    bint gWT               # gW stored transposed: one column's entries contiguous
     bint W_f32             # W is float32: perturbed points rounded to float32
     bint b_f32
     Py_ssize_t *nz_off     # (n_in + 1,) CSC of the input: rows b with in[b, i] != 0

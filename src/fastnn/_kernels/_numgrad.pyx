@@ -73,6 +73,9 @@ cnp.import_array()
 include "kinds/fd_math.pxi"
 
 cdef double FLT_MAX = 3.4028234663852886e38
+# units per work item: a thread writes whole cache lines of a gradient's rows (8 doubles),
+# so threads never share one (no false sharing) and no transposed copy is needed
+cdef Py_ssize_t UNITS_PER_ITEM = 8
 
 
 # --- per-thread context ---------------------------------------------------------------
@@ -399,10 +402,8 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
             labels,                 # IN  (B,) intp labels in range
             list params,            # IN  float64 C-contiguous params in layer order
             list masks,             # IN  dropout keep-masks (uint8), per dropout layer
-            list grads,             # OUT float64 arrays like params (an Affine's W: (n_out,
-                                    #     n_in) when transposed)
+            list grads,             # OUT float64 arrays like params
             list f32,               # per param: stored as float32
-            bint transposed,        # Affine gradients stored (n_out, n_in)
             bint decay, double lam, int n_threads, bint use_series=True):
     """Central-difference gradients of the net's loss for every param (validated inputs).
 
@@ -413,6 +414,7 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
     cdef Layer *ly
     cdef int status, warn, team
     cdef Py_ssize_t *offs = NULL
+    cdef Py_ssize_t *units = NULL
     cdef unsigned char *flags = NULL
     cdef Ctx *cp
     cdef double est = 0.0
@@ -436,7 +438,6 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
         if ly.kind == KIND_AFFINE:
             ly.affine.gW = <double *> data(grads[p])
             ly.affine.gb = <double *> data(grads[p + 1])
-            ly.affine.gWT = transposed
             ly.affine.W_f32 = f32[p]
             ly.affine.b_f32 = f32[p + 1]
             p += 2
@@ -454,7 +455,7 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
     if nan_rows or (decay and not decay_finite(net, lam)):
         fill_nan(net)
         return warn
-    offs = <Py_ssize_t *> malloc((L + 1) * sizeof(Py_ssize_t))
+    offs = <Py_ssize_t *> malloc((2 * L + 1) * sizeof(Py_ssize_t))
     flags = <unsigned char *> calloc(L * B + 3 * L, 1)
     if offs == NULL or flags == NULL:
         free(offs)
@@ -470,6 +471,7 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
         c.series_ok = flags + L * B
         c.batch_mode = flags + L * B + L
         c.clean = flags + L * B + 2 * L
+        units = offs + L + 1
         with nogil:
             # down_bad[l][b]: row b holds a non-finite value in some output after layer l
             for l in range(L - 2, -1, -1):
@@ -508,7 +510,8 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
                 ly = &net.layers[l]
                 total = 0
                 if kind_ops(ly.kind).fd_units != NULL:
-                    total = kind_ops(ly.kind).fd_units(net, l, 0)
+                    units[l] = kind_ops(ly.kind).fd_units(net, l, 0)
+                    total = units[l]
                     if ly.kind == KIND_AFFINE:
                         est += 6.0 * (ly.affine.nz_off[ly.n_in] + B) * ly.n_out
                     else:
@@ -516,7 +519,7 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
                     est += 400.0 * B * total * (L - 1 - l)
                     if flags[L * B + L + l]:
                         est += 50.0 * B * maxw * (L - l) * total * (ly.n_in + 1)
-                offs[l + 1] = offs[l] + total
+                offs[l + 1] = offs[l] + (total + UNITS_PER_ITEM - 1) // UNITS_PER_ITEM
             total = offs[L]
             team = fastnn_team(n_threads, est)
             nbytes = sizeof(Ctx) + ctx_bytes(B, maxw, any_batch)
@@ -533,7 +536,9 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
                     l = 0
                     while g >= offs[l + 1]:
                         l = l + 1
-                    unit(cp, l, g - offs[l])
+                    for j in range((g - offs[l]) * UNITS_PER_ITEM,
+                                   min((g - offs[l] + 1) * UNITS_PER_ITEM, units[l])):
+                        unit(cp, l, j)
                 free(cp)
         if failed:
             raise MemoryError("numgrad: could not allocate per-thread scratch")

@@ -365,8 +365,8 @@ cdef int affine_fd_unit_params(const Net *net, Py_ssize_t l, Py_ssize_t j,
     bk.index = NULL if decay else a.active
     bk.w = (<const double *> a.W) + j
     bk.w_stride = n_out
-    bk.grad = a.gW + (j * n_in if a.gWT else j)
-    bk.g_stride = 1 if a.gWT else n_out
+    bk.grad = a.gW + j
+    bk.g_stride = n_out
     bk.f32 = a.W_f32
     bk.decayed = net.decay
     bk.off = a.nz_off
