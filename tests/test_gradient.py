@@ -636,3 +636,15 @@ def test_engine_warns_overflow_in_exp_like_the_book(rng):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         net.numerical_gradient(x, t)
+
+
+def test_wide_batchnorm_layer(rng, no_book_loop):
+    """A batchnorm layer wider than the engine's fixed scratch (its own buffers are sized
+    by the net)."""
+    np.random.seed(8)
+    ref = R.MultiLayerNetExtend(3, [257], 2, use_batchnorm=True)
+    np.random.seed(8)
+    net = MultiLayerNetExtend(3, [257], 2, use_batchnorm=True)
+    x = rng.standard_normal((3, 3))
+    t = rng.integers(0, 2, 3)
+    assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL

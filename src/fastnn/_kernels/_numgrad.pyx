@@ -99,12 +99,13 @@ cdef struct Ctx:
     double *r0                      # absolute rows: (4, maxw)
     double *X0                      # batch mode: (2, B, maxw), NULL when not needed
     double *X1
+    double *bwk                     # batch mode: (2 maxw) scratch of fd_batch_forward
     ParamBlock blocks[FD_MAX_BLOCKS]  # the current unit's params
 
 
 cdef Py_ssize_t ctx_bytes(Py_ssize_t B, Py_ssize_t maxw, bint batch) noexcept nogil:
     return sizeof(double) * (B * NS + B + 4 * maxw + 2 * (NS + maxw + maxw * NS) + 8 * NS * NS
-                             + 4 * maxw + (2 * B * maxw if batch else 0))
+                             + 4 * maxw + (2 * B * maxw + 2 * maxw if batch else 0))
 
 
 cdef void ctx_carve(Ctx *c, double *buf, Py_ssize_t B, Py_ssize_t maxw, bint batch) noexcept nogil:
@@ -124,9 +125,11 @@ cdef void ctx_carve(Ctx *c, double *buf, Py_ssize_t B, Py_ssize_t maxw, bint bat
     c.r0 = buf; buf += 4 * maxw
     c.X0 = NULL
     c.X1 = NULL
+    c.bwk = NULL
     if batch:
         c.X0 = buf; buf += B * maxw
         c.X1 = buf; buf += B * maxw
+        c.bwk = buf; buf += 2 * maxw
 
 
 # --- evaluating one row's change ----------------------------------------------------------
@@ -230,7 +233,7 @@ cdef double batch_total(Ctx *c, Py_ssize_t l, double *X) noexcept nogil:
                 ops.fd_row_forward(net, m, b, X + b * ly.n_in, Y + b * ly.n_out)
             tmp = X; X = Y; Y = tmp
         else:
-            ops.fd_batch_forward(net, m, X, Y, c.wk)
+            ops.fd_batch_forward(net, m, X, Y, c.bwk)
             tmp = X; X = Y; Y = tmp
     return tot
 

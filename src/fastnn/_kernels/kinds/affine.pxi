@@ -18,8 +18,8 @@ cdef Py_ssize_t FINITE_CHUNK = 8192    # elements of W per finiteness-check task
 DEF CW = 64                            # columns of x per backward stripe
 cdef double NS_SPARSE_MAC = 0.12       # ns per multiply-add of the sparse rows
 cdef double NS_COMPRESS = 0.3          # ns per element of x compressed
-cdef double NS_GEMM_MAC_D = 0.045      # ns per multiply-add of gemm_strided, float64
-cdef double NS_GEMM_MAC_S = 0.03       # ... float32
+cdef double NS_GEMM_MAC_D = 0.041      # ns per multiply-add of gemm_strided, float64
+cdef double NS_GEMM_MAC_S = 0.022      # ... float32
 
 
 cdef inline int gemm_team(const Net *net, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
