@@ -648,3 +648,31 @@ def test_wide_batchnorm_layer(rng, no_book_loop):
     x = rng.standard_normal((3, 3))
     t = rng.integers(0, 2, 3)
     assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL
+
+
+# --- the engine on every ISA level (its forward runs the dispatched kernels) ---------------
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("kind", ["sigmoid", "relu", "batchnorm", "float32"])
+def test_engine_on_every_isa(kind, rng):
+    x, t = _data(rng, 7, 40, 4)
+    np.random.seed(9)
+    if kind == "batchnorm":
+        ref = R.MultiLayerNetExtend(40, [6, 5], 4, use_batchnorm=True, weight_decay_lambda=0.1)
+        np.random.seed(9)
+        net = MultiLayerNetExtend(40, [6, 5], 4, use_batchnorm=True, weight_decay_lambda=0.1)
+    else:
+        act = "relu" if kind == "relu" else "sigmoid"
+        ref = R.MultiLayerNet(40, [6, 5], 4, activation=act, weight_decay_lambda=0.1)
+        np.random.seed(9)
+        net = MultiLayerNet(40, [6, 5], 4, activation=act, weight_decay_lambda=0.1)
+    if kind == "float32":
+        p32 = {k: v.astype(np.float32) for k, v in net.params.items()}
+        net.params = p32
+        want = _f32_reference(R.MultiLayerNet, p32, x, t, sizes=(40, [6, 5], 4),
+                              activation="sigmoid", lam=0.1)
+        got = net.numerical_gradient(x, t)
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=ATOL)
+        return
+    assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL
