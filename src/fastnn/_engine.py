@@ -438,6 +438,19 @@ def numerical_gradient(params, specs, x, t, weight_decay_lambda=None, n_threads=
     ``batch_stats``, also the batch (mean, var) of every batchnorm layer at the
     unperturbed params (float64).
     """
+    ex = _last().get((specs, _MODE_FD))
+    if ex is not None and type(params) is dict and masks is None:
+        # a call like the last one: checked in C
+        got = _numgrad.fast_numgrad(ex, params, x, t, weight_decay_lambda,
+                                    resolve_n_threads(n_threads), _USE_SERIES)
+        if got is not None:
+            grads, warn = got
+            if warn:
+                _warn(warn, stacklevel)
+            if batch_stats:
+                return grads, [ex.batch_stats(l) for l, s in enumerate(specs)
+                               if s.kind == K.KIND_BATCHNORM]
+            return grads
     arrays = []
     for s in specs:
         for k in s.keys:
@@ -477,6 +490,12 @@ def numerical_gradient(params, specs, x, t, weight_decay_lambda=None, n_threads=
     ex = _executor_for(_kinds(specs), widths, n_x, True, _MODE_FD, B, sparse)
     decay = weight_decay_lambda is not None
     lam = float(weight_decay_lambda) if decay else 0.0
+    if not any(f32) and masks is None:
+        ex.expect([k for s in specs for k in s.keys], [a.shape for a in arrays])
+        last = _last()
+        if len(last) > 64:
+            last.clear()
+        last[(specs, _MODE_FD)] = ex
     warn = _numgrad.numgrad(ex, x64, labels, p64, mask_arrays, grads, f32, decay, lam, nt,
                             _USE_SERIES)
     if warn < 0:
