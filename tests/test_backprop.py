@@ -1,4 +1,5 @@
-"""Fused backprop (fastnn.layers.mlp_gradient and the nets' gradient) against the reference."""
+"""The net executor (fastnn._engine.gradient / mlp_gradient, the nets' gradient): every layer
+kind and combination against the book's layers (tests/reference.py)."""
 import io
 import warnings
 from contextlib import redirect_stdout

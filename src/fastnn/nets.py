@@ -25,7 +25,6 @@ import numpy as np
 from . import _engine as E
 from . import functions as F
 from . import layers as _layers
-from ._validate import targets
 from .gradient import numerical_gradient as _generic_numerical_gradient
 
 __all__ = ["TwoLayerNet", "ReluTwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend"]
@@ -70,14 +69,6 @@ def _engine_numerical_gradient(net, specs, lam, x, t, n_threads, func):
         keys = [k for s in specs for k in s.keys]
         return _book_loop(lambda W: net.loss(x, t), net.params, keys)
     return grads
-
-
-def _fused_gradient(params, weights, act, lam, x, t, masks=None, func="gradient"):
-    """Backprop through affine -> act [-> dropout] -> ... -> affine -> softmax + CE in one
-    executor call. lam None: no weight-decay term (TwoLayerNet); a number (even 0):
-    ``dW + lam * W``, as MultiLayerNet adds it. Returns a dict keyed like ``weights``."""
-    specs = E.mlp_spec(weights, act, None, masks is not None)
-    return E.gradient(params, specs, x, t, lam, None, masks, func, stacklevel=4)
 
 
 # --- ch04 TwoLayerNet ----------------------------------------------------------------
