@@ -15,7 +15,7 @@ import pytest
 import reference as R
 from fastnn.compat import Threelayer_net
 from fastnn.gradient import numerical_gradient
-from fastnn.nets import MultiLayerNet, TwoLayerNet
+from fastnn.nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 
 CSV = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist",
                    "mnist_train_100.csv")
@@ -42,6 +42,22 @@ def test_half_hour_step_fastnn(benchmark, mnist, n_threads):
     np.random.seed(0)
     net = Threelayer_net(784, 100, 10, lr=0.01)
     benchmark(net.grad, X[:1], T[:1], n_threads=n_threads)
+
+
+@pytest.mark.benchmark(group="numgrad 784-100-10 batch 1 (one step)")
+@pytest.mark.parametrize("bad", ["nan-weight", "inf-pixel"])
+def test_half_hour_step_nonfinite_fastnn(benchmark, mnist, bad):
+    """The same step with one NaN weight (every gradient NaN, as the book's) or one inf
+    pixel (the book's NaN/inf, the affected rows re-evaluated): still the engine."""
+    X, T = mnist
+    np.random.seed(0)
+    net = Threelayer_net(784, 100, 10, lr=0.01)
+    x = X[:1].copy()
+    if bad == "nan-weight":
+        net.params["w1"][5, 5] = np.nan
+    else:
+        x[0, np.nonzero(x[0])[0][10]] = np.inf
+    benchmark(net.grad, x, T[:1], n_threads=1)
 
 
 @pytest.mark.benchmark(group="numgrad 784-100-10 batch 1 (one step)")
@@ -102,6 +118,23 @@ def test_multi_layer_b100_reference(benchmark, mnist):
     np.random.seed(0)
     ref = R.MultiLayerNet(784, [50, 100], 10, activation="sigmoid", weight_init_std="sigmoid")
     _once(benchmark, lambda: ref.numerical_gradient(X, T))
+
+
+@pytest.mark.benchmark(group="numgrad MultiLayerNetExtend batchnorm 784-20-10 batch 10")
+@pytest.mark.parametrize("n_threads", [1, None], ids=["fastnn-1thread", "fastnn-default"])
+def test_batchnorm_b10_fastnn(benchmark, mnist, n_threads):
+    X, T = mnist
+    np.random.seed(0)
+    net = MultiLayerNetExtend(784, [20], 10, use_batchnorm=True)
+    benchmark(net.numerical_gradient, X[:10], T[:10], n_threads=n_threads)
+
+
+@pytest.mark.benchmark(group="numgrad MultiLayerNetExtend batchnorm 784-20-10 batch 10")
+def test_batchnorm_b10_reference(benchmark, mnist):
+    X, T = mnist
+    np.random.seed(0)
+    ref = R.MultiLayerNetExtend(784, [20], 10, use_batchnorm=True)
+    _once(benchmark, lambda: ref.numerical_gradient(X[:10], T[:10]))
 
 
 # --- generic numerical_gradient(f, x) ------------------------------------------------------

@@ -2,11 +2,22 @@
 
 One step = ``gradient`` (backprop) + ``SGD.update`` of the book's 784-50-10 net on a batch of
 100 real MNIST images (about 81% exact zeros), float64 and float32; plus the gradient and
-the optimizers alone, and a deeper relu MultiLayerNet. Run briefly:
+the optimizers alone, ch05's ReLU net, a deeper relu MultiLayerNet and MultiLayerNetExtend
+with dropout + batchnorm (issue #9's goals: step >= 2.5x, MultiLayerNet >= 3x, Extend
+>= 2.5x the reference). Run briefly:
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE PYTHONPATH=src:tests \
         python -m pytest benchmarks/bench_train.py --benchmark-only \
         --benchmark-columns=median,iqr,rounds
+
+The AVX2 comparison (stands in for an AVX2-only machine): fastnn on its AVX2 path against
+NumPy on OpenBLAS's Haswell kernels,
+
+    FASTNN_ISA=avx2 OPENBLAS_CORETYPE=Haswell PYTHONPATH=src:tests python -m pytest \
+        benchmarks/bench_train.py --benchmark-only --benchmark-columns=median,iqr,rounds
+
+On a 2-core machine, NumPy's OpenBLAS threads keep spinning ~0.1 s after each call: the
+fastnn rows run first, then the reference's, so neither waits for the other's threads.
 
 PyTorch is never a dependency of fastnn: install it into a benchmark-only environment
 (``pip install torch==2.13.0``) to get its rows; without it they are skipped.
@@ -19,7 +30,7 @@ import pytest
 
 import reference as R
 from fastnn import optimizer as O
-from fastnn.nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
+from fastnn.nets import MultiLayerNet, MultiLayerNetExtend, ReluTwoLayerNet, TwoLayerNet
 
 MNIST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist")
 
@@ -64,6 +75,14 @@ def _step(opt, net, x):
     return step
 
 
+def _relu_nets():
+    np.random.seed(0)
+    ref = R.TwoLayerNetCh05(784, 50, 10)
+    np.random.seed(0)
+    net = ReluTwoLayerNet(784, 50, 10)
+    return ref, net
+
+
 def _multilayer(cls):
     np.random.seed(0)
     return cls(784, [100, 100], 10, weight_decay_lambda=1e-4)
@@ -102,6 +121,13 @@ def test_gradient_fastnn(benchmark, dtype):
     benchmark(net.gradient, x, T)
 
 
+def test_step_relu_two_layer_fastnn(benchmark):
+    """ch05's training step: the ReLU TwoLayerNet's gradient + SGD.update."""
+    benchmark.group = "train step ch05 ReLU 784-50-10 b100 float64"
+    _, net = _relu_nets()
+    benchmark(_step(O.SGD(lr=1e-6), net, X))
+
+
 def test_gradient_multilayer_fastnn(benchmark):
     benchmark.group = "gradient MultiLayerNet relu 784-100-100-10 b100 float64"
     benchmark(_multilayer(MultiLayerNet).gradient, X, T)
@@ -133,6 +159,12 @@ def test_gradient_reference(benchmark, dtype):
     benchmark.group = "gradient 784-50-10 b100 %s" % dtype
     ref, _, x = _nets(dtype)
     benchmark(ref.gradient, x, T)
+
+
+def test_step_relu_two_layer_reference(benchmark):
+    benchmark.group = "train step ch05 ReLU 784-50-10 b100 float64"
+    ref, _ = _relu_nets()
+    benchmark(_step(R.SGD(lr=1e-6), ref, X))
 
 
 def test_gradient_multilayer_reference(benchmark):

@@ -1,5 +1,7 @@
-"""Fused backprop (fastnn.layers.mlp_gradient and the nets' gradient) against the reference."""
+"""The net executor (fastnn._engine.gradient / mlp_gradient, the nets' gradient): every layer
+kind and combination against the book's layers (tests/reference.py)."""
 import io
+import warnings
 from contextlib import redirect_stdout
 
 import numpy as np
@@ -9,7 +11,7 @@ import fastnn
 import reference as R
 from mnist_rows import mnist_rows
 from fastnn.gradient import gradient_check
-from fastnn.layers import mlp_gradient
+from fastnn._engine import mlp_gradient
 from fastnn.nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
 
 # every test runs on each ISA level this CPU has (baseline, avx2, avx512)
@@ -492,10 +494,246 @@ def test_batchnorm_float32_and_errors(rng):
 
 def test_large_batches_skip_the_sparse_scratch(rng, monkeypatch):
     """Whole-dataset batches use the dense path (no sparse scratch kept around)."""
-    import fastnn.layers as layers_mod
+    import fastnn._engine as layers_mod
     monkeypatch.setattr(layers_mod, "_SPARSE_MAX_ELEMS", 100)
     ref = _ref_net((50, 12, 4), "sigmoid", 0.1, 15)
     x = _sparse(rng, 30, 50)
     t = rng.integers(0, 4, 30)
     Ws, bs = _params(ref)
     _assert_grads(_as_dict(*mlp_gradient(Ws, bs, "sigmoid", x, t, 0.1)), ref.gradient(x, t), 1e-12)
+
+
+# --- the executor's layer list: every kind combination against the book's layers -------------
+
+from fastnn import _engine as E  # noqa: E402
+from fastnn._kernels import _executor as X  # noqa: E402
+
+
+def _ref_chain(spec, params, masks):
+    """The book's layer objects (tests/reference.py) for an executor spec."""
+    layers = []
+    mi = 0
+    for s in spec:
+        kind = int(s.kind)
+        if kind == X.LayerKind.KIND_AFFINE:
+            layers.append(R.Affine(params[s.keys[0]], params[s.keys[1]]))
+        elif kind == X.LayerKind.KIND_BATCHNORM:
+            layers.append(R.BatchNormalization(params[s.keys[0]], params[s.keys[1]]))
+        elif kind == X.LayerKind.KIND_RELU:
+            layers.append(R.Relu())
+        elif kind == X.LayerKind.KIND_SIGMOID:
+            layers.append(R.Sigmoid())
+        elif kind == X.LayerKind.KIND_DROPOUT:
+            d = R.Dropout(0.5)
+            d.mask = masks[mi]
+            mi += 1
+            layers.append(d)
+    return layers, R.SoftmaxWithLoss()
+
+
+def _ref_chain_gradient(spec, params, x, t, lam, masks):
+    layers, last = _ref_chain(spec, params, masks)
+    h = x
+    for layer in layers:
+        if isinstance(layer, R.Dropout):
+            h = h * layer.mask                      # the given mask, as forward(train) would
+        elif isinstance(layer, R.BatchNormalization):
+            h = layer.forward(h, True)
+        else:
+            h = layer.forward(h)
+    last.forward(h, t)
+    d = last.backward(1)
+    for layer in reversed(layers):
+        d = layer.backward(d)
+    grads = {}
+    for s, layer in zip(spec, layers):
+        if int(s.kind) == X.LayerKind.KIND_AFFINE:
+            grads[s.keys[0]] = layer.dW + (lam * layer.W if lam is not None else 0)
+            grads[s.keys[1]] = layer.db
+        elif int(s.kind) == X.LayerKind.KIND_BATCHNORM:
+            grads[s.keys[0]] = layer.dgamma
+            grads[s.keys[1]] = layer.dbeta
+    return grads
+
+
+def _random_net(rng, n_x, hidden, C, acts, bn, dropout, dtype, M):
+    """A spec Affine [BN] act [Dropout] ... Affine SoftmaxCE, its params and masks."""
+    spec, params, masks = [], {}, []
+    n = n_x
+    for i, (h, act) in enumerate(zip(hidden, acts), 1):
+        params["W%d" % i] = (rng.standard_normal((n, h)) * 0.5).astype(dtype)
+        params["b%d" % i] = (rng.standard_normal(h) * 0.1).astype(dtype)
+        spec.append(E.affine("W%d" % i, "b%d" % i))
+        if bn:
+            params["g%d" % i] = (rng.random(h) + 0.5).astype(dtype)
+            params["be%d" % i] = (rng.standard_normal(h) * 0.1).astype(dtype)
+            spec.append(E.batchnorm("g%d" % i, "be%d" % i))
+        spec.append(E.relu() if act == "relu" else E.sigmoid())
+        if dropout:
+            masks.append(rng.random((M, h)) > 0.3)
+            spec.append(E.dropout())
+        n = h
+    i = len(hidden) + 1
+    params["W%d" % i] = (rng.standard_normal((n, C)) * 0.5).astype(dtype)
+    params["b%d" % i] = (rng.standard_normal(C) * 0.1).astype(dtype)
+    spec.append(E.affine("W%d" % i, "b%d" % i))
+    spec.append(E.softmax_ce())
+    return tuple(spec), params, masks
+
+
+KIND_COMBOS = [(acts, bn, dropout)
+               for acts in (("relu",), ("sigmoid",), ("relu", "sigmoid"), ("sigmoid", "relu", "relu"))
+               for bn in (False, True) for dropout in (False, True)]
+
+
+@pytest.mark.parametrize("acts,bn,dropout", KIND_COMBOS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_every_kind_combination_matches_the_books_layers(acts, bn, dropout, dtype, rng):
+    M, n_x, C = 13, 40, 7
+    hidden = [9, 3, 7][:len(acts)]
+    spec, params, masks = _random_net(rng, n_x, hidden, C, acts, bn, dropout, dtype, M)
+    x = _sparse(rng, M, n_x).astype(dtype)
+    t = rng.integers(0, C, M)
+    lam = 0.05
+    ref64 = {k: v.astype(np.float64) for k, v in params.items()}
+    want = _ref_chain_gradient(spec, ref64, x.astype(np.float64), t, lam, masks)
+    for targets in (t, np.eye(C)[t]):
+        got = E.gradient(params, spec, x, targets, lam, masks=masks)
+        assert list(got) == list(want)
+        for k in want:
+            assert got[k].dtype == dtype and got[k].shape == params[k].shape
+            rel = 1e-11 if dtype == np.float64 else 3e-4
+            scale = max(np.max(np.abs(want[k])), 1e-3 * max(np.max(np.abs(v)) for v in want.values()))
+            assert np.max(np.abs(got[k] - want[k])) <= rel * scale, (k, dtype)
+
+
+@pytest.mark.parametrize("M", [1, 2, 3, 7, 257])
+@pytest.mark.parametrize("width", [1, 3, 7, 257])
+def test_odd_sizes_and_batch_one(M, width, rng):
+    spec, params, masks = _random_net(rng, 11, [width], 3, ("sigmoid",), M > 1, True,
+                                      np.float64, M)
+    x = rng.standard_normal((M, 11))
+    t = rng.integers(0, 3, M)
+    want = _ref_chain_gradient(spec, params, x, t, None, masks)
+    got = E.gradient(params, spec, x, t, None, masks=masks)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-10, atol=1e-13 * max(1, np.max(np.abs(want[k]))))
+
+
+@pytest.mark.parametrize("bn,dropout", [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_executor_bits_do_not_depend_on_threads(bn, dropout, dtype, rng):
+    M = 300
+    spec, params, masks = _random_net(rng, 784, [64, 33], 10, ("relu", "sigmoid"), bn, dropout,
+                                      dtype, M)
+    x = _sparse(rng, M, 784).astype(dtype)
+    t = rng.integers(0, 10, M)
+    runs = [E.gradient(params, spec, x, t, 0.01, n, masks) for n in (1, 2, 3)]
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])
+        np.testing.assert_array_equal(runs[0][k], runs[2][k])
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_batchnorm_net_nonfinite_like_the_books_layers(bad, rng):
+    spec, params, masks = _random_net(rng, 20, [6, 5], 4, ("relu", "relu"), True, False,
+                                      np.float64, 9)
+    x = rng.standard_normal((9, 20))
+    x[2, 3] = bad
+    t = rng.integers(0, 4, 9)
+    with np.errstate(all="ignore"):
+        want = _ref_chain_gradient(spec, params, x, t, None, masks)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = E.gradient(params, spec, x, t, None)
+    for k in want:
+        np.testing.assert_array_equal(np.isnan(got[k]), np.isnan(want[k]), err_msg=k)
+        fin = np.isfinite(want[k])
+        np.testing.assert_allclose(got[k][fin], want[k][fin], rtol=1e-10, atol=1e-14)
+
+
+def test_per_sample_shapes_flatten_into_affine(rng):
+    """x (N, C, H, W) flattens into the first Affine in C order (the book's reshape)."""
+    x4 = rng.standard_normal((5, 2, 3, 4))
+    spec, params, masks = _random_net(rng, 24, [6], 3, ("relu",), False, False, np.float64, 5)
+    t = rng.integers(0, 3, 5)
+    a = E.gradient(params, spec, x4, t)
+    b = E.gradient(params, spec, x4.reshape(5, -1), t)
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    ex = X.Executor((2, 3, 4), True, X.Mode.MODE_GRADIENT)
+    ex.relu()
+    ex.affine(6)
+    ex.sigmoid()
+    ex.affine(3)
+    ex.softmax_ce()
+    assert ex.shapes() == [(24, 24, (2, 3, 4)), (24, 6, (6,)), (6, 6, (6,)), (6, 3, (3,)),
+                           (3, 3, (3,))]
+
+
+def test_executor_structure_errors():
+    ex = X.Executor((4,), True, X.Mode.MODE_GRADIENT)
+    ex.affine(3)
+    ex.softmax_ce()
+    with pytest.raises(ValueError, match="loss must be the last layer"):
+        ex.relu()
+    ex = X.Executor((4,), True, X.Mode.MODE_GRADIENT)
+    ex.affine(3)
+    with pytest.raises(ValueError, match="last layer must be softmax_ce"):
+        ex.plan(2)
+    ex = X.Executor((4,), True, X.Mode.MODE_GRADIENT)
+    ex.relu()
+    ex.affine(2)
+    ex.softmax_ce()
+    with pytest.raises(ValueError, match="first layer must be affine"):
+        ex.plan(2)
+    with pytest.raises(ValueError, match="1 to 3 axes"):
+        X.Executor((1, 2, 3, 4), True, X.Mode.MODE_GRADIENT)
+    spec = (E.affine("W", "b"), E.dropout(), E.affine("W2", "b2"), E.softmax_ce())
+    p = {"W": np.ones((4, 3)), "b": np.zeros(3), "W2": np.ones((3, 2)), "b2": np.zeros(2)}
+    with pytest.raises(ValueError, match="pass their masks"):
+        E.gradient(p, spec, np.ones((2, 4)), [0, 1])
+    with pytest.raises(ValueError, match=r"dropout mask 1 has shape \(3, 3\), expected \(2, 3\)"):
+        E.gradient(p, spec, np.ones((2, 4)), [0, 1], masks=[np.ones((3, 3), bool)])
+    with pytest.raises(KeyError, match="params has no 'W2'"):
+        E.gradient({"W": p["W"], "b": p["b"]}, spec, np.ones((2, 4)), [0, 1])
+
+
+# --- RuntimeWarnings where NumPy warns ---------------------------------------------------------
+
+def test_overflow_in_exp_warns_like_numpy(rng):
+    """A badly scaled sigmoid net: the book's sigmoid warns "overflow encountered in exp";
+    the fused gradient warns the same, and a well scaled one warns nothing."""
+    np.random.seed(0)
+    ref = R.TwoLayerNet(20, 6, 3, weight_init_std=200.0)
+    np.random.seed(0)
+    net = TwoLayerNet(20, 6, 3, weight_init_std=200.0)
+    x = rng.standard_normal((5, 20)) * 10
+    t = rng.integers(0, 3, 5)
+    with pytest.warns(RuntimeWarning, match="overflow encountered in exp"):
+        want = ref.gradient(x, t)
+    with pytest.warns(RuntimeWarning, match="overflow encountered in exp"):
+        got = net.gradient(x, t)
+    _assert_grads(got, want, 1e-10)
+    for dtype in (np.float64, np.float32):
+        net.params = {k: (v * 1e-4).astype(dtype) for k, v in net.params.items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            net.gradient(x.astype(dtype), t)
+
+
+def test_inf_logits_warn_invalid_subtract_like_numpy(rng):
+    np.random.seed(1)
+    ref = R.MultiLayerNet(6, [4], 3, activation="relu")
+    np.random.seed(1)
+    net = MultiLayerNet(6, [4], 3, activation="relu")
+    for p in (ref.params, net.params):
+        p["b2"][1] = np.inf
+    ref._build_layers("relu")
+    x = rng.standard_normal((3, 6))
+    t = rng.integers(0, 3, 3)
+    with pytest.warns(RuntimeWarning, match="invalid value encountered in subtract"):
+        ref.gradient(x, t)
+    with pytest.warns(RuntimeWarning, match="invalid value encountered in subtract"):
+        got = net.gradient(x, t)
+    assert np.isnan(got["W2"]).all()

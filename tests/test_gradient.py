@@ -146,8 +146,8 @@ def test_numerical_gradient_2d_and_diff(rng):
 @pytest.fixture(params=[True, False], ids=["series", "exact"])
 def engine_mode(request, monkeypatch):
     """Run a test with the Taylor-mode fast path on, and with every row evaluated exactly."""
-    import fastnn.nets
-    monkeypatch.setattr(fastnn.nets, "_USE_SERIES", request.param)
+    import fastnn._engine
+    monkeypatch.setattr(fastnn._engine, "_USE_SERIES", request.param)
     return request.param
 
 
@@ -244,9 +244,11 @@ def test_saturated_and_large_weights(rng, engine_mode):
         ref = R.TwoLayerNet(6, 4, 3, weight_init_std=std)
         np.random.seed(2)
         net = TwoLayerNet(6, 4, 3, weight_init_std=std)
-        with np.errstate(over="ignore"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")        # overflow in exp, as NumPy says
             r = ref.numerical_gradient(x, t)
-        assert _max_err(net.numerical_gradient(x, t), r) < ATOL
+            g = net.numerical_gradient(x, t)
+        assert _max_err(g, r) < ATOL
 
 
 def _f32_reference(net_cls, params32, x, t, **kw):
@@ -406,3 +408,271 @@ def test_half_hour_config_one_step():
     np.random.seed(0)
     net = Threelayer_net(784, 100, 10, lr=0.01)
     assert _max_err(net.grad(X, T), ref.grad(X, T)) < ATOL
+
+
+# --- NaN / inf: the reference's NaN and inf, at the engine's speed (issue #11 items 11-12) ---
+
+import warnings  # noqa: E402
+
+import fastnn.nets  # noqa: E402
+from fastnn.nets import MultiLayerNetExtend, ReluTwoLayerNet  # noqa: E402
+
+
+@pytest.fixture
+def no_book_loop(monkeypatch):
+    """Fail if a net falls back to the book's per-element loop."""
+    def refuse(*args, **kw):
+        raise AssertionError("fell back to the book's per-element loop")
+    monkeypatch.setattr(fastnn.nets, "_book_loop", refuse)
+
+
+def _assert_like_reference(g, r, atol=1e-8):
+    assert set(g) == set(r)
+    for k in r:
+        assert g[k].shape == r[k].shape and g[k].dtype == r[k].dtype, k
+        np.testing.assert_array_equal(np.isnan(g[k]), np.isnan(r[k]), err_msg=k)
+        np.testing.assert_array_equal(np.isposinf(g[k]), np.isposinf(r[k]), err_msg=k)
+        np.testing.assert_array_equal(np.isneginf(g[k]), np.isneginf(r[k]), err_msg=k)
+        fin = np.isfinite(r[k])
+        np.testing.assert_allclose(g[k][fin], r[k][fin], rtol=0, atol=atol, err_msg=k)
+
+
+def _pair(name, *args, seed=1, dtype=np.float64, **kw):
+    classes = {"TwoLayerNet": (R.TwoLayerNet, TwoLayerNet),
+               "MultiLayerNet": (R.MultiLayerNet, MultiLayerNet)}
+    rc, fc = classes[name]
+    np.random.seed(seed)
+    ref = rc(*args, **kw)
+    np.random.seed(seed)
+    net = fc(*args, **kw)
+    for n in (ref, net):
+        for k in n.params:
+            n.params[k] = n.params[k].astype(dtype)
+    if hasattr(ref, "_build_layers"):
+        ref._build_layers(kw.get("activation", "relu"))   # its layers hold the params
+    return ref, net
+
+
+NONFINITE_CASES = [
+    # (net, activation, where, value): the book's result is checked, whatever it is
+    ("TwoLayerNet", "sigmoid", ("W1", (1, 2)), np.nan),        # every gradient NaN
+    ("TwoLayerNet", "sigmoid", ("W1", (2, 3)), np.inf),        # sigmoid(inf) = 1: finite loss
+    ("TwoLayerNet", "sigmoid", ("W1", (2, 3)), -np.inf),
+    ("TwoLayerNet", "sigmoid", ("x", (1, 2)), np.inf),
+    ("TwoLayerNet", "sigmoid", ("x", (1, 2)), -np.inf),
+    ("TwoLayerNet", "sigmoid", ("x", (0, 4)), np.nan),
+    ("TwoLayerNet", "sigmoid", ("b2", (2,)), -np.inf),         # a class with p = 0
+    ("TwoLayerNet", "sigmoid", ("b2", (0,)), np.inf),          # inf - inf in softmax: NaN
+    ("MultiLayerNet", "relu", ("W1", (2, 3)), -np.inf),        # relu(-inf) = 0
+    ("MultiLayerNet", "relu", ("b2", (1,)), -np.inf),
+    ("MultiLayerNet", "relu", ("W2", (0, 0)), 1e200),          # W ** 2 overflows: NaN
+    ("MultiLayerNet", "sigmoid", ("W2", (0, 0)), 1e200),
+    ("MultiLayerNet", "sigmoid", ("W1", (2, 3)), np.inf),      # decay term inf: NaN
+]
+
+
+@pytest.mark.parametrize("name,act,where,value", NONFINITE_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("zeros", [False, True])
+def test_nonfinite_gives_the_reference_at_engine_speed(name, act, where, value, dtype, zeros,
+                                                       rng, no_book_loop, engine_mode):
+    x = rng.random((4, 6)) + 0.1
+    if zeros:
+        x[0, 2] = x[3, 1] = 0.0            # 0 * inf = NaN where a weight is inf
+    t = np.array([0, 1, 2, 1])
+    if name == "TwoLayerNet":
+        ref, net = _pair(name, 6, 5, 3, weight_init_std=0.5, dtype=dtype)
+    else:
+        ref, net = _pair(name, 6, [5, 4], 3, activation=act, seed=3, dtype=dtype)
+    key, idx = where
+    with np.errstate(over="ignore"):            # 1e200 in float32 is inf
+        if key == "x":
+            x[idx] = value
+        else:
+            for p in (ref.params, net.params):
+                p[key][idx] = value
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = ref.numerical_gradient(x, t)
+        got = net.numerical_gradient(x, t)
+    _assert_like_reference(got, want, atol=1e-8 if dtype == np.float64 else 1e-5)
+
+
+def test_nan_weight_makes_every_gradient_nan_fast(no_book_loop):
+    """One NaN weight: the book's every perturbed loss is NaN, so is every gradient; the
+    engine says so after one forward pass (the old fallback took seconds per step)."""
+    X, T = mnist_rows(1)
+    np.random.seed(0)
+    net = Threelayer_net(784, 100, 10)
+    net.params["w1"][5, 5] = np.nan
+    g = net.grad(X, T)
+    assert all(np.isnan(v).all() for v in g.values())
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_multilayer_1e200_weight_is_nan_like_the_book(activation, rng, no_book_loop):
+    # the loss's 0.5 * lambda * sum(W ** 2) is 0 * inf = NaN even with lambda = 0
+    ref, net = _pair("MultiLayerNet", 6, [5], 3, activation=activation)
+    for p in (ref.params, net.params):
+        p["W1"][0, 0] = 1e200
+    x, t = rng.random((3, 6)), np.array([0, 2, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = ref.numerical_gradient(x, t)
+        got = net.numerical_gradient(x, t)
+    assert all(np.isnan(v).all() for v in want.values())
+    _assert_like_reference(got, want)
+
+
+def test_weight_decay_lambda_nan_gives_nan_bias_gradients(rng, no_book_loop):
+    ref, net = _pair("MultiLayerNet", 6, [5], 3, weight_decay_lambda=np.nan)
+    x, t = rng.random((3, 6)), np.array([0, 2, 1])
+    want = ref.numerical_gradient(x, t)
+    got = net.numerical_gradient(x, t)
+    assert np.isnan(want["b1"]).all() and np.isnan(got["b1"]).all()
+    _assert_like_reference(got, want)
+
+
+def test_inf_pixel_and_inf_weight_cost_only_their_rows(no_book_loop):
+    """An inf input pixel (sigmoid net): the rows it reaches are re-evaluated from scratch,
+    the rest incrementally; the result is the book's."""
+    X, T = mnist_rows(2)
+    X = X.copy()
+    X[1, np.nonzero(X[1])[0][4]] = np.inf
+    np.random.seed(0)
+    ref = R.TwoLayerNet(784, 3, 10, weight_init_std=0.3)
+    np.random.seed(0)
+    net = TwoLayerNet(784, 3, 10, weight_init_std=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _assert_like_reference(net.numerical_gradient(X, T), ref.numerical_gradient(X, T))
+
+
+# --- BatchNorm nets in the engine -----------------------------------------------------------
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+@pytest.mark.parametrize("hidden", [[4], [5, 3]])
+@pytest.mark.parametrize("lam", [0, 0.1])
+def test_batchnorm_net_matches_reference(activation, hidden, lam, rng, no_book_loop):
+    kw = dict(activation=activation, weight_decay_lambda=lam, use_batchnorm=True)
+    np.random.seed(4)
+    ref = R.MultiLayerNetExtend(7, hidden, 3, **kw)
+    np.random.seed(4)
+    net = MultiLayerNetExtend(7, hidden, 3, **kw)
+    x = rng.standard_normal((6, 7))
+    x[rng.random((6, 7)) < 0.3] = 0.0
+    t = rng.integers(0, 3, 6)
+    want = ref.numerical_gradient(x, t)
+    got = net.numerical_gradient(x, t)
+    assert list(got) == list(want)
+    assert _max_err(got, want) < ATOL
+    # the book's 2 x (number of params) loss calls leave their running statistics behind
+    for i in range(1, len(hidden) + 1):
+        a, b = net.layers["BatchNorm%d" % i], ref.layers["BatchNorm%d" % i]
+        np.testing.assert_allclose(a.running_mean, b.running_mean, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(a.running_var, b.running_var, rtol=1e-6, atol=1e-9)
+
+
+def test_batchnorm_net_thread_counts_bitwise(rng):
+    np.random.seed(5)
+    net = MultiLayerNetExtend(30, [12, 9], 10, use_batchnorm=True, weight_decay_lambda=0.01)
+    x, t = _data(rng, 20, 30, 10)
+    runs = [net.numerical_gradient(x, t, n_threads=n) for n in (1, 2, 3)]
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])
+        np.testing.assert_array_equal(runs[0][k], runs[2][k])
+
+
+def test_dropout_net_runs_the_books_loop(rng):
+    """With dropout the book's loss draws new masks at every call: the book's loop, with
+    the same draws under the same seed."""
+    np.random.seed(6)
+    ref = R.MultiLayerNetExtend(5, [3], 2, use_dropout=True, dropout_ration=0.3)
+    np.random.seed(6)
+    net = MultiLayerNetExtend(5, [3], 2, use_dropout=True, dropout_ration=0.3)
+    x, t = _data(rng, 4, 5, 2)
+    np.random.seed(7)
+    want = ref.numerical_gradient(x, t)
+    np.random.seed(7)
+    got = net.numerical_gradient(x, t)
+    assert list(got) == list(want)
+    assert _max_err(got, want) < 1e-6
+
+
+# --- ch05's ReLU net ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("onehot", [False, True])
+def test_relu_two_layer_net_matches_reference(onehot, rng, no_book_loop, engine_mode):
+    x, t = _data(rng, 5, 9, 4)
+    if onehot:
+        t = _onehot(t, 4)
+    np.random.seed(2)
+    ref = R.TwoLayerNetCh05(9, 6, 4, weight_init_std=0.5)
+    np.random.seed(2)
+    net = ReluTwoLayerNet(9, 6, 4, weight_init_std=0.5)
+    assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL
+
+
+# --- RuntimeWarnings where NumPy warns ----------------------------------------------------------
+
+def test_engine_warns_overflow_in_exp_like_the_book(rng):
+    x, t = _data(rng, 3, 6, 3)
+    x *= 50
+    np.random.seed(2)
+    ref = R.TwoLayerNet(6, 4, 3, weight_init_std=40.0)
+    np.random.seed(2)
+    net = TwoLayerNet(6, 4, 3, weight_init_std=40.0)
+    with pytest.warns(RuntimeWarning, match="overflow encountered in exp"):
+        want = ref.numerical_gradient(x, t)
+    with pytest.warns(RuntimeWarning, match="overflow encountered in exp"):
+        got = net.numerical_gradient(x, t)
+    assert _max_err(got, want) < ATOL
+    with np.errstate(over="ignore"), warnings.catch_warnings():   # as NumPy: silent
+        warnings.simplefilter("error")
+        net.numerical_gradient(x, t)
+    with np.errstate(over="raise"), pytest.raises(FloatingPointError, match="overflow"):
+        net.numerical_gradient(x, t)
+    net.params = {k: v * 1e-3 for k, v in net.params.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.numerical_gradient(x, t)
+
+
+def test_wide_batchnorm_layer(rng, no_book_loop):
+    """A batchnorm layer wider than the engine's fixed scratch (its own buffers are sized
+    by the net)."""
+    np.random.seed(8)
+    ref = R.MultiLayerNetExtend(3, [257], 2, use_batchnorm=True)
+    np.random.seed(8)
+    net = MultiLayerNetExtend(3, [257], 2, use_batchnorm=True)
+    x = rng.standard_normal((3, 3))
+    t = rng.integers(0, 2, 3)
+    assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL
+
+
+# --- the engine on every ISA level (its forward runs the dispatched kernels) ---------------
+
+@pytest.mark.usefixtures("isa")
+@pytest.mark.parametrize("kind", ["sigmoid", "relu", "batchnorm", "float32"])
+def test_engine_on_every_isa(kind, rng):
+    x, t = _data(rng, 7, 40, 4)
+    np.random.seed(9)
+    if kind == "batchnorm":
+        ref = R.MultiLayerNetExtend(40, [6, 5], 4, use_batchnorm=True, weight_decay_lambda=0.1)
+        np.random.seed(9)
+        net = MultiLayerNetExtend(40, [6, 5], 4, use_batchnorm=True, weight_decay_lambda=0.1)
+    else:
+        act = "relu" if kind == "relu" else "sigmoid"
+        ref = R.MultiLayerNet(40, [6, 5], 4, activation=act, weight_decay_lambda=0.1)
+        np.random.seed(9)
+        net = MultiLayerNet(40, [6, 5], 4, activation=act, weight_decay_lambda=0.1)
+    if kind == "float32":
+        p32 = {k: v.astype(np.float32) for k, v in net.params.items()}
+        net.params = p32
+        want = _f32_reference(R.MultiLayerNet, p32, x, t, sizes=(40, [6, 5], 4),
+                              activation="sigmoid", lam=0.1)
+        got = net.numerical_gradient(x, t)
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=ATOL)
+        return
+    assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL

@@ -489,7 +489,7 @@ def _kernels(dtype, big):
 
 
 def _mlp(x, t, Ws, bs, act, n, masks=None, bn=None):
-    from fastnn.layers import mlp_gradient
+    from fastnn._engine import mlp_gradient
     out = mlp_gradient(Ws, bs, act, x, t, 0.01, n_threads=n, dropout_masks=masks, batchnorm=bn)
     res = [list(out[0]), list(out[1])]
     if bn is not None:

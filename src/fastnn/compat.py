@@ -8,7 +8,8 @@ central-difference gradients, computed by fastnn's fused engine (see ``fastnn.ne
 import numpy as np
 
 from . import functions as F
-from .nets import _engine_numerical_gradient, _fused_gradient
+from . import _engine as E
+from .nets import _engine_numerical_gradient
 
 __all__ = ["Threelayer_net"]
 
@@ -30,6 +31,7 @@ class Threelayer_net:  # noqa: N801 - the prototype's own name
     """
 
     _weights = (("w1", "b1"), ("w2", "b2"))
+    _specs = E.mlp_spec(_weights, "sigmoid")
 
     def __init__(self, input_size, hidden_size, output_size, lr=0.01):
         self.params = {}
@@ -60,11 +62,9 @@ class Threelayer_net:  # noqa: N801 - the prototype's own name
 
     def grad(self, x, t, n_threads=None):
         """Central-difference gradients (h = 1e-4) of ``loss(x, t)``: keys w1 b1 w2 b2."""
-        return _engine_numerical_gradient(self, self._weights, "sigmoid", 0.0, x, t,
-                                          n_threads, "Threelayer_net.grad")
+        return _engine_numerical_gradient(self, self._specs, None, x, t, n_threads,
+                                          "Threelayer_net.grad")
 
     def gradient(self, x, t):
         """Backpropagation gradients of ``loss(x, t)`` (same keys as ``grad``)."""
-        x = np.asarray(x)
-        x = x.reshape(1, -1) if x.ndim == 1 else x
-        return _fused_gradient(self.params, self._weights, "sigmoid", None, x, t)
+        return E.gradient(self.params, self._specs, x, t, None, func="Threelayer_net.gradient")

@@ -10,20 +10,21 @@ Same classes, attributes and semantics as "Deep Learning from Scratch":
   and scales by ``1 - dropout_ratio`` at test time;
 * ``BatchNormalization`` keeps ``running_mean`` / ``running_var`` and uses ``train_flg``.
 
-``mlp_gradient`` is the fused backprop used by the nets' ``gradient``: forward and backward
-through every layer in one kernel call with the GIL released.
+The nets (fastnn.nets) do not call these objects on their fused paths: their whole
+forward + backward is one executor call (fastnn._engine); the objects are the book's API
+for code that composes layers itself, and the nets' ``layers`` attribute.
 """
 import threading
 
 import numpy as np
 
 from . import functions as F
-from ._kernels import _executor, _linear
+from ._kernels import _linear
 from ._threads import resolve_n_threads
-from ._validate import as_kernel_array, bad_labels, compute_dtypes, finish, targets
+from ._validate import as_kernel_array, compute_dtypes, finish
 
 __all__ = ["Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "Dropout", "BatchNormalization",
-           "mlp_gradient", "Convolution", "Pooling"]
+           "Convolution", "Pooling"]
 
 
 class Relu:
@@ -256,194 +257,6 @@ class BatchNormalization:
 
     def __repr__(self):
         return "BatchNormalization(momentum=%r)" % (self.momentum,)
-
-
-# --- fused backprop -------------------------------------------------------------------
-
-_local = threading.local()
-_F64 = np.dtype(np.float64)
-_F32 = np.dtype(np.float32)
-
-
-# Above this many input elements (M * n_0) the sparse first layer is not used: its scratch
-# (about 3x the size of x) would not be worth keeping around for whole-dataset batches.
-_SPARSE_MAX_ELEMS = 1 << 24
-
-
-def _workspace(M, sizes, itemsize, sparse):
-    # one scratch buffer per Python thread, grown as needed and kept: the kernel's scratch
-    # pages stay mapped between training steps instead of being faulted in every call
-    key = (M, tuple(sizes), itemsize, sparse)
-    if getattr(_local, "key", None) == key:
-        return _local.buf
-    nbytes = _executor.workspace_bytes(M, sizes, itemsize, sparse)
-    buf = getattr(_local, "buf", None)
-    if buf is None or buf.size < nbytes:
-        buf = _local.buf = np.empty(max(nbytes, 1), dtype=np.uint8)
-    _local.key = key
-    return buf
-
-
-_ACTIVATIONS = {"relu": _executor.ACT_RELU, "sigmoid": _executor.ACT_SIGMOID}
-
-
-def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=None,
-                 dropout_masks=None, batchnorm=None):
-    """Backprop gradients of an MLP's mean softmax cross-entropy, in one fused kernel call.
-
-    The net is ``Affine -> activation -> ... -> Affine -> SoftmaxWithLoss`` (the books'
-    ``TwoLayerNet`` / ``MultiLayerNet``). Forward activations are cached and the backward
-    pass runs in C with no Python between layers.
-
-    Parameters
-    ----------
-    Ws : sequence of L arrays, ``Ws[l]`` of shape (n_l, n_{l+1})
-    bs : sequence of L arrays, ``bs[l]`` of shape (n_{l+1},)
-    activation : 'relu' or 'sigmoid' (hidden layers)
-    x : array (M, n_0), a single sample (n_0,), or (M, ...) flattened to (M, n_0)
-    t : M integer labels in [0, n_L), or one-hot targets with the scores' size
-    weight_decay_lambda : float or None
-        When given (even 0), ``weight_decay_lambda * W`` is added to every ``dW``
-        (MultiLayerNet); None adds nothing (TwoLayerNet).
-    n_threads : int, optional
-        Threads (default ``fastnn.get_num_threads()``); results do not depend on it.
-    dropout_masks : sequence of L-1 boolean arrays (M, n_{l+1}) or None, optional
-        Keep-masks of a Dropout after each hidden activation (``MultiLayerNetExtend``):
-        the forward multiplies the activations by them and the backward the gradients.
-    batchnorm : sequence of L-1 ``(gamma, beta)`` pairs (or None) or None, optional
-        A BatchNormalization in training mode between each hidden affine and its
-        activation (``MultiLayerNetExtend(use_batchnorm=True)``).
-
-    Returns
-    -------
-    dWs, dbs : lists of arrays shaped like ``Ws`` and ``bs``, in the promoted float dtype
-    of x and the parameters.
-    bn : list (only when ``batchnorm`` is given) of None or dicts with ``'dgamma'``,
-        ``'dbeta'`` and the batch statistics ``'mu'``, ``'var'`` (for the running ones).
-    """
-    act = _ACTIVATIONS.get(activation)
-    if act is None:
-        act = _ACTIVATIONS.get(str(activation).lower())
-        if act is None:
-            raise ValueError("mlp_gradient: activation must be 'relu' or 'sigmoid', got %r"
-                             % (activation,))
-    L = len(Ws)
-    if L == 0 or len(bs) != L:
-        raise ValueError("mlp_gradient: need as many biases as weights (>= 1), got %d W and "
-                         "%d b" % (L, len(bs)))
-    if type(x) is not np.ndarray:
-        x = np.asarray(x)
-    x_shape = x.shape
-    nd = len(x_shape)
-    if nd == 0:
-        raise ValueError("mlp_gradient: x must be 1-D (one sample) or 2-D, got a 0-d array")
-    x2 = x if nd == 2 else (x.reshape(1, -1) if nd == 1 else x.reshape(x_shape[0], -1))
-    M, n_prev = x2.shape
-    if M == 0:
-        raise ValueError("mlp_gradient: x has shape %s: the batch is empty" % (x_shape,))
-    Ws = [W if type(W) is np.ndarray else np.asarray(W) for W in Ws]
-    bs = [b if type(b) is np.ndarray else np.asarray(b) for b in bs]
-    dt = x2.dtype
-    same = dt is _F64 or dt is _F32
-    sizes = [n_prev]
-    for l in range(L):
-        W, b = Ws[l], bs[l]
-        Ws_shape = W.shape
-        if len(Ws_shape) != 2 or Ws_shape[0] != n_prev:
-            raise ValueError("mlp_gradient: W%d has shape %s, but its input has %d features "
-                             "(x has shape %s)" % (l + 1, Ws_shape, n_prev, x_shape))
-        n_prev = Ws_shape[1]
-        if b.size != n_prev or b.ndim > 2:
-            raise ValueError("mlp_gradient: b%d has shape %s, W%d has shape %s: b must have "
-                             "shape (%d,)" % (l + 1, b.shape, l + 1, Ws_shape, n_prev))
-        same = same and W.dtype is dt and b.dtype is dt
-        sizes.append(n_prev)
-    C = n_prev
-    if C == 0:
-        raise ValueError("mlp_gradient: the output layer has no classes (W%d has shape %s)"
-                         % (L, Ws[-1].shape))
-    bn_pairs = None
-    if batchnorm is not None:
-        if len(batchnorm) != L - 1:
-            raise ValueError("mlp_gradient: %d batchnorm entries for %d hidden layers"
-                             % (len(batchnorm), L - 1))
-        bn_pairs = []
-        for l, gb in enumerate(batchnorm):
-            if gb is None:
-                bn_pairs.append(None)
-                continue
-            g, be = (np.asarray(a) for a in gb)
-            if g.size != sizes[l + 1] or be.size != sizes[l + 1]:
-                raise ValueError("mlp_gradient: gamma%d/beta%d have shapes %s/%s, hidden layer "
-                                 "%d has %d units" % (l + 1, l + 1, g.shape, be.shape, l + 1,
-                                                      sizes[l + 1]))
-            same = same and g.dtype is dt and be.dtype is dt
-            bn_pairs.append((g, be))
-    if same:
-        res = dt
-    else:
-        extra = [a.dtype for p in (bn_pairs or []) if p is not None for a in p]
-        dt, res = compute_dtypes(x2.dtype, *{a.dtype for a in Ws + bs}, *extra)
-    kind, tc = targets(t, M, C, (M, C), "gradient")
-    if kind == "labels":
-        labels, onehot = tc, None
-    else:
-        labels, onehot = None, as_kernel_array(tc, dt)
-    xc = x2 if same and x2.flags.c_contiguous else as_kernel_array(x2, dt)
-    Wc = [W if same and W.flags.c_contiguous else as_kernel_array(W, dt) for W in Ws]
-    bc = [b if same and b.ndim == 1 and b.flags.c_contiguous
-          else as_kernel_array(b.reshape(-1), dt) for b in bs]
-    dWs = [np.empty((sizes[l], sizes[l + 1]), dtype=dt) for l in range(L)]
-    dbs = [np.empty(sizes[l + 1], dtype=dt) for l in range(L)]
-    decay = weight_decay_lambda is not None
-    masks = None
-    if dropout_masks is not None:
-        if len(dropout_masks) != L - 1:
-            raise ValueError("mlp_gradient: %d dropout masks for %d hidden layers"
-                             % (len(dropout_masks), L - 1))
-        masks = []
-        for l, m in enumerate(dropout_masks):
-            if m is None:
-                masks.append(None)
-                continue
-            m = np.asarray(m)
-            if m.shape != (M, sizes[l + 1]):
-                raise ValueError("mlp_gradient: dropout mask %d has shape %s, expected %s"
-                                 % (l + 1, m.shape, (M, sizes[l + 1])))
-            masks.append(np.ascontiguousarray(m != 0, dtype=np.uint8))
-    bn = None
-    if bn_pairs is not None:
-        bn = []
-        for l, p in enumerate(bn_pairs):
-            if p is None:
-                bn.append(None)
-                continue
-            n = sizes[l + 1]
-            # gamma, beta, dgamma, dbeta, mu, var, std, xc, xn
-            bn.append((as_kernel_array(p[0].reshape(-1), dt), as_kernel_array(p[1].reshape(-1), dt))
-                      + tuple(np.empty(n, dtype=dt) for _ in range(5))
-                      + (np.empty((M, n), dtype=dt), np.empty((M, n), dtype=dt)))
-    sparse = M * sizes[0] <= _SPARSE_MAX_ELEMS
-    work = _workspace(M, sizes, dt.itemsize, sparse)
-    bad = _executor.mlp_gradient(Wc, bc, act, xc, labels, onehot, decay,
-                                 float(weight_decay_lambda) if decay else 0.0, dWs, dbs, work,
-                                 sparse, dt is _F64, resolve_n_threads(n_threads), masks, bn)
-    if bad:
-        raise bad_labels(labels, C, "gradient")
-    if res is not dt:
-        dWs = [finish(d, res) for d in dWs]
-        dbs = [finish(d, res) for d in dbs]
-    for l in range(L):
-        if bs[l].ndim != 1:
-            dbs[l] = dbs[l].reshape(bs[l].shape)
-    if bn is not None:
-        out = [None if e is None else
-               {"dgamma": finish(e[2], res).reshape(bn_pairs[l][0].shape),
-                "dbeta": finish(e[3], res).reshape(bn_pairs[l][1].shape),
-                "mu": finish(e[4], res), "var": finish(e[5], res)}
-               for l, e in enumerate(bn)]
-        return dWs, dbs, out
-    return dWs, dbs
 
 
 # --- ch07: Convolution and Pooling (issue #10) ------------------------------------------

@@ -1,40 +1,35 @@
-"""The book's nets: ch04 ``TwoLayerNet``, ch06 ``MultiLayerNet`` and ``MultiLayerNetExtend``,
-on fastnn's kernels.
+"""The book's nets: ch04 ``TwoLayerNet``, ch05's ReLU ``TwoLayerNet`` (``ReluTwoLayerNet``),
+ch06 ``MultiLayerNet`` and ``MultiLayerNetExtend``, on fastnn's kernels.
 
 Names, arguments, defaults, init draws (the same ``np.random`` calls in the same order, so
 ``np.random.seed(0)`` gives the book's parameters exactly) and ``params`` keys are the
 book's. ``params`` is a plain dict of NumPy arrays, read afresh on every call:
 ``net.params['W1'] -= lr * grads['W1']`` and ``net.params['W1'] = new_array`` both take
-effect on the next call.
+effect on the next call (the book's ``layers`` follow it too).
 
-``gradient(x, t)`` is one fused backprop call (``fastnn.layers.mlp_gradient``: forward and
-backward of every layer in C, dropout and batchnorm included).
-
-``numerical_gradient(x, t)`` runs the fused finite-difference engine
-(``fastnn._kernels._numgrad``): one forward pass, then, for every parameter, the loss at
-``w + h`` and ``w - h`` re-evaluated incrementally from the perturbed layer on, rows whose
-input is exactly 0 skipped, parameters in parallel. The perturbed points are the book's
-(rounded in the parameter's dtype); the loss is the book's (mean of ``-log(y_t + 1e-7)``,
-plus ``0.5 * lambda * sum(W**2)`` per weight with weight decay), evaluated in double --
-for float32 params that is the true central difference at the float32 points rather than
-float32 rounding noise. Results do not depend on the thread count.
+Each net is a layer list (``fastnn._engine``): ``gradient(x, t)`` is one executor call
+(forward and backward of every layer in C, dropout and batchnorm included) and
+``numerical_gradient(x, t)`` one call of the finite-difference engine: one forward pass,
+then, for every parameter, the loss at ``w + h`` and ``w - h`` re-evaluated incrementally
+from the perturbed layer on, rows whose input is exactly 0 skipped, parameters in parallel.
+The perturbed points are the book's (rounded in the parameter's dtype); the loss is the
+book's (mean of ``-log(y_t + 1e-7)``, plus ``0.5 * lambda * sum(W**2)`` per weight with
+weight decay), evaluated in double -- for float32 params that is the true central
+difference at the float32 points rather than float32 rounding noise. NaN/inf give the
+book's NaN/inf. Results do not depend on the thread count.
 """
 from collections import OrderedDict
 
 import numpy as np
 
+from . import _engine as E
 from . import functions as F
 from . import layers as _layers
-from ._kernels import _numgrad
-from ._threads import resolve_n_threads
-from ._validate import bad_labels, targets
 from .gradient import numerical_gradient as _generic_numerical_gradient
 
-__all__ = ["TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend"]
+__all__ = ["TwoLayerNet", "ReluTwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend"]
 
-_ACTIVATIONS = {"relu": 0, "sigmoid": 1}
-# the reference's `x[idx] = tmp_val - h` on float32 params rounds as NumPy does
-_numgrad.set_nep50(type(np.float32(1) - 1e-4) is np.float32)
+_ACTIVATIONS = ("relu", "sigmoid")
 
 
 # --- shared helpers ------------------------------------------------------------------
@@ -54,132 +49,26 @@ def _as_batch(x, n_in, cls):
     return x
 
 
-def _labels_for(t, rows, n_classes, cls):
-    """Class labels (B,) intp from labels or one-hot t (one-hot: argmax, as the book)."""
-    kind, tc = targets(t, rows, n_classes, (rows, n_classes), cls)
-    if kind == "onehot":
-        return np.ascontiguousarray(np.argmax(tc, axis=1), dtype=np.intp)
-    if tc.size and (tc.min() < 0 or tc.max() >= n_classes):
-        raise bad_labels(tc, n_classes, cls)
-    return tc
-
-
 def _labels_of(t):
     t = np.asarray(t)
     return t if t.ndim == 1 else np.argmax(t, axis=1)
 
 
-# Below this many estimated flops a call runs on one thread (waking a second one, on a
-# busy machine, costs more than the whole call).
-_ENGINE_PARALLEL_MIN_FLOPS = 2e6
-# Taylor mode on (tests switch it off to check the exact incremental path on its own)
-_USE_SERIES = True
+def _book_loop(loss_W, params, keys):
+    """The book's loop over every element of every param (an f the engine cannot
+    evaluate: a random loss (dropout), or params of an unusual dtype)."""
+    return {k: _generic_numerical_gradient(loss_W, params[k]) for k in keys}
 
 
-def _engine_work(sizes, B, nnz):
-    """Rough flop count of one engine call (series per column and row, then rows)."""
-    est = 0.0
-    for l in range(len(sizes) - 1):
-        deeper = sum(sizes[m] * sizes[m + 1] * 7 + 60 * sizes[m] for m in range(l + 1, len(sizes) - 1))
-        est += sizes[l + 1] * (20.0 * nnz[l] + B * (deeper + 300))
-    return est
-
-
-def _engine_numerical_gradient(net, weights, act, lam, x, t, n_threads, cls):
-    """Central-difference gradients of `net.loss(x, t)` for every (W, b) in `weights`.
-
-    weights : list of (W key, b key); act : 'relu' | 'sigmoid'; lam : weight decay.
-    Returns a dict key -> gradient (same shape and dtype as the param).
-    """
-    params = net.params
-    arrays = []
-    for wk, bk in weights:
-        for k in (wk, bk):
-            p = params[k]
-            if not isinstance(p, np.ndarray):
-                raise TypeError("%s: params[%r] must be a numpy array, got %s"
-                                % (cls, k, type(p).__name__))
-            if p.dtype.kind != "f":
-                raise TypeError("%s: params[%r] must be a floating-point array (it is perturbed "
-                                "by h = 1e-4), got dtype %s" % (cls, k, p.dtype))
-            if not p.flags.writeable:
-                raise ValueError("%s: params[%r] (shape %s) is read-only; the numerical gradient "
-                                 "perturbs it in place in the book's code" % (cls, k, p.shape))
-        arrays.append((params[wk], params[bk]))
-    n_in = arrays[0][0].shape[0]
-    prev = n_in
-    for (wk, bk), (W, b) in zip(weights, arrays):
-        if W.ndim != 2 or W.shape[0] != prev or b.size != W.shape[1]:
-            raise ValueError("%s: params[%r] has shape %s and params[%r] shape %s; expected "
-                             "(%d, n) and (n,)" % (cls, wk, W.shape, bk, b.shape, prev))
-        prev = W.shape[1]
-    xb = _as_batch(x, n_in, cls)
-    B = xb.shape[0]
-    C = arrays[-1][0].shape[1]
-    lab = _labels_for(t, B, C, cls)
-
-    def generic():
-        # straightforward evaluation (inf/NaN present, or an unusual dtype): the book's loop
-        loss_W = lambda W: net.loss(x, t)  # noqa: E731 - the book's idiom
-        out = {}
-        for wk, bk in weights:
-            out[wk] = _generic_numerical_gradient(loss_W, params[wk])
-            out[bk] = _generic_numerical_gradient(loss_W, params[bk])
-        return out
-
-    if any(a.dtype not in (np.float32, np.float64) for pair in arrays for a in pair):
-        return generic()
-    x64 = np.ascontiguousarray(xb, dtype=np.float64)
-    finite = np.isfinite(x64).all()
-    layers = []
-    A = x64
-    nt = resolve_n_threads(n_threads)
-    sizes = [n_in] + [W.shape[1] for W, _ in arrays]
-    if n_threads is None and nt > 1:
-        nnz0 = np.count_nonzero(x64)
-        if _engine_work(sizes, B, [nnz0] + [B * n for n in sizes[1:-1]]) < _ENGINE_PARALLEL_MIN_FLOPS:
-            nt = 1
-    with np.errstate(over="ignore", invalid="ignore"):
-        for li, (W, b) in enumerate(arrays):
-            finite = finite and np.isfinite(W).all() and np.isfinite(b).all()
-            if not finite:
-                return generic()
-            W64 = np.ascontiguousarray(W, dtype=np.float64)
-            b64 = np.ascontiguousarray(b.reshape(-1), dtype=np.float64)
-            Z = F.affine(A, W64, b64, n_threads=nt)          # z = a @ W + b
-            nz = np.ascontiguousarray(A.T) != 0                # (n_in, B): rows to visit
-            off = np.zeros(W.shape[0] + 1, dtype=np.intp)
-            np.cumsum(nz.sum(axis=1), out=off[1:])
-            ii, rows = np.nonzero(nz)
-            d = {"W": W64, "b": b64, "A": A, "nz_off": off,
-                 "nz_rows": np.ascontiguousarray(rows, dtype=np.intp),
-                 "nz_vals": np.ascontiguousarray(A[rows, ii]),
-                 "w_f32": int(W.dtype == np.float32), "b_f32": int(b.dtype == np.float32),
-                 # with several threads each column is written contiguously (no false
-                 # sharing of gW's cache lines between threads), then transposed back
-                 "gWT": int(nt > 1),
-                 "gW": np.empty(W.shape[::-1] if nt > 1 else W.shape, dtype=np.float64),
-                 "gb": np.empty(W.shape[1], dtype=np.float64)}
-            if li < len(arrays) - 1:
-                d["Z"] = Z
-                if act == "sigmoid":
-                    E = np.exp(-Z)                             # E = exp(-z), cached
-                    d["E"] = E
-                    A = 1.0 / (1.0 + E)                        # a = sigmoid(z)
-                else:
-                    A = np.maximum(Z, 0.0)                     # a = relu(z)
-                A = np.ascontiguousarray(A)
-            layers.append(d)
-        P = F.softmax(Z, n_threads=nt)
-    if not np.isfinite(Z).all() or not np.isfinite(P).all():
-        return generic()
-    _numgrad.numgrad_net(layers, P, lab, _ACTIVATIONS[act], float(lam), nt, _USE_SERIES)
-    out = {}
-    for (wk, bk), (W, b), d in zip(weights, arrays, layers):
-        gW = d["gW"].T if d["gWT"] else d["gW"]
-        out[wk] = np.ascontiguousarray(gW, dtype=W.dtype)
-        out[bk] = d["gb"].reshape(b.shape).astype(b.dtype, copy=False)
-    return out
+def _engine_numerical_gradient(net, specs, lam, x, t, n_threads, func):
+    """The engine's central differences of ``net.loss(x, t)``; the book's loop for
+    params of a dtype other than float32/float64."""
+    grads = E.numerical_gradient(net.params, specs, x, t, lam, n_threads, func=func,
+                                 stacklevel=4)
+    if grads is None:
+        keys = [k for s in specs for k in s.keys]
+        return _book_loop(lambda W: net.loss(x, t), net.params, keys)
+    return grads
 
 
 # --- ch04 TwoLayerNet ----------------------------------------------------------------
@@ -198,9 +87,14 @@ class TwoLayerNet:
     params : dict
         ``'W1'`` (input_size, hidden_size), ``'b1'`` (hidden_size,),
         ``'W2'`` (hidden_size, output_size), ``'b2'`` (output_size,).
+
+    See Also
+    --------
+    ReluTwoLayerNet : ch05's version (ReLU, ``layers``, ``lastLayer``).
     """
 
     _weights = (("W1", "b1"), ("W2", "b2"))
+    _specs = E.mlp_spec(_weights, "sigmoid")
 
     def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
         self.params = {}
@@ -211,7 +105,8 @@ class TwoLayerNet:
 
     def __repr__(self):
         W1, W2 = self.params["W1"], self.params["W2"]
-        return "TwoLayerNet(%d-%d-%d, %s)" % (W1.shape[0], W1.shape[1], W2.shape[1], W1.dtype)
+        return "%s(%d-%d-%d, %s)" % (type(self).__name__, W1.shape[0], W1.shape[1],
+                                     W2.shape[1], W1.dtype)
 
     def predict(self, x):
         """Softmax probabilities, shape (batch, output_size) ((output_size,) for 1-D x)."""
@@ -237,15 +132,104 @@ class TwoLayerNet:
 
         Returns a dict with the params' keys; each gradient has its param's shape and dtype.
         """
-        return _engine_numerical_gradient(self, self._weights, "sigmoid", 0.0, x, t,
-                                          n_threads, "TwoLayerNet.numerical_gradient")
+        return _engine_numerical_gradient(self, self._specs, None, x, t, n_threads,
+                                          type(self).__name__ + ".numerical_gradient")
 
     def gradient(self, x, t):
         """Backpropagation gradients of ``loss(x, t)`` (dict with the params' keys)."""
-        return self._backprop_gradient(x, t)
+        return E.gradient(self.params, self._specs, x, t, None,
+                          func=type(self).__name__ + ".gradient")
 
-    def _backprop_gradient(self, x, t):
-        return _fused_gradient(self.params, self._weights, "sigmoid", None, x, t)
+
+# --- ch05 TwoLayerNet ----------------------------------------------------------------
+
+class _BookLayers:
+    """The book's ``layers`` (an OrderedDict of fastnn.layers objects) for a net whose
+    params dict is the truth: every read of ``net.layers`` points the Affine (and
+    BatchNorm) layers at the current ``params`` arrays, so rebinding
+    ``net.params['W1']`` is followed as the fused paths follow it."""
+
+    def _bind_layers(self):
+        layers = self.__dict__["_layers"]
+        for name, (wk, bk) in self._layer_params.items():
+            layer = layers[name]
+            if isinstance(layer, _layers.BatchNormalization):
+                layer.gamma = self.params[wk]
+                layer.beta = self.params[bk]
+            else:
+                layer.W = self.params[wk]
+                layer.b = self.params[bk]
+        return layers
+
+    @property
+    def layers(self):
+        return self._bind_layers()
+
+    @layers.setter
+    def layers(self, value):
+        self.__dict__["_layers"] = value
+
+
+class ReluTwoLayerNet(_BookLayers):
+    """The book's ch05 ``TwoLayerNet``: Affine1 -> Relu1 -> Affine2 -> SoftmaxWithLoss.
+
+    Same constructor, draws and ``params`` as ch04's ``TwoLayerNet``; ``layers`` is an
+    OrderedDict with the book's keys ``'Affine1'``, ``'Relu1'``, ``'Affine2'`` and
+    ``lastLayer`` the ``SoftmaxWithLoss``. ``predict`` returns the scores (before
+    softmax), as the book's. ``gradient`` is one fused call with the numbers of the
+    book's layer-by-layer backprop (it does not leave the layers' forward state behind);
+    ``numerical_gradient`` is the fused engine.
+
+    Use it where the book's ch05 code says ``from two_layer_net import TwoLayerNet``.
+    """
+
+    _weights = (("W1", "b1"), ("W2", "b2"))
+    _specs = E.mlp_spec(_weights, "relu")
+    _layer_params = {"Affine1": ("W1", "b1"), "Affine2": ("W2", "b2")}
+
+    def __init__(self, input_size, hidden_size, output_size, weight_init_std=0.01):
+        self.params = {}
+        self.params["W1"] = weight_init_std * np.random.randn(input_size, hidden_size)
+        self.params["b1"] = np.zeros(hidden_size)
+        self.params["W2"] = weight_init_std * np.random.randn(hidden_size, output_size)
+        self.params["b2"] = np.zeros(output_size)
+        layers = OrderedDict()
+        layers["Affine1"] = _layers.Affine(self.params["W1"], self.params["b1"])
+        layers["Relu1"] = _layers.Relu()
+        layers["Affine2"] = _layers.Affine(self.params["W2"], self.params["b2"])
+        self.layers = layers
+        self.lastLayer = _layers.SoftmaxWithLoss()
+
+    def __repr__(self):
+        W1, W2 = self.params["W1"], self.params["W2"]
+        return "ReluTwoLayerNet(%d-%d-%d, %s)" % (W1.shape[0], W1.shape[1], W2.shape[1],
+                                                  W1.dtype)
+
+    def predict(self, x):
+        """Scores (before softmax), shape (batch, output_size): the layers in order."""
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        """``lastLayer.forward(predict(x), t)``: mean softmax cross-entropy."""
+        y = self.predict(x)
+        return self.lastLayer.forward(y, t)
+
+    def accuracy(self, x, t):
+        """Fraction of rows whose argmax score matches ``t`` (labels or one-hot)."""
+        y = np.argmax(self.predict(x), axis=1)
+        return np.sum(y == _labels_of(t)) / float(np.shape(x)[0])
+
+    def numerical_gradient(self, x, t, n_threads=None):
+        """Central-difference gradients (h = 1e-4) of ``loss(x, t)``, by the fused engine."""
+        return _engine_numerical_gradient(self, self._specs, None, x, t, n_threads,
+                                          "ReluTwoLayerNet.numerical_gradient")
+
+    def gradient(self, x, t):
+        """Backpropagation gradients of ``loss(x, t)``: one fused call."""
+        return E.gradient(self.params, self._specs, x, t, None,
+                          func="ReluTwoLayerNet.gradient")
 
 
 # --- ch06 MultiLayerNet ---------------------------------------------------------------
@@ -258,7 +242,13 @@ def _init_scale(weight_init_std, fan_in):
     return weight_init_std
 
 
-class MultiLayerNet:
+def _check_activation(activation, cls):
+    if activation not in _ACTIVATIONS:
+        raise ValueError("%s: activation must be 'relu' or 'sigmoid', got %r"
+                         % (cls, activation))
+
+
+class MultiLayerNet(_BookLayers):
     """The book's ch06 fully connected net: (affine -> activation) x N -> affine -> softmax.
 
     Parameters
@@ -275,6 +265,10 @@ class MultiLayerNet:
     ----------
     params : dict
         ``'W1'``, ``'b1'``, ..., ``'W{n}'``, ``'b{n}'``, n = len(hidden_size_list) + 1.
+    layers : OrderedDict
+        The book's ``'Affine1'``, ``'Activation_function1'``, ..., ``'Affine{n}'``
+        (fastnn.layers objects, kept pointing at the current ``params`` arrays).
+    last_layer : SoftmaxWithLoss
 
     See Also
     --------
@@ -284,9 +278,7 @@ class MultiLayerNet:
 
     def __init__(self, input_size, hidden_size_list, output_size,
                  activation="relu", weight_init_std="relu", weight_decay_lambda=0):
-        if activation not in _ACTIVATIONS:
-            raise ValueError("MultiLayerNet: activation must be 'relu' or 'sigmoid', got %r"
-                             % (activation,))
+        _check_activation(activation, "MultiLayerNet")
         self.input_size = input_size
         self.output_size = output_size
         self.hidden_size_list = list(hidden_size_list)
@@ -300,6 +292,25 @@ class MultiLayerNet:
             self.params["W" + str(idx)] = scale * np.random.randn(all_size_list[idx - 1],
                                                                   all_size_list[idx])
             self.params["b" + str(idx)] = np.zeros(all_size_list[idx])
+        self._build_layers()
+
+    def _build_layers(self):
+        activation_layer = {"sigmoid": _layers.Sigmoid, "relu": _layers.Relu}
+        layers = OrderedDict()
+        for idx in range(1, self.hidden_layer_num + 1):
+            layers["Affine" + str(idx)] = _layers.Affine(self.params["W" + str(idx)],
+                                                         self.params["b" + str(idx)])
+            layers["Activation_function" + str(idx)] = activation_layer[self.activation]()
+        idx = self.hidden_layer_num + 1
+        layers["Affine" + str(idx)] = _layers.Affine(self.params["W" + str(idx)],
+                                                     self.params["b" + str(idx)])
+        self.layers = layers
+        self.last_layer = _layers.SoftmaxWithLoss()
+
+    @property
+    def _layer_params(self):
+        return {"Affine%d" % i: ("W%d" % i, "b%d" % i)
+                for i in range(1, self.hidden_layer_num + 2)}
 
     @classmethod
     def from_params(cls, params, activation="sigmoid", weight_decay_lambda=0):
@@ -321,9 +332,7 @@ class MultiLayerNet:
                     or np.size(params["b%d" % (i + 1)]) != shapes[i][1]:
                 raise ValueError("MultiLayerNet.from_params: inconsistent shapes %s"
                                  % {k: np.shape(v) for k, v in params.items()})
-        if activation not in _ACTIVATIONS:
-            raise ValueError("MultiLayerNet.from_params: activation must be 'relu' or "
-                             "'sigmoid', got %r" % (activation,))
+        _check_activation(activation, "MultiLayerNet.from_params")
         net = cls.__new__(cls)
         net.input_size = shapes[0][0]
         net.output_size = shapes[-1][1]
@@ -335,6 +344,7 @@ class MultiLayerNet:
         for i in range(1, n + 1):
             net.params["W%d" % i] = params["W%d" % i]
             net.params["b%d" % i] = params["b%d" % i]
+        net._build_layers()
         return net
 
     def __repr__(self):
@@ -344,6 +354,15 @@ class MultiLayerNet:
 
     def _weight_keys(self):
         return tuple(("W%d" % i, "b%d" % i) for i in range(1, self.hidden_layer_num + 2))
+
+    def _specs(self):
+        # built once per structure (the engine keeps its executors per spec tuple)
+        key = (self.activation, self.hidden_layer_num)
+        cached = self.__dict__.get("_spec_cache")
+        if cached is None or cached[0] != key:
+            cached = self.__dict__["_spec_cache"] = (key, E.mlp_spec(self._weight_keys(),
+                                                                     self.activation))
+        return cached[1]
 
     def predict(self, x):
         """Output scores (logits, before softmax), shape (batch, output_size)."""
@@ -376,40 +395,18 @@ class MultiLayerNet:
 
         Returns a dict ``'W1'``, ``'b1'``, ...; each gradient has its param's shape and dtype.
         """
-        return _engine_numerical_gradient(self, self._weight_keys(), self.activation,
-                                          self.weight_decay_lambda, x, t, n_threads,
-                                          "MultiLayerNet.numerical_gradient")
+        return _engine_numerical_gradient(self, self._specs(), self.weight_decay_lambda,
+                                          x, t, n_threads, "MultiLayerNet.numerical_gradient")
 
     def gradient(self, x, t):
         """Backpropagation gradients of ``loss(x, t)`` (weight decay included)."""
-        return self._backprop_gradient(x, t)
-
-    def _backprop_gradient(self, x, t):
-        return _fused_gradient(self.params, self._weight_keys(), self.activation,
-                               self.weight_decay_lambda, x, t)
+        return E.gradient(self.params, self._specs(), x, t, self.weight_decay_lambda,
+                          func="MultiLayerNet.gradient")
 
 
-# --- fused backprop (issue #4) and ch06 MultiLayerNetExtend ---------------------------------
+# --- ch06 MultiLayerNetExtend -----------------------------------------------------------
 
-
-def _fused_gradient(params, weights, act, lam, x, t, masks=None):
-    """Backprop through affine -> act [-> dropout] -> ... -> affine -> softmax + CE in one
-    kernel call.
-
-    lam None: no weight-decay term (TwoLayerNet); a number (even 0): ``dW + lam * W``,
-    as MultiLayerNet adds it. Returns a dict keyed like ``weights``.
-    """
-    dWs, dbs = _layers.mlp_gradient([params[wk] for wk, _ in weights],
-                                    [params[bk] for _, bk in weights], act, x, t, lam,
-                                    dropout_masks=masks)
-    grads = {}
-    for (wk, bk), dW, db in zip(weights, dWs, dbs):
-        grads[wk] = dW
-        grads[bk] = db
-    return grads
-
-
-class MultiLayerNetExtend:
+class MultiLayerNetExtend(_BookLayers):
     """The book's ch06 extended net: MultiLayerNet with optional Dropout and BatchNorm.
 
     ``Affine -> [BatchNorm] -> activation -> [Dropout]`` per hidden layer, then
@@ -429,17 +426,17 @@ class MultiLayerNetExtend:
     use_batchnorm : bool, default False
         Adds ``'gamma{i}'`` (ones) and ``'beta{i}'`` (zeros) params per hidden layer.
 
-    ``gradient`` is one fused kernel call, dropout and batchnorm included (dropout masks
-    are drawn with ``np.random.rand`` in the book's order, so a seeded run matches it;
-    the batchnorm layers' running statistics are updated as the book's forward does).
+    ``gradient`` is one fused call, dropout and batchnorm included (dropout masks are
+    drawn with ``np.random.rand`` in the book's order, so a seeded run matches it; the
+    batchnorm layers' running statistics are updated as the book's forward does).
+    ``numerical_gradient`` is the fused engine, batchnorm included; with dropout the
+    book's loss is random (new masks at every evaluation), so it runs the book's loop.
     """
 
     def __init__(self, input_size, hidden_size_list, output_size,
                  activation="relu", weight_init_std="relu", weight_decay_lambda=0,
                  use_dropout=False, dropout_ration=0.5, use_batchnorm=False):
-        if activation not in _ACTIVATIONS:
-            raise ValueError("MultiLayerNetExtend: activation must be 'relu' or 'sigmoid', got %r"
-                             % (activation,))
+        _check_activation(activation, "MultiLayerNetExtend")
         self.input_size = input_size
         self.output_size = output_size
         self.hidden_size_list = list(hidden_size_list)
@@ -458,22 +455,32 @@ class MultiLayerNetExtend:
             self.params["b" + str(idx)] = np.zeros(all_size_list[idx])
 
         activation_layer = {"sigmoid": _layers.Sigmoid, "relu": _layers.Relu}
-        self.layers = OrderedDict()
+        layers = OrderedDict()
         for idx in range(1, self.hidden_layer_num + 1):
-            self.layers["Affine" + str(idx)] = _layers.Affine(self.params["W" + str(idx)],
-                                                              self.params["b" + str(idx)])
+            layers["Affine" + str(idx)] = _layers.Affine(self.params["W" + str(idx)],
+                                                         self.params["b" + str(idx)])
             if self.use_batchnorm:
                 self.params["gamma" + str(idx)] = np.ones(self.hidden_size_list[idx - 1])
                 self.params["beta" + str(idx)] = np.zeros(self.hidden_size_list[idx - 1])
-                self.layers["BatchNorm" + str(idx)] = _layers.BatchNormalization(
+                layers["BatchNorm" + str(idx)] = _layers.BatchNormalization(
                     self.params["gamma" + str(idx)], self.params["beta" + str(idx)])
-            self.layers["Activation_function" + str(idx)] = activation_layer[activation]()
+            layers["Activation_function" + str(idx)] = activation_layer[activation]()
             if self.use_dropout:
-                self.layers["Dropout" + str(idx)] = _layers.Dropout(dropout_ration)
+                layers["Dropout" + str(idx)] = _layers.Dropout(dropout_ration)
         idx = self.hidden_layer_num + 1
-        self.layers["Affine" + str(idx)] = _layers.Affine(self.params["W" + str(idx)],
-                                                          self.params["b" + str(idx)])
+        layers["Affine" + str(idx)] = _layers.Affine(self.params["W" + str(idx)],
+                                                     self.params["b" + str(idx)])
+        self.layers = layers
         self.last_layer = _layers.SoftmaxWithLoss()
+
+    @property
+    def _layer_params(self):
+        out = {"Affine%d" % i: ("W%d" % i, "b%d" % i)
+               for i in range(1, self.hidden_layer_num + 2)}
+        if self.use_batchnorm:
+            for i in range(1, self.hidden_layer_num + 1):
+                out["BatchNorm%d" % i] = ("gamma%d" % i, "beta%d" % i)
+        return out
 
     def __repr__(self):
         sizes = [self.input_size] + list(self.hidden_size_list) + [self.output_size]
@@ -485,21 +492,27 @@ class MultiLayerNetExtend:
     def _weight_keys(self):
         return tuple(("W%d" % i, "b%d" % i) for i in range(1, self.hidden_layer_num + 2))
 
+    def _bn_keys(self):
+        if not self.use_batchnorm:
+            return None
+        return [("gamma%d" % i, "beta%d" % i) for i in range(1, self.hidden_layer_num + 1)]
+
+    def _specs(self, use_dropout):
+        # built once per structure (the engine keeps its executors per spec tuple)
+        key = (self.activation, self.hidden_layer_num, self.use_batchnorm, bool(use_dropout))
+        cache = self.__dict__.setdefault("_spec_cache", {})
+        specs = cache.get(key)
+        if specs is None:
+            specs = cache[key] = E.mlp_spec(self._weight_keys(), self.activation,
+                                            self._bn_keys(), use_dropout)
+        return specs
+
     def _sync_layers(self):
-        # the book's layers hold references to the params arrays; follow a user who
-        # rebinds net.params['W1'] = new_array, as the fused path does
-        for idx in range(1, self.hidden_layer_num + 2):
-            aff = self.layers["Affine" + str(idx)]
-            aff.W = self.params["W" + str(idx)]
-            aff.b = self.params["b" + str(idx)]
-            if self.use_batchnorm and idx <= self.hidden_layer_num:
-                bn = self.layers["BatchNorm" + str(idx)]
-                bn.gamma = self.params["gamma" + str(idx)]
-                bn.beta = self.params["beta" + str(idx)]
+        # kept for callers of the old name: the layers follow params on every read
+        return self.layers
 
     def predict(self, x, train_flg=False):
         """Output scores, shape (batch, output_size); ``train_flg`` drives Dropout/BatchNorm."""
-        self._sync_layers()
         for key, layer in self.layers.items():
             if "Dropout" in key or "BatchNorm" in key:
                 x = layer.forward(x, train_flg)
@@ -525,25 +538,55 @@ class MultiLayerNetExtend:
             T = np.argmax(T, axis=1)
         return np.sum(Y == T) / float(np.shape(X)[0])
 
+    def _update_running_stats(self, stats, n_updates=1):
+        # BatchNormalization.forward(train_flg=True) per call of the book's loss:
+        # running = momentum * running + (1 - momentum) * batch statistic
+        for i, (mu, var) in enumerate(stats, 1):
+            layer = self.layers["BatchNorm%d" % i]
+            if layer.running_mean is None:
+                layer.running_mean = np.zeros(mu.shape[0])
+                layer.running_var = np.zeros(mu.shape[0])
+            m = layer.momentum
+            if n_updates == 1:
+                layer.running_mean = m * layer.running_mean + (1 - m) * mu
+                layer.running_var = m * layer.running_var + (1 - m) * var
+            else:
+                # n updates with (almost) the same statistics: m^n old + (1 - m^n) new
+                mn = m ** n_updates
+                layer.running_mean = mn * layer.running_mean + (1 - mn) * mu
+                layer.running_var = mn * layer.running_var + (1 - mn) * var
+
     def numerical_gradient(self, X, T, n_threads=None):
         """Central-difference gradients (h = 1e-4) of ``loss(X, T, train_flg=True)``.
 
-        Without dropout and batchnorm this is the fused engine (MultiLayerNet's); with
-        them, the book's loop over every parameter (the loss is random with dropout).
+        Without dropout this is the fused engine (batchnorm included: its layers'
+        running statistics end as after the book's 2 x (number of params) loss calls).
+        With dropout the book's loss draws new masks at every call, so this is the
+        book's loop over every parameter.
         """
-        if not self.use_dropout and not self.use_batchnorm:
-            return _engine_numerical_gradient(self, self._weight_keys(), self.activation,
-                                              self.weight_decay_lambda, X, T, n_threads,
-                                              "MultiLayerNetExtend.numerical_gradient")
+        keys = [k for wk in self._weight_keys() for k in wk] + \
+            [k for bk in (self._bn_keys() or ()) for k in bk]
+        if not self.use_dropout:
+            specs = self._specs(False)
+            got = E.numerical_gradient(self.params, specs, X, T, self.weight_decay_lambda,
+                                       n_threads, func="MultiLayerNetExtend.numerical_gradient",
+                                       batch_stats=True)
+            if got is not None:
+                grads, stats = got
+                if self.use_batchnorm:
+                    self._update_running_stats(stats, 2 * sum(np.size(self.params[k]) for k in keys))
+                return {k: grads[k] for k in self._book_grad_order()}
         loss_W = lambda W: self.loss(X, T, train_flg=True)  # noqa: E731 - the book's idiom
-        grads = {}
+        grads = _book_loop(loss_W, self.params, keys)
+        return {k: grads[k] for k in self._book_grad_order()}
+
+    def _book_grad_order(self):
+        order = []
         for idx in range(1, self.hidden_layer_num + 2):
-            grads["W" + str(idx)] = _generic_numerical_gradient(loss_W, self.params["W" + str(idx)])
-            grads["b" + str(idx)] = _generic_numerical_gradient(loss_W, self.params["b" + str(idx)])
+            order += ["W%d" % idx, "b%d" % idx]
             if self.use_batchnorm and idx != self.hidden_layer_num + 1:
-                grads["gamma" + str(idx)] = _generic_numerical_gradient(loss_W, self.params["gamma" + str(idx)])
-                grads["beta" + str(idx)] = _generic_numerical_gradient(loss_W, self.params["beta" + str(idx)])
-        return grads
+                order += ["gamma%d" % idx, "beta%d" % idx]
+        return order
 
     def gradient(self, x, t):
         """Backpropagation gradients of ``loss(x, t, train_flg=True)`` (weight decay included)."""
@@ -551,38 +594,18 @@ class MultiLayerNetExtend:
         if self.use_dropout:
             # the book's Dropout.forward draws, layer after layer, during the forward
             rows = np.shape(x)[0] if np.ndim(x) > 1 else 1
-            masks = [np.random.rand(rows, n) > self.layers["Dropout%d" % i].dropout_ratio
+            layers = self.layers
+            masks = [np.random.rand(rows, n) > layers["Dropout%d" % i].dropout_ratio
                      for i, n in enumerate(self.hidden_size_list, 1)]
-        if not self.use_batchnorm:
-            return _fused_gradient(self.params, self._weight_keys(), self.activation,
-                                   self.weight_decay_lambda, x, t, masks)
-        return self._fused_batchnorm_gradient(x, t, masks)
-
-    def _fused_batchnorm_gradient(self, x, t, masks):
-        # one kernel call; then the running statistics as BatchNormalization's forward
-        # (train_flg=True) updates them, and the grads in the book's key order
-        keys = self._weight_keys()
-        hidden = range(1, self.hidden_layer_num + 1)
-        dWs, dbs, bn = _layers.mlp_gradient(
-            [self.params[wk] for wk, _ in keys], [self.params[bk] for _, bk in keys],
-            self.activation, x, t, self.weight_decay_lambda, dropout_masks=masks,
-            batchnorm=[(self.params["gamma%d" % i], self.params["beta%d" % i]) for i in hidden])
-        for i in hidden:
-            layer = self.layers["BatchNorm%d" % i]
-            mu, var = bn[i - 1]["mu"], bn[i - 1]["var"]
-            if layer.running_mean is None:
-                layer.running_mean = np.zeros(mu.shape[0])
-                layer.running_var = np.zeros(mu.shape[0])
-            layer.running_mean = layer.momentum * layer.running_mean + (1 - layer.momentum) * mu
-            layer.running_var = layer.momentum * layer.running_var + (1 - layer.momentum) * var
-        grads = {}
-        for idx, (wk, bk) in enumerate(keys, 1):
-            grads[wk] = dWs[idx - 1]
-            grads[bk] = dbs[idx - 1]
-            if idx != self.hidden_layer_num + 1:
-                grads["gamma%d" % idx] = bn[idx - 1]["dgamma"]
-                grads["beta%d" % idx] = bn[idx - 1]["dbeta"]
-        return grads
+        specs = self._specs(self.use_dropout)
+        got = E.gradient(self.params, specs, x, t, self.weight_decay_lambda, None, masks,
+                         "MultiLayerNetExtend.gradient", batch_stats=self.use_batchnorm)
+        if self.use_batchnorm:
+            grads, stats = got
+            self._update_running_stats(stats)
+        else:
+            grads = got
+        return {k: grads[k] for k in self._book_grad_order()}
 
     def _layer_gradient(self, x, t):
         """The book's layer-by-layer backprop (kept for reference and tests)."""

@@ -1,0 +1,241 @@
+# The net executor's records: a net is an array of typed layer records (kind + shapes +
+# named pointers), run forward / backward / finite-difference by the kind table.
+#
+# A kind is {forward, backward, FD hooks} plus its record's fields; the table in
+# _executor.pyx maps each kind to its functions (kinds/*.pxi), and adding one is: an enum
+# value here, a record struct if it has fields, one kinds/<name>.pxi, one table entry,
+# one builder method on Executor (see README, "How to add a layer kind").
+
+cdef enum:
+    SHAPE_MAX = 3          # per-sample activation shapes up to (C, H, W)
+    FD_MAX_BLOCKS = 4      # param blocks per unit
+    NS = 7                 # FD power series: coefficients 0..NT (0 = constant term)
+    NT = 6                 # FD power series: order
+
+cpdef enum LayerKind:
+    KIND_AFFINE = 0        # out = flatten(in) @ W + b (the first one may skip x's zeros)
+    KIND_RELU = 1          # out = max(0, in), the book's mask in <= 0
+    KIND_SIGMOID = 2       # out = 1 / (1 + exp(-in))
+    KIND_DROPOUT = 3       # out = in * keep_mask (the book's non-inverted dropout)
+    KIND_BATCHNORM = 4     # training mode: batch statistics, gamma * xn + beta
+    KIND_SOFTMAX_CE = 5    # loss: mean(-log(softmax(in)[t] + 1e-7)); labels or one-hot
+    N_KINDS = 6            # (next: KIND_CONVOLUTION, KIND_POOLING)
+
+cpdef enum Mode:
+    MODE_GRADIENT = 0      # forward + backward in the params' dtype, activations in place
+    MODE_FD = 1            # forward only, in double, every activation kept (FD cache)
+
+
+# --- per-kind record fields -------------------------------------------------------------
+
+cdef struct AffineRec:
+    const void *W          # IN  (n_in, n_out), C order
+    const void *b          # IN  (n_out,)
+    void *dW               # OUT (n_in, n_out)
+    void *db               # OUT (n_out,)
+    bint first             # its input is x: x's exact zeros may be skipped (sparse path)
+    bint fuse_next         # the next layer is an element-wise kind run in place: the
+                           # sparse path applies it row by row and marks it done
+    bint sparse_used       # the forward took the sparse path (backward may reuse its data)
+    # sparse first-layer scratch (carved from the workspace when `first`)
+    int *ridx              # (M, n_in) column indices of row i's non-zeros at i * n_in
+    void *rval             # (M, n_in) their values
+    Py_ssize_t *rnnz       # (M,) non-zeros per row
+    int *cidx              # (n_in/CW chunks, CW * M) row indices per column chunk
+    void *cval
+    Py_ssize_t *cbeg       # (n_in,) column k of x is cidx/cval[cbeg[k]:cend[k]]
+    Py_ssize_t *cend
+    # finite differences (MODE_FD, double)
+    double *gW             # OUT (n_in, n_out)
+    double *gb             # OUT (n_out,)
+    bint W_f32             # W is float32: perturbed points rounded to float32
+    bint b_f32
+    Py_ssize_t *nz_off     # (n_in + 1,) CSC of the input: rows b with in[b, i] != 0
+    Py_ssize_t *nz_rows
+    double *nz_vals
+    Py_ssize_t *active     # (n_in,) the inputs non-zero in some row (their weights move)
+    Py_ssize_t n_active
+
+cdef struct BatchNormRec:
+    const void *gamma      # IN  (n,)
+    const void *beta       # IN  (n,)
+    void *dgamma           # OUT (n,)
+    void *dbeta            # OUT (n,)
+    void *mean             # OUT (n,) batch mean (Python updates the running mean)
+    void *var              # OUT (n,) batch variance
+    void *std              # (n,)   sqrt(var + 10e-7), kept for backward
+    void *xc               # (M, n) in - mean, kept for backward
+    void *xn               # (M, n) xc / std, kept for backward
+    double *xnT            # FD (n, M) xn by column (a gamma's change per row)
+    double *ggamma         # OUT FD (n,)
+    double *gbeta          # OUT FD (n,)
+    bint gamma_f32
+    bint beta_f32
+
+cdef struct DropoutRec:
+    const unsigned char *mask   # IN (M, n) keep-mask, 0/1
+
+cdef struct SoftmaxCERec:
+    const Py_ssize_t *labels    # IN (M,) class labels, or NULL
+    const void *onehot          # IN (M, C) targets (one-hot or soft), or NULL
+    double *row_loss            # OUT (M,) -log(p_t + 1e-7) per row (MODE_FD), or NULL
+
+cdef struct SigmoidRec:
+    double *E              # FD (M, n) exp(-in), for the exact activation changes
+    double *S              # FD (M, n, NS) Taylor coefficients of sigmoid at in
+
+
+cdef struct Layer:
+    int kind
+    Py_ssize_t n_in        # elements per sample in / out (C order, flattened)
+    Py_ssize_t n_out
+    int ndim               # per-sample output shape: (n,) dense, (C, H, W) conv
+    Py_ssize_t shape[SHAPE_MAX]
+    void *inp              # (M, n_in)  input activations (x, or the previous layer's out)
+    void *out              # (M, n_out) output activations (may alias inp: in place)
+    void *dout             # (M, n_out) backward: dL/d out
+    void *dinp             # (M, n_in)  backward: dL/d inp (NULL: not wanted)
+    bint done              # forward already applied by the previous layer (fused)
+    AffineRec affine
+    BatchNormRec bn
+    DropoutRec dropout
+    SigmoidRec sigmoid
+    SoftmaxCERec loss
+
+
+cdef struct Net:
+    Layer *layers
+    Py_ssize_t n_layers
+    Py_ssize_t M           # rows of the batch
+    bint is_double         # activations' dtype (MODE_FD: always double)
+    int mode
+    bint decay             # weight decay: dW += lam * W, loss += 0.5 lam sum(W**2)
+    double lam
+    bint allow_sparse      # the first AFFINE may skip x's zeros
+    int n_threads
+    int warnings           # OUT bits: WARN_EXP_OVERFLOW, WARN_SUBTRACT_INVALID
+    int status             # OUT 0, or STATUS_BAD_LABEL / STATUS_NO_MEMORY
+
+
+cdef enum:
+    WARN_EXP_OVERFLOW = 1       # NumPy: "overflow encountered in exp" (sigmoid)
+    WARN_SUBTRACT_INVALID = 2   # NumPy: "invalid value encountered in subtract" (softmax)
+    STATUS_BAD_LABEL = 1
+    STATUS_NO_MEMORY = 2
+
+
+# --- finite differences: how one row's activations move at w+ and w- -------------------
+
+cdef enum:
+    DELTA_ZERO = 0         # nothing moved
+    DELTA_ONE = 1          # only unit `unit` moved: by p[0] (at w+) and m[0] (at w-)
+    DELTA_DENSE = 2        # units [lo, hi) moved: by p[lo:hi] and m[lo:hi]
+
+cdef struct RowDelta:
+    int form
+    Py_ssize_t unit
+    Py_ssize_t lo
+    Py_ssize_t hi
+    double *p
+    double *m
+
+cdef enum:
+    SER_ZERO = 0           # the row does not move
+    SER_ONE = 1            # only unit `unit` moves, by the series s(d) (s[0] = 0)
+    SER_RANK1 = 2          # unit k moves by coef[k] * s(d)
+    SER_DENSE = 3          # unit k moves by the series V[k * NS : k * NS + NS]
+
+cdef struct RowSeries:
+    int form
+    Py_ssize_t unit
+    double *s              # (NS,)
+    const double *coef     # (n,) RANK1: the coefficients (a row of W, or cbuf)
+    double *cbuf           # (n,) room for a hook's own coefficients
+    double *V              # (n * NS,) (DENSE)
+
+# A block of a unit's params and where their changes land (param kinds' FD hook fills it):
+# param q of the block is p = index[q] (index NULL: p = q); its value is w[p * w_stride],
+# its gradient goes to grad[p * g_stride]; it moves the unit's output in the rows
+# rows[off[p]:off[p + 1]] by (w' - w) * vals[same range] (rows NULL: every row in order,
+# vals NULL: 1, off NULL: the whole of rows/vals for every param). Params not in any
+# block move nothing: their gradient is 0 (the engine zero-fills every gradient first).
+cdef struct ParamBlock:
+    Py_ssize_t n
+    const Py_ssize_t *index
+    const double *w
+    Py_ssize_t w_stride
+    double *grad
+    Py_ssize_t g_stride
+    bint f32               # stored as float32: the perturbed points are float32 values
+    bint decayed           # weights under weight decay (0.5 lam w**2 in the loss)
+    const Py_ssize_t *off
+    const Py_ssize_t *rows
+    const double *vals
+
+
+ctypedef int (*layer_fn)(Net *net, Py_ssize_t l) noexcept nogil
+ctypedef int (*fd_exact_fn)(const Net *net, Py_ssize_t l, Py_ssize_t b, const RowDelta *d_in,
+                            RowDelta *d_out, double *loss_pair) noexcept nogil
+ctypedef double (*fd_series_fn)(const Net *net, Py_ssize_t l, Py_ssize_t b,
+                                const RowSeries *s_in, RowSeries *s_out, double rad,
+                                double *wk) noexcept nogil
+ctypedef double (*fd_row_fn)(const Net *net, Py_ssize_t l, Py_ssize_t b, const double *inp,
+                             double *out) noexcept nogil
+ctypedef int (*fd_batch_fn)(const Net *net, Py_ssize_t l, const double *inp, double *out,
+                            double *wk) noexcept nogil
+ctypedef Py_ssize_t (*fd_count_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j) noexcept nogil
+ctypedef int (*fd_param_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j,
+                            ParamBlock *blocks) noexcept nogil
+ctypedef double (*fd_recompute_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j, int block,
+                                   Py_ssize_t p, Py_ssize_t b, double w_new) noexcept nogil
+
+
+# One kind's functions. NULL hooks mean "not this kind's business" (e.g. no params).
+cdef struct KindOps:
+    const char *name
+    layer_fn forward           # layers[l].inp -> .out (MODE_GRADIENT: params' dtype; MODE_FD: double)
+    layer_fn backward          # .dout -> .dinp and the param gradients
+    bint in_place              # forward may write over its input (element-wise)
+    bint keeps_output          # backward reads its own .out (so nothing may overwrite it)
+    bint row_local             # row b's output depends on row b's input only
+    # finite differences (double, MODE_FD cache)
+    layer_fn fd_prepare        # extra cache after the forward (sigmoid: exp(-z), series)
+    fd_exact_fn fd_exact       # row changes in -> out (the loss kind: loss change pair)
+    fd_series_fn fd_series     # the same as power series in d (NULL: no Taylor mode)
+    fd_row_fn fd_row_forward   # one row, absolute values (the loss kind returns r_b)
+    fd_batch_fn fd_batch_forward   # whole batch, absolute values (batch-coupled kinds)
+    fd_count_fn fd_units       # param kinds: units (columns / channels) ...
+    fd_param_fn fd_unit_params # ... the blocks of unit j's params that move the loss
+                               # (returns how many, at most FD_MAX_BLOCKS)
+    fd_recompute_fn fd_recompute   # unit j's output at row b with param p of block `block`
+                                   # = w_new, summed from scratch (for non-finite inputs)
+
+
+cdef const KindOps *kind_ops(int kind) noexcept nogil
+
+# forward of every layer (MODE_FD: the finite-difference cache, in double)
+cdef int net_forward(Net *net) noexcept nogil
+
+
+cdef class Executor:
+    cdef Net net
+    cdef list kinds            # LayerKind per layer
+    cdef list widths           # n_out per layer
+    cdef tuple in_shape        # per-sample shape of x
+    cdef Py_ssize_t n_x        # features per sample of x
+    cdef bint allow_sparse     # the first Affine may skip x's zeros (its scratch laid out)
+    cdef Py_ssize_t planned_M  # rows the buffers are laid out for (-1: none)
+    cdef object work           # uint8 workspace (numpy), carved into the buffers
+    cdef object keep           # arrays the records point into (kept alive)
+    cdef list param_slots      # per layer: number of param arrays it takes
+    # the boundary's fast path (fast_gradient): what a call must look like to skip the
+    # Python checks -- the params' keys and shapes, the dtype, the classes
+    cdef list pkeys
+    cdef list pshapes
+    cdef list mask_widths
+    cdef Py_ssize_t n_masks
+    cdef Py_ssize_t n_classes
+    cdef void _carve(self, Py_ssize_t M) except *
+    cdef int _bind(self, object x, object labels, object onehot, list params, list grads,
+                   list masks) except -1
+    cdef _add(self, int kind, Py_ssize_t width, int slots)
