@@ -1,0 +1,34 @@
+"""Hypothesis profiles for the property suite, and the crash trace.
+
+The property files are named prop_*.py so that the ordinary ``pytest tests`` run does not
+collect them: tests/test_properties.py runs them in a subprocess (a crash cannot take the
+main run down with it) with ``-o python_files=prop_*.py``.
+
+Profiles (``FASTNN_HYPOTHESIS=<name>``, default "ci"):
+  ci    fixed examples (derandomize), few of them: the whole run well under a minute
+  dev   a few more, random, for working on one property
+  long  thousands of examples per property, random seed, examples kept in .hypothesis/
+"""
+import os
+
+from hypothesis import HealthCheck, Phase, settings
+
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much,
+          HealthCheck.large_base_example]
+settings.register_profile("ci", max_examples=30, derandomize=True, deadline=None,
+                          database=None, print_blob=False, suppress_health_check=_QUIET,
+                          phases=(Phase.explicit, Phase.generate, Phase.shrink))
+settings.register_profile("dev", max_examples=200, deadline=None, database=None,
+                          suppress_health_check=_QUIET, print_blob=True)
+settings.register_profile("long", max_examples=3000, deadline=None,
+                          suppress_health_check=_QUIET, print_blob=True)
+settings.load_profile(os.environ.get("FASTNN_HYPOTHESIS", "ci"))
+
+_TRACE = os.environ.get("FASTNN_PROPS_TRACE")
+
+
+def pytest_runtest_logstart(nodeid, location):
+    # the crash trace: which test was running (the calls follow, from _check.call)
+    if _TRACE:
+        with open(_TRACE, "a") as f:
+            f.write("TEST %s\n" % nodeid)
