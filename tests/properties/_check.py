@@ -145,7 +145,8 @@ def _names_in(msg, names):
 def assert_clear_error(exc, names, ref_exc=None, context=""):
     """`exc` is a ValueError/TypeError (IndexError if the reference raised one) whose
     message names one of `names` and is not an internal message."""
-    allowed = (ValueError, TypeError) + ((IndexError,) if isinstance(ref_exc, IndexError) else ())
+    allowed = (ValueError, TypeError) + tuple(
+        e for e in (IndexError, KeyError) if isinstance(ref_exc, e))
     msg = str(exc)
     where = " (%s)" % context if context else ""
     if not isinstance(exc, allowed):
@@ -217,7 +218,8 @@ def assert_same(got, want, rtol=None, atol=None, what="result", check_type=True)
                              % (what, idx, g64.reshape(-1)[:0] if not g.ndim else
                                 g64[tuple(np.array(idx).T)], w64[tuple(np.array(idx).T)] if g.ndim else w64))
     fin = np.isfinite(w64)
-    err = np.abs(g64 - w64)
+    with np.errstate(all="ignore"):
+        err = np.abs(g64 - w64)
     lim = np.broadcast_to(atol, w64.shape) + rtol * np.abs(w64)
     badm = fin & ~(err <= lim)
     if badm.any():
