@@ -127,7 +127,7 @@ def build(r):
     if a.ndim == 0 and lay not in ("readonly", "bigendian", "unaligned"):
         lay = "C"
     if lay == "C":
-        return np.ascontiguousarray(a)
+        return a.copy()  # (np.ascontiguousarray would make a 0-d array 1-d)
     if lay == "F":
         return np.asfortranarray(a)
     if lay == "strided":
