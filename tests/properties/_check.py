@@ -232,7 +232,8 @@ def assert_same(got, want, rtol=None, atol=None, what="result", check_type=True)
 
 
 def agree(fast, ref, args=(), kwargs=None, *, names, mode="ref", ref_args=None,
-          ref_kwargs=None, label=None, compare=None, mutates=(), rtol=None, atol=None):
+          ref_kwargs=None, label=None, compare=None, mutates=(), rtol=None, atol=None,
+          check_type=True):
     """Run `fast` and `ref` on fresh copies of the arguments and judge fastnn's outcome.
 
     Returns (fastnn outcome, reference outcome, fastnn's built args) for further checks.
@@ -264,7 +265,11 @@ def agree(fast, ref, args=(), kwargs=None, *, names, mode="ref", ref_args=None,
         raise AssertionError("%s raised %s: %s -- where the reference returned %s"
                              % (label, type(f.exc).__name__, f.exc, _short(r.value))) from f.exc
     if r is not None:
-        (compare or assert_same)(f.value, r.value, rtol=rtol, atol=atol, what=label or "result")
+        if compare is not None:
+            compare(f.value, r.value, rtol=rtol, atol=atol, what=label or "result")
+        else:
+            assert_same(f.value, r.value, rtol=rtol, atol=atol, what=label or "result",
+                        check_type=check_type)
     return f, r, fa
 
 
