@@ -1,0 +1,268 @@
+"""fastnn.nnfs against tests/reference_nnfs.py: Layer_Dense, the activations, the losses
+(with Activation_Softmax_Loss_CategoricalCrossentropy) and the optimizers, on generated
+inputs of every dtype and layout (unaligned ones included: issue #11 item 7).
+"""
+import numpy as np
+from hypothesis import given, strategies as st
+
+import reference_nnfs as RN
+from fastnn import nnfs as FN
+
+import _gen as G
+import _rules as RULES
+from _check import agree, assert_clear_error, assert_same, call, cases
+
+KINDS = ("float64", "float64", "float32", "int64", "float16")
+
+
+def _layer_pair(cls, *args, **kw):
+    np.random.seed(0)
+    f = getattr(FN, cls)(*args, **kw)
+    np.random.seed(0)
+    r = getattr(RN, cls)(*args, **kw)
+    return f, r
+
+
+def _tol(*kinds):
+    if "float16" in kinds:
+        return dict(rtol=5e-3, atol=5e-3)
+    if "float32" in kinds:
+        return dict(rtol=2e-5, atol=1e-6)
+    return dict(rtol=1e-11, atol=1e-13)
+
+
+@st.composite
+def dense_case(draw):
+    M, K, N = draw(G.dim(1, 9)), draw(G.dim(1, 257)), draw(G.dim(1, 9))
+    xshape = draw(st.sampled_from([(M, K), (M, K), (M, K), (K,), (M, K + 1)]))
+    x = G.Recipe(draw(G.values(xshape, specials=draw(st.booleans()))),
+                 draw(st.sampled_from(KINDS + ("list",))), draw(st.sampled_from(G.LAYOUTS)))
+    W = G.Recipe(draw(G.values((K, N), specials=False)) * 0.1, draw(st.sampled_from(("float64", "float32"))),
+                 draw(st.sampled_from(("C", "F", "strided", "unaligned"))))
+    oshape = (M if len(xshape) == 2 else 1, N)
+    dv = G.Recipe(draw(G.values(draw(st.sampled_from([oshape, oshape, oshape[::-1]])), specials=False)),
+                  draw(st.sampled_from(("float64", "float32"))), draw(st.sampled_from(G.LAYOUTS)))
+    reg = draw(st.sampled_from([{}, {"weight_regularizer_l1": 0.01, "weight_regularizer_l2": 0.02,
+                                     "bias_regularizer_l1": 0.03, "bias_regularizer_l2": 0.04}]))
+    return x, W, dv, reg
+
+
+def check_dense(x, W, dv, reg, isa="baseline"):
+    K, N = W.vals.shape
+    f, r = _layer_pair("Layer_Dense", K, N, **reg)
+    f.weights, r.weights = G.build(W), G.build(W)
+    tol = _tol(x.kind, W.kind, dv.kind)
+    tol["rtol"] *= max(K, 1)
+    with G.on_isa(isa):
+        fo, ro, _ = agree(lambda a: (f.forward(a), f.output)[1], lambda a: (r.forward(a), r.output)[1],
+                          (x,), names=("inputs", "weights"), label="Layer_Dense.forward", **tol)
+        if fo.exc is not None or x.kind == "list":
+            return
+        fo, ro, _ = agree(f.backward, r.backward, (dv,), names=("dvalues",),
+                          label="Layer_Dense.backward", **tol)
+        if fo.exc is None:
+            for a in ("dweights", "dbiases", "dinputs"):
+                assert_same(getattr(f, a), getattr(r, a), what="Layer_Dense." + a, **tol)
+
+
+@given(case=dense_case(), isa=G.isas())
+def test_dense(case, isa):
+    check_dense(*case, isa)
+
+
+UNALIGNED = G.recipe(np.arange(6.0).reshape(2, 3) / 7, layout="unaligned")
+
+
+@cases(
+    # issue #11 item 7: an unaligned input (a field of a packed record array)
+    unaligned_inputs=dict(x=UNALIGNED, W=G.recipe(np.ones((3, 2)) * 0.1),
+                          dv=G.recipe(np.ones((2, 2))), reg={}),
+    big_endian_inputs=dict(x=G.recipe(np.arange(6.0).reshape(2, 3), layout="bigendian"),
+                           W=G.recipe(np.ones((3, 2)) * 0.1), dv=G.recipe(np.ones((2, 2))), reg={}),
+)
+def test_dense_cases(case):
+    check_dense(**case)
+
+
+ACTIVATIONS = ("Activation_ReLU", "Activation_Softmax", "Activation_Sigmoid", "Activation_Linear")
+
+
+@st.composite
+def activation_case(draw):
+    shape = draw(st.one_of(st.tuples(G.dim(0, 9), G.dim(0, 257)), G.shapes(max_dims=3, max_size=300)))
+    x = G.Recipe(draw(G.values(shape)), draw(st.sampled_from(KINDS)), draw(st.sampled_from(G.LAYOUTS)))
+    dv = G.Recipe(draw(G.values(shape, specials=False)), draw(st.sampled_from(("float64", "float32"))),
+                  draw(st.sampled_from(G.LAYOUTS)))
+    return draw(st.sampled_from(ACTIVATIONS)), x, dv
+
+
+def check_activation(name, x, dv, isa="baseline"):
+    f, r = _layer_pair(name)
+    tol = _tol(x.kind, dv.kind)
+    if name == "Activation_Sigmoid":
+        tol["atol"] = max(tol["atol"], 1e-7)
+    with G.on_isa(isa):
+        fo, ro, _ = agree(lambda a: (f.forward(a), f.output)[1], lambda a: (r.forward(a), r.output)[1],
+                          (x,), names=("inputs",), label=name + ".forward", **tol)
+        if fo.exc is not None or ro.exc is not None:
+            return
+        agree(lambda d: (f.backward(d), f.dinputs)[1], lambda d: (r.backward(d), r.dinputs)[1],
+              (dv,), names=("dvalues",), label=name + ".backward", **tol)
+        if name != "Activation_Linear" and np.ndim(r.output) == 2:
+            agree(f.predictions, r.predictions, (G.build(x) if name != "Activation_Softmax" else r.output,),
+                  names=("outputs",), label=name + ".predictions")
+
+
+@given(case=activation_case(), isa=G.isas())
+def test_activation(case, isa):
+    check_activation(*case, isa)
+
+
+@cases(
+    # issue #11 item 7: Activation_Softmax on an unaligned array
+    softmax_unaligned=dict(name="Activation_Softmax", x=UNALIGNED, dv=G.recipe(np.ones((2, 3)))),
+)
+def test_activation_cases(case):
+    check_activation(**case)
+
+
+@st.composite
+def cce_case(draw):
+    rows, C = draw(G.dim(1, 9)), draw(G.dim(1, 257))
+    y = G.Recipe(draw(G.probabilities((rows, C))), draw(st.sampled_from(("float64", "float64", "float32"))),
+                 draw(st.sampled_from(G.LAYOUTS)))
+    return y, draw(G.labels(rows, C))
+
+
+def check_cce(y, t, isa="baseline"):
+    mode, t_ref = RULES.nnfs_targets(y.vals.shape, t)
+    rows = y.vals.shape[0]
+    tol = _tol(y.kind)
+    names = ("y_true", "y_pred", "dvalues", "labels")
+    targs = None if t_ref is None else (y, t_ref)
+    with G.on_isa(isa):
+        f, r = FN.Loss_CategoricalCrossentropy(), RN.Loss_CategoricalCrossentropy()
+        agree(f.forward, r.forward, (y, t), names=names, mode=mode, ref_args=targs,
+              label="Loss_CategoricalCrossentropy.forward", **tol)
+        f, r = FN.Loss_CategoricalCrossentropy(), RN.Loss_CategoricalCrossentropy()
+        agree(f.calculate, r.calculate, (y, t), names=names, mode=mode, ref_args=targs,
+              label="Loss_CategoricalCrossentropy.calculate",
+              rtol=tol["rtol"] * (rows + 8), atol=tol["atol"] * (rows + 8))
+        agree(lambda d, tt: (f.backward(d, tt), f.dinputs)[1],
+              lambda d, tt: (r.backward(d, tt), r.dinputs)[1], (y, t), names=names, mode=mode,
+              ref_args=targs, label="Loss_CategoricalCrossentropy.backward", **tol)
+        f = FN.Activation_Softmax_Loss_CategoricalCrossentropy()
+        r = RN.Activation_Softmax_Loss_CategoricalCrossentropy()
+        agree(lambda d, tt: (f.backward(d, tt), f.dinputs)[1],
+              lambda d, tt: (r.backward(d, tt), r.dinputs)[1], (y, t), names=names, mode=mode,
+              ref_args=targs, label="Activation_Softmax_Loss_CategoricalCrossentropy.backward", **tol)
+
+
+@given(case=cce_case(), isa=G.isas())
+def test_categorical_crossentropy(case, isa):
+    check_cce(*case, isa)
+
+
+P22 = G.recipe([[0.1, 0.9], [0.8, 0.2]])
+
+
+@cases(
+    bool_labels=dict(y=P22, t=G.Labels("bool", 2, 2, 3)),          # issue #11 item 5
+    negative_labels=dict(y=P22, t=G.Labels("negative", 2, 2, 3)),
+    onehot_row_broadcast=dict(y=G.recipe([[0.1, 0.9], [0.8, 0.2], [0.5, 0.5]]),
+                              t=G.recipe([[0.0, 1.0]])),
+)
+def test_categorical_crossentropy_cases(case):
+    check_cce(**case)
+
+
+OTHER_LOSSES = ("Loss_BinaryCrossentropy", "Loss_MeanSquaredError", "Loss_MeanAbsoluteError")
+
+
+@given(name=st.sampled_from(OTHER_LOSSES),
+       shape=st.tuples(G.dim(1, 9), G.dim(1, 9)), data=st.data())
+def test_other_losses(name, shape, data):
+    y = data.draw(G.arrays(shape, kinds=("float64", "float32")))
+    t = data.draw(G.arrays(shape, kinds=("float64", "float32", "int64")))
+    f, r = getattr(FN, name)(), getattr(RN, name)()
+    tol = _tol(y.kind, t.kind)
+    agree(f.calculate, r.calculate, (y, t), names=("y_pred", "y_true"), label=name + ".calculate",
+          rtol=tol["rtol"] * 20, atol=tol["atol"] * 20)
+    agree(lambda d, tt: (f.backward(d, tt), f.dinputs)[1], lambda d, tt: (r.backward(d, tt), r.dinputs)[1],
+          (y, t), names=("dvalues", "y_true"), label=name + ".backward", **tol)
+
+
+OPTIMIZERS = {"Optimizer_SGD": [{}, {"learning_rate": 0.5, "decay": 0.1, "momentum": 0.9}],
+              "Optimizer_Adagrad": [{}, {"decay": 1e-3}], "Optimizer_RMSprop": [{}, {"rho": 0.5}],
+              "Optimizer_Adam": [{}, {"learning_rate": 0.05, "decay": 5e-5}]}
+
+
+@st.composite
+def nnfs_opt_case(draw):
+    name = draw(st.sampled_from(sorted(OPTIMIZERS)))
+    hyper = draw(st.sampled_from(OPTIMIZERS[name]))
+    K, N = draw(G.dim(1, 30)), draw(G.dim(1, 9))
+    dtype = draw(st.sampled_from(("float64", "float32")))
+    lay = st.sampled_from(("C", "F", "strided", "negstride", "unaligned", "bigendian"))
+    W = G.Recipe(draw(G.values((K, N), specials=False)), dtype, draw(lay))
+    b = G.Recipe(draw(G.values((1, N), specials=False)), dtype, draw(lay))
+    dshape = draw(st.sampled_from([(K, N), (K, N), (K, N), (N, K), (1, N), (K * N,)]))
+    dW = G.Recipe(draw(G.values(dshape, specials=draw(st.booleans()))),
+                  draw(st.sampled_from((dtype, dtype, "float64"))), draw(lay))
+    db = G.Recipe(draw(G.values((1, N), specials=False)), dtype, draw(lay))
+    return name, hyper, W, b, dW, db, draw(st.integers(1, 3))
+
+
+def check_nnfs_optimizer(name, hyper, W, b, dW, db, steps, isa="baseline"):
+    layers = []
+    for _ in range(2):
+        layer = FN.Layer_Dense(1, 1)
+        layer.weights, layer.biases = G.build(W), G.build(b)
+        layer.dweights, layer.dbiases = G.build(dW), G.build(db)
+        layers.append(layer)
+    fl, rl = layers
+    fopt, ropt = getattr(FN, name)(**hyper), getattr(RN, name)(**hyper)
+
+    def run(opt, layer, fast):
+        for i in range(steps):
+            opt.pre_update_params()
+            out = call(opt.update_params, (layer,), fast=fast, label="%s.update_params" % name)
+            if out.exc is not None:
+                return out
+            opt.post_update_params()
+        return out
+    ro = run(ropt, rl, False)
+    with G.on_isa(isa):
+        fo = run(fopt, fl, True)
+    if ro.exc is not None or fo.exc is not None:
+        # issue #11 item 6: a dweights of the wrong shape but the right size must not be
+        # applied in memory order
+        assert fo.exc is not None and ro.exc is not None, (
+            "%s: fastnn %s, the book %s (dweights %s, weights %s)" % (name, fo, ro, dW.vals.shape, W.vals.shape))
+        assert_clear_error(fo.exc, ("dweights", "weights", "dbiases", "biases", "layer"), ro.exc,
+                           "%s.update_params" % name)
+        return
+    exact = dW.kind == W.kind
+    tol = dict(rtol=0, atol=0) if exact else dict(rtol=2e-6, atol=1e-30)
+    for a in ("weights", "biases", "weight_momentums", "bias_momentums", "weight_cache", "bias_cache"):
+        if hasattr(rl, a):
+            assert_same(getattr(fl, a), getattr(rl, a), what="%s: layer.%s" % (name, a),
+                        check_type=False, **tol)
+
+
+@given(case=nnfs_opt_case(), isa=G.isas())
+def test_nnfs_optimizer(case, isa):
+    check_nnfs_optimizer(*case, isa=isa)
+
+
+@cases(
+    # issue #11 item 6: dweights (N, K) for weights (K, N): the book raises a broadcast error
+    transposed_dweights=dict(name="Optimizer_Adam", hyper={}, W=G.recipe(np.ones((3, 2))),
+                             b=G.recipe(np.zeros((1, 2))), dW=G.recipe(np.arange(6.0).reshape(2, 3)),
+                             db=G.recipe(np.ones((1, 2))), steps=1),
+    flat_dweights=dict(name="Optimizer_SGD", hyper={}, W=G.recipe(np.ones((3, 2))),
+                       b=G.recipe(np.zeros((1, 2))), dW=G.recipe(np.arange(6.0)),
+                       db=G.recipe(np.ones((1, 2))), steps=1),
+)
+def test_nnfs_optimizer_cases(case):
+    check_nnfs_optimizer(**case)
