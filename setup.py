@@ -11,6 +11,7 @@ FASTNN_SANITIZE=address,undefined
 """
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -115,6 +116,36 @@ class BuildExt(build_ext):
         stamp.write_text(signature)
 
 
+_EXTERN = re.compile(r'cdef\s+extern\s+from\s+"([^"]+)"')
+_INCLUDE_PXI = re.compile(r'^\s*include\s+"([^"]+)"', re.M)
+_CIMPORT = re.compile(r'from\s+fastnn\._kernels\.(\w+)\s+cimport')
+_C_INCLUDE = re.compile(r'#\s*include\s+"([^"]+)"')
+
+
+def _depends(pyx):
+    """The files a kernel module is built from besides its .pyx: its .pxi includes, the
+    .pxd files it cimports, and the csrc headers any of them names (and those headers'
+    own #includes). Editing one header then rebuilds only the modules that use it."""
+    kernels, csrc = HERE / KERNELS, HERE / "csrc"
+    seen, todo, headers = set(), [pyx], set()
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.exists():
+            continue
+        seen.add(path)
+        text = path.read_text()
+        if path.suffix == ".h":
+            todo += [csrc / h for h in _C_INCLUDE.findall(text)]
+            headers.add(path)
+            continue
+        todo += [csrc / h for h in _EXTERN.findall(text)]
+        todo += [path.parent / i for i in _INCLUDE_PXI.findall(text)]
+        todo += [kernels / (m + ".pxd") for m in _CIMPORT.findall(text)]
+        if path.suffix == ".pyx":
+            todo.append(path.with_suffix(".pxd"))
+    return sorted(str(p.relative_to(HERE)) for p in (seen | headers) if p != pyx)
+
+
 def extensions():
     exts = []
     for pyx in sorted((HERE / KERNELS).glob("*.pyx")):
@@ -125,7 +156,7 @@ def extensions():
                 [str(KERNELS / pyx.name)],
                 include_dirs=[np.get_include(), "csrc", str(KERNELS)],
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
-                depends=[str(p.relative_to(HERE)) for p in (HERE / "csrc").glob("*.h")],
+                depends=_depends(pyx),
             )
         )
     return cythonize(

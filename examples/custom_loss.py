@@ -13,7 +13,8 @@ near 1. The model is y = x @ w, w of shape (2, 1), trained by plain gradient des
 
 The gradient comes from fastnn.gradient.numerical_gradient (central differences, the
 "from scratch" way) and, to show both agree, from the formula:
-d loss / d w = x.T @ where(y > y_, COST, -PROFIT), and for the MSE 2/n x.T @ (y - y_).
+d loss / d w = x.T @ where(y > y_, COST, -PROFIT); the MSE run uses fastnn.losses.MSE
+(Keras's per-sample mean squared error) and its gradient, mean_squared_error_grad.
 They agree except at steps where a sample sits on the loss's kink (|y - y_| within the
 finite difference's reach), where the formula picks one side and the difference averages
 both; the script counts those steps.
@@ -32,6 +33,7 @@ import time
 
 import numpy as np
 
+from fastnn import losses
 from fastnn.gradient import numerical_gradient
 
 SEED = 23455          # the notes' np.random.RandomState(23455)
@@ -69,12 +71,15 @@ def custom_loss(cost, profit):
 
 
 def mse_loss():
-    """tf.reduce_mean(tf.square(y_ - y)) in NumPy (fastnn.losses.MSE is being added)."""
+    """The notes' tf.reduce_mean(tf.square(y_ - y)): fastnn.losses.MSE per sample (Keras's
+    mean over the last axis), averaged over the batch; its gradient by the chain rule from
+    MSE's own (the gradient of the summed per-sample losses w.r.t. y)."""
     def loss(w, X, Y_):
-        return np.mean(np.square(Y_ - X @ w))
+        return np.mean(losses.MSE(Y_, X @ w))
 
     def grad(w, X, Y_):
-        return 2.0 / len(X) * X.T @ (X @ w - Y_)  # d/dw mean((x w - y_)^2)
+        dy = losses.mean_squared_error_grad(Y_, X @ w) / len(X)   # d mean / d y
+        return X.T @ dy                                            # y = X @ w
     return loss, grad
 
 

@@ -20,6 +20,8 @@ BOOK_EXPORTS = {
     # common/util.py: import numpy as np
     "fastnn.util": {"np", "smooth_curve", "shuffle_dataset", "conv_output_size", "im2col",
                     "col2im"},
+    # common/gradient.py: import numpy as np
+    "fastnn.gradient": {"np", "numerical_gradient", "numerical_gradient_2d"},
     # common/trainer.py: import sys, os; import numpy as np; from common.optimizer import *
     "fastnn.trainer": {"sys", "os", "np", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSprop",
                        "Adam", "Trainer"},

@@ -26,7 +26,7 @@ from .functions import (
     tanh,
 )
 from .gradient import gradient_check, numerical_diff, numerical_gradient, numerical_gradient_2d
-from .nets import MultiLayerNet, MultiLayerNetExtend, TwoLayerNet
+from .nets import MultiLayerNet, MultiLayerNetExtend, ReluTwoLayerNet, TwoLayerNet
 
 __version__ = "0.1.0"
 
@@ -38,7 +38,7 @@ __all__ = [
     "cross_entropy_error", "softmax_loss", "affine",
     # gradients and nets
     "numerical_diff", "numerical_gradient", "numerical_gradient_2d", "gradient_check",
-    "TwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend",
+    "TwoLayerNet", "ReluTwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend",
     # data
     "datasets", "load_mnist", "spiral_data", "vertical_data", "sine_data",
 ]

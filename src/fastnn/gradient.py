@@ -17,7 +17,8 @@ import numpy as np
 
 from ._kernels import _numgrad
 
-__all__ = ["numerical_diff", "numerical_gradient", "numerical_gradient_2d", "gradient_check"]
+# `import *` also gives `np`, as the book's common/gradient.py does
+__all__ = ["np", "numerical_diff", "numerical_gradient", "numerical_gradient_2d", "gradient_check"]
 
 _H = 1e-4
 _NEP50 = type(np.float32(1) - 1e-4) is np.float32

@@ -76,6 +76,30 @@ def losses(rng, dt):
     yield "softmax_loss", F.softmax_loss(s, t), R.softmax_loss(s.astype(np.float64), t), tol
     yield "sum_squared_error", F.sum_squared_error(p, onehot), \
         R.sum_squared_error(p.astype(np.float64), onehot), tol
+    # fastnn.losses (Keras / tf.nn), per sample, against their formulas in float64
+    from fastnn import losses as K
+    s64, p64, t64 = s.astype(np.float64), p.astype(np.float64), onehot.astype(np.float64)
+    eps = 1e-7
+    pc = np.clip(p64 / p64.sum(axis=-1, keepdims=True), eps, 1 - eps)
+    log_softmax = s64 - s64.max(axis=-1, keepdims=True)
+    log_softmax = log_softmax - np.log(np.exp(log_softmax).sum(axis=-1, keepdims=True))
+    yield "losses.categorical_crossentropy", K.categorical_crossentropy(onehot, p), \
+        -np.sum(t64 * np.log(pc), axis=-1), tol
+    yield "losses.categorical_crossentropy, logits", \
+        K.categorical_crossentropy(onehot, s, from_logits=True), \
+        -np.sum(t64 * log_softmax, axis=-1), tol
+    # (Keras's sparse form feeds log(clip(p)) to a softmax: the clipped row is normalised)
+    c = np.clip(p64, eps, 1 - eps)
+    yield "losses.sparse_categorical_crossentropy", K.sparse_categorical_crossentropy(t, p), \
+        np.log(c.sum(axis=-1)) - np.log(c[np.arange(len(t)), t]), tol
+    yield "losses.softmax_cross_entropy_with_logits", \
+        K.softmax_cross_entropy_with_logits(onehot, s), -np.sum(t64 * log_softmax, axis=-1), tol
+    z = s64[:, :3]
+    yt = (rng.random(z.shape) < 0.5).astype(dt)
+    yield "losses.sigmoid_cross_entropy_with_logits", \
+        K.sigmoid_cross_entropy_with_logits(yt, z.astype(dt)), \
+        np.maximum(z, 0) - z * yt + np.log1p(np.exp(-np.abs(z))), tol
+    yield "losses.MSE", K.MSE(onehot, p), np.mean((p64 - t64) ** 2, axis=-1), tol
 
 
 def layers(rng, dt):
