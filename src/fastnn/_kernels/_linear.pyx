@@ -35,6 +35,10 @@ cdef extern from "fastnn_gemm.h":
     ctypedef Py_ssize_t fastnn_idx
     int fastnn_gemm_nr(size_t size) noexcept nogil
     double fastnn_gemm_fma_per_ns(size_t size) noexcept nogil
+    void fastnn_colsum_d(const double *d, fastnn_idx M, fastnn_idx ld, fastnn_idx w,
+                         double *out) noexcept nogil
+    void fastnn_colsum_s(const float *d, fastnn_idx M, fastnn_idx ld, fastnn_idx w,
+                         float *out) noexcept nogil
     void fastnn_gemm_block_d(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_idx j1,
                              fastnn_idx N, fastnn_idx K, const double *A, fastnn_idx rsa,
                              fastnn_idx csa, const double *B, fastnn_idx rsb, fastnn_idx csb,
@@ -78,7 +82,7 @@ cnp.import_array()
 # Elements per ns one thread compresses / checks for finiteness (measured, rounded down).
 cdef double SCAN_ELEMS_PER_NS = 4.0
 
-# Columns one colsum task sums at a time (a double accumulator row on the stack).
+# Columns one colsum task sums at a time, when threads split the columns.
 cdef enum:
     COLSUM_W = 256
 # Element additions per ns of colsum on one thread (measured, rounded down).
@@ -204,17 +208,12 @@ def affine(cnp.ndarray x,      # IN  (M, K)
 
 cdef inline void colsum_block(const floating *d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t j0,
                               Py_ssize_t w, floating *out) noexcept nogil:
-    # out[j0:j0+w] = sum over rows of d[:, j0:j0+w], rows in order, in double; row-wise
-    # (contiguous, vectorised) into a stack accumulator: each column keeps its own order
-    cdef double acc[COLSUM_W]
-    cdef Py_ssize_t i, j
-    for j in range(w):
-        acc[j] = 0.0
-    for i in range(M):
-        for j in range(w):
-            acc[j] += d[i * N + j0 + j]     # sum(d, axis=0), row i
-    for j in range(w):
-        out[j0 + j] = <floating> acc[j]
+    # out[j0:j0+w] = sum over rows of d[:, j0:j0+w] (sum(d, axis=0)), rows in order, in
+    # double: csrc/fastnn_gemm.h, vectors of double sums in registers
+    if floating is double:
+        fastnn_colsum_d(d + j0, M, N, w, out + j0)
+    else:
+        fastnn_colsum_s(d + j0, M, N, w, out + j0)
 
 
 cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
@@ -229,8 +228,7 @@ cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
         return
     team = fastnn_team(n_threads, <double> M * N / COLSUM_ADDS_PER_NS)
     if team <= 1 or n_blocks == 1:
-        for c in range(n_blocks):
-            colsum_block(d, M, N, c * COLSUM_W, min(COLSUM_W, N - c * COLSUM_W), out)
+        colsum_block(d, M, N, 0, N, out)
     else:
         for c in prange(n_blocks, schedule="static", num_threads=min(team, n_blocks)):
             colsum_block(d, M, N, c * COLSUM_W, min(COLSUM_W, N - c * COLSUM_W), out)
