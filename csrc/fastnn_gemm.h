@@ -411,9 +411,17 @@ ATTR static void P##_block(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_i
                 j += nv * (L);                                                               \
                 continue;                                                                    \
             }                                                                                \
-            /* a ragged end: the narrowest vector that holds it, shifted to end at j1 (or  \
-             * to start at j) when that stays inside [0, N); else the widest vector that   \
-             * fits inside it, and again; below the narrowest vector, a scalar tile */      \
+            /* a ragged end: 1 to 3 columns over many rows, lanes over rows (a vector   \
+             * of 4 or fewer lanes would wait on its few multiply-add chains); else the    \
+             * narrowest vector that holds it, shifted to end at j1 (or to start at j)     \
+             * when that stays inside [0, N); else the widest vector that fits inside it,  \
+             * and again; below the narrowest vector, a scalar tile */                      \
+            if (r <= 3 && m >= (L) && K > 0) {                                               \
+                P##_w0_narrow(m, (int)r, K, A, rsa, csa, B + j, rsb, 1, bias ? bias + j : NULL, \
+                              C + j, ldc);                                                   \
+                j = j1;                                                                      \
+                continue;                                                                    \
+            }                                                                                \
             int which = P##_narrowest(r);                                                    \
             const fastnn_idx w = (L) >> which;                                               \
             fastnn_idx start = j1 - w >= 0 ? j1 - w : j;                                     \
