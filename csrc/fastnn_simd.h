@@ -10,8 +10,9 @@
  *   FASTNN_OP(BCAST, OPS)(x)       the scalar x in every lane (a plain splat, so -0 stays -0).
  * OPS names the width and type: 512d 512s 256d 256s 128d 128s (vectors), fmad fmas
  * (scalars on an FMA level), plain (any type, baseline: GCC vector extensions splat a
- * scalar operand). Other architectures compile only the baseline, `plain`; build them
- * with -ffp-contract=off if the compiler would contract it (aarch64 GCC does).
+ * scalar operand). Other architectures compile only the baseline, `plain`, which a
+ * compiler may contract (aarch64 GCC does): setup.py passes -ffp-contract=off there (and
+ * with FASTNN_NATIVE=1), so every tile rounds `c + a * b` twice.
  *
  * FASTNN_TRANSPOSE_<TOPS>(T, S, src, lds, dst, ldd): dst[c * ldd + r] = src[r * lds + c]
  * for an S x S block (TOPS 256s: 8 x 8 floats, 256d / 128s: 4 x 4, 128d: 2 x 2, plain:
