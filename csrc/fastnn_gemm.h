@@ -26,8 +26,17 @@
  * small zero-padded buffer on the stack (FASTNN_GEMM_PACK_BYTES); partial sums then rest
  * in C between k-chunks (the same accumulator, the same order). No heap memory: the
  * kernels cannot fail.
- * One row (M = 1) streams B's rows once: up to ROWNV vectors of C stay in registers
- * (the last one shifted left to end at column N), so B is read once, in order.
+ * Small shapes (the nnfs spiral net's 3000 x 64 @ 64 x 3, x.T @ dz with 2 rows, ...):
+ *   - 1 to 3 rows (M <= 3) stream B's rows once: up to ROWNV vectors of C stay in
+ *     registers (the last one shifted left to end at column N);
+ *   - 1 to 3 columns (a whole narrow C, or the ragged end of a wider one: 50 = 48 + 2)
+ *     put ROWS in the vector lanes instead (C^T = B^T A^T): A's columns are read in
+ *     place when A is column-major (x.T @ dz), else packed with S x S transposes;
+ *     what is left below a vector of rows goes to the scalar tile.
+ * Every path performs each element's multiply-adds in k order into one accumulator, so
+ * which one computes an element never changes its bits.
+ * Column sums (db = sum(dout, axis=0)), one double accumulator per column adding the
+ * rows in order, are here too (fastnn_colsum_d/s).
  */
 #ifndef FASTNN_GEMM_H
 #define FASTNN_GEMM_H

@@ -4,14 +4,18 @@
 #
 # Design (STYLE.md): C micro-kernels in csrc/fastnn_gemm.h and csrc/fastnn_sparse.h
 # (one template per family, compiled per ISA level x {float, double}, picked with
-# fastnn_isa()) compute one block of rows x columns; the functions here own the prange
+# fastnn_isa(); the GEMM picks its path by shape inside the block: register tiles, 1-3
+# rows streaming B, 1-3 columns with lanes over rows) compute one block of rows x
+# columns, and the column sums (db); the functions here own the prange
 # that hands blocks to threads (team size from fastnn_team, from each kernel's measured
 # rate); the Python layer (fastnn.functions, layers, the executor) validates, casts and
 # allocates once. Every output element is computed by exactly one thread in a fixed
 # summation order, so results are bitwise identical on any thread count.
 #
-# `affine` takes ndarrays rather than typed memoryviews: acquiring four memoryviews costs
-# ~1.5 us, half of a one-sample call; it re-checks the boundary's promise in C instead.
+# `affine`, `affine_new` and `dense_backward` take ndarrays rather than typed memoryviews:
+# acquiring four memoryviews costs ~1.5 us, half of a one-sample call; they re-check the
+# boundary's promise in C instead (plain_affine_args / plain_dense_args are those checks,
+# for the callers' fast paths).
 
 from cython.parallel cimport prange
 
@@ -85,8 +89,9 @@ cdef double SCAN_ELEMS_PER_NS = 4.0
 # Columns one colsum task sums at a time, when threads split the columns.
 cdef enum:
     COLSUM_W = 256
-# Element additions per ns of colsum on one thread (measured, rounded down).
-cdef double COLSUM_ADDS_PER_NS = 4.0
+# Element additions per ns of colsum on one thread (measured on Zen 4: 11-17 on every
+# level for (3000, 64), float32 bound by its conversions to double; rounded down).
+cdef double COLSUM_ADDS_PER_NS = 8.0
 
 
 cdef inline void gemm_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
