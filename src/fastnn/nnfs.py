@@ -166,13 +166,6 @@ _FREE = _free_refcount()
 _SPARE_MIN_BYTES = 1 << 17   # below this, np.empty is served from the allocator's cache
 
 
-def _nbytes(shape, dtype):
-    n = dtype.itemsize
-    for d in shape:
-        n *= d
-    return n
-
-
 def _spare(layer, name, shape, dtype, nxt=None):
     """An array to write ``layer.<name>``'s new value into: the old one when nothing but
     ``layer`` (and ``nxt.inputs``) refers to it and it has this shape and dtype, else a new one.
@@ -183,7 +176,10 @@ def _spare(layer, name, shape, dtype, nxt=None):
     view, user variable or other attribute refers to it (its reference count says so), and
     it is about to be replaced anyway (``nxt.inputs`` is rebound in the same forward pass).
     """
-    if _nbytes(shape, dtype) < _SPARE_MIN_BYTES:   # small: a fresh array costs less than the checks
+    n = dtype.itemsize
+    for d in shape:
+        n *= d
+    if n < _SPARE_MIN_BYTES:   # small: a fresh array costs less than the checks
         return np.empty(shape, dtype=dtype)
     a, refs = _refcount_of(layer, name)
     if a is not None and a.dtype is dtype and a.shape == shape and a.flags.writeable:
@@ -323,22 +319,24 @@ class Layer_Dense:
             db = _spare(self, "dbiases", (1, N), dt)
             dX = _spare(self, "dinputs", x.shape, dt)
             _linear.dense_backward(x, W, dvalues, dX, dW, db, resolve_n_threads(None))
-            self._regularise(W, b, dW, db)
+            self._regularise(W, b, dW, db, plain=True)
             self.dweights, self.dbiases, self.dinputs = dW, db, dX
             return
         self._backward_any(x, dvalues, W, b)
 
-    def _regularise(self, W, b, dW, db):
-        # dweights += l1 * dL1; dweights += 2 * l2 * weights (and the same for the biases)
+    def _regularise(self, W, b, dW, db, plain=False):
+        # dweights += l1 * dL1; dweights += 2 * l2 * weights (and the same for the biases);
+        # plain: W and b are already the kernel's (dW's dtype, C order, b of db's shape)
         wl1, wl2 = self.weight_regularizer_l1, self.weight_regularizer_l2
         if wl1 > 0 or wl2 > 0:
-            _PENALTY_GRAD[dW.dtype](as_kernel_array(W, dW.dtype).reshape(-1), dW.reshape(-1),
-                                    float(wl1), float(wl2), resolve_n_threads(None))
+            Wk = W if plain else as_kernel_array(W, dW.dtype)
+            _PENALTY_GRAD[dW.dtype](Wk.reshape(-1), dW.reshape(-1), float(wl1), float(wl2),
+                                    resolve_n_threads(None))
         bl1, bl2 = self.bias_regularizer_l1, self.bias_regularizer_l2
         if bl1 > 0 or bl2 > 0:
-            bb = np.broadcast_to(np.asarray(b), db.shape)
-            _PENALTY_GRAD[db.dtype](as_kernel_array(bb, db.dtype).reshape(-1), db.reshape(-1),
-                                    float(bl1), float(bl2), resolve_n_threads(None))
+            bk = b if plain else as_kernel_array(np.broadcast_to(np.asarray(b), db.shape), db.dtype)
+            _PENALTY_GRAD[db.dtype](bk.reshape(-1), db.reshape(-1), float(bl1), float(bl2),
+                                    resolve_n_threads(None))
 
     def _backward_any(self, x, dv, W, b):
         who = "Layer_Dense.backward"
