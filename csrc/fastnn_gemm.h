@@ -390,6 +390,9 @@ ATTR static inline int P##_narrow(fastnn_idx m, int nc, fastnn_idx K, const T *A
         const T *bias, T *C, fastnn_idx ldc)                                                 \
 {                                                                                            \
     if (K <= 0) return 0;                                                                    \
+    /* two doubles fill a 16-byte vector: its tiles waste no lane and need no transpose     \
+     * (3000 x 64 @ 64 x 2: 38 us, packed 45 us); read in place, lanes over rows win */     \
+    if (rsa != 1 && nc * sizeof(T) == 16) return 0;                                          \
     if (HALFPACK && rsa != 1 && m >= (L) / 2) {                                              \
         P##_w1_narrow(m, nc, K, A, rsa, csa, B, rsb, csb, bias, C, ldc);                     \
         return 1;                                                                            \
