@@ -2,7 +2,8 @@
 
 Environment switches (all optional):
 
-FASTNN_NATIVE=1           add -march=native (local builds only; never for wheels)
+FASTNN_NATIVE=1           add -march=native (local builds only; never for wheels), with
+                          -ffp-contract=off (as every non-x86 build has)
 FASTNN_DISABLE_OPENMP=1   build serially even when OpenMP works (to test that path)
 FASTNN_REQUIRE_OPENMP=1   fail the build instead of falling back to a serial build
 FASTNN_SANITIZE=address,undefined
@@ -14,6 +15,7 @@ import os
 import re
 import shutil
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -38,6 +40,13 @@ int main(void) {
 
 def _flag(name):
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def _x86_target():
+    """True when the extension is built for x86 (sysconfig follows a cross-compiling
+    _PYTHON_HOST_PLATFORM; macOS universal2 counts as not only x86)."""
+    plat = sysconfig.get_platform().lower()
+    return any(a in plat for a in ("x86_64", "amd64", "win32", "i686", "i386")) and "universal" not in plat
 
 
 def _openmp_flags(compiler):
@@ -80,8 +89,20 @@ class BuildExt(build_ext):
             # older CPU): SIMD comes from run-time dispatch in csrc/.
             cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unreachable-code"]
             lflags = []
-            if _flag("FASTNN_NATIVE"):
+            native = _flag("FASTNN_NATIVE")
+            if native:
                 cflags.append("-march=native")  # opt-in, FASTNN_NATIVE=1, local builds only
+            if native or not _x86_target():
+                # Where the baseline code may use FMA (off x86 it is the only level, and GCC
+                # contracts `c + a * b` where it sees fit, on aarch64 by default; and any
+                # -march=native), two GEMM tiles could round one output element
+                # differently (tools/bench_gemm.c check, built with -march=haswell: 742
+                # split mismatches; none with this flag): keep each multiply-add two
+                # roundings, as the kernels are written. The default x86-64 build needs
+                # nothing: SSE2 has no FMA, the AVX2/AVX-512 GEMM and sparse kernels fuse
+                # explicitly (csrc/fastnn_simd.h), and the AVX2/AVX-512 exp/log loops
+                # (csrc/fastnn_math.h) are meant to be contracted.
+                cflags.append("-ffp-contract=off")
             sanitize = os.environ.get("FASTNN_SANITIZE", "").strip()
             if sanitize and sanitize != "0":
                 # -O1 -g: readable reports; recover=none: the first error fails the run

@@ -7,6 +7,10 @@ The affine groups record GFLOP/s (2 M K N / median time) in each result's extra_
 times). Compare them with the machine's peak: FMA lanes x 2 x clock x cores (Zen 4 at
 3.65 GHz: 16 float64 flop/cycle/core, 58 GFLOP/s per core; tools/cpufreq.c measures it).
 
+The last three shapes are the nnfs spiral net's (spiral_data(1000, 3): 3000 samples, a
+2-64-3 net; the seed's 300 x 2 @ 2 x 3): 1-3 output columns run with vector lanes over
+rows, K = 2 streams the output.
+
 The AVX2 comparison (standing in for an AVX2-only machine): fastnn on its AVX2 kernels
 against OpenBLAS's Haswell kernels, on the same machine:
 
@@ -39,8 +43,10 @@ def impl(request):
     return request.param
 
 
-@pytest.mark.parametrize("M,K,N", [(100, 784, 50), (1, 784, 100), (12, 1_000_000, 1), (100, 7, 3)],
-                         ids=["100x784x50", "1x784x100", "12x1e6x1", "100x7x3"])
+@pytest.mark.parametrize("M,K,N", [(100, 784, 50), (1, 784, 100), (12, 1_000_000, 1), (100, 7, 3),
+                                   (3000, 64, 3), (3000, 2, 64), (300, 2, 3)],
+                         ids=["100x784x50", "1x784x100", "12x1e6x1", "100x7x3",
+                              "3000x64x3", "3000x2x64", "300x2x3"])
 def test_affine(benchmark, impl, dtype, M, K, N):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((M, K)).astype(dtype)

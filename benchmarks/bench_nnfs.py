@@ -96,6 +96,25 @@ def test_model_train_batches(benchmark, M):
     benchmark(train)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("K,N", [(2, 64), (64, 3)], ids=["2to64", "64to3"])
+@pytest.mark.parametrize("M", IMPLS)
+def test_dense_layer_step(benchmark, M, K, N, dtype):
+    """Layer_Dense forward + backward on the spiral net's shapes (3000 samples)."""
+    np.random.seed(0)
+    layer = M.Layer_Dense(K, N, weight_regularizer_l2=5e-4, bias_regularizer_l2=5e-4)
+    layer.set_parameters(layer.weights.astype(dtype), layer.biases.astype(dtype))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, K)).astype(dtype)
+    dv = rng.standard_normal((3000, N)).astype(dtype)
+    benchmark.group = "Layer_Dense forward+backward, 3000 x %d -> %d %s" % (K, N, np.dtype(dtype).name)
+
+    def step():
+        layer.forward(x, training=True)
+        layer.backward(dv)
+    benchmark(step)
+
+
 @pytest.mark.benchmark(group="Activation_Softmax forward+backward (300, 3)")
 @pytest.mark.parametrize("M", IMPLS)
 def test_softmax_layer(benchmark, M):

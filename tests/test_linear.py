@@ -1,10 +1,11 @@
 """The linear kernels (fastnn._kernels._linear) against the NumPy reference, on every ISA level.
 
 affine (x @ W + b), affine_backward (dx = dout @ W.T, dW = x.T @ dout, db = column sums:
-the strided GEMM with a transposed A and a transposed B), and the sparse first layer
-(sparse_affine, sparse_x_t_dz) for float32 and float64, odd sizes, strided / transposed
-operands, NaN/inf, 0-sized dimensions, the same bits on 1, 2 and 3 threads, and memory
-errors under an address-space limit.
+the strided GEMM with a transposed A and a transposed B), the small-shape paths (1-3
+output columns, 2-3 rows, column sums; the nnfs shapes), the nnfs ndarray entry points,
+and the sparse first layer (sparse_affine, sparse_x_t_dz) for float32 and float64, odd
+sizes, strided / transposed operands, NaN/inf, 0-sized dimensions, the same bits on 1, 2
+and 3 threads, and memory errors under an address-space limit.
 """
 import subprocess
 import sys
@@ -237,6 +238,163 @@ def test_narrow_outputs(dtype, N, rng):
     W = rng.standard_normal((20000, N)).astype(dtype)
     _assert_product(F.affine(x, W, None), x, W, dtype)
     _assert_product(F.affine(x[:1], W, None), x[:1], W, dtype)
+
+
+# --- the small-shape paths: narrow outputs, a few rows, column sums ------------------------
+#
+# Every output element is one accumulator summing k in order (then the bias), whichever
+# path computes it, so a block gives the same bits as each of its rows alone (the row
+# kernels) and as any split between threads. The shapes are the nnfs spiral net's
+# (3000 x 2 @ 2 x 64, 3000 x 64 @ 64 x 3 and their backward products) and their
+# neighbours: rows below, at and above a vector's lanes (16 float32 lanes on AVX-512),
+# k below and above a transpose block and a packing chunk.
+
+NARROW_ROWS = [1, 3, 7, 8, 15, 16, 17, 33, 100, 257, 3000]
+NARROW_K = [1, 2, 3, 7, 8, 9, 64, 257]
+
+
+def _rows_alone(fn, m):
+    """fn(i0, i1) for every single row, stacked."""
+    return np.concatenate([fn(i, i + 1) for i in range(m)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N", [1, 2, 3])
+def test_narrow_affine(dtype, N, rng):
+    # x @ W + b with 1-3 output columns: lanes over rows, x packed by transposes
+    for M, K in [(M, K) for M in NARROW_ROWS for K in NARROW_K]:
+        x = rng.standard_normal((M, K)).astype(dtype)
+        W = rng.standard_normal((K, N)).astype(dtype)
+        b = rng.standard_normal(N).astype(dtype)
+        got = F.affine(x, W, b, n_threads=1)
+        _assert_product(got, x, W, dtype, b)
+        np.testing.assert_allclose(got, R.affine(x, W, b), rtol=10 * EPS[dtype] * (K + 2),
+                                   atol=_bound(x, W, dtype, b).max())
+        np.testing.assert_array_equal(
+            got, _rows_alone(lambda i, j: F.affine(x[i:j], W, b, n_threads=1), M),
+            err_msg="M=%d, K=%d: a block and its rows alone" % (M, K))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N", [1, 2, 3, 64])
+def test_nnfs_backward_products(dtype, N, rng):
+    # dW = x.T @ dout (x.T read in place: K rows of M), dx = dout @ W.T (W read through
+    # strides) and db for the nnfs shapes: each against its rows alone and the reference
+    for M, K in [(M, K) for M in [1, 7, 16, 17, 300, 3000] for K in [1, 2, 3, 64]]:
+        x = rng.standard_normal((M, K)).astype(dtype)
+        W = rng.standard_normal((K, N)).astype(dtype)
+        dout = rng.standard_normal((M, N)).astype(dtype)
+        dx, dW, db = _backward(x, W, dout)
+        _assert_product(dx, dout, W.T, dtype)
+        _assert_product(dW, x.T, dout, dtype)
+        # dW's row k is x[:, k].T @ dout: the same bits when computed alone
+        np.testing.assert_array_equal(dW, np.concatenate(
+            [_backward(np.ascontiguousarray(x[:, k:k + 1]), W[k:k + 1], dout, with_dx=False)[1]
+             for k in range(K)]), err_msg="dW, M=%d, K=%d" % (M, K))
+        # dx's row i is dout[i] @ W.T
+        np.testing.assert_array_equal(dx, _rows_alone(
+            lambda i, j: _backward(x[i:j], W, dout[i:j])[0], M), err_msg="dx, M=%d, K=%d" % (M, K))
+        # db: the rows added in order, in float64
+        acc = np.zeros(N)
+        for i in range(M):
+            acc = acc + dout[i].astype(np.float64)
+        np.testing.assert_array_equal(db, acc.astype(dtype), err_msg="db, M=%d, K=%d" % (M, K))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N", [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 63, 64, 65, 127, 129, 257, 300])
+def test_column_sums_are_row_ordered_double_sums(dtype, N, rng):
+    # db = sum(dout, axis=0): one double accumulator per column adding the rows in order,
+    # whatever the vector width (whole vectors, a scalar remainder, 256-column blocks)
+    for M in [0, 1, 3, 100]:
+        d = (rng.standard_normal((M, N)) * 10.0 ** rng.integers(-6, 6, (M, N))).astype(dtype)
+        acc = np.zeros(N)
+        for i in range(M):
+            acc = acc + d[i].astype(np.float64)
+        _, _, db = _backward(np.zeros((M, 0), dtype), np.zeros((0, N), dtype), d, with_dx=False)
+        np.testing.assert_array_equal(db, acc.astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M", [2, 3])
+@pytest.mark.parametrize("N", [5, 16, 50, 64, 100, 2003])
+def test_few_rows_stream_b_once(dtype, M, N, rng):
+    # 2 or 3 rows of C: one pass over B's rows (the nnfs dW = x.T @ dz of a 2-input
+    # layer), equal passes of at most a register file of vectors, a shifted last vector
+    K = 300
+    x = rng.standard_normal((M, K)).astype(dtype)
+    W = rng.standard_normal((K, N)).astype(dtype)
+    b = rng.standard_normal(N).astype(dtype)
+    got = F.affine(x, W, b, n_threads=1)
+    _assert_product(got, x, W, dtype, b)
+    np.testing.assert_array_equal(got, _rows_alone(lambda i, j: F.affine(x[i:j], W, b, n_threads=1), M))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("N", [1, 2, 3, 18, 50, 51, 66, 99])
+def test_ragged_column_ends(dtype, N, rng):
+    # 1-3 columns left after the whole vectors (50 = 48 + 2) take the narrow path; others
+    # a shifted narrower vector: both give each element the bits of its row alone
+    x = rng.standard_normal((100, 784)).astype(dtype)
+    W = rng.standard_normal((784, N)).astype(dtype)
+    b = rng.standard_normal(N).astype(dtype)
+    got = F.affine(x, W, b, n_threads=1)
+    _assert_product(got, x, W, dtype, b)
+    np.testing.assert_array_equal(got, _rows_alone(lambda i, j: F.affine(x[i:j], W, b, n_threads=1), 100))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_narrow_paths_same_bits_on_one_two_three_threads(dtype, rng, exact_threads):
+    # row blocks (and, for 2 rows, column chunks) per thread: the same bits
+    x = rng.standard_normal((3001, 64)).astype(dtype)
+    W = rng.standard_normal((64, 3)).astype(dtype)
+    b = rng.standard_normal(3).astype(dtype)
+    x2 = rng.standard_normal((3001, 2)).astype(dtype)
+    W2 = rng.standard_normal((2, 64)).astype(dtype)
+    d64 = rng.standard_normal((3001, 64)).astype(dtype)
+    d3 = rng.standard_normal((3001, 3)).astype(dtype)
+    calls = {
+        "x @ W (N=3)": lambda n: [F.affine(x, W, b, n_threads=n)],
+        "x @ W (K=2)": lambda n: [F.affine(x2, W2, None, n_threads=n)],
+        "backward (N=3)": lambda n: list(_backward(x, W, d3, n)),
+        "backward (K=2)": lambda n: list(_backward(x2, W2, d64, n)),
+    }
+    for name, call in calls.items():
+        one = call(1)
+        for n in (2, 3):
+            for a, c in zip(one, call(n)):
+                np.testing.assert_array_equal(c, a, err_msg="%s, %d threads" % (name, n))
+
+
+def test_dense_kernels_check_their_arguments():
+    # the ndarray entry points re-check the boundary's promise (ValueError, never a read
+    # past an array); plain_dense_args is the nnfs fast-path test
+    x = np.ones((5, 2))
+    W = np.ones((2, 3))
+    b = np.zeros((1, 3))
+    dv = np.ones((5, 3))
+    assert _linear.plain_dense_args(x, W, b, None) and _linear.plain_dense_args(x, W, b, dv)
+    assert _linear.plain_affine_args(x, W, b) and _linear.plain_affine_args(x, W, b[0])
+    for args in [(x, W, b[0], None), (x, W, np.zeros((2, 3)), None), (x, W, b, dv[:, :2]),
+                 (x, W, b, dv.astype(np.float32)), (x, W, b.astype(np.float32), None),
+                 (np.asfortranarray(np.ones((5, 2))).T.T[:, ::-1], W, b, None), (x, W, b, [1.0]),
+                 (x.astype(np.float32), W, b, None), (x, W.T, b, None)]:
+        assert not _linear.plain_dense_args(*args), args
+    out = _linear.affine_new(x, W, b, 1)
+    np.testing.assert_array_equal(out, x @ W + b)
+    assert _linear.affine_new(x, W.T, None, 1) is None
+    assert _linear.affine_new(x.astype(np.float16), W, None, 1) is None
+    dX, dW, db = np.empty((5, 2)), np.empty((2, 3)), np.empty((1, 3))
+    _linear.dense_backward(x, W, dv, dX, dW, db, 1)
+    np.testing.assert_array_equal(db, dv.sum(axis=0, keepdims=True))
+    np.testing.assert_array_equal(dW, x.T @ dv)
+    ro = np.empty((2, 3))
+    ro.setflags(write=False)
+    for bad in [(x, W, dv, dX, ro, db), (x, W, dv, dX[:4], dW, db), (x, W, dv, dX, dW, np.empty(4)),
+                (x, W, dv[:4], dX, dW, db), (x, W, dv, dX, dW.astype(np.float32), db),
+                (x, W, dv, np.empty((2, 5)).T, dW, db)]:
+        with pytest.raises(ValueError, match="dense_backward"):
+            _linear.dense_backward(*bad, 1)
 
 
 def _run_limited(code, isa, limit_bytes=1 << 30):

@@ -351,6 +351,81 @@ def test_accuracy():
     assert fr.calculate(y + 1e-5, y) == rr.calculate(y + 1e-5, y)
 
 
+def test_accuracy_of_bool_comparisons_is_the_books():
+    # 1-D bool comparisons are counted once (np.count_nonzero): the same mean, sum and
+    # types as the book's np.mean / np.sum, accumulated the same way
+    rng = np.random.default_rng(8)
+    for n in (0, 1, 3, 7, 3000):
+        f, r = F.Accuracy_Categorical(), R.Accuracy_Categorical()
+        for _ in range(3):
+            p, y = rng.integers(0, 3, n), rng.integers(0, 3, n)
+            if n == 0:
+                with np.errstate(invalid="ignore", divide="ignore"), pytest.warns(RuntimeWarning):
+                    a, b = f.calculate(p, y), r.calculate(p, y)
+                assert np.isnan(a) and np.isnan(b)
+            else:
+                a, b = f.calculate(p, y), r.calculate(p, y)
+                assert a == b and type(a) is type(b)
+        assert f.accumulated_sum == r.accumulated_sum and type(f.accumulated_sum) is type(r.accumulated_sum)
+        assert f.accumulated_count == r.accumulated_count
+        if n:
+            assert f.calculate_accumulated() == r.calculate_accumulated()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_fast_path_is_taken_only_for_plain_arrays(dtype):
+    # the C check (plain_dense_args) sends one-dtype C-contiguous arrays with (1, N)
+    # biases to the kernels; everything else goes through the cast and gives the book's
+    # shapes and dtypes
+    f, r = dense_pair(4, 3, dtype)
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((9, 4)).astype(dtype)
+    dv = rng.standard_normal((9, 3)).astype(dtype)
+    other = np.float32 if dtype == np.float64 else np.float64
+    cases = [(X, dv), (X.astype(other), dv), (X, dv.astype(other)), (np.asfortranarray(X), dv),
+             (X, dv[:, ::-1].copy()[:, ::-1]), (X[::-1].copy()[::-1], dv)]
+    for x, d in cases:
+        for layer in (f, r):
+            layer.forward(x)
+            layer.backward(d)
+        for name in ("output", "dweights", "dbiases", "dinputs"):
+            a, b = getattr(f, name), getattr(r, name)
+            assert a.shape == b.shape and a.dtype == b.dtype, name
+            close(a, b, np.float32 if np.float32 in (np.asarray(x).dtype, d.dtype, dtype) else np.float64)
+    for bias in (f.biases.reshape(-1).copy(), f.biases.astype(other)):   # not (1, N) of W's dtype
+        f.biases, r.biases = bias, bias.copy()
+        for layer in (f, r):
+            layer.forward(X)
+            layer.backward(dv)
+        for name in ("output", "dweights", "dbiases", "dinputs"):
+            a, b = getattr(f, name), getattr(r, name)
+            assert a.shape == b.shape and a.dtype == b.dtype, name
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_model_train_on_the_benchmark_shapes(dtype):
+    # spiral_data(1000, 3): 3000 x 2 inputs, a 2-64-3 net, Adam - the shapes of the nnfs
+    # benchmark, where the dense layers take the narrow-output and few-row GEMM paths
+    np.random.seed(0)
+    X, y = R.spiral_data(1000, 3)
+    X = X.astype(dtype)
+    mf = _classifier(F, dtype)
+    mr = _classifier(R, dtype)
+    out_f = _train(F, mf, X, y, epochs=3, print_every=1)
+    out_r = _train(R, mr, X, y, epochs=3, print_every=1)
+    if dtype == np.float64:
+        assert out_f == out_r
+    else:
+        assert out_f.count("\n") == out_r.count("\n")
+    rt = dict(rtol=1e-9, atol=1e-11) if dtype == np.float64 else dict(rtol=1e-3, atol=1e-4)
+    for (wf, bf), (wr, br) in zip(mf.get_parameters(), mr.get_parameters()):
+        close(wf, wr, dtype, **rt)
+        close(bf, br, dtype, **rt)
+    for lf, lr in zip(mf.layers, mr.layers):
+        for name in ("output", "dinputs"):
+            close(getattr(lf, name), getattr(lr, name), dtype, **rt)
+
+
 # ---- optimizers ---------------------------------------------------------------------------
 
 OPTIMIZERS = [

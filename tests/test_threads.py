@@ -12,7 +12,7 @@ import pytest
 
 import fastnn
 from fastnn import functions as F
-from fastnn._kernels import _openmp
+from fastnn._kernels import _linear, _openmp
 from fastnn._threads import (_CPUS, _cgroup_cpus, exact_threads, resolve_n_threads,
                              thread_policy)
 
@@ -421,6 +421,23 @@ def _kernels(dtype, big):
         return [dx, layer.dW, layer.db]
     rng_d = np.random.default_rng(1).standard_normal((m, 50)).astype(dtype)
 
+    def linear_small_shapes(n):
+        # the nnfs spiral net's GEMMs: 1-3 output columns (lanes over rows), 2 rows of
+        # x.T @ dz (one pass over dz), K = 2 or 3, column sums
+        r = np.random.default_rng(4)
+        rows = 12000 if big else 40
+        a = r.standard_normal((rows, 64)).astype(dtype)
+        x2 = r.standard_normal((rows, 2)).astype(dtype)
+        W3 = r.standard_normal((64, 3)).astype(dtype)
+        W64 = r.standard_normal((2, 64)).astype(dtype)
+        d3 = r.standard_normal((rows, 3)).astype(dtype)
+        out = [F.affine(a, W3, np.ones(3, dtype), n_threads=n), F.affine(x2, W64, n_threads=n)]
+        for xin, Win, din in ((a, W3, d3), (x2, W64, a)):
+            grads = [np.empty(xin.shape, dtype), np.empty(Win.shape, dtype), np.empty(Win.shape[1], dtype)]
+            _linear.affine_backward(xin, Win, din, *grads, resolve_n_threads(n))
+            out += grads
+        return out
+
     def optimizers(n):
         out = []
         for cls in (optimizer.SGD, optimizer.Momentum, optimizer.Nesterov, optimizer.AdaGrad,
@@ -473,6 +490,7 @@ def _kernels(dtype, big):
         "affine": lambda n: [F.affine(xs, W, b, n_threads=n)],
         "affine_one_row": lambda n: [F.affine(xs[:1], W, b, n_threads=n)],
         "affine_backward": affine_backward,
+        "linear_small_shapes": linear_small_shapes,
         "cross_entropy": lambda n: [np.array([F.cross_entropy_error(F.softmax(x[:, :10]), t, n_threads=n),
                                               F.cross_entropy_error(F.softmax(x[:, :10]), onehot, n_threads=n),
                                               F.softmax_loss(x[:, :10], t, n_threads=n),

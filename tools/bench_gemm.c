@@ -73,7 +73,7 @@ CHECK(d, double, 1e-15L)
 CHECK(s, float, 1e-6L)
 
 #define TIME(SUF, T)                                                                         \
-static double time_##SUF(fastnn_idx M, fastnn_idx N, fastnn_idx K, int reps)                 \
+static double time_##SUF(fastnn_idx M, fastnn_idx N, fastnn_idx K, int ta, int tb, int reps) \
 {                                                                                            \
     T *a = malloc(sizeof(T) * M * K), *b = malloc(sizeof(T) * K * N);                        \
     T *bias = malloc(sizeof(T) * N), *c = malloc(sizeof(T) * M * N);                         \
@@ -83,7 +83,8 @@ static double time_##SUF(fastnn_idx M, fastnn_idx N, fastnn_idx K, int reps)    
     double best = 1e30;                                                                      \
     for (int r = 0; r < reps; r++) {                                                         \
         double t0 = now();                                                                   \
-        fastnn_gemm_block_##SUF(0, M, 0, N, N, K, a, K, 1, b, N, 1, bias, c, N, NULL);       \
+        fastnn_gemm_block_##SUF(0, M, 0, N, N, K, a, ta ? 1 : K, ta ? M : 1, b, tb ? 1 : N,  \
+                                tb ? K : 1, ta || tb ? NULL : bias, c, N, NULL);             \
         double t = now() - t0;                                                               \
         if (t < best) best = t;                                                              \
     }                                                                                        \
@@ -118,17 +119,23 @@ int main(int argc, char **argv)
         if (bad) return 1;
     }
     if (do_time) {
-        static const fastnn_idx shapes[][3] = {{100, 784, 50}, {50, 784, 50}, {1, 784, 100}, {100, 50, 10},
-                                               {784, 50, 100}, {12, 1000000, 1}, {100, 7, 3}};
-        for (int s = 0; s < 7; s++) {
+        /* M, K, N, A transposed (x.T @ dz), B transposed (dz @ W.T); the last six are the
+         * nnfs spiral net's (3000 samples, 2-64-3): forward, then dW and dx of each layer */
+        static const fastnn_idx shapes[][5] = {{100, 784, 50, 0, 0}, {50, 784, 50, 0, 0},
+            {1, 784, 100, 0, 0}, {100, 50, 10, 0, 0}, {784, 50, 100, 0, 0}, {12, 1000000, 1, 0, 0},
+            {100, 7, 3, 0, 0}, {3000, 2, 64, 0, 0}, {3000, 64, 3, 0, 0}, {64, 3000, 3, 1, 0},
+            {3000, 3, 64, 0, 1}, {2, 3000, 64, 1, 0}, {3000, 64, 2, 0, 1}};
+        for (int s = 0; s < (int)(sizeof(shapes) / sizeof(shapes[0])); s++) {
             fastnn_idx M = shapes[s][0], K = shapes[s][1], N = shapes[s][2];
+            int ta = (int)shapes[s][3], tb = (int)shapes[s][4];
             for (int isa = 0; isa <= top; isa++) {
                 fastnn_isa_private = isa;
                 const int reps = M * N * K > 10000000 ? 20 : 300;
-                double td = time_d(M, N, K, reps), ts = time_s(M, N, K, reps);
+                double td = time_d(M, N, K, ta, tb, reps), ts = time_s(M, N, K, ta, tb, reps);
                 double fl = 2.0 * M * N * K;
-                printf("%4ldx%4ldx%4ld %-8s f64 %8.2f us %6.1f GF/s   f32 %8.2f us %6.1f GF/s\n",
-                       (long)M, (long)K, (long)N, ISA[isa], td * 1e6, fl / td * 1e-9, ts * 1e6, fl / ts * 1e-9);
+                printf("%4ldx%4ldx%4ld%s %-8s f64 %8.2f us %6.1f GF/s   f32 %8.2f us %6.1f GF/s\n",
+                       (long)M, (long)K, (long)N, ta ? " A^T" : tb ? " B^T" : "    ", ISA[isa],
+                       td * 1e6, fl / td * 1e-9, ts * 1e6, fl / ts * 1e-9);
             }
         }
     }

@@ -139,10 +139,10 @@ def affine(x, W, b=None, n_threads=None):
     out : array, shape (N,), (M, N) or (..., N), in the inputs' promoted float dtype
         (integer inputs compute in float64).
     """
-    if _linear.plain_affine_args(x, W, b):
-        # the common case (a layer's forward pass): nothing to cast, copy or broadcast
-        out = np.empty((x.shape[0], W.shape[1]), dtype=x.dtype)
-        _linear.affine(x, W, b, out, resolve_n_threads(n_threads))
+    # the common case (a layer's forward pass): nothing to cast, copy or broadcast; the
+    # check and the output's allocation in C
+    out = _linear.affine_new(x, W, b, resolve_n_threads(n_threads))
+    if out is not None:
         return out
     x = np.asarray(x)
     W = np.asarray(W)

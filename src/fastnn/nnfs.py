@@ -56,6 +56,8 @@ __all__ = [
 # one entry point per dtype, looked up once (the layers run on 300 x 3 arrays thousands of times)
 _AFFINE = by_dtype(_linear.affine)
 _AFFINE_BACKWARD = by_dtype(_linear.affine_backward)
+_plain_dense_args = _linear.plain_dense_args
+_BOOL = np.dtype(bool)
 _RELU = by_dtype(_activations.relu)
 _RELU_BACKWARD = by_dtype(_activations.relu_backward)
 _SIGMOID = by_dtype(_activations.sigmoid)
@@ -164,13 +166,6 @@ _FREE = _free_refcount()
 _SPARE_MIN_BYTES = 1 << 17   # below this, np.empty is served from the allocator's cache
 
 
-def _nbytes(shape, dtype):
-    n = dtype.itemsize
-    for d in shape:
-        n *= d
-    return n
-
-
 def _spare(layer, name, shape, dtype, nxt=None):
     """An array to write ``layer.<name>``'s new value into: the old one when nothing but
     ``layer`` (and ``nxt.inputs``) refers to it and it has this shape and dtype, else a new one.
@@ -181,7 +176,10 @@ def _spare(layer, name, shape, dtype, nxt=None):
     view, user variable or other attribute refers to it (its reference count says so), and
     it is about to be replaced anyway (``nxt.inputs`` is rebound in the same forward pass).
     """
-    if _nbytes(shape, dtype) < _SPARE_MIN_BYTES:   # small: a fresh array costs less than the checks
+    n = dtype.itemsize
+    for d in shape:
+        n *= d
+    if n < _SPARE_MIN_BYTES:   # small: a fresh array costs less than the checks
         return np.empty(shape, dtype=dtype)
     a, refs = _refcount_of(layer, name)
     if a is not None and a.dtype is dtype and a.shape == shape and a.flags.writeable:
@@ -266,16 +264,14 @@ class Layer_Dense:
     def forward(self, inputs, training=False):
         """``self.output = np.dot(inputs, weights) + biases``; inputs (samples, n_inputs)."""
         self.inputs = inputs
-        x, W, b = inputs, self.weights, self.biases
-        if (_is_fast(x) and _is_fast(W) and _is_fast(b) and x.dtype is W.dtype and b.dtype is W.dtype
-                and x.ndim == 2 and W.ndim == 2 and x.shape[1] == W.shape[0]
-                and b.shape == (1, W.shape[1]) and np.dot is _NUMPY_DOT):
-            # the common case: one kernel call, nothing to cast
-            out = _spare(self, "output", (x.shape[0], W.shape[1]), W.dtype, self.__dict__.get("next"))
-            _AFFINE[W.dtype](x, W, b.reshape(-1), out, resolve_n_threads(None))
+        W, b = self.weights, self.biases
+        if np.dot is _NUMPY_DOT and _plain_dense_args(inputs, W, b, None):
+            # the common case (checked in C): one kernel call, nothing to cast
+            out = _spare(self, "output", (inputs.shape[0], W.shape[1]), W.dtype, self.__dict__.get("next"))
+            _linear.affine(inputs, W, b, out, resolve_n_threads(None))
             self.output = out
             return
-        self.output = self._forward_any(x, W, b)
+        self.output = self._forward_any(inputs, W, b)
 
     def _operands(self, x, W, b, who):
         x, _, _ = real_array(x, who, "inputs")
@@ -314,33 +310,33 @@ class Layer_Dense:
 
     def backward(self, dvalues):
         """Set ``dweights = inputs.T @ dvalues`` (+ regularisation), ``dbiases``, ``dinputs``."""
-        x, dv, W, b = self.inputs, dvalues, self.weights, self.biases
-        if (_is_fast(x) and _is_fast(dv) and _is_fast(W) and _is_fast(b) and x.dtype is W.dtype
-                and dv.dtype is W.dtype and b.dtype is W.dtype and x.ndim == 2 and dv.ndim == 2
-                and W.ndim == 2 and x.shape[1] == W.shape[0] and dv.shape == (x.shape[0], W.shape[1])
-                and b.shape == (1, W.shape[1]) and np.dot is _NUMPY_DOT):
+        x, W, b = self.inputs, self.weights, self.biases
+        if np.dot is _NUMPY_DOT and _plain_dense_args(x, W, b, dvalues):
+            # the common case (checked in C): one kernel call, nothing to cast
             dt = W.dtype
             K, N = W.shape
             dW = _spare(self, "dweights", (K, N), dt)
             db = _spare(self, "dbiases", (1, N), dt)
             dX = _spare(self, "dinputs", x.shape, dt)
-            _AFFINE_BACKWARD[dt](x, W, dv, dX, dW, db.reshape(-1), resolve_n_threads(None))
-            self._regularise(W, b, dW, db)
+            _linear.dense_backward(x, W, dvalues, dX, dW, db, resolve_n_threads(None))
+            self._regularise(W, b, dW, db, plain=True)
             self.dweights, self.dbiases, self.dinputs = dW, db, dX
             return
-        self._backward_any(x, dv, W, b)
+        self._backward_any(x, dvalues, W, b)
 
-    def _regularise(self, W, b, dW, db):
-        # dweights += l1 * dL1; dweights += 2 * l2 * weights (and the same for the biases)
+    def _regularise(self, W, b, dW, db, plain=False):
+        # dweights += l1 * dL1; dweights += 2 * l2 * weights (and the same for the biases);
+        # plain: W and b are already the kernel's (dW's dtype, C order, b of db's shape)
         wl1, wl2 = self.weight_regularizer_l1, self.weight_regularizer_l2
         if wl1 > 0 or wl2 > 0:
-            _PENALTY_GRAD[dW.dtype](as_kernel_array(W, dW.dtype).reshape(-1), dW.reshape(-1),
-                                    float(wl1), float(wl2), resolve_n_threads(None))
+            Wk = W if plain else as_kernel_array(W, dW.dtype)
+            _PENALTY_GRAD[dW.dtype](Wk.reshape(-1), dW.reshape(-1), float(wl1), float(wl2),
+                                    resolve_n_threads(None))
         bl1, bl2 = self.bias_regularizer_l1, self.bias_regularizer_l2
         if bl1 > 0 or bl2 > 0:
-            bb = np.broadcast_to(np.asarray(b), db.shape)
-            _PENALTY_GRAD[db.dtype](as_kernel_array(bb, db.dtype).reshape(-1), db.reshape(-1),
-                                    float(bl1), float(bl2), resolve_n_threads(None))
+            bk = b if plain else as_kernel_array(np.broadcast_to(np.asarray(b), db.shape), db.dtype)
+            _PENALTY_GRAD[db.dtype](bk.reshape(-1), db.reshape(-1), float(bl1), float(bl2),
+                                    resolve_n_threads(None))
 
     def _backward_any(self, x, dv, W, b):
         who = "Layer_Dense.backward"
@@ -560,19 +556,26 @@ class Activation_Linear:
 # Each keeps its state on the layer, as the book does (weight_momentums, weight_cache, ...),
 # and updates weights, biases and that state in place in one kernel call per layer.
 
+_WRITES = (True, False, True, True)   # parameter, gradient (read only), state arrays
+
+
 def _kernel_ready(ws, bs):
     """True when the weights' arrays ws (parameter, gradient, state...) and the biases' bs
-    go to the optimizer kernel as they are."""
-    dt = ws[0].dtype if type(ws[0]) is np.ndarray else None
+    go to the optimizer kernel as they are: one float dtype, C-contiguous, aligned,
+    writeable but the gradients, one shape per list."""
+    W = ws[0]
+    if type(W) is not np.ndarray:
+        return False
+    dt = W.dtype
     if dt is not _F64 and dt is not _F32:
         return False
     for arrays in (ws, bs):
         shape = arrays[0].shape if type(arrays[0]) is np.ndarray else None
-        for i, a in enumerate(arrays):
+        for a, writes in zip(arrays, _WRITES):
             if type(a) is not np.ndarray or a.dtype is not dt or a.shape != shape:
                 return False
             f = a.flags
-            if not (f.c_contiguous and f.aligned) or (i != 1 and not f.writeable):
+            if not (f.carray if writes else f.c_contiguous and f.aligned):
                 return False
     return True
 
@@ -602,15 +605,18 @@ class _Optimizer:
 
     def _update(self, layer, hp):
         d = layer.__dict__
-        W, b = d.get("weights"), d.get("biases")
-        ws = [W, d.get("dweights")] + [d.get(names[0]) for names in self._state]
-        bs = [b, d.get("dbiases")] + [d.get(names[1]) for names in self._state]
+        ws = [d.get("weights"), d.get("dweights")]
+        bs = [d.get("biases"), d.get("dbiases")]
+        for wname, bname in self._state:
+            ws.append(d.get(wname))
+            bs.append(d.get(bname))
         if _kernel_ready(ws, bs) and not _opt.overlapping(ws + bs):
             # the common case: every array is the kernel's as it is (one dtype, C order,
             # aligned, shapes that match, nothing shared): one call for the layer
-            _opt.update(hp, [W, b], [ws[1], bs[1]],
-                        [ws[2], bs[2]] if len(ws) > 2 else None,
-                        [ws[3], bs[3]] if len(ws) > 3 else None,
+            n = len(ws)
+            _opt.update(hp, [ws[0], bs[0]], [ws[1], bs[1]],
+                        [ws[2], bs[2]] if n > 2 else None,
+                        [ws[3], bs[3]] if n > 3 else None,
                         resolve_n_threads(None))
             return
         self._update_any(layer, hp)
@@ -1020,6 +1026,15 @@ class Accuracy:
 
     def calculate(self, predictions, y):
         comparisons = self.compare(predictions, y)
+        if type(comparisons) is np.ndarray and comparisons.dtype is _BOOL and comparisons.ndim == 1:
+            # np.mean / np.sum of a 1-D bool array, from one count: the same numbers
+            # (a count below 2**53 is exact in float64, and the mean is count / n)
+            hits = np.count_nonzero(comparisons)
+            n = len(comparisons)
+            accuracy = np.float64(hits / n) if n else np.mean(comparisons)
+            self.accumulated_sum += np.int64(hits)
+            self.accumulated_count += n
+            return accuracy
         accuracy = np.mean(comparisons)
         self.accumulated_sum += np.sum(comparisons)
         self.accumulated_count += len(comparisons)

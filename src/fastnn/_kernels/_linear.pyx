@@ -4,14 +4,18 @@
 #
 # Design (STYLE.md): C micro-kernels in csrc/fastnn_gemm.h and csrc/fastnn_sparse.h
 # (one template per family, compiled per ISA level x {float, double}, picked with
-# fastnn_isa()) compute one block of rows x columns; the functions here own the prange
+# fastnn_isa(); the GEMM picks its path by shape inside the block: register tiles, 1-3
+# rows streaming B, 1-3 columns with lanes over rows) compute one block of rows x
+# columns, and the column sums (db); the functions here own the prange
 # that hands blocks to threads (team size from fastnn_team, from each kernel's measured
 # rate); the Python layer (fastnn.functions, layers, the executor) validates, casts and
 # allocates once. Every output element is computed by exactly one thread in a fixed
 # summation order, so results are bitwise identical on any thread count.
 #
-# `affine` takes ndarrays rather than typed memoryviews: acquiring four memoryviews costs
-# ~1.5 us, half of a one-sample call; it re-checks the boundary's promise in C instead.
+# `affine`, `affine_new` and `dense_backward` take ndarrays rather than typed memoryviews:
+# acquiring four memoryviews costs ~1.5 us, half of a one-sample call; they re-check the
+# boundary's promise in C instead (plain_affine_args / plain_dense_args are those checks,
+# for the callers' fast paths).
 
 from cython.parallel cimport prange
 
@@ -35,6 +39,10 @@ cdef extern from "fastnn_gemm.h":
     ctypedef Py_ssize_t fastnn_idx
     int fastnn_gemm_nr(size_t size) noexcept nogil
     double fastnn_gemm_fma_per_ns(size_t size) noexcept nogil
+    void fastnn_colsum_d(const double *d, fastnn_idx M, fastnn_idx ld, fastnn_idx w,
+                         double *out) noexcept nogil
+    void fastnn_colsum_s(const float *d, fastnn_idx M, fastnn_idx ld, fastnn_idx w,
+                         float *out) noexcept nogil
     void fastnn_gemm_block_d(fastnn_idx i0, fastnn_idx i1, fastnn_idx j0, fastnn_idx j1,
                              fastnn_idx N, fastnn_idx K, const double *A, fastnn_idx rsa,
                              fastnn_idx csa, const double *B, fastnn_idx rsb, fastnn_idx csb,
@@ -78,11 +86,12 @@ cnp.import_array()
 # Elements per ns one thread compresses / checks for finiteness (measured, rounded down).
 cdef double SCAN_ELEMS_PER_NS = 4.0
 
-# Columns one colsum task sums at a time (a double accumulator row on the stack).
+# Columns one colsum task sums at a time, when threads split the columns.
 cdef enum:
     COLSUM_W = 256
-# Element additions per ns of colsum on one thread (measured, rounded down).
-cdef double COLSUM_ADDS_PER_NS = 4.0
+# Element additions per ns of colsum on one thread (measured on Zen 4: 11-17 on every
+# level for (3000, 64), float32 bound by its conversions to double; rounded down).
+cdef double COLSUM_ADDS_PER_NS = 8.0
 
 
 cdef inline void gemm_block(Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t j0, Py_ssize_t j1,
@@ -145,11 +154,27 @@ cdef inline bint plain_array(cnp.ndarray a, int ndim, int typenum) noexcept:
             and cnp.PyArray_ISNOTSWAPPED(a))
 
 
+cdef inline bint plain_bias(object b, cnp.ndarray W, int typenum) noexcept:
+    # None, or a plain (N,) or (1, N) array for W (K, N): both are N contiguous values
+    cdef cnp.ndarray ba
+    if b is None:
+        return True
+    if type(b) is not cnp.ndarray:
+        return False
+    ba = <cnp.ndarray> b
+    if cnp.PyArray_NDIM(ba) == 1:
+        return (plain_array(ba, 1, typenum)
+                and cnp.PyArray_DIM(ba, 0) == cnp.PyArray_DIM(W, 1))
+    return (plain_array(ba, 2, typenum) and cnp.PyArray_DIM(ba, 0) == 1
+            and cnp.PyArray_DIM(ba, 1) == cnp.PyArray_DIM(W, 1))
+
+
 def plain_affine_args(x, W, b):
     """True when ``affine(x, W, b)`` needs no cast, copy or broadcast: x (M, K) and W (K, N)
     C-contiguous, aligned, native float64 or float32 ndarrays of one dtype; b None or such
-    a (N,) array. fastnn.functions.affine's fast-path test, in C (the same test in Python
-    attribute look-ups costs ~1 us, a third of a one-sample call)."""
+    a (N,) or (1, N) array (both add one value per output column). fastnn.functions.affine's
+    fast-path test, in C (the same test in Python attribute look-ups costs ~1 us, a third
+    of a one-sample call)."""
     cdef int t
     if type(x) is not cnp.ndarray or type(W) is not cnp.ndarray:
         return False
@@ -159,36 +184,31 @@ def plain_affine_args(x, W, b):
     if not (plain_array(x, 2, t) and plain_array(W, 2, t)
             and cnp.PyArray_DIM(<cnp.ndarray> x, 1) == cnp.PyArray_DIM(<cnp.ndarray> W, 0)):
         return False
-    if b is None:
+    return plain_bias(b, W, t)
+
+
+def plain_dense_args(x, W, b, dout):
+    """True when a dense layer's step needs no cast, copy or broadcast: plain_affine_args
+    with b a (1, N) array (nnfs's biases), and dout None or a plain (M, N) array of the
+    same dtype (the backward pass). The nnfs Layer_Dense fast-path test, in C."""
+    if not (type(b) is cnp.ndarray and cnp.PyArray_NDIM(<cnp.ndarray> b) == 2
+            and plain_affine_args(x, W, b)):
+        return False
+    if dout is None:
         return True
-    return (type(b) is cnp.ndarray and plain_array(b, 1, t)
-            and cnp.PyArray_DIM(<cnp.ndarray> b, 0) == cnp.PyArray_DIM(<cnp.ndarray> W, 1))
+    return (type(dout) is cnp.ndarray
+            and plain_array(dout, 2, cnp.PyArray_TYPE(<cnp.ndarray> x))
+            and cnp.PyArray_DIM(<cnp.ndarray> dout, 0) == cnp.PyArray_DIM(<cnp.ndarray> x, 0)
+            and cnp.PyArray_DIM(<cnp.ndarray> dout, 1) == cnp.PyArray_DIM(<cnp.ndarray> W, 1))
 
 
-def affine(cnp.ndarray x,      # IN  (M, K)
-           cnp.ndarray W,      # IN  (K, N)
-           object b,           # IN  (N,) or None
-           cnp.ndarray out,    # OUT (M, N)
-           int n_threads):
-    """out = x @ W + b, with the GIL released.
-
-    Takes ndarrays, not typed memoryviews: acquiring four memoryviews costs ~1.5 us,
-    half the whole kernel for one sample (1 x 784 @ 784 x 100 float32 runs in ~3.3 us).
-    The arguments must pass plain_affine_args and out must be a writeable C-contiguous
-    (M, N) array of their dtype (the Python layer makes them so); checked here again in
-    a few ns, so a wrong call raises ValueError instead of touching memory it must not.
-    """
+cdef inline void affine_run(cnp.ndarray x, cnp.ndarray W, object b, cnp.ndarray out,
+                            int n_threads):
+    # out = x @ W + b for arguments that passed plain_affine_args and an out (M, N) of
+    # their dtype
     cdef int t = cnp.PyArray_TYPE(x)
-    cdef Py_ssize_t M, K, N
-    if not (plain_affine_args(x, W, b) and plain_array(out, 2, t)
-            and cnp.PyArray_ISWRITEABLE(out)
-            and cnp.PyArray_DIM(out, 0) == cnp.PyArray_DIM(x, 0)
-            and cnp.PyArray_DIM(out, 1) == cnp.PyArray_DIM(W, 1)):
-        raise ValueError("_linear.affine: x (M, K), W (K, N), b (N,) or None and a writeable "
-                         "out (M, N) must be C-contiguous arrays of one float dtype")
-    M = cnp.PyArray_DIM(x, 0)
-    K = cnp.PyArray_DIM(x, 1)
-    N = cnp.PyArray_DIM(W, 1)
+    cdef Py_ssize_t M = cnp.PyArray_DIM(x, 0), K = cnp.PyArray_DIM(x, 1)
+    cdef Py_ssize_t N = cnp.PyArray_DIM(W, 1)
     cdef void *xp = cnp.PyArray_DATA(x)
     cdef void *wp = cnp.PyArray_DATA(W)
     cdef void *bp = NULL if b is None else cnp.PyArray_DATA(<cnp.ndarray> b)
@@ -202,19 +222,52 @@ def affine(cnp.ndarray x,      # IN  (M, K)
                                 <const float *> bp, <float *> op, N, n_threads)
 
 
+def affine(cnp.ndarray x,      # IN  (M, K)
+           cnp.ndarray W,      # IN  (K, N)
+           object b,           # IN  (N,), (1, N) or None
+           cnp.ndarray out,    # OUT (M, N)
+           int n_threads):
+    """out = x @ W + b, with the GIL released.
+
+    Takes ndarrays, not typed memoryviews: acquiring four memoryviews costs ~1.5 us,
+    half the whole kernel for one sample (1 x 784 @ 784 x 100 float32 runs in ~3 us).
+    The arguments must pass plain_affine_args and out must be a writeable C-contiguous
+    (M, N) array of their dtype (the Python layer makes them so); checked here again in
+    a few ns, so a wrong call raises ValueError instead of touching memory it must not.
+    """
+    cdef int t = cnp.PyArray_TYPE(x)
+    if not (plain_affine_args(x, W, b) and plain_array(out, 2, t)
+            and cnp.PyArray_ISWRITEABLE(out)
+            and cnp.PyArray_DIM(out, 0) == cnp.PyArray_DIM(x, 0)
+            and cnp.PyArray_DIM(out, 1) == cnp.PyArray_DIM(W, 1)):
+        raise ValueError("_linear.affine: x (M, K), W (K, N), b (N,), (1, N) or None and a "
+                         "writeable out (M, N) must be C-contiguous arrays of one float dtype")
+    affine_run(x, W, b, out, n_threads)
+
+
+def affine_new(x, W, b, int n_threads):
+    """A new array x @ W + b when the arguments pass plain_affine_args, else None (the
+    caller casts). The output is allocated here, in C: fastnn.functions.affine's fast path
+    in one call (np.empty and the shape look-ups from Python cost ~0.3 us, a tenth of a
+    one-sample call)."""
+    cdef cnp.npy_intp dims[2]
+    if not plain_affine_args(x, W, b):
+        return None
+    dims[0] = cnp.PyArray_DIM(<cnp.ndarray> x, 0)
+    dims[1] = cnp.PyArray_DIM(<cnp.ndarray> W, 1)
+    cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, dims, cnp.PyArray_TYPE(<cnp.ndarray> x), 0)
+    affine_run(<cnp.ndarray> x, <cnp.ndarray> W, b, out, n_threads)
+    return out
+
+
 cdef inline void colsum_block(const floating *d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t j0,
                               Py_ssize_t w, floating *out) noexcept nogil:
-    # out[j0:j0+w] = sum over rows of d[:, j0:j0+w], rows in order, in double; row-wise
-    # (contiguous, vectorised) into a stack accumulator: each column keeps its own order
-    cdef double acc[COLSUM_W]
-    cdef Py_ssize_t i, j
-    for j in range(w):
-        acc[j] = 0.0
-    for i in range(M):
-        for j in range(w):
-            acc[j] += d[i * N + j0 + j]     # sum(d, axis=0), row i
-    for j in range(w):
-        out[j0 + j] = <floating> acc[j]
+    # out[j0:j0+w] = sum over rows of d[:, j0:j0+w] (sum(d, axis=0)), rows in order, in
+    # double: csrc/fastnn_gemm.h, vectors of double sums in registers
+    if floating is double:
+        fastnn_colsum_d(d + j0, M, N, w, out + j0)
+    else:
+        fastnn_colsum_s(d + j0, M, N, w, out + j0)
 
 
 cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
@@ -229,12 +282,31 @@ cdef void colsum(const floating *d, Py_ssize_t M, Py_ssize_t N, floating *out,
         return
     team = fastnn_team(n_threads, <double> M * N / COLSUM_ADDS_PER_NS)
     if team <= 1 or n_blocks == 1:
-        for c in range(n_blocks):
-            colsum_block(d, M, N, c * COLSUM_W, min(COLSUM_W, N - c * COLSUM_W), out)
+        colsum_block(d, M, N, 0, N, out)
     else:
         for c in prange(n_blocks, schedule="static", num_threads=min(team, n_blocks)):
             colsum_block(d, M, N, c * COLSUM_W, min(COLSUM_W, N - c * COLSUM_W), out)
     fastnn_team_end()
+
+
+cdef void backward_run(Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const floating *x,
+                       const floating *W, const floating *dout, floating *dx, floating *dW,
+                       floating *db, int n_threads) noexcept nogil:
+    # dx (M, K) = dout @ W.T (dx NULL: skipped), dW (K, N) = x.T @ dout, db (N) = column
+    # sums of dout; x (M, K), W (K, N), dout (M, N), all C-contiguous
+    if K > 0 and N > 0:
+        if M == 0:
+            memset(dW, 0, K * N * sizeof(floating))
+        else:
+            # dW = x.T @ dout: A = x read column-wise (rsa=1, csa=K)
+            gemm_strided(K, N, M, x, 1, K, dout, N, 1, NULL, dW, N, n_threads)
+        if dx != NULL and M > 0:
+            # dx = dout @ W.T: B = W read through strides (rsb=1, csb=N)
+            gemm_strided(M, K, N, dout, N, 1, W, 1, N, NULL, dx, K, n_threads)
+    elif dx != NULL and M > 0 and K > 0:
+        memset(dx, 0, M * K * sizeof(floating))
+    if N > 0:
+        colsum(dout if M > 0 else NULL, M, N, db, n_threads)
 
 
 def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward input
@@ -245,26 +317,65 @@ def affine_backward(const floating[:, ::1] x,      # IN  (M, K) the forward inpu
                     floating[::1] db,              # OUT (N,)
                     int n_threads):
     """Affine.backward: dx = dout @ W.T, dW = x.T @ dout, db = sum(dout, axis=0)."""
-    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = W.shape[1], j
+    cdef Py_ssize_t M = x.shape[0], K = x.shape[1], N = W.shape[1]
     cdef floating *dxp = NULL
     if dx is not None and M > 0 and K > 0:
         dxp = &dx[0, 0]
     with nogil:
-        if K > 0 and N > 0:
-            if M == 0:
-                memset(&dW[0, 0], 0, K * N * sizeof(floating))
-            else:
-                # dW = x.T @ dout: A = x read column-wise (rsa=1, csa=K)
-                gemm_strided(K, N, M, &x[0, 0], 1, K, &dout[0, 0], N, 1, NULL,
-                             &dW[0, 0], N, n_threads)
-            if dxp != NULL:
-                # dx = dout @ W.T: B = W read through strides (rsb=1, csb=N)
-                gemm_strided(M, K, N, &dout[0, 0], N, 1, &W[0, 0], 1, N, NULL,
-                             dxp, K, n_threads)
-        elif dxp != NULL:
-            memset(dxp, 0, M * K * sizeof(floating))
-        if N > 0:
-            colsum(&dout[0, 0] if M > 0 else NULL, M, N, &db[0], n_threads)
+        backward_run(M, K, N, &x[0, 0] if M > 0 and K > 0 else NULL,
+                     &W[0, 0] if K > 0 and N > 0 else NULL,
+                     &dout[0, 0] if M > 0 and N > 0 else NULL, dxp,
+                     &dW[0, 0] if K > 0 and N > 0 else NULL, &db[0] if N > 0 else NULL,
+                     n_threads)
+
+
+def dense_backward(cnp.ndarray x,      # IN  (M, K) the forward input
+                   cnp.ndarray W,      # IN  (K, N)
+                   cnp.ndarray dout,   # IN  (M, N)
+                   cnp.ndarray dx,     # OUT (M, K)
+                   cnp.ndarray dW,     # OUT (K, N)
+                   cnp.ndarray db,     # OUT (1, N) or (N,)
+                   int n_threads):
+    """affine_backward for ndarrays (the nnfs Layer_Dense fast path): acquiring six typed
+    memoryviews costs ~1.5 us a call. x, W, dout must pass plain_dense_args-like checks
+    and the outputs be writeable C-contiguous arrays of their dtype and shapes; checked
+    here in C, so a wrong call raises ValueError instead of touching memory it must not."""
+    cdef int t = cnp.PyArray_TYPE(x)
+    cdef Py_ssize_t M, K, N
+    if not (plain_affine_args(x, W, None) and plain_array(dout, 2, t)
+            and plain_array(dx, 2, t) and plain_array(dW, 2, t)
+            and plain_array(db, cnp.PyArray_NDIM(db), t)
+            and cnp.PyArray_ISWRITEABLE(dx) and cnp.PyArray_ISWRITEABLE(dW)
+            and cnp.PyArray_ISWRITEABLE(db)
+            and cnp.PyArray_DIM(dout, 0) == cnp.PyArray_DIM(x, 0)
+            and cnp.PyArray_DIM(dout, 1) == cnp.PyArray_DIM(W, 1)
+            and cnp.PyArray_DIM(dx, 0) == cnp.PyArray_DIM(x, 0)
+            and cnp.PyArray_DIM(dx, 1) == cnp.PyArray_DIM(x, 1)
+            and cnp.PyArray_DIM(dW, 0) == cnp.PyArray_DIM(W, 0)
+            and cnp.PyArray_DIM(dW, 1) == cnp.PyArray_DIM(W, 1)
+            and 1 <= cnp.PyArray_NDIM(db) <= 2
+            and cnp.PyArray_SIZE(db) == cnp.PyArray_DIM(W, 1)):
+        raise ValueError("_linear.dense_backward: x (M, K), W (K, N), dout (M, N) and writeable "
+                         "dx (M, K), dW (K, N), db (N values) must be C-contiguous arrays of "
+                         "one float dtype")
+    M = cnp.PyArray_DIM(x, 0)
+    K = cnp.PyArray_DIM(x, 1)
+    N = cnp.PyArray_DIM(W, 1)
+    cdef void *xp = cnp.PyArray_DATA(x)
+    cdef void *wp = cnp.PyArray_DATA(W)
+    cdef void *dp = cnp.PyArray_DATA(dout)
+    cdef void *dxp = cnp.PyArray_DATA(dx)
+    cdef void *dwp = cnp.PyArray_DATA(dW)
+    cdef void *dbp = cnp.PyArray_DATA(db)
+    with nogil:
+        if t == cnp.NPY_DOUBLE:
+            backward_run[double](M, K, N, <const double *> xp, <const double *> wp,
+                                 <const double *> dp, <double *> dxp, <double *> dwp,
+                                 <double *> dbp, n_threads)
+        else:
+            backward_run[float](M, K, N, <const float *> xp, <const float *> wp,
+                                <const float *> dp, <float *> dxp, <float *> dwp,
+                                <float *> dbp, n_threads)
 
 
 # --- the sparse first layer (csrc/fastnn_sparse.h) ---------------------------------------
