@@ -21,6 +21,8 @@ import warnings
 
 import pytest
 
+import fastnn
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROPS = os.path.join(HERE, "properties")
 MODULES = sorted(f[:-3] for f in os.listdir(PROPS) if f.startswith("prop_") and f.endswith(".py"))
@@ -36,8 +38,10 @@ def _run_module(module, deselect):
     env = dict(os.environ)
     env.setdefault("FASTNN_HYPOTHESIS", "ci")
     env["FASTNN_PROPS_TRACE"] = trace
-    src = os.path.join(os.path.dirname(HERE), "src")
-    env["PYTHONPATH"] = os.pathsep.join([src] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    # The child imports the fastnn this process imported (an install in CI, src/ when built
+    # in place), never a src/ tree whose extensions were not built.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
     cmd = [sys.executable, "-u", "-X", "faulthandler", "-m", "pytest",
            os.path.join(PROPS, module + ".py"), "-o", "python_files=prop_*.py",
            "-p", "no:cacheprovider", "-q", "--tb=short", "-rfEx", "-W", "ignore::DeprecationWarning",

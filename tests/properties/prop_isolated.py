@@ -12,7 +12,10 @@ import textwrap
 
 import pytest
 
-SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
+import fastnn
+
+# the fastnn this process imported (an install in CI, src/ when built in place)
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
 GiB = 1 << 30
 
 
