@@ -1,25 +1,35 @@
-/* The sparse first layer's backward, dW = x.T @ dz over x's non-zeros, from a bit mask of
- * x's non-zeros that the forward's compression writes as it goes (fastnn_sparse.h has
- * the forward and the row-pair form).
+/* The sparse first layer from bit masks of x's non-zeros: x (M x K) is mostly exact
+ * zeros (MNIST: ~81%), so z = x @ W + b and dW = x.T @ dz sum only over its non-zeros.
+ * One pass over x makes the masks; both products read x's values from x itself.
  *
- * fastnn_bp_compress_bits_*  as fastnn_bp_compress_* (row i's non-zeros as (column,
- *     value) pairs, NaN kept), and also the row's non-zero mask, 64 columns a word:
- *     bit j of bits[w * bstride] is x[64 w + j] != 0. With bstride = M and the word of
- *     row i at bits + i, the words of one 64-column stripe of the batch are contiguous,
- *     so the rows of a column group are found 8 (4) rows per instruction.
- * fastnn_sparse_xtd_bits_*   dW[c0:c1, :] = sum over rows i (ascending) with x[i, k] != 0
- *     of x[i, k] * dz[i, :]: for each group of FASTNN_XB_G (2) columns of x, the rows
- *     where either is non-zero are listed from the mask (vector compares, no per-pair
- *     work), then a register tile of 2 x NV vectors of dW sums over them (x[i, k] == 0
- *     adds an exact 0 since dz is finite). Each dW[k, j] is one accumulator, rows in
- *     ascending order: the bits of the dense GEMM x.T @ dz on the same ISA, whatever
- *     [c0, c1) a call (a thread) takes; c0 must be even (a group never straddles a word).
+ * Masks: bit j of bits[w * bstride] is x[64 w + j] != 0 (NaN != 0: set), 64 columns a
+ * word. With bstride = M and row i's words at bits + i, the words of one 64-column
+ * stripe of the batch are contiguous (the rows of a column group are found 8 or 4 rows
+ * per instruction).
  *
- * Why 2 columns, not fastnn_sparse_xtd's 3 with row lists built pair by pair: on real
- * MNIST rows a 2-column group lists 8,563 (row, group) pairs for 14,626 non-zeros (3
- * columns: 6,486), so 2 x 7 zmm per listed row does 120k vector multiply-adds against
- * 136k (f64, N = 50), the tile still has more multiply-adds than loads; and the row lists
- * built from pairs (a store-to-load chain per pair) took ~30% of the old kernel.
+ * fastnn_xb_mask_row_*      row i's words, and its number of non-zeros.
+ * fastnn_sparse_rows_bits_* out[i, :] = b + sum over the set bits k of row i (ascending)
+ *     of x[i, k] * W[k, :]: each out[i, j] is ONE accumulator, one multiply-add per
+ *     non-zero in ascending k from 0, then the bias: the bits of the dense GEMM on the
+ *     same ISA, whatever rows a call (a thread) is given. W is read in blocks of 64 (32,
+ *     16, 8) rows, one word (half, ...) of every mask, copied 64-byte aligned into an L1
+ *     buffer (W's own rows, 400 bytes apart at N = 50 doubles, would make 3 in 4 vector
+ *     loads straddle two cache lines); every row takes its share of a block before the
+ *     next block is read, its partial sums resting in `out`. The copy also checks W for
+ *     NaN/inf on the way (skipping a zero x[i, k] is exact only when W[k, :] is finite):
+ *     the function returns 0 when it is not, and the caller must use the dense GEMM.
+ * fastnn_sparse_xtd_bits_*  dW[c0:c1, :] = sum over rows i (ascending) with x[i, k] != 0
+ *     of x[i, k] * dz[i, :]: for each group of FASTNN_XB_G (3) columns of x, the rows
+ *     where any is non-zero are listed from the masks (vector compares), then a register
+ *     tile of 3 x NV vectors of dW sums over them (x[i, k] == 0 adds an exact 0 since dz
+ *     must be finite). Each dW[k, j] is one accumulator, rows ascending: the dense GEMM's
+ *     bits, whatever [c0, c1) a call takes (c0 a multiple of FASTNN_XB_G).
+ *
+ * Why masks rather than (column, value) pairs (fastnn_sparse.h's row form): making the
+ * pairs costs two vector compresses per 8 or 16 elements (~3x the mask alone on Zen 4),
+ * and the dW kernel built its row lists from the pairs one at a time (a store-to-load
+ * chain per pair: ~30% of that kernel). Measured on 100 real MNIST rows, N = 50, one
+ * thread (tools/bench_sparse_bits.c).
  *
  * Every function is compiled per ISA level (baseline, AVX2+FMA, AVX-512) x {float,
  * double} from one template, multiply-adds explicit (fastnn_simd.h). */
@@ -32,18 +42,32 @@
 #define FASTNN_XB_G 3       /* columns of x per dW register tile */
 #endif
 #define FASTNN_XB_PAD 16    /* ints a row list needs past M (full-vector stores) */
+#ifndef FASTNN_XB_L1_BYTES
+#define FASTNN_XB_L1_BYTES 24576  /* of the 32 KB L1D: a block of W's rows, copied */
+#endif
 
 typedef unsigned long long fastnn_xb_word;
 
 /* words of the mask per row of K columns */
 #define FASTNN_XB_WORDS(K) (((K) + 63) / 64)
 
-/* ---- compression with masks: scalar (any ISA) ------------------------------------------- */
-/* the non-zero mask of x[0:n], n <= 64 (NaN != 0: set); SSE2 compares where x86-64 has
- * them (any x86-64 CPU), else one element at a time */
+static inline fastnn_bp_idx fastnn_xb_popcount(fastnn_xb_word w)
+{
+#if defined(__GNUC__)
+    return __builtin_popcountll(w);
+#else
+    fastnn_bp_idx n = 0;
+    for (; w; w &= w - 1) n++;
+    return n;
+#endif
+}
+
+/* ---- masks: scalar (any ISA) ------------------------------------------------------------ */
+/* the non-zero mask of x[0:n], n <= 64 (NaN != 0: set); SSE2 compares where the baseline
+ * has them (any x86-64), else one element at a time */
 #if defined(__SSE2__)
 #include <emmintrin.h>
-static inline fastnn_xb_word fastnn_xb_mask_d(const double *x, fastnn_bp_idx n)
+static inline fastnn_xb_word fastnn_xb_word_d(const double *x, fastnn_bp_idx n)
 {
     fastnn_xb_word word = 0;
     fastnn_bp_idx j = 0;
@@ -52,7 +76,7 @@ static inline fastnn_xb_word fastnn_xb_mask_d(const double *x, fastnn_bp_idx n)
     for (; j < n; j++) word |= (fastnn_xb_word)(x[j] != 0) << j;
     return word;
 }
-static inline fastnn_xb_word fastnn_xb_mask_s(const float *x, fastnn_bp_idx n)
+static inline fastnn_xb_word fastnn_xb_word_s(const float *x, fastnn_bp_idx n)
 {
     fastnn_xb_word word = 0;
     fastnn_bp_idx j = 0;
@@ -62,34 +86,30 @@ static inline fastnn_xb_word fastnn_xb_mask_s(const float *x, fastnn_bp_idx n)
     return word;
 }
 #else
-#define FASTNN_XB_MASK_SCALAR(NAME, T)                                                       \
+#define FASTNN_XB_WORD_SCALAR(NAME, T)                                                       \
 static inline fastnn_xb_word NAME(const T *x, fastnn_bp_idx n)                              \
 {                                                                                            \
     fastnn_xb_word word = 0;                                                                 \
     for (fastnn_bp_idx j = 0; j < n; j++) word |= (fastnn_xb_word)(x[j] != 0) << j;          \
     return word;                                                                             \
 }
-FASTNN_XB_MASK_SCALAR(fastnn_xb_mask_d, double)
-FASTNN_XB_MASK_SCALAR(fastnn_xb_mask_s, float)
+FASTNN_XB_WORD_SCALAR(fastnn_xb_word_d, double)
+FASTNN_XB_WORD_SCALAR(fastnn_xb_word_s, float)
 #endif
-/* branch-free compaction (as fastnn_bp_compress_*_base), then the chunk's mask */
-#define FASTNN_XB_COMPRESS_SCALAR(NAME, T, MASK)                                             \
-static fastnn_bp_idx NAME(const T *x, fastnn_bp_idx n, int *idx, T *val,                    \
-                          fastnn_xb_word *bits, fastnn_bp_idx bstride)                       \
+#define FASTNN_XB_MASK_ROW(NAME, T, WORD, ATTR)                                              \
+ATTR static fastnn_bp_idx NAME(const T *x, fastnn_bp_idx n, fastnn_xb_word *bits,            \
+                               fastnn_bp_idx bstride)                                        \
 {                                                                                            \
-    fastnn_bp_idx k = 0;                                                                     \
+    fastnn_bp_idx nnz = 0;                                                                   \
     for (fastnn_bp_idx w0 = 0; w0 < n; w0 += 64) {                                           \
-        const fastnn_bp_idx e = n - w0 < 64 ? n : w0 + 64;                                   \
-        for (fastnn_bp_idx j = w0; j < e; j++) {                                             \
-            const T v = x[j];                                                                \
-            idx[k] = (int)j; val[k] = v; k += (v != 0);   /* NaN != 0: kept */              \
-        }                                                                                    \
-        bits[(w0 >> 6) * bstride] = MASK(x + w0, e - w0);                                    \
+        const fastnn_xb_word word = WORD(x + w0, n - w0 < 64 ? n - w0 : 64);                 \
+        bits[(w0 >> 6) * bstride] = word;                                                    \
+        nnz += fastnn_xb_popcount(word);                                                     \
     }                                                                                        \
-    return k;                                                                                \
+    return nnz;                                                                              \
 }
-FASTNN_XB_COMPRESS_SCALAR(fastnn_xb_compress_d_base, double, fastnn_xb_mask_d)
-FASTNN_XB_COMPRESS_SCALAR(fastnn_xb_compress_s_base, float, fastnn_xb_mask_s)
+FASTNN_XB_MASK_ROW(fastnn_xb_mask_d_base, double, fastnn_xb_word_d, )
+FASTNN_XB_MASK_ROW(fastnn_xb_mask_s_base, float, fastnn_xb_word_s, )
 
 /* the rows i in [0, M) whose mask words have a bit of gm0 in bw0[i] or of gm1 in bw1[i]
  * (a group of columns may straddle two words; gm1 = 0 when it does not), ascending */
@@ -106,12 +126,126 @@ static fastnn_bp_idx fastnn_xb_list_base(const fastnn_xb_word *bw0, fastnn_xb_wo
 }
 
 #if defined(__GNUC__)
+#define FASTNN_XB_RB_CALL(NAME, V)                                                            \
+    ok &= NAME##_rbpanel(V, M, K, kb, x, ldx, bits, bstride, W, ldw, out, ldo, j0, jl, pk)
 /* dW for GW (1 or 2) adjacent columns [c, c + GW) of x x one panel of NV vectors (vector
  * v at column off[v] of d and dW): GW x NV accumulators, summed over `rows` (ascending). */
 #define FASTNN_XB_KERNELS(NAME, T, LANES, ATTR, OPS, OPSS, GNV, LIST)                        \
 typedef T NAME##_xv __attribute__((vector_size(sizeof(T) * LANES)));                         \
 typedef T NAME##_xu __attribute__((vector_size(sizeof(T) * LANES), aligned(sizeof(T)), may_alias)); \
 typedef __typeof__(FASTNN_OP(BCAST, OPS)((T)0)) NAME##_xbt;                                  \
+/* rows [0, M) x one panel of NV vectors of W's columns (vector v at column j0 + v LANES,   \
+ * the last at jl), W read in blocks of kb (64, 32, 16, 8) rows, each block copied into    \
+ * pk (64-byte aligned, row stride NV LANES) and checked for NaN/inf on the way; a row    \
+ * takes the block's share of its sums (the block's bits of its mask, ascending) with the  \
+ * partial sums resting in out. Returns 1 when the panel's columns of W are all finite. */ \
+ATTR static inline __attribute__((always_inline)) int NAME##_rbpanel(                        \
+        const int NV, fastnn_bp_idx M, fastnn_bp_idx K, fastnn_bp_idx kb, const T *x,        \
+        fastnn_bp_idx ldx, const fastnn_xb_word *bits, fastnn_bp_idx bstride, const T *W,    \
+        fastnn_bp_idx ldw, T *out, fastnn_bp_idx ldo, fastnn_bp_idx j0, fastnn_bp_idx jl,    \
+        T *pk)                                                                               \
+{                                                                                            \
+    const fastnn_bp_idx ldp = NV * LANES;                                                    \
+    NAME##_xv fin = (NAME##_xv){0};                                                          \
+    for (fastnn_bp_idx i = 0; i < M; i++) {                                                  \
+        FASTNN_SP_UNROLL for (int v = 0; v < NV - 1; v++)                                    \
+            *(NAME##_xu *)(out + i * ldo + j0 + v * LANES) = (NAME##_xv){0};                 \
+        *(NAME##_xu *)(out + i * ldo + jl) = (NAME##_xv){0};                                 \
+    }                                                                                        \
+    for (fastnn_bp_idx k0 = 0; k0 < K; k0 += kb) {                                           \
+        const fastnn_bp_idx k1 = K - k0 < kb ? K : k0 + kb;                                  \
+        for (fastnn_bp_idx k = k0; k < k1; k++) {                                            \
+            const T *wr = W + k * ldw;                                                       \
+            T *pr = pk + (k - k0) * ldp;                                                     \
+            FASTNN_SP_UNROLL for (int v = 0; v < NV; v++) {                                  \
+                const NAME##_xv t = *(const NAME##_xu *)(wr + (v < NV - 1 ? j0 + v * LANES : jl)); \
+                fin += t - t;                /* 0, or NaN for NaN/inf */                     \
+                *(NAME##_xv *)(pr + v * LANES) = t;                                          \
+            }                                                                                \
+        }                                                                                    \
+        /* the block's bits of a row: from one word, or the end of one and the start of  \
+         * the next */                                                                       \
+        const fastnn_xb_word *bw = bits + (k0 >> 6) * bstride;                               \
+        const int sh = (int)(k0 & 63), two = sh + (k1 - k0) > 64;                            \
+        const fastnn_xb_word bm = k1 - k0 >= 64 ? ~(fastnn_xb_word)0 : ((fastnn_xb_word)1 << (k1 - k0)) - 1; \
+        for (fastnn_bp_idx i = 0; i < M; i++) {                                              \
+            fastnn_xb_word m = bw[i] >> sh;                                                  \
+            if (two) m |= bw[i + bstride] << (64 - sh);                                      \
+            m &= bm;                                                                         \
+            if (!m) continue;                                                                \
+            const T *xr = x + i * ldx + k0;                                                  \
+            T *o = out + i * ldo;                                                            \
+            NAME##_xv acc[FASTNN_SPARSE_PANEL];                                              \
+            FASTNN_SP_UNROLL for (int v = 0; v < NV - 1; v++)                                \
+                acc[v] = *(const NAME##_xu *)(o + j0 + v * LANES);                           \
+            acc[NV - 1] = *(const NAME##_xu *)(o + jl);                                      \
+            do {                                     /* z[i] += x[i, k] W[k], k ascending */ \
+                const int kk = __builtin_ctzll(m);                                           \
+                m &= m - 1;                                                                  \
+                const NAME##_xbt a = FASTNN_OP(BCAST, OPS)(xr[kk]);                          \
+                const T *w = pk + kk * ldp;                                                  \
+                FASTNN_SP_UNROLL for (int v = 0; v < NV; v++)                                \
+                    acc[v] = FASTNN_OP(MADD, OPS)(acc[v], a, *(const NAME##_xv *)(w + v * LANES)); \
+            } while (m);                                                                     \
+            /* a ragged last vector overlaps its neighbour: loaded before either is        \
+             * stored, both hold the same sums */                                           \
+            FASTNN_SP_UNROLL for (int v = 0; v < NV - 1; v++)                                \
+                *(NAME##_xu *)(o + j0 + v * LANES) = acc[v];                                 \
+            *(NAME##_xu *)(o + jl) = acc[NV - 1];                                            \
+        }                                                                                    \
+    }                                                                                        \
+    T lanes[LANES], f = 0;                                                                   \
+    memcpy(lanes, &fin, sizeof(fin));                                                        \
+    for (int l = 0; l < LANES; l++) f += lanes[l];                                           \
+    return f == 0;                                                                           \
+}                                                                                            \
+ATTR static int NAME##_rowsb(fastnn_bp_idx M, fastnn_bp_idx N, fastnn_bp_idx K, const T *x,  \
+        fastnn_bp_idx ldx, const fastnn_xb_word *bits, fastnn_bp_idx bstride, const T *W,    \
+        fastnn_bp_idx ldw, const T *bias, T *out, fastnn_bp_idx ldo)                        \
+{                                                                                            \
+    int ok = 1;                                                                              \
+    if (N <= 0) return 1;                                                                    \
+    if (N < LANES) {  /* narrower than a vector: scalar, the same sums */                   \
+        T fin = 0;                                                                           \
+        for (fastnn_bp_idx k = 0; k < K; k++)                                                \
+            for (fastnn_bp_idx j = 0; j < N; j++) fin += W[k * ldw + j] - W[k * ldw + j];    \
+        ok = fin == 0;                                                                       \
+        for (fastnn_bp_idx i = 0; i < M; i++) {                                              \
+            T *o = out + i * ldo;                                                            \
+            for (fastnn_bp_idx j = 0; j < N; j++) o[j] = 0;                                  \
+            for (fastnn_bp_idx k0 = 0; k0 < K; k0 += 64) {                                   \
+                fastnn_xb_word m = bits[(k0 >> 6) * bstride + i];                            \
+                while (m) {                                                                  \
+                    const int kk = __builtin_ctzll(m);                                       \
+                    m &= m - 1;                                                              \
+                    const T a = x[i * ldx + k0 + kk];                                        \
+                    for (fastnn_bp_idx j = 0; j < N; j++)                                    \
+                        o[j] = FASTNN_OP(MADD, OPSS)(o[j], a, W[(k0 + kk) * ldw + j]);       \
+                }                                                                            \
+            }                                                                                \
+        }                                                                                    \
+    } else {                                                                                 \
+        T pk[FASTNN_XB_L1_BYTES / sizeof(T)] __attribute__((aligned(64)));                  \
+        const fastnn_bp_idx nvec = (N + LANES - 1) / LANES;                                  \
+        const fastnn_bp_idx npan = (nvec + FASTNN_SPARSE_PANEL - 1) / FASTNN_SPARSE_PANEL;   \
+        for (fastnn_bp_idx p = 0; p < npan; p++) {                                           \
+            const fastnn_bp_idx v0 = p * nvec / npan, v1 = (p + 1) * nvec / npan;            \
+            const int nv = (int)(v1 - v0);                                                   \
+            const fastnn_bp_idx j0 = v0 * LANES;                                             \
+            const fastnn_bp_idx jl = v1 * LANES > N ? N - LANES : (v1 - 1) * LANES;          \
+            fastnn_bp_idx kb = FASTNN_XB_L1_BYTES / (nv * LANES * (fastnn_bp_idx)sizeof(T));  \
+            kb = kb > 64 ? 64 : kb < 1 ? 1 : kb;                                             \
+            switch (nv) {                                                                    \
+            FASTNN_SP_CASES(FASTNN_XB_RB_CALL, NAME)                                         \
+            }                                                                                \
+        }                                                                                    \
+    }                                                                                        \
+    if (bias)                                                                                \
+        for (fastnn_bp_idx i = 0; i < M; i++)                                                \
+            for (fastnn_bp_idx j = 0; j < N; j++)                                            \
+                out[i * ldo + j] = out[i * ldo + j] + bias[j];     /* then the bias */       \
+    return ok;                                                                               \
+}                                                                                            \
 ATTR static inline __attribute__((always_inline)) void NAME##_xbtile_(                       \
         const int NV, const int GW, const int *rows, fastnn_bp_idx nrows, const T *x,        \
         fastnn_bp_idx ldx, fastnn_bp_idx c, const T *d, fastnn_bp_idx ldd, T *dW,            \
@@ -199,6 +333,24 @@ ATTR static void NAME##_xtdb(fastnn_bp_idx M, fastnn_bp_idx N, const T *x, fastn
 }
 #else  /* no vector extensions (MSVC): the same sums in the same order, plain loops */
 #define FASTNN_XB_KERNELS(NAME, T, LANES, ATTR, OPS, OPSS, GNV, LIST)                        \
+static int NAME##_rowsb(fastnn_bp_idx M, fastnn_bp_idx N, fastnn_bp_idx K, const T *x,       \
+        fastnn_bp_idx ldx, const fastnn_xb_word *bits, fastnn_bp_idx bstride, const T *W,    \
+        fastnn_bp_idx ldw, const T *bias, T *out, fastnn_bp_idx ldo)                        \
+{                                                                                            \
+    T fin = 0;                                                                               \
+    for (fastnn_bp_idx k = 0; k < K; k++)                                                    \
+        for (fastnn_bp_idx j = 0; j < N; j++) fin += W[k * ldw + j] - W[k * ldw + j];        \
+    for (fastnn_bp_idx i = 0; i < M; i++) {                                                  \
+        T *o = out + i * ldo;                                                                \
+        for (fastnn_bp_idx j = 0; j < N; j++) o[j] = 0;                                      \
+        for (fastnn_bp_idx k = 0; k < K; k++) {                                              \
+            if (!((bits[(k >> 6) * bstride + i] >> (k & 63)) & 1)) continue;                 \
+            for (fastnn_bp_idx j = 0; j < N; j++) o[j] += x[i * ldx + k] * W[k * ldw + j];   \
+        }                                                                                    \
+        if (bias) for (fastnn_bp_idx j = 0; j < N; j++) o[j] = o[j] + bias[j];               \
+    }                                                                                        \
+    return fin == 0;                                                                         \
+}                                                                                            \
 static void NAME##_xtdb(fastnn_bp_idx M, fastnn_bp_idx N, const T *x, fastnn_bp_idx ldx,     \
         fastnn_bp_idx c0, fastnn_bp_idx c1, const fastnn_xb_word *bits, fastnn_bp_idx bstride, \
         const T *d, fastnn_bp_idx ldd, T *dW, fastnn_bp_idx lddw, int *rows)                \
@@ -230,72 +382,31 @@ FASTNN_XB_KERNELS(fastnn_xb_d_base, double, 2, , plain, plain, FASTNN_XB_GNV16, 
 FASTNN_XB_KERNELS(fastnn_xb_s_base, float, 4, , plain, plain, FASTNN_XB_GNV16, fastnn_xb_list_base)
 
 #ifdef FASTNN_SP_X86
-/* 16 (8) elements -> a mask of the non-zeros (unordered compare: NaN counts), then one
- * step per set bit (as fastnn_bp_compress_*_avx2), the masks gathered into words. */
+/* 64 elements -> one word: unordered compares (NaN counts), 4 (8) lanes per movemask */
 FASTNN_TARGET_AVX2
-static fastnn_bp_idx fastnn_xb_compress_d_avx2(const double *x, fastnn_bp_idx n, int *idx,
-                                               double *val, fastnn_xb_word *bits,
-                                               fastnn_bp_idx bstride)
+static inline fastnn_xb_word fastnn_xb_word_d_avx2(const double *x, fastnn_bp_idx n)
 {
     const __m256d z = _mm256_setzero_pd();
-    fastnn_bp_idx k = 0;
-    for (fastnn_bp_idx w0 = 0; w0 < n; w0 += 64) {
-        const fastnn_bp_idx e = n - w0 < 64 ? n : w0 + 64;
-        fastnn_xb_word word = 0;
-        fastnn_bp_idx j = w0;
-        for (; j + 16 <= e; j += 16) {
-            unsigned m = (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j), z, _CMP_NEQ_UQ))
-                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 4), z, _CMP_NEQ_UQ)) << 4
-                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 8), z, _CMP_NEQ_UQ)) << 8
-                | (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j + 12), z, _CMP_NEQ_UQ)) << 12;
-            word |= (fastnn_xb_word)m << (j - w0);
-            while (m) {
-                const int b = __builtin_ctz(m);
-                idx[k] = (int)(j + b); val[k] = x[j + b]; k++;
-                m &= m - 1;
-            }
-        }
-        for (; j < e; j++) {
-            const double v = x[j];
-            const int nz = v != 0;
-            idx[k] = (int)j; val[k] = v; k += nz;
-            word |= (fastnn_xb_word)nz << (j - w0);
-        }
-        bits[(w0 >> 6) * bstride] = word;
-    }
-    return k;
+    fastnn_xb_word word = 0;
+    fastnn_bp_idx j = 0;
+    for (; j + 4 <= n; j += 4)
+        word |= (fastnn_xb_word)_mm256_movemask_pd(_mm256_cmp_pd(_mm256_loadu_pd(x + j), z, _CMP_NEQ_UQ)) << j;
+    for (; j < n; j++) word |= (fastnn_xb_word)(x[j] != 0) << j;
+    return word;
 }
 FASTNN_TARGET_AVX2
-static fastnn_bp_idx fastnn_xb_compress_s_avx2(const float *x, fastnn_bp_idx n, int *idx,
-                                               float *val, fastnn_xb_word *bits,
-                                               fastnn_bp_idx bstride)
+static inline fastnn_xb_word fastnn_xb_word_s_avx2(const float *x, fastnn_bp_idx n)
 {
     const __m256 z = _mm256_setzero_ps();
-    fastnn_bp_idx k = 0;
-    for (fastnn_bp_idx w0 = 0; w0 < n; w0 += 64) {
-        const fastnn_bp_idx e = n - w0 < 64 ? n : w0 + 64;
-        fastnn_xb_word word = 0;
-        fastnn_bp_idx j = w0;
-        for (; j + 16 <= e; j += 16) {
-            unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j), z, _CMP_NEQ_UQ))
-                | (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j + 8), z, _CMP_NEQ_UQ)) << 8;
-            word |= (fastnn_xb_word)m << (j - w0);
-            while (m) {
-                const int b = __builtin_ctz(m);
-                idx[k] = (int)(j + b); val[k] = x[j + b]; k++;
-                m &= m - 1;
-            }
-        }
-        for (; j < e; j++) {
-            const float v = x[j];
-            const int nz = v != 0;
-            idx[k] = (int)j; val[k] = v; k += nz;
-            word |= (fastnn_xb_word)nz << (j - w0);
-        }
-        bits[(w0 >> 6) * bstride] = word;
-    }
-    return k;
+    fastnn_xb_word word = 0;
+    fastnn_bp_idx j = 0;
+    for (; j + 8 <= n; j += 8)
+        word |= (fastnn_xb_word)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(x + j), z, _CMP_NEQ_UQ)) << j;
+    for (; j < n; j++) word |= (fastnn_xb_word)(x[j] != 0) << j;
+    return word;
 }
+FASTNN_XB_MASK_ROW(fastnn_xb_mask_d_avx2, double, fastnn_xb_word_d_avx2, FASTNN_TARGET_AVX2)
+FASTNN_XB_MASK_ROW(fastnn_xb_mask_s_avx2, float, fastnn_xb_word_s_avx2, FASTNN_TARGET_AVX2)
 /* 4 rows' words at a time: a 4-bit mask of the listed rows, their offsets from a table */
 FASTNN_TARGET_AVX2
 static fastnn_bp_idx fastnn_xb_list_avx2(const fastnn_xb_word *bw0, fastnn_xb_word gm0,
@@ -329,71 +440,31 @@ static fastnn_bp_idx fastnn_xb_list_avx2(const fastnn_xb_word *bw0, fastnn_xb_wo
 FASTNN_XB_KERNELS(fastnn_xb_d_avx2, double, 4, FASTNN_TARGET_AVX2, 256d, fmad, FASTNN_XB_GNV16, fastnn_xb_list_avx2)
 FASTNN_XB_KERNELS(fastnn_xb_s_avx2, float, 8, FASTNN_TARGET_AVX2, 256s, fmas, FASTNN_XB_GNV16, fastnn_xb_list_avx2)
 
-/* AVX-512: the mask of 8 (16) elements straight from the compare; indices and values
- * compressed in registers and stored as full vectors at the next free slot (as
- * fastnn_bp_compress_*_avx512: k <= j keeps every store inside the row). */
+/* AVX-512: 8 (16) lanes' mask straight from the compare */
 FASTNN_TARGET_AVX512
-static fastnn_bp_idx fastnn_xb_compress_d_avx512(const double *x, fastnn_bp_idx n, int *idx,
-                                                 double *val, fastnn_xb_word *bits,
-                                                 fastnn_bp_idx bstride)
+static inline fastnn_xb_word fastnn_xb_word_d_avx512(const double *x, fastnn_bp_idx n)
 {
     const __m512d z = _mm512_setzero_pd();
-    const __m256i step = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    fastnn_bp_idx k = 0;
-    for (fastnn_bp_idx w0 = 0; w0 < n; w0 += 64) {
-        const fastnn_bp_idx e = n - w0 < 64 ? n : w0 + 64;
-        fastnn_xb_word word = 0;
-        fastnn_bp_idx j = w0;
-        for (; j + 8 <= e; j += 8) {
-            const __m512d v = _mm512_loadu_pd(x + j);
-            const __mmask8 m = _mm512_cmp_pd_mask(v, z, _CMP_NEQ_UQ);
-            const __m256i ids = _mm256_add_epi32(step, _mm256_set1_epi32((int)j));
-            _mm256_storeu_si256((__m256i *)(idx + k), _mm256_maskz_compress_epi32(m, ids));
-            _mm512_storeu_pd(val + k, _mm512_maskz_compress_pd(m, v));
-            k += __builtin_popcount((unsigned)m);
-            word |= (fastnn_xb_word)m << (j - w0);
-        }
-        for (; j < e; j++) {
-            const double v = x[j];
-            const int nz = v != 0;
-            idx[k] = (int)j; val[k] = v; k += nz;
-            word |= (fastnn_xb_word)nz << (j - w0);
-        }
-        bits[(w0 >> 6) * bstride] = word;
-    }
-    return k;
+    fastnn_xb_word word = 0;
+    fastnn_bp_idx j = 0;
+    for (; j + 8 <= n; j += 8)
+        word |= (fastnn_xb_word)_mm512_cmp_pd_mask(_mm512_loadu_pd(x + j), z, _CMP_NEQ_UQ) << j;
+    for (; j < n; j++) word |= (fastnn_xb_word)(x[j] != 0) << j;
+    return word;
 }
 FASTNN_TARGET_AVX512
-static fastnn_bp_idx fastnn_xb_compress_s_avx512(const float *x, fastnn_bp_idx n, int *idx,
-                                                 float *val, fastnn_xb_word *bits,
-                                                 fastnn_bp_idx bstride)
+static inline fastnn_xb_word fastnn_xb_word_s_avx512(const float *x, fastnn_bp_idx n)
 {
     const __m512 z = _mm512_setzero_ps();
-    const __m512i step = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    fastnn_bp_idx k = 0;
-    for (fastnn_bp_idx w0 = 0; w0 < n; w0 += 64) {
-        const fastnn_bp_idx e = n - w0 < 64 ? n : w0 + 64;
-        fastnn_xb_word word = 0;
-        fastnn_bp_idx j = w0;
-        for (; j + 16 <= e; j += 16) {
-            const __m512 v = _mm512_loadu_ps(x + j);
-            const __mmask16 m = _mm512_cmp_ps_mask(v, z, _CMP_NEQ_UQ);
-            const __m512i ids = _mm512_add_epi32(step, _mm512_set1_epi32((int)j));
-            _mm512_storeu_si512((void *)(idx + k), _mm512_maskz_compress_epi32(m, ids));
-            _mm512_storeu_ps(val + k, _mm512_maskz_compress_ps(m, v));
-            k += __builtin_popcount((unsigned)m);
-            word |= (fastnn_xb_word)m << (j - w0);
-        }
-        for (; j < e; j++) {
-            const float v = x[j];
-            const int nz = v != 0;
-            idx[k] = (int)j; val[k] = v; k += nz;
-            word |= (fastnn_xb_word)nz << (j - w0);
-        }
-        bits[(w0 >> 6) * bstride] = word;
-    }
-    return k;
+    fastnn_xb_word word = 0;
+    fastnn_bp_idx j = 0;
+    for (; j + 16 <= n; j += 16)
+        word |= (fastnn_xb_word)_mm512_cmp_ps_mask(_mm512_loadu_ps(x + j), z, _CMP_NEQ_UQ) << j;
+    for (; j < n; j++) word |= (fastnn_xb_word)(x[j] != 0) << j;
+    return word;
 }
+FASTNN_XB_MASK_ROW(fastnn_xb_mask_d_avx512, double, fastnn_xb_word_d_avx512, FASTNN_TARGET_AVX512)
+FASTNN_XB_MASK_ROW(fastnn_xb_mask_s_avx512, float, fastnn_xb_word_s_avx512, FASTNN_TARGET_AVX512)
 /* 8 rows' words at a time: their row numbers compressed in a register (n <= i: the 8
  * ints stored stay below M) */
 FASTNN_TARGET_AVX512
@@ -424,14 +495,26 @@ FASTNN_XB_KERNELS(fastnn_xb_s_avx512, float, 16, FASTNN_TARGET_AVX512, 512s, fma
 
 /* ---- dispatch: the active level's instance ------------------------------------------ */
 #define FASTNN_XB_DISPATCH(SUF, T)                                                           \
-FASTNN_SP_UNUSED static fastnn_bp_idx fastnn_bp_compress_bits_##SUF(const T *x, fastnn_bp_idx n, \
-        int *idx, T *val, fastnn_xb_word *bits, fastnn_bp_idx bstride) {                     \
-    FASTNN_SP_PICK(return, fastnn_xb_compress_##SUF##_avx2, fastnn_xb_compress_##SUF##_avx512, \
-                   fastnn_xb_compress_##SUF##_base, x, n, idx, val, bits, bstride)           \
+/* row i's mask words at bits[w * bstride]; returns its non-zeros */                         \
+FASTNN_SP_UNUSED static fastnn_bp_idx fastnn_xb_mask_row_##SUF(const T *x, fastnn_bp_idx n,  \
+        fastnn_xb_word *bits, fastnn_bp_idx bstride) {                                       \
+    FASTNN_SP_PICK(return, fastnn_xb_mask_##SUF##_avx2, fastnn_xb_mask_##SUF##_avx512,       \
+                   fastnn_xb_mask_##SUF##_base, x, n, bits, bstride)                         \
     return 0;                                                                                \
 }                                                                                            \
-/* dW[c0:c1, 0:N] = (x.T @ dz)[c0:c1] over x's non-zeros; c0 even; `rows` holds M +        \
- * FASTNN_XB_PAD ints (see the top of this file) */                                         \
+/* out[0:M, 0:N] = x @ W + bias over x's non-zeros (masks at bits + w * bstride for row    \
+ * 0); 1, or 0 when W is not all finite (out is then not the product) */                    \
+FASTNN_SP_UNUSED static int fastnn_sparse_rows_bits_##SUF(fastnn_bp_idx M, fastnn_bp_idx N,  \
+        fastnn_bp_idx K, const T *x, fastnn_bp_idx ldx, const fastnn_xb_word *bits,          \
+        fastnn_bp_idx bstride, const T *W, fastnn_bp_idx ldw, const T *bias, T *out,          \
+        fastnn_bp_idx ldo) {                                                                 \
+    FASTNN_SP_PICK(return, fastnn_xb_##SUF##_avx2_rowsb, fastnn_xb_##SUF##_avx512_rowsb,    \
+                   fastnn_xb_##SUF##_base_rowsb, M, N, K, x, ldx, bits, bstride, W, ldw,     \
+                   bias, out, ldo)                                                           \
+    return 0;                                                                                \
+}                                                                                            \
+/* dW[c0:c1, 0:N] = (x.T @ dz)[c0:c1] over x's non-zeros; c0 a multiple of FASTNN_XB_G;   \
+ * `rows` holds M + FASTNN_XB_PAD ints (see the top of this file) */                        \
 FASTNN_SP_UNUSED static void fastnn_sparse_xtd_bits_##SUF(fastnn_bp_idx M, fastnn_bp_idx N,  \
         const T *x, fastnn_bp_idx ldx, fastnn_bp_idx c0, fastnn_bp_idx c1,                  \
         const fastnn_xb_word *bits, fastnn_bp_idx bstride, const T *d, fastnn_bp_idx ldd,    \

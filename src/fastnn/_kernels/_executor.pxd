@@ -37,17 +37,15 @@ cdef struct AffineRec:
     bint fuse_next         # the next layer is an element-wise kind run in place: the
                            # sparse path applies it row by row and marks it done
     bint sparse_used       # the forward took the sparse path
-    bint compressed        # the forward made every row's pairs (ridx/rval/rnnz): the
+    bint masked            # the forward made every row's masks (xbits, rnnz): the
                            # backward's sparse dW may use them
-    double density         # non-zero fraction of the last compressed x (decides whether
-                           # the next x is compressed; only speed depends on it)
-    Py_ssize_t nnz_total   # non-zeros of the last compressed x
+    double density         # non-zero fraction of the last masked x (decides whether the
+                           # next x is taken sparse; only speed depends on it)
+    Py_ssize_t nnz_total   # non-zeros of the last masked x
     # sparse first-layer scratch (carved from the workspace when `first`)
-    int *ridx              # (M, n_in) column indices of row i's non-zeros at i * n_in
-    void *rval             # (M, n_in) their values
-    Py_ssize_t *rnnz       # (M,) non-zeros per row
     unsigned long long *xbits  # (ceil(n_in / 64), M) x's non-zero masks, 64 columns a word,
-                           # word w of row i at w * M + i (MODE_GRADIENT)
+                           # word w of row i at w * M + i
+    Py_ssize_t *rnnz       # (M,) non-zeros per row
     int *xrows             # (XB_SLOTS, M + FASTNN_XB_PAD) per thread of the sparse dW: the
                            # rows of its column group (MODE_GRADIENT)
     # finite differences (MODE_FD, double)

@@ -48,28 +48,25 @@ cdef extern from "fastnn_math.h":
     void fastnn_sigmoid_array_s(const float *x, float *y, Py_ssize_t n) noexcept nogil
 
 cdef extern from "fastnn_sparse.h":
-    # the sparse first layer (see kinds/affine.pxi and _linear.pyx)
     int fastnn_bp_finite_d(const double *x, Py_ssize_t n) noexcept nogil
     int fastnn_bp_finite_s(const float *x, Py_ssize_t n) noexcept nogil
-    Py_ssize_t fastnn_bp_compress_d(const double *x, Py_ssize_t n, int *idx, double *val) noexcept nogil
-    Py_ssize_t fastnn_bp_compress_s(const float *x, Py_ssize_t n, int *idx, float *val) noexcept nogil
-    void fastnn_sparse_rows_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const int *idx,
-                              const double *val, Py_ssize_t ldi, const Py_ssize_t *nnz,
-                              const double *W, Py_ssize_t ldw, const double *bias, double *out,
-                              Py_ssize_t ldo) noexcept nogil
-    void fastnn_sparse_rows_s(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const int *idx,
-                              const float *val, Py_ssize_t ldi, const Py_ssize_t *nnz,
-                              const float *W, Py_ssize_t ldw, const float *bias, float *out,
-                              Py_ssize_t ldo) noexcept nogil
 
 cdef extern from "fastnn_sparse_bits.h":
-    # the sparse first layer's dW from the masks of x's non-zeros (see kinds/affine.pxi)
+    # the sparse first layer from masks of x's non-zeros (see kinds/affine.pxi)
     int FASTNN_XB_G
     int FASTNN_XB_PAD
-    Py_ssize_t fastnn_bp_compress_bits_d(const double *x, Py_ssize_t n, int *idx, double *val,
-                                         unsigned long long *bits, Py_ssize_t bstride) noexcept nogil
-    Py_ssize_t fastnn_bp_compress_bits_s(const float *x, Py_ssize_t n, int *idx, float *val,
-                                         unsigned long long *bits, Py_ssize_t bstride) noexcept nogil
+    Py_ssize_t fastnn_xb_mask_row_d(const double *x, Py_ssize_t n, unsigned long long *bits,
+                                    Py_ssize_t bstride) noexcept nogil
+    Py_ssize_t fastnn_xb_mask_row_s(const float *x, Py_ssize_t n, unsigned long long *bits,
+                                    Py_ssize_t bstride) noexcept nogil
+    int fastnn_sparse_rows_bits_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *x,
+                                  Py_ssize_t ldx, const unsigned long long *bits,
+                                  Py_ssize_t bstride, const double *W, Py_ssize_t ldw,
+                                  const double *bias, double *out, Py_ssize_t ldo) noexcept nogil
+    int fastnn_sparse_rows_bits_s(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *x,
+                                  Py_ssize_t ldx, const unsigned long long *bits,
+                                  Py_ssize_t bstride, const float *W, Py_ssize_t ldw,
+                                  const float *bias, float *out, Py_ssize_t ldo) noexcept nogil
     void fastnn_sparse_xtd_bits_d(Py_ssize_t M, Py_ssize_t N, const double *x, Py_ssize_t ldx,
                                   Py_ssize_t c0, Py_ssize_t c1, const unsigned long long *bits,
                                   Py_ssize_t bstride, const double *d, Py_ssize_t ldd, double *dW,
@@ -261,11 +258,9 @@ def _layout(kinds, sizes, Py_ssize_t M, Py_ssize_t itemsize, bint fd, bint allow
             lay["outs"].append(take(M * n_out * itemsize))
         e = {}
         if kind == KIND_AFFINE and l == 0 and allow_sparse:
-            e["ridx"] = take(M * n_in * 4)
-            e["rval"] = take(M * n_in * itemsize)
+            e["xbits"] = take(((n_in + 63) // 64) * M * 8)
             e["rnnz"] = take(M * 8)
             if not fd:
-                e["xbits"] = take(((n_in + 63) // 64) * M * 8)
                 e["xrows"] = take(XB_SLOTS * (M + FASTNN_XB_PAD) * 4)
         if kind == KIND_AFFINE and fd:
             e["active"] = take(n_in * 8)
@@ -439,13 +434,11 @@ cdef class Executor:
             e = lay["extra"][l]
             if kind == KIND_AFFINE:
                 ly.affine.first = l == 0
-                if "ridx" in e:
-                    ly.affine.ridx = <int *> (base + <Py_ssize_t> e["ridx"])
-                    ly.affine.rval = base + <Py_ssize_t> e["rval"]
-                    ly.affine.rnnz = <Py_ssize_t *> (base + <Py_ssize_t> e["rnnz"])
-                    ly.affine.density = 0.2    # (a first guess: only the first call's team)
                 if "xbits" in e:
                     ly.affine.xbits = <unsigned long long *> (base + <Py_ssize_t> e["xbits"])
+                    ly.affine.rnnz = <Py_ssize_t *> (base + <Py_ssize_t> e["rnnz"])
+                    ly.affine.density = 0.2    # (a first guess: only the first call's team)
+                if "xrows" in e:
                     ly.affine.xrows = <int *> (base + <Py_ssize_t> e["xrows"])
                 if "nz_off" in e:
                     ly.affine.active = <Py_ssize_t *> (base + <Py_ssize_t> e["active"])

@@ -4,30 +4,31 @@
 # transposes are strides, never copies).
 #
 # The first Affine (its input is x) may skip x's exact zeros, MNIST-like inputs being ~80%
-# zeros (_linear's sparse kernels, csrc/fastnn_sparse.h). Forward: ONE parallel region in
-# which each thread takes a run of rows -- compresses them to (column, value) pairs, sums
-# z = x @ W + b over the pairs (fastnn_sparse_rows), applies the next element-wise layer
-# to them -- and a slice of W to check for NaN/inf. Backward: ONE region in which each
-# thread takes a run of 3-column groups of x for dW = x.T @ d (fastnn_sparse_xtd, from the
-# same pairs), a slice of d's rows to check, a run of db's columns and its rows of the
-# weight decay. No barrier inside either region; each thread needs only its own inputs.
+# zeros (csrc/fastnn_sparse_bits.h: masks of x's non-zeros, 64 columns a word; both
+# products read x's values from x). Forward: ONE parallel region in which each thread
+# takes a run of rows -- their masks, z = x @ W + b over the set bits (W copied block by
+# block into L1 and checked for NaN/inf on the way), the next element-wise layer applied
+# to them. Backward: ONE region in which each thread takes a run of 3-column groups of x
+# for dW = x.T @ d (the rows of a group listed from the masks), a slice of d's rows to
+# check for NaN/inf, a run of db's columns and its rows of the weight decay. No barrier
+# inside either region: each thread needs only its own inputs.
 # A skipped 0 * w is 0 only when w is finite, so the skipping is kept only when W
-# (forward) and d (backward) are all finite: the checks run beside the sparse sums, and
-# when one fails the layer is recomputed by the dense GEMM (NaN/inf then propagate
-# exactly as in the reference). The sparse sums give the dense GEMM's bits (each output
-# one accumulator, non-zero terms in the GEMM's order), so which path ran -- and how the
-# rows or columns were split between threads -- never changes a result.
+# (forward) and d (backward) are all finite: when a check fails, the layer is recomputed
+# by the dense GEMM (NaN/inf then propagate exactly as in the reference). The sparse sums
+# give the dense GEMM's bits (each output one accumulator, the non-zero terms in the
+# GEMM's order, then the bias), so which path ran -- and how the rows or columns were
+# split between threads -- never changes a result.
 
-# x is compressed only when, judged on the previous call's x, at most this fraction is
+# x is taken sparse only when, judged on the previous call's x, at most this fraction is
 # non-zero (a dense x is ~1.15x slower through the sparse sums than through the GEMM).
 cdef double SPARSE_MAX_DENSITY = 0.5
-# Single-thread ns, measured on Zen 4 (tools/thread_grain.py style, min of many):
-cdef double NS_COMPRESS = 0.25           # per element of x compressed (AVX-512 / AVX2)
-cdef double NS_FINITE = 0.05             # per element checked for NaN/inf
-# the sparse sums run at ~0.6 (rows) and ~0.45 (dW) of the dense GEMM's rate per
-# multiply-add (fastnn_gemm_fma_per_ns, per ISA level and dtype)
+# Single-thread ns, measured on Zen 4 (one thread, min of many; tools/bench_sparse_bits.c):
+cdef double NS_MASK = 0.11               # per element of x turned into mask bits
+# the sparse sums run at about this fraction of the dense GEMM's rate per multiply-add
+# (fastnn_gemm_fma_per_ns, per ISA level and dtype), W's copy and check included
 cdef double SPARSE_ROWS_RATE = 0.6
 cdef double SPARSE_XTD_RATE = 0.6
+cdef double NS_FINITE = 0.05             # per element of d checked for NaN/inf
 # threads of the sparse dW have a row-list scratch each: at most this many
 cdef enum:
     XB_SLOTS = 64
@@ -49,89 +50,71 @@ cdef inline bint finite_run(const floating *a, Py_ssize_t n) noexcept nogil:
         return fastnn_bp_finite_s(a, n)
 
 
-cdef inline Py_ssize_t compress_row(const floating *x, Py_ssize_t n, int *idx,
-                                    floating *val, unsigned long long *bits, Py_ssize_t i,
-                                    Py_ssize_t M) noexcept nogil:
-    # the non-zeros of row i (NaN counts as non-zero) as (index, value) pairs, and, when
-    # `bits` (MODE_GRADIENT), its non-zero masks at bits[w * M + i]
-    if bits != NULL:
-        if floating is double:
-            return fastnn_bp_compress_bits_d(x, n, idx, val, bits + i, M)
-        else:
-            return fastnn_bp_compress_bits_s(x, n, idx, val, bits + i, M)
-    if floating is double:
-        return fastnn_bp_compress_d(x, n, idx, val)
-    else:
-        return fastnn_bp_compress_s(x, n, idx, val)
-
-
 cdef inline Py_ssize_t run_lo(Py_ssize_t part, Py_ssize_t parts, Py_ssize_t n) noexcept nogil:
     # the first item of part `part` of n items cut into `parts` equal runs
     return part * n // parts
 
 
-cdef bint first_rows_forward(const floating *x, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t M,
-                             Py_ssize_t K, Py_ssize_t N, AffineRec *a, floating *z,
-                             int next_kind, int *warn) noexcept nogil:
-    """Rows [i0, i1): compress, z = x @ W + b over the pairs, then the fused activation.
-    Returns False (z untouched) when these rows are too dense for the sparse sums."""
+cdef int first_rows_forward(const floating *x, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t M,
+                            Py_ssize_t K, Py_ssize_t N, AffineRec *a, floating *z,
+                            int next_kind, int *warn) noexcept nogil:
+    """Rows [i0, i1): their masks, z = x @ W + b over the set bits, then the fused
+    activation. Returns 0, or 1 when these rows are too dense for the sparse sums (z
+    untouched), 2 when W is not all finite (z is not the product)."""
     cdef Py_ssize_t i, nnz = 0
-    cdef int *idx = a.ridx
-    cdef floating *val = <floating *> a.rval
     cdef int w = 0
     if i1 <= i0:
-        return True
+        return 0
     for i in range(i0, i1):
-        a.rnnz[i] = compress_row(x + i * K, K, idx + i * K, val + i * K, a.xbits, i, M)
+        if floating is double:
+            a.rnnz[i] = fastnn_xb_mask_row_d(x + i * K, K, a.xbits + i, M)
+        else:
+            a.rnnz[i] = fastnn_xb_mask_row_s(x + i * K, K, a.xbits + i, M)
         nnz += a.rnnz[i]
     if nnz > SPARSE_MAX_DENSITY * (i1 - i0) * K:
-        return False
+        return 1
     if floating is double:
-        fastnn_sparse_rows_d(i1 - i0, N, K, idx + i0 * K, val + i0 * K, K, a.rnnz + i0,
-                             <const double *> a.W, N, <const double *> a.b, z + i0 * N, N)
+        if not fastnn_sparse_rows_bits_d(i1 - i0, N, K, x + i0 * K, K, a.xbits + i0, M,
+                                         <const double *> a.W, N, <const double *> a.b,
+                                         z + i0 * N, N):
+            return 2
     else:
-        fastnn_sparse_rows_s(i1 - i0, N, K, idx + i0 * K, val + i0 * K, K, a.rnnz + i0,
-                             <const float *> a.W, N, <const float *> a.b, z + i0 * N, N)
+        if not fastnn_sparse_rows_bits_s(i1 - i0, N, K, x + i0 * K, K, a.xbits + i0, M,
+                                         <const float *> a.W, N, <const float *> a.b,
+                                         z + i0 * N, N):
+            return 2
     if next_kind >= 0:
         for i in range(i0, i1):
             w |= elementwise_row(next_kind, z + i * N, N)
         warn[0] |= w
-    return True
+    return 0
 
 
 cdef int sparse_first_forward(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:
     """The sparse forward of the first Affine (and of the activation after it, when
-    fuse_next): one region, each thread on its run of rows and its slice of W.
+    fuse_next): one region, each thread on its run of rows.
 
     Returns 1, or 0 when the sparse sums do not hold (W not all finite, or x too dense):
     the caller then runs the dense GEMM over every row (and the activation layer runs
-    on its own)."""
+    on its own). Every row's masks are made either way (the backward may use them)."""
     cdef Layer *ly = &net.layers[l]
     cdef AffineRec *a = &ly.affine
-    cdef Py_ssize_t M = net.M, K = ly.n_in, N = ly.n_out, n_w = K * N, t, i
+    cdef Py_ssize_t M = net.M, K = ly.n_in, N = ly.n_out, t, i
     cdef const floating *x = <const floating *> ly.inp
     cdef floating *z = <floating *> ly.out
-    cdef const floating *W = <const floating *> a.W
     cdef int next_kind = net.layers[l + 1].kind if a.fuse_next else -1
     cdef int warn = 0, team, bad = 0
     cdef double est, nnz_est = a.density * M * K
-    est = (NS_COMPRESS * M * K + NS_FINITE * n_w
+    est = (NS_MASK * M * K
            + nnz_est * N / (SPARSE_ROWS_RATE * fastnn_gemm_fma_per_ns(sizeof(floating)))
            + (NS_SIGMOID if next_kind == KIND_SIGMOID else NS_RELU) * M * N * (next_kind >= 0))
     team = <int> min(fastnn_team(net.n_threads, est), M)
     if team <= 1:
-        # (the rows first: the backward may use their pairs even when W is not finite)
-        if not first_rows_forward(x, 0, M, M, K, N, a, z, next_kind, &warn):
-            bad = 1
-        if not finite_run(W, n_w):
-            bad = 1
+        bad = first_rows_forward(x, 0, M, M, K, N, a, z, next_kind, &warn)
     else:
         for t in prange(team, schedule="static", num_threads=team):
-            if not finite_run(W + run_lo(t, team, n_w), run_lo(t + 1, team, n_w) - run_lo(t, team, n_w)):
-                bad += 1
-            if not first_rows_forward(x, run_lo(t, team, M), run_lo(t + 1, team, M), M, K, N, a,
-                                      z, next_kind, &warn):
-                bad += 1
+            bad += first_rows_forward(x, run_lo(t, team, M), run_lo(t + 1, team, M), M, K, N,
+                                      a, z, next_kind, &warn)
     fastnn_team_end()
     a.nnz_total = 0
     for i in range(M):
@@ -158,18 +141,16 @@ cdef int affine_forward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:
     cdef Py_ssize_t M = net.M, K = ly.n_in, N = ly.n_out
     cdef const floating *x = <const floating *> ly.inp
     ly.affine.sparse_used = False
-    ly.affine.compressed = False
-    if (ly.affine.density > SPARSE_MAX_DENSITY and ly.affine.ridx != NULL
+    ly.affine.masked = False
+    if (ly.affine.density > SPARSE_MAX_DENSITY and ly.affine.xbits != NULL
             and x_looks_sparse(x, M, K)):
         ly.affine.density = SPARSE_MAX_DENSITY    # the last x was dense, this one may not be
-    if (ly.affine.first and net.allow_sparse and ly.affine.ridx != NULL and K > 0 and N > 0
+    if (ly.affine.first and net.allow_sparse and ly.affine.xbits != NULL and K > 0 and N > 0
             and ly.affine.density <= SPARSE_MAX_DENSITY):
-        ly.affine.compressed = True   # every row's pairs are made, whatever the outcome
+        ly.affine.masked = True       # every row's masks are made, whatever the outcome
         if sparse_first_forward(net, l, tag):
             ly.affine.sparse_used = True
             return 0
-        if ly.affine.density > SPARSE_MAX_DENSITY:
-            ly.affine.compressed = False      # (rows of a too-dense run were not compressed)
     gemm_strided(M, N, K, x, K, 1, <const floating *> ly.affine.W, N, 1,
                  <const floating *> ly.affine.b, <floating *> ly.out, N,
                  gemm_team(net, M, N, K, tag))
@@ -240,7 +221,7 @@ cdef int affine_backward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil
     cdef floating lam = <floating> net.lam
     cdef int team, bad = 0
     cdef double est
-    if (a.compressed and a.xbits != NULL and a.density <= SPARSE_MAX_DENSITY
+    if (a.masked and a.xrows != NULL and a.density <= SPARSE_MAX_DENSITY
             and K > 0 and N > 0):
         est = (<double> a.nnz_total * N / (SPARSE_XTD_RATE * fastnn_gemm_fma_per_ns(sizeof(floating)))
                + NS_FINITE * M * N)
