@@ -130,7 +130,7 @@ static fastnn_bp_idx fastnn_xb_list_base(const fastnn_xb_word *bw0, fastnn_xb_wo
     ok &= NAME##_rbpanel(V, M, K, kb, x, ldx, bits, bstride, W, ldw, out, ldo, j0, jl, pk)
 /* dW for GW (1 or 2) adjacent columns [c, c + GW) of x x one panel of NV vectors (vector
  * v at column off[v] of d and dW): GW x NV accumulators, summed over `rows` (ascending). */
-#define FASTNN_XB_KERNELS(NAME, T, LANES, ATTR, OPS, OPSS, GNV, LIST)                        \
+#define FASTNN_XB_KERNELS(NAME, T, LANES, ATTR, OPS, OPSS, GNV, LIST, NREG)                  \
 typedef T NAME##_xv __attribute__((vector_size(sizeof(T) * LANES)));                         \
 typedef T NAME##_xu __attribute__((vector_size(sizeof(T) * LANES), aligned(sizeof(T)), may_alias)); \
 typedef __typeof__(FASTNN_OP(BCAST, OPS)((T)0)) NAME##_xbt;                                  \
@@ -168,7 +168,58 @@ ATTR static inline __attribute__((always_inline)) int NAME##_rbpanel(           
         const fastnn_xb_word *bw = bits + (k0 >> 6) * bstride;                               \
         const int sh = (int)(k0 & 63), two = sh + (k1 - k0) > 64;                            \
         const fastnn_xb_word bm = k1 - k0 >= 64 ? ~(fastnn_xb_word)0 : ((fastnn_xb_word)1 << (k1 - k0)) - 1; \
-        for (fastnn_bp_idx i = 0; i < M; i++) {                                              \
+        /* the block's bits of row i: from one word, or the end of one and the start of    \
+         * the next */                                                                       \
+        fastnn_bp_idx i = 0;                                                                 \
+        if (2 * NV <= NREG - 4) {                                                            \
+            /* two rows at once: two independent chains of multiply-adds (one row's chain    \
+             * waits on the FMA latency when NV is small); each row's sums keep their order */ \
+            for (; i + 1 < M; i += 2) {                                                      \
+                fastnn_xb_word m0 = bw[i] >> sh, m1 = bw[i + 1] >> sh;                       \
+                if (two) { m0 |= bw[i + bstride] << (64 - sh); m1 |= bw[i + 1 + bstride] << (64 - sh); } \
+                m0 &= bm; m1 &= bm;                                                          \
+                if (!(m0 | m1)) continue;                                                    \
+                const T *xr0 = x + i * ldx + k0, *xr1 = xr0 + ldx;                           \
+                T *o0 = out + i * ldo, *o1 = o0 + ldo;                                       \
+                NAME##_xv acc0[FASTNN_SPARSE_PANEL], acc1[FASTNN_SPARSE_PANEL];              \
+                FASTNN_SP_UNROLL for (int v = 0; v < NV - 1; v++) {                          \
+                    acc0[v] = *(const NAME##_xu *)(o0 + j0 + v * LANES);                     \
+                    acc1[v] = *(const NAME##_xu *)(o1 + j0 + v * LANES);                     \
+                }                                                                            \
+                acc0[NV - 1] = *(const NAME##_xu *)(o0 + jl);                                \
+                acc1[NV - 1] = *(const NAME##_xu *)(o1 + jl);                                \
+                while (m0 && m1) {                                                           \
+                    const int q0 = __builtin_ctzll(m0), q1 = __builtin_ctzll(m1);            \
+                    m0 &= m0 - 1; m1 &= m1 - 1;                                              \
+                    const NAME##_xbt a0 = FASTNN_OP(BCAST, OPS)(xr0[q0]);                    \
+                    const NAME##_xbt a1 = FASTNN_OP(BCAST, OPS)(xr1[q1]);                    \
+                    const T *w0 = pk + q0 * ldp, *w1 = pk + q1 * ldp;                        \
+                    FASTNN_SP_UNROLL for (int v = 0; v < NV; v++) {                          \
+                        acc0[v] = FASTNN_OP(MADD, OPS)(acc0[v], a0, *(const NAME##_xv *)(w0 + v * LANES)); \
+                        acc1[v] = FASTNN_OP(MADD, OPS)(acc1[v], a1, *(const NAME##_xv *)(w1 + v * LANES)); \
+                    }                                                                        \
+                }                                                                            \
+                for (; m0; m0 &= m0 - 1) {                                                   \
+                    const int q = __builtin_ctzll(m0);                                       \
+                    const NAME##_xbt a = FASTNN_OP(BCAST, OPS)(xr0[q]);                      \
+                    FASTNN_SP_UNROLL for (int v = 0; v < NV; v++)                            \
+                        acc0[v] = FASTNN_OP(MADD, OPS)(acc0[v], a, *(const NAME##_xv *)(pk + q * ldp + v * LANES)); \
+                }                                                                            \
+                for (; m1; m1 &= m1 - 1) {                                                   \
+                    const int q = __builtin_ctzll(m1);                                       \
+                    const NAME##_xbt a = FASTNN_OP(BCAST, OPS)(xr1[q]);                      \
+                    FASTNN_SP_UNROLL for (int v = 0; v < NV; v++)                            \
+                        acc1[v] = FASTNN_OP(MADD, OPS)(acc1[v], a, *(const NAME##_xv *)(pk + q * ldp + v * LANES)); \
+                }                                                                            \
+                FASTNN_SP_UNROLL for (int v = 0; v < NV - 1; v++) {                          \
+                    *(NAME##_xu *)(o0 + j0 + v * LANES) = acc0[v];                           \
+                    *(NAME##_xu *)(o1 + j0 + v * LANES) = acc1[v];                           \
+                }                                                                            \
+                *(NAME##_xu *)(o0 + jl) = acc0[NV - 1];                                      \
+                *(NAME##_xu *)(o1 + jl) = acc1[NV - 1];                                      \
+            }                                                                                \
+        }                                                                                    \
+        for (; i < M; i++) {                                                                 \
             fastnn_xb_word m = bw[i] >> sh;                                                  \
             if (two) m |= bw[i + bstride] << (64 - sh);                                      \
             m &= bm;                                                                         \
@@ -332,7 +383,7 @@ ATTR static void NAME##_xtdb(fastnn_bp_idx M, fastnn_bp_idx N, const T *x, fastn
     }                                                                                        \
 }
 #else  /* no vector extensions (MSVC): the same sums in the same order, plain loops */
-#define FASTNN_XB_KERNELS(NAME, T, LANES, ATTR, OPS, OPSS, GNV, LIST)                        \
+#define FASTNN_XB_KERNELS(NAME, T, LANES, ATTR, OPS, OPSS, GNV, LIST, NREG)                  \
 static int NAME##_rowsb(fastnn_bp_idx M, fastnn_bp_idx N, fastnn_bp_idx K, const T *x,       \
         fastnn_bp_idx ldx, const fastnn_xb_word *bits, fastnn_bp_idx bstride, const T *W,    \
         fastnn_bp_idx ldw, const T *bias, T *out, fastnn_bp_idx ldo)                        \
@@ -378,8 +429,8 @@ static void NAME##_xtdb(fastnn_bp_idx M, fastnn_bp_idx N, const T *x, fastnn_bp_
  * vectors of a row of dz (2 x 4 + 4, 3 x 3 + 3); 32 (AVX-512): 2 x 8 + 8, 3 x 7 + 7 */
 #define FASTNN_XB_GNV16 (FASTNN_XB_G == 2 ? 4 : 3)
 #define FASTNN_XB_GNV32 (FASTNN_XB_G == 2 ? 8 : 7)
-FASTNN_XB_KERNELS(fastnn_xb_d_base, double, 2, , plain, plain, FASTNN_XB_GNV16, fastnn_xb_list_base)
-FASTNN_XB_KERNELS(fastnn_xb_s_base, float, 4, , plain, plain, FASTNN_XB_GNV16, fastnn_xb_list_base)
+FASTNN_XB_KERNELS(fastnn_xb_d_base, double, 2, , plain, plain, FASTNN_XB_GNV16, fastnn_xb_list_base, 16)
+FASTNN_XB_KERNELS(fastnn_xb_s_base, float, 4, , plain, plain, FASTNN_XB_GNV16, fastnn_xb_list_base, 16)
 
 #ifdef FASTNN_SP_X86
 /* 64 elements -> one word: unordered compares (NaN counts), 4 (8) lanes per movemask */
@@ -437,8 +488,8 @@ static fastnn_bp_idx fastnn_xb_list_avx2(const fastnn_xb_word *bw0, fastnn_xb_wo
     }
     return n;
 }
-FASTNN_XB_KERNELS(fastnn_xb_d_avx2, double, 4, FASTNN_TARGET_AVX2, 256d, fmad, FASTNN_XB_GNV16, fastnn_xb_list_avx2)
-FASTNN_XB_KERNELS(fastnn_xb_s_avx2, float, 8, FASTNN_TARGET_AVX2, 256s, fmas, FASTNN_XB_GNV16, fastnn_xb_list_avx2)
+FASTNN_XB_KERNELS(fastnn_xb_d_avx2, double, 4, FASTNN_TARGET_AVX2, 256d, fmad, FASTNN_XB_GNV16, fastnn_xb_list_avx2, 16)
+FASTNN_XB_KERNELS(fastnn_xb_s_avx2, float, 8, FASTNN_TARGET_AVX2, 256s, fmas, FASTNN_XB_GNV16, fastnn_xb_list_avx2, 16)
 
 /* AVX-512: 8 (16) lanes' mask straight from the compare */
 FASTNN_TARGET_AVX512
@@ -489,8 +540,8 @@ static fastnn_bp_idx fastnn_xb_list_avx512(const fastnn_xb_word *bw0, fastnn_xb_
     }
     return n;
 }
-FASTNN_XB_KERNELS(fastnn_xb_d_avx512, double, 8, FASTNN_TARGET_AVX512, 512d, fmad, FASTNN_XB_GNV32, fastnn_xb_list_avx512)
-FASTNN_XB_KERNELS(fastnn_xb_s_avx512, float, 16, FASTNN_TARGET_AVX512, 512s, fmas, FASTNN_XB_GNV32, fastnn_xb_list_avx512)
+FASTNN_XB_KERNELS(fastnn_xb_d_avx512, double, 8, FASTNN_TARGET_AVX512, 512d, fmad, FASTNN_XB_GNV32, fastnn_xb_list_avx512, 32)
+FASTNN_XB_KERNELS(fastnn_xb_s_avx512, float, 16, FASTNN_TARGET_AVX512, 512s, fmas, FASTNN_XB_GNV32, fastnn_xb_list_avx512, 32)
 #endif
 
 /* ---- dispatch: the active level's instance ------------------------------------------ */
