@@ -37,6 +37,7 @@ cdef struct AffineRec:
     bint fuse_next         # the next layer is an element-wise kind run in place: the
                            # sparse path applies it row by row and marks it done
     bint sparse_used       # the forward took the sparse path
+    bint sparse_dW_used    # the backward's dW took the sparse path
     bint masked            # the forward made every row's masks (xbits, rnnz): the
                            # backward's sparse dW may use them
     double density         # non-zero fraction of the last masked x (decides whether the

@@ -657,6 +657,17 @@ cdef class Executor:
             out[self.pkeys[i]] = glist[i]
         return out, self.net.warnings
 
+    def first_layer_paths(self):
+        """Which path the first Affine took in the last run: ('sparse' or 'dense' for the
+        forward, the same for dW). For tests and diagnostics: the results are the same
+        bits either way."""
+        cdef AffineRec *a
+        if self.net.layers == NULL or self.net.n_layers == 0:
+            return None
+        a = &self.net.layers[0].affine
+        return ("sparse" if a.sparse_used else "dense",
+                "sparse" if a.sparse_dW_used else "dense")
+
     def batch_stats(self, Py_ssize_t l):
         """(mean, var) of BatchNorm layer l from the last run (copies)."""
         cdef Layer *ly = &self.net.layers[l]

@@ -62,7 +62,6 @@ cdef int first_rows_forward(const floating *x, Py_ssize_t i0, Py_ssize_t i1, Py_
     activation. Returns 0, or 1 when these rows are too dense for the sparse sums (z
     untouched), 2 when W is not all finite (z is not the product)."""
     cdef Py_ssize_t i, nnz = 0
-    cdef int w = 0
     if i1 <= i0:
         return 0
     for i in range(i0, i1):
@@ -84,9 +83,8 @@ cdef int first_rows_forward(const floating *x, Py_ssize_t i0, Py_ssize_t i1, Py_
                                          z + i0 * N, N):
             return 2
     if next_kind >= 0:
-        for i in range(i0, i1):
-            w |= elementwise_row(next_kind, z + i * N, N)
-        warn[0] |= w
+        # the rows are contiguous: one call, so the activation's vector loop runs long
+        warn[0] |= elementwise_row(next_kind, z + i0 * N, (i1 - i0) * N)
     return 0
 
 
@@ -221,6 +219,7 @@ cdef int affine_backward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil
     cdef floating lam = <floating> net.lam
     cdef int team, bad = 0
     cdef double est
+    a.sparse_dW_used = False
     if (a.masked and a.xrows != NULL and a.density <= SPARSE_MAX_DENSITY
             and K > 0 and N > 0):
         est = (<double> a.nnz_total * N / (SPARSE_XTD_RATE * fastnn_gemm_fma_per_ns(sizeof(floating)))
@@ -233,6 +232,7 @@ cdef int affine_backward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil
             for t in prange(team, schedule="static", num_threads=team):
                 first_dW_part(t, team, x, M, K, N, a, d, dW, db, net.decay, lam, &bad)
         fastnn_team_end()
+        a.sparse_dW_used = not bad
         if bad:
             # d holds NaN/inf: a skipped 0 * inf is NaN in the reference, so the dense GEMM
             gemm_strided(K, N, M, x, 1, K, d, N, 1, <const floating *> NULL, dW, N,
