@@ -47,6 +47,17 @@ cdef extern from "fastnn_math.h":
     void fastnn_sigmoid_array_d(const double *x, double *y, Py_ssize_t n) noexcept nogil
     void fastnn_sigmoid_array_s(const float *x, float *y, Py_ssize_t n) noexcept nogil
 
+cdef extern from "fastnn_ops.h":
+    # element-wise ops of both books, per ISA level (kinds/activation.pxi)
+    void fastnn_relu_d(const double *x, double *y, Py_ssize_t n) noexcept nogil
+    void fastnn_relu_s(const float *x, float *y, Py_ssize_t n) noexcept nogil
+    void fastnn_relu_backward_d(const double *x, const double *dv, double *out, Py_ssize_t n) noexcept nogil
+    void fastnn_relu_backward_s(const float *x, const float *dv, float *out, Py_ssize_t n) noexcept nogil
+    void fastnn_sigmoid_backward_d(const double *y, const double *dv, double *out, Py_ssize_t n) noexcept nogil
+    void fastnn_sigmoid_backward_s(const float *y, const float *dv, float *out, Py_ssize_t n) noexcept nogil
+    void fastnn_penalty_grad_d(const double *w, double *dw, Py_ssize_t n, double l1, double l2) noexcept nogil
+    void fastnn_penalty_grad_s(const float *w, float *dw, Py_ssize_t n, double l1, double l2) noexcept nogil
+
 cdef extern from "fastnn_sparse.h":
     int fastnn_bp_finite_d(const double *x, Py_ssize_t n) noexcept nogil
     int fastnn_bp_finite_s(const float *x, Py_ssize_t n) noexcept nogil

@@ -34,11 +34,11 @@ cdef inline int sigmoid_row(floating *z, Py_ssize_t n) noexcept nogil:
 
 
 cdef inline void relu_row(const floating *x, floating *z, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef floating v
-    for j in range(n):
-        v = x[j]
-        z[j] = 0 if v <= 0 else v              # out[x <= 0] = 0 (branch-free: a select)
+    # out[x <= 0] = 0 (csrc/fastnn_ops.h, per ISA level: NaN stays NaN, -0.0 gives 0)
+    if floating is double:
+        fastnn_relu_d(x, z, n)
+    else:
+        fastnn_relu_s(x, z, n)
 
 
 cdef inline int elementwise_row(int kind, floating *z, Py_ssize_t n) noexcept nogil:
@@ -85,15 +85,17 @@ cdef int activation_forward(Net *net, Py_ssize_t l) noexcept nogil:
 
 cdef inline void activation_backward_row(int kind, const floating *h, const floating *dh,
                                          floating *dx, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef floating d
+    # csrc/fastnn_ops.h, per ISA level (dx may be dh: element-wise in place)
     if kind == KIND_RELU:
-        for j in range(n):
-            d = dh[j]                       # loaded unconditionally: the select vectorises
-            dx[j] = 0 if h[j] <= 0 else d                      # dout[mask] = 0
+        if floating is double:
+            fastnn_relu_backward_d(h, dh, dx, n)               # dout[mask] = 0, mask = out <= 0
+        else:
+            fastnn_relu_backward_s(h, dh, dx, n)
     else:
-        for j in range(n):
-            dx[j] = dh[j] * (1 - h[j]) * h[j]                  # dout * (1 - out) * out
+        if floating is double:
+            fastnn_sigmoid_backward_d(h, dh, dx, n)            # dout * (1 - out) * out
+        else:
+            fastnn_sigmoid_backward_s(h, dh, dx, n)
 
 
 cdef int activation_backward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:

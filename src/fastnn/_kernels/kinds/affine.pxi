@@ -178,16 +178,28 @@ cdef inline void colsum_cols(const floating *d, Py_ssize_t M, Py_ssize_t N, Py_s
 
 
 cdef inline void decay_rows(floating *dW, const floating *W, Py_ssize_t k0, Py_ssize_t k1,
-                            Py_ssize_t N, floating lam) noexcept nogil:
+                            Py_ssize_t N, double lam) noexcept nogil:
+    """Rows [k0, k1) of dW += lam W (affine.dW + weight_decay_lambda * affine.W, in the
+    dtype: the product rounded, then the sum)."""
     cdef Py_ssize_t i
-    for i in range(k0 * N, k1 * N):
-        dW[i] = dW[i] + lam * W[i]          # affine.dW + weight_decay_lambda * affine.W
+    cdef floating lam_t = <floating> lam
+    if lam > 1e-300:
+        # the same two roundings as nnfs's L2 penalty gradient dw + (2 l2) w with
+        # l2 = lam / 2, exact for a normal lam (csrc/fastnn_ops.h, vectorised per ISA
+        # level, never contracted)
+        if floating is double:
+            fastnn_penalty_grad_d(W + k0 * N, dW + k0 * N, (k1 - k0) * N, 0.0, 0.5 * lam)
+        else:
+            fastnn_penalty_grad_s(W + k0 * N, dW + k0 * N, (k1 - k0) * N, 0.0, 0.5 * lam)
+        return
+    for i in range(k0 * N, k1 * N):          # lam <= 0 or NaN: 0 * inf is NaN, -0 + 0 is 0
+        dW[i] = dW[i] + lam_t * W[i]
 
 
 cdef inline void first_dW_part(Py_ssize_t t, Py_ssize_t parts, const floating *x,
                                Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const AffineRec *a,
                                const floating *d, floating *dW, floating *db, bint decay,
-                               floating lam, int *bad) noexcept nogil:
+                               double lam, int *bad) noexcept nogil:
     """Part t of `parts` of the sparse first-layer backward: its run of column groups of
     dW = x.T @ d (and their weight decay), its run of db's columns, and its slice of d
     checked for NaN/inf (bad += 1: the caller redoes dW densely)."""
@@ -216,7 +228,7 @@ cdef int affine_backward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil
     cdef floating *dW = <floating *> a.dW
     cdef floating *db = <floating *> a.db
     cdef const floating *W = <const floating *> a.W
-    cdef floating lam = <floating> net.lam
+    cdef double lam = net.lam
     cdef int team, bad = 0
     cdef double est
     a.sparse_dW_used = False
