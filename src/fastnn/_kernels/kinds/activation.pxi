@@ -20,12 +20,13 @@ cdef double NS_SIGMOID = 1.5
 cdef inline int sigmoid_row(floating *z, Py_ssize_t n) noexcept nogil:
     """z = sigmoid(z) in place; returns WARN_EXP_OVERFLOW where NumPy's exp(-z) would
     overflow (a finite -z above log(max) of the dtype)."""
-    cdef Py_ssize_t j, n_over = 0
+    cdef Py_ssize_t j
+    cdef int n_over = 0
     cdef double lim = -EXP_MAX_D if floating is double else -EXP_MAX_S
     cdef floating ninf = -INFINITY
     for j in range(n):
-        # finite, and exp(-z) overflows (-z > log(max), in double): a vectorised count
-        n_over += (<double> z[j] < lim) & (z[j] > ninf)
+        # finite, and exp(-z) overflows (-z > log(max), in double): a vectorised OR
+        n_over |= (<double> z[j] < lim) & (z[j] > ninf)
     if floating is double:
         fastnn_sigmoid_array_d(z, z, n)
     else:
