@@ -534,9 +534,9 @@ static fastnn_bp_idx fastnn_xb_list_avx2(const fastnn_xb_word *bw0, fastnn_xb_wo
     const __m256i zero = _mm256_setzero_si256();
     fastnn_bp_idx i = 0, n = 0;
     for (; i + 4 <= M; i += 4) {
-        const __m256i v = _mm256_or_si256(
-            _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(bw0 + i)), m0),
-            _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(bw1 + i)), m1));
+        __m256i v = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(bw0 + i)), m0);
+        if (gm1)                                     /* (the group straddles two words) */
+            v = _mm256_or_si256(v, _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(bw1 + i)), m1));
         const int hit = ~_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpeq_epi64(v, zero))) & 15;
         /* n <= i, so the 4 ints stored stay below M */
         _mm_storeu_si128((__m128i *)(rows + n),
@@ -590,8 +590,9 @@ static fastnn_bp_idx fastnn_xb_list_avx512(const fastnn_xb_word *bw0, fastnn_xb_
     __m256i ids = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     fastnn_bp_idx i = 0, n = 0;
     for (; i + 8 <= M; i += 8) {
-        const __mmask8 hit = _mm512_test_epi64_mask(_mm512_loadu_si512((const void *)(bw0 + i)), m0)
-                             | _mm512_test_epi64_mask(_mm512_loadu_si512((const void *)(bw1 + i)), m1);
+        __mmask8 hit = _mm512_test_epi64_mask(_mm512_loadu_si512((const void *)(bw0 + i)), m0);
+        if (gm1)                                     /* (the group straddles two words) */
+            hit |= _mm512_test_epi64_mask(_mm512_loadu_si512((const void *)(bw1 + i)), m1);
         _mm256_storeu_si256((__m256i *)(rows + n), _mm256_maskz_compress_epi32(hit, ids));
         n += __builtin_popcount((unsigned)hit);
         ids = _mm256_add_epi32(ids, eight);
