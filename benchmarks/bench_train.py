@@ -21,6 +21,12 @@ fastnn rows run first, then the reference's, so neither waits for the other's th
 
 PyTorch is never a dependency of fastnn: install it into a benchmark-only environment
 (``pip install torch==2.13.0``) to get its rows; without it they are skipped.
+
+On a shared machine, run this file as a script for interleaved A/B rounds (each round:
+NumPy's threads let go idle, fastnn's reps, then the reference's, so both see the same
+moment's load); it prints minimums and medians and their ratios:
+
+    PYTHONPATH=src:tests python benchmarks/bench_train.py [--threads N] [--rounds R]
 """
 import gzip
 import os
@@ -205,3 +211,63 @@ def test_step_torch(benchmark, dtype):
         loss_fn(model(xt), tt).backward()
         opt.step()
     benchmark(step)
+
+
+# --- interleaved A/B rounds (python benchmarks/bench_train.py) --------------------------------
+
+def _ab_cases():
+    cases = {}
+    for dtype in DTYPES:
+        ref, net, x = _nets(dtype)
+        cases["train step 784-50-10 b100 " + dtype] = (_step(O.SGD(lr=1e-6), net, x),
+                                                       _step(R.SGD(lr=1e-6), ref, x))
+    np.random.seed(0)
+    multi, multi_ref = _multilayer(MultiLayerNet), _multilayer(R.MultiLayerNet)
+    cases["gradient MultiLayerNet 784-100-100-10"] = (lambda: multi.gradient(X, T),
+                                                      lambda: multi_ref.gradient(X, T))
+    ext, ext_ref = _extend(MultiLayerNetExtend), _extend(R.MultiLayerNetExtend)
+    cases["gradient MultiLayerNetExtend dropout+bn"] = (lambda: ext.gradient(X, T),
+                                                        lambda: ext_ref.gradient(X, T))
+    return cases
+
+
+def _times(fn, reps):
+    import time
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def main(argv=None):
+    import argparse
+    import time
+    import fastnn
+    ap = argparse.ArgumentParser(description="interleaved A/B: fastnn vs the NumPy reference")
+    ap.add_argument("--threads", type=int, default=None, help="fastnn threads (default: all)")
+    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--reps", type=int, default=50)
+    args = ap.parse_args(argv)
+    if args.threads is not None:
+        fastnn.set_num_threads(args.threads)
+    cases = _ab_cases()
+    res = {k: ([], []) for k in cases}
+    for _ in range(args.rounds):
+        for k, (fast, ref) in cases.items():
+            time.sleep(0.2)               # NumPy's OpenBLAS threads spin ~0.1 s after a call
+            res[k][0].extend(_times(fast, args.reps))
+            res[k][1].extend(_times(ref, args.reps))
+    print("fastnn threads %d, FASTNN_ISA=%s, OPENBLAS_CORETYPE=%s, load %.2f"
+          % (fastnn.get_num_threads(), os.environ.get("FASTNN_ISA", "-"),
+             os.environ.get("OPENBLAS_CORETYPE", "-"), os.getloadavg()[0]))
+    for k, (a, b) in res.items():
+        a, b = np.array(a) * 1e6, np.array(b) * 1e6
+        print("%-42s fastnn min %7.1f med %7.1f us | reference min %7.1f med %7.1f us | "
+              "%.2fx (min) %.2fx (median)" % (k, a.min(), np.median(a), b.min(), np.median(b),
+                                               b.min() / a.min(), np.median(b) / np.median(a)))
+
+
+if __name__ == "__main__":
+    main()

@@ -737,3 +737,153 @@ def test_inf_logits_warn_invalid_subtract_like_numpy(rng):
     with pytest.warns(RuntimeWarning, match="invalid value encountered in subtract"):
         got = net.gradient(x, t)
     assert np.isnan(got["W2"]).all()
+
+
+# --- the sparse first layer (masks of x's non-zeros): the dense GEMM's bits -------------------
+#
+# The first Affine skips x's exact zeros when W (forward) and dz (backward) are finite, and
+# its sums keep the dense GEMM's order, so each path, each thread split and each fallback
+# must give the same bits. The executor reports which path each half took.
+
+def _executor_grads(x, t, Ws, bs, act, allow_sparse, n_threads=1, lam=None):
+    """(grads, paths) of an MLP (Affine -> act ...-> Affine -> softmax_ce) run by one
+    executor laid out with or without the sparse first layer."""
+    ex = X.Executor((x.shape[1],), x.dtype == np.float64)
+    for W in Ws[:-1]:
+        ex.affine(W.shape[1])
+        getattr(ex, act)()
+    ex.affine(Ws[-1].shape[1])
+    ex.softmax_ce()
+    ex.plan(x.shape[0], allow_sparse)
+    params = [p for W, b in zip(Ws, bs) for p in (W, b)]
+    grads = [np.empty_like(p) for p in params]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        status, _ = ex.gradient(x, np.ascontiguousarray(t, dtype=np.intp), None, params, grads,
+                                [], lam is not None, lam or 0.0, n_threads)
+    assert status == 0
+    return grads, ex.first_layer_paths()
+
+
+def _mlp(rng, sizes, dtype, scale=0.3):
+    Ws = [(rng.standard_normal((a, b)) * scale).astype(dtype) for a, b in zip(sizes, sizes[1:])]
+    bs = [(rng.standard_normal(b) * scale).astype(dtype) for b in sizes[1:]]
+    return Ws, bs
+
+
+def _assert_same_bits(got, want, what):
+    for i, (g, w) in enumerate(zip(got, want)):
+        np.testing.assert_array_equal(g, w, err_msg="%s, param %d" % (what, i))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("K,N", [(1, 1), (3, 7), (7, 3), (65, 17), (129, 50), (257, 9),
+                                 (784, 50), (130, 100), (64, 16)])
+@pytest.mark.parametrize("M", [1, 3, 37])
+@pytest.mark.parametrize("act", ["sigmoid", "relu"])
+def test_sparse_first_layer_same_bits_as_dense(dtype, K, N, M, act, rng):
+    Ws, bs = _mlp(rng, (K, N, 4), dtype)
+    x = _sparse(rng, M, K).astype(dtype)
+    t = rng.integers(0, 4, M)
+    sparse, paths = _executor_grads(x, t, Ws, bs, act, True)
+    # (x at most half non-zero is taken sparse; a tiny x may be denser)
+    want = "sparse" if np.count_nonzero(x) <= 0.5 * x.size else "dense"
+    assert paths == (want, want)
+    dense, paths = _executor_grads(x, t, Ws, bs, act, False)
+    assert paths == ("dense", "dense")
+    _assert_same_bits(sparse, dense, "sparse vs dense")
+    ref = R.MultiLayerNet(K, [N], 4, activation=act)
+    ref.params = {"W1": Ws[0], "b1": bs[0], "W2": Ws[1], "b2": bs[1]}
+    ref._build_layers(act)
+    _assert_grads(dict(zip(["W1", "b1", "W2", "b2"], sparse)), ref.gradient(x, t),
+                  1e-12 if dtype == np.float64 else 1e-5, floor=1e-3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_sparse_first_layer_nonfinite_dz_falls_back(dtype, bad, rng):
+    """A NaN/inf in the first layer's dz (from W2): the forward stays sparse, dW1 is the
+    dense GEMM's (a skipped 0 * inf would be NaN in the reference)."""
+    Ws, bs = _mlp(rng, (300, 20, 5), dtype)
+    Ws[1][7, 2] = bad
+    x = _sparse(rng, 40, 300).astype(dtype)
+    x[:, 11] = 0.0
+    t = rng.integers(0, 5, 40)
+    sparse, paths = _executor_grads(x, t, Ws, bs, "sigmoid", True)
+    assert paths == ("sparse", "dense")
+    dense, _ = _executor_grads(x, t, Ws, bs, "sigmoid", False)
+    _assert_same_bits(sparse, dense, "dz with %r" % bad)
+    assert np.isnan(sparse[0][11]).all()           # 0 * inf in every row of column 11
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_sparse_first_layer_nonfinite_W1_falls_back(dtype, bad, rng):
+    Ws, bs = _mlp(rng, (200, 17, 3), dtype)
+    x = _sparse(rng, 30, 200).astype(dtype)
+    x[:, 5] = 0.0
+    Ws[0][5, 4] = bad                              # meets only zeros: NaN in the reference
+    t = rng.integers(0, 3, 30)
+    sparse, paths = _executor_grads(x, t, Ws, bs, "relu", True)
+    assert paths[0] == "dense"
+    dense, _ = _executor_grads(x, t, Ws, bs, "relu", False)
+    _assert_same_bits(sparse, dense, "W1 with %r" % bad)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_first_layer_special_inputs(dtype, rng):
+    """-0.0 is a zero (skipped), NaN and inf are not: the dense GEMM's bits and NaNs."""
+    Ws, bs = _mlp(rng, (100, 13, 4), dtype)
+    x = _sparse(rng, 20, 100).astype(dtype)
+    x[1, :50] = -0.0
+    x[2, 7] = np.nan
+    x[3, 9] = np.inf
+    x[4, 64] = -np.inf
+    t = rng.integers(0, 4, 20)
+    sparse, paths = _executor_grads(x, t, Ws, bs, "sigmoid", True)
+    assert paths[0] == "sparse"
+    dense, _ = _executor_grads(x, t, Ws, bs, "sigmoid", False)
+    _assert_same_bits(sparse, dense, "special inputs")
+
+
+def test_sparse_first_layer_follows_the_density_of_x(rng):
+    """One executor, x dense then sparse then dense: the path follows (only the speed
+    depends on it), the bits are the dense path's every time."""
+    Ws, bs = _mlp(rng, (150, 30, 5), np.float64)
+    t = rng.integers(0, 5, 25)
+    ex = X.Executor((150,), True).affine(30).sigmoid().affine(5).softmax_ce().plan(25, True)
+    params = [Ws[0], bs[0], Ws[1], bs[1]]
+    seen = []
+    for x in [rng.standard_normal((25, 150)), _sparse(rng, 25, 150), rng.standard_normal((25, 150)),
+              rng.standard_normal((25, 150)), _sparse(rng, 25, 150)]:
+        grads = [np.empty_like(p) for p in params]
+        assert ex.gradient(x, t.astype(np.intp), None, params, grads, [], False, 0.0, 1)[0] == 0
+        seen.append(ex.first_layer_paths()[0])
+        dense, _ = _executor_grads(x, t, Ws, bs, "sigmoid", False)
+        _assert_same_bits(grads, dense, "call %d" % len(seen))
+    assert seen[1] == "sparse" and seen[3] == "dense" and seen[4] == "sparse"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_first_layer_threads_and_mixed_density(dtype, rng, exact_threads):
+    """Threads take runs of rows (forward) and of columns (dW); a run of dense rows sends
+    the forward to the GEMM: the same bits on 1, 2, 3 threads and on either path."""
+    Ws, bs = _mlp(rng, (784, 50, 10), dtype)
+    for x in [mnist_rows(90)[0].astype(dtype),
+              np.concatenate([rng.standard_normal((45, 784)), _sparse(rng, 45, 784)]).astype(dtype)]:
+        t = rng.integers(0, 10, 90)
+        dense, _ = _executor_grads(x, t, Ws, bs, "sigmoid", False)
+        for n in (1, 2, 3):
+            got, paths = _executor_grads(x, t, Ws, bs, "sigmoid", True, n_threads=n)
+            _assert_same_bits(got, dense, "%d threads, paths %s" % (n, paths))
+
+
+def test_sparse_first_layer_weight_decay_bits(rng, exact_threads):
+    Ws, bs = _mlp(rng, (784, 100, 100, 10), np.float64)
+    x = mnist_rows(50)[0]
+    t = rng.integers(0, 10, 50)
+    dense, _ = _executor_grads(x, t, Ws, bs, "relu", False, lam=1e-3)
+    for n in (1, 2, 3):
+        got, paths = _executor_grads(x, t, Ws, bs, "relu", True, n_threads=n, lam=1e-3)
+        assert paths == ("sparse", "sparse")
+        _assert_same_bits(got, dense, "weight decay, %d threads" % n)

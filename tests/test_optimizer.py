@@ -332,3 +332,57 @@ def test_byte_swapped_and_unaligned_params(name, rng):
     assert pf["be"].dtype == np.dtype(">f8")
     for k in pf:
         np.testing.assert_array_equal(pf[k], pr[k])
+
+
+# --- SGD.update's fast path (checked in C: plain arrays, nothing shared) ------------------------
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sgd_fast_path_same_bits_as_the_checked_path(dtype, rng):
+    from collections import OrderedDict
+    from fastnn._kernels import _optimizers
+    params = {k: rng.standard_normal(s).astype(dtype)
+              for k, s in [("W1", (784, 50)), ("b1", (50,)), ("W2", (50, 10)), ("b2", (10,))]}
+    grads = {k: rng.standard_normal(v.shape).astype(dtype) for k, v in params.items()}
+    grads["b2"].flags.writeable = False                    # read-only gradients are fine
+    assert _optimizers.plain_update_arrays(params, grads) is not None
+    slow = OrderedDict((k, v.copy()) for k, v in params.items())    # not a dict: checked path
+    ref = {k: v.copy() for k, v in params.items()}
+    opt, opt_slow, opt_ref = O.SGD(lr=0.01), O.SGD(lr=0.01), R.SGD(lr=0.01)
+    for _ in range(3):
+        opt.update(params, grads)
+        opt_slow.update(slow, grads)
+        opt_ref.update(ref, grads)
+    for k in params:
+        np.testing.assert_array_equal(params[k], slow[k], err_msg=k)
+        np.testing.assert_array_equal(params[k], ref[k], err_msg=k)
+    assert opt._step == 3
+
+
+def test_sgd_fast_path_declines_what_it_cannot_take(rng):
+    from fastnn._kernels import _optimizers
+    W = rng.standard_normal((5, 3))
+    g = rng.standard_normal((5, 3))
+    ok = lambda p, q: _optimizers.plain_update_arrays(p, q) is not None  # noqa: E731
+    assert ok({"W": W}, {"W": g})
+    assert not ok({"W": W, "V": W}, {"W": g, "V": g})               # tied weights
+    assert not ok({"W": W, "V": W[1:]}, {"W": g, "V": g[1:]})       # overlapping views
+    assert not ok({"W": W}, {"W": W})                               # the gradient is the param
+    assert not ok({"W": np.asfortranarray(W)}, {"W": g})            # F order
+    assert not ok({"W": W, "b": np.ones(3, np.float32)}, {"W": g, "b": np.ones(3, np.float32)})
+    assert not ok({"W": W}, {"W": g.astype(np.float32)})            # cast needed
+    assert not ok({"W": W}, {"W": g[0]})                            # broadcast needed
+    assert not ok({"W": W}, {})                                     # missing: the checked path raises
+    assert not ok({"W": 1.5}, {"W": 0.5})                           # Python numbers
+    ro = W.copy()
+    ro.flags.writeable = False
+    assert not ok({"W": ro}, {"W": g})                              # read-only parameter
+    assert not ok({}, {})
+    with pytest.raises(KeyError):
+        O.SGD().update({"W": W}, {})
+    with pytest.raises(ValueError, match="read-only"):
+        O.SGD().update({"W": ro}, {"W": g})
+    tied = {"W": W.copy()}
+    tied["V"] = tied["W"]
+    want = W - 0.1 * g - 0.1 * g
+    O.SGD(lr=0.1).update(tied, {"W": g, "V": g})
+    np.testing.assert_allclose(tied["W"], want, rtol=1e-15)

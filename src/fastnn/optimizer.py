@@ -251,6 +251,16 @@ class SGD(_Optimizer):
         self._hp = _k.Hyperparameters(_k.SGD)
 
     def update(self, params, grads):
+        if type(params) is dict and type(grads) is dict:
+            # the training loop's call (plain arrays, nothing shared): checked in C, then
+            # the same kernel call _run makes
+            arrays = _k.plain_update_arrays(params, grads)
+            if arrays is not None:
+                hp = self._hp
+                hp.lr = self._lr_value()
+                _k.update(hp, arrays[0], arrays[1], None, None, resolve_n_threads(None))
+                self._step = getattr(self, "_step", 0) + 1
+                return
         self._run(params, grads, self._hp)
 
 

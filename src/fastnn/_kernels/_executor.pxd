@@ -36,15 +36,19 @@ cdef struct AffineRec:
     bint first             # its input is x: x's exact zeros may be skipped (sparse path)
     bint fuse_next         # the next layer is an element-wise kind run in place: the
                            # sparse path applies it row by row and marks it done
-    bint sparse_used       # the forward took the sparse path (backward may reuse its data)
+    bint sparse_used       # the forward took the sparse path
+    bint sparse_dW_used    # the backward's dW took the sparse path
+    bint masked            # the forward made every row's masks (xbits, rnnz): the
+                           # backward's sparse dW may use them
+    double density         # non-zero fraction of the last masked x (decides whether the
+                           # next x is taken sparse; only speed depends on it)
+    Py_ssize_t nnz_total   # non-zeros of the last masked x
     # sparse first-layer scratch (carved from the workspace when `first`)
-    int *ridx              # (M, n_in) column indices of row i's non-zeros at i * n_in
-    void *rval             # (M, n_in) their values
+    unsigned long long *xbits  # (ceil(n_in / 64), M) x's non-zero masks, 64 columns a word,
+                           # word w of row i at w * M + i
     Py_ssize_t *rnnz       # (M,) non-zeros per row
-    int *cidx              # (n_in/CW chunks, CW * M) row indices per column chunk
-    void *cval
-    Py_ssize_t *cbeg       # (n_in,) column k of x is cidx/cval[cbeg[k]:cend[k]]
-    Py_ssize_t *cend
+    int *xrows             # (XB_SLOTS, M + FASTNN_XB_PAD) per thread of the sparse dW: the
+                           # rows of its column group (MODE_GRADIENT)
     # finite differences (MODE_FD, double)
     double *gW             # OUT (n_in, n_out)
     double *gb             # OUT (n_out,)

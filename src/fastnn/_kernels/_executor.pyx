@@ -47,21 +47,49 @@ cdef extern from "fastnn_math.h":
     void fastnn_sigmoid_array_d(const double *x, double *y, Py_ssize_t n) noexcept nogil
     void fastnn_sigmoid_array_s(const float *x, float *y, Py_ssize_t n) noexcept nogil
 
+cdef extern from "fastnn_ops.h":
+    # element-wise ops of both books, per ISA level (kinds/activation.pxi)
+    void fastnn_relu_d(const double *x, double *y, Py_ssize_t n) noexcept nogil
+    void fastnn_relu_s(const float *x, float *y, Py_ssize_t n) noexcept nogil
+    void fastnn_relu_backward_d(const double *x, const double *dv, double *out, Py_ssize_t n) noexcept nogil
+    void fastnn_relu_backward_s(const float *x, const float *dv, float *out, Py_ssize_t n) noexcept nogil
+    void fastnn_sigmoid_backward_d(const double *y, const double *dv, double *out, Py_ssize_t n) noexcept nogil
+    void fastnn_sigmoid_backward_s(const float *y, const float *dv, float *out, Py_ssize_t n) noexcept nogil
+    void fastnn_penalty_grad_d(const double *w, double *dw, Py_ssize_t n, double l1, double l2) noexcept nogil
+    void fastnn_penalty_grad_s(const float *w, float *dw, Py_ssize_t n, double l1, double l2) noexcept nogil
+
 cdef extern from "fastnn_sparse.h":
-    void fastnn_bp_sprow_d(Py_ssize_t nnz, const int *idx, const double *val, const double *W,
-                           Py_ssize_t ldw, Py_ssize_t N, const double *bias,
-                           double *out) noexcept nogil
-    void fastnn_bp_sprow_s(Py_ssize_t nnz, const int *idx, const float *val, const float *W,
-                           Py_ssize_t ldw, Py_ssize_t N, const float *bias,
-                           float *out) noexcept nogil
     int fastnn_bp_finite_d(const double *x, Py_ssize_t n) noexcept nogil
     int fastnn_bp_finite_s(const float *x, Py_ssize_t n) noexcept nogil
-    Py_ssize_t fastnn_bp_compress_d(const double *x, Py_ssize_t n, int *idx, double *val) noexcept nogil
-    Py_ssize_t fastnn_bp_compress_s(const float *x, Py_ssize_t n, int *idx, float *val) noexcept nogil
-    void fastnn_bp_csc_d(const double *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t c0, int w,
-                         int *cidx, double *cval, Py_ssize_t *cnt) noexcept nogil
-    void fastnn_bp_csc_s(const float *x, Py_ssize_t M, Py_ssize_t K, Py_ssize_t c0, int w,
-                         int *cidx, float *cval, Py_ssize_t *cnt) noexcept nogil
+
+cdef extern from "fastnn_sparse_bits.h":
+    # the sparse first layer from masks of x's non-zeros (see kinds/affine.pxi)
+    int FASTNN_XB_G
+    int FASTNN_XB_PAD
+    Py_ssize_t fastnn_xb_mask_row_d(const double *x, Py_ssize_t n, unsigned long long *bits,
+                                    Py_ssize_t bstride) noexcept nogil
+    Py_ssize_t fastnn_xb_mask_row_s(const float *x, Py_ssize_t n, unsigned long long *bits,
+                                    Py_ssize_t bstride) noexcept nogil
+    int fastnn_sparse_rows_bits_d(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const double *x,
+                                  Py_ssize_t ldx, const unsigned long long *bits,
+                                  Py_ssize_t bstride, const double *W, Py_ssize_t ldw,
+                                  const double *bias, double *out, Py_ssize_t ldo) noexcept nogil
+    int fastnn_sparse_rows_bits_s(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float *x,
+                                  Py_ssize_t ldx, const unsigned long long *bits,
+                                  Py_ssize_t bstride, const float *W, Py_ssize_t ldw,
+                                  const float *bias, float *out, Py_ssize_t ldo) noexcept nogil
+    void fastnn_sparse_xtd_bits_d(Py_ssize_t M, Py_ssize_t N, const double *x, Py_ssize_t ldx,
+                                  Py_ssize_t c0, Py_ssize_t c1, const unsigned long long *bits,
+                                  Py_ssize_t bstride, const double *d, Py_ssize_t ldd, double *dW,
+                                  Py_ssize_t lddw, int *rows) noexcept nogil
+    void fastnn_sparse_xtd_bits_s(Py_ssize_t M, Py_ssize_t N, const float *x, Py_ssize_t ldx,
+                                  Py_ssize_t c0, Py_ssize_t c1, const unsigned long long *bits,
+                                  Py_ssize_t bstride, const float *d, Py_ssize_t ldd, float *dW,
+                                  Py_ssize_t lddw, int *rows) noexcept nogil
+
+cdef extern from "fastnn_gemm.h":
+    # the dense GEMM's measured multiply-adds per ns (per ISA level and dtype)
+    double fastnn_gemm_fma_per_ns(size_t size) noexcept nogil
 
 fastnn_isa_bind(isa_state())
 fastnn_threads_bind(threads_state())
@@ -216,7 +244,7 @@ def _layout(kinds, sizes, Py_ssize_t M, Py_ssize_t itemsize, bint fd, bint allow
 
     outs[l]: offset of layer l's output, -2 in place over its input (an element-wise
     kind or BatchNorm after an Affine/BatchNorm, gradient mode only), -1 none."""
-    cdef Py_ssize_t off = 0, maxw = 1, n_chunks
+    cdef Py_ssize_t off = 0, maxw = 1
 
     def take(Py_ssize_t nbytes):
         nonlocal off
@@ -241,15 +269,10 @@ def _layout(kinds, sizes, Py_ssize_t M, Py_ssize_t itemsize, bint fd, bint allow
             lay["outs"].append(take(M * n_out * itemsize))
         e = {}
         if kind == KIND_AFFINE and l == 0 and allow_sparse:
-            n_chunks = (n_in + CW - 1) // CW
-            e["ridx"] = take(M * n_in * 4)
-            e["rval"] = take(M * n_in * itemsize)
+            e["xbits"] = take(((n_in + 63) // 64) * M * 8)
             e["rnnz"] = take(M * 8)
             if not fd:
-                e["cidx"] = take(M * CW * n_chunks * 4)
-                e["cval"] = take(M * CW * n_chunks * itemsize)
-                e["cbeg"] = take(n_in * 8)
-                e["cend"] = take(n_in * 8)
+                e["xrows"] = take(XB_SLOTS * (M + FASTNN_XB_PAD) * 4)
         if kind == KIND_AFFINE and fd:
             e["active"] = take(n_in * 8)
             e["nz_off"] = take((n_in + 1) * 8)
@@ -422,15 +445,12 @@ cdef class Executor:
             e = lay["extra"][l]
             if kind == KIND_AFFINE:
                 ly.affine.first = l == 0
-                if "ridx" in e:
-                    ly.affine.ridx = <int *> (base + <Py_ssize_t> e["ridx"])
-                    ly.affine.rval = base + <Py_ssize_t> e["rval"]
+                if "xbits" in e:
+                    ly.affine.xbits = <unsigned long long *> (base + <Py_ssize_t> e["xbits"])
                     ly.affine.rnnz = <Py_ssize_t *> (base + <Py_ssize_t> e["rnnz"])
-                if "cidx" in e:
-                    ly.affine.cidx = <int *> (base + <Py_ssize_t> e["cidx"])
-                    ly.affine.cval = base + <Py_ssize_t> e["cval"]
-                    ly.affine.cbeg = <Py_ssize_t *> (base + <Py_ssize_t> e["cbeg"])
-                    ly.affine.cend = <Py_ssize_t *> (base + <Py_ssize_t> e["cend"])
+                    ly.affine.density = 0.2    # (a first guess: only the first call's team)
+                if "xrows" in e:
+                    ly.affine.xrows = <int *> (base + <Py_ssize_t> e["xrows"])
                 if "nz_off" in e:
                     ly.affine.active = <Py_ssize_t *> (base + <Py_ssize_t> e["active"])
                     ly.affine.nz_off = <Py_ssize_t *> (base + <Py_ssize_t> e["nz_off"])
@@ -647,6 +667,17 @@ cdef class Executor:
         for i in range(n):
             out[self.pkeys[i]] = glist[i]
         return out, self.net.warnings
+
+    def first_layer_paths(self):
+        """Which path the first Affine took in the last run: ('sparse' or 'dense' for the
+        forward, the same for dW). For tests and diagnostics: the results are the same
+        bits either way."""
+        cdef AffineRec *a
+        if self.net.layers == NULL or self.net.n_layers == 0:
+            return None
+        a = &self.net.layers[0].affine
+        return ("sparse" if a.sparse_used else "dense",
+                "sparse" if a.sparse_dW_used else "dense")
 
     def batch_stats(self, Py_ssize_t l):
         """(mean, var) of BatchNorm layer l from the last run (copies)."""

@@ -250,3 +250,70 @@ def overlapping(list arrays):
         return False
     finally:
         free(ext)
+
+
+# ---- the boundary's fast path (fastnn.optimizer.SGD.update) -----------------------------------
+
+cdef inline bint plain_float_array(object a, int typenum) noexcept:
+    # a base-class ndarray of dtype `typenum` (float32/float64), C-contiguous, aligned,
+    # native byte order
+    return (type(a) is cnp.ndarray and cnp.PyArray_TYPE(<cnp.ndarray> a) == typenum
+            and cnp.PyArray_ISCARRAY_RO(<cnp.ndarray> a)
+            and cnp.PyArray_ISNOTSWAPPED(<cnp.ndarray> a))
+
+
+def plain_update_arrays(dict params, dict grads):
+    """(parameters, gradients) as two lists in params' key order when an update needs no
+    conversion, cast, broadcast or ordering: every parameter a writeable, C-contiguous,
+    aligned, native float32 or float64 ndarray (one dtype for all), every gradient such an
+    array (read-only is fine) of its parameter's dtype and shape, and no two of them
+    sharing memory. Otherwise None: the caller takes the checked path (which also
+    raises the book's errors). Checked in C: the same checks in Python cost more than
+    the update of a small net."""
+    cdef Py_ssize_t L = len(params), i, d, m = 0
+    cdef int typenum = -1
+    cdef cnp.ndarray p, g
+    cdef list ps = [], gs = []
+    cdef Extent *ext
+    if L == 0:
+        return None
+    for key, pv in params.items():
+        if type(pv) is not cnp.ndarray:
+            return None
+        p = <cnp.ndarray> pv
+        if typenum < 0:
+            typenum = cnp.PyArray_TYPE(p)
+            if typenum != cnp.NPY_DOUBLE and typenum != cnp.NPY_FLOAT:
+                return None
+        if not plain_float_array(p, typenum) or not cnp.PyArray_ISWRITEABLE(p):
+            return None
+        gv = grads.get(key)
+        if gv is None or not plain_float_array(gv, typenum):
+            return None
+        g = <cnp.ndarray> gv
+        if cnp.PyArray_NDIM(g) != cnp.PyArray_NDIM(p):
+            return None
+        for d in range(cnp.PyArray_NDIM(p)):
+            if cnp.PyArray_DIM(g, d) != cnp.PyArray_DIM(p, d):
+                return None
+        ps.append(p)
+        gs.append(g)
+    # no two of the 2L arrays may share memory (tied weights, views, a gradient that is
+    # its parameter): their byte ranges, sorted, must not intersect
+    ext = <Extent *> malloc(2 * L * sizeof(Extent))
+    if ext == NULL:
+        raise MemoryError()
+    for i in range(2 * L):
+        p = <cnp.ndarray> (ps[i // 2] if i % 2 == 0 else gs[i // 2])
+        if cnp.PyArray_NBYTES(p) == 0:
+            continue
+        ext[m].lo = <char *> cnp.PyArray_DATA(p)
+        ext[m].hi = ext[m].lo + cnp.PyArray_NBYTES(p)
+        m += 1
+    qsort(ext, m, sizeof(Extent), by_lo)
+    for i in range(1, m):
+        if ext[i].lo < ext[i - 1].hi:
+            free(ext)
+            return None
+    free(ext)
+    return ps, gs

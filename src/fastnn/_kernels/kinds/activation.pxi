@@ -8,6 +8,8 @@
 # NumPy warns "overflow encountered in exp" when -in > log(max) in the dtype; the
 # forward reports the same (WARN_EXP_OVERFLOW) so the fused paths warn where it would.
 
+from libc.math cimport INFINITY
+
 cdef double EXP_MAX_D = 709.782712893384        # log(DBL_MAX)
 cdef double EXP_MAX_S = 88.72283905206835       # log(FLT_MAX)
 # measured single-thread cost per element (ns), for fastnn_team
@@ -19,28 +21,25 @@ cdef inline int sigmoid_row(floating *z, Py_ssize_t n) noexcept nogil:
     """z = sigmoid(z) in place; returns WARN_EXP_OVERFLOW where NumPy's exp(-z) would
     overflow (a finite -z above log(max) of the dtype)."""
     cdef Py_ssize_t j
-    cdef floating lo = 0
-    cdef int warn = 0
+    cdef int n_over = 0
+    cdef double lim = -EXP_MAX_D if floating is double else -EXP_MAX_S
+    cdef floating ninf = -INFINITY
     for j in range(n):
-        if z[j] < lo:
-            lo = z[j]
+        # finite, and exp(-z) overflows (-z > log(max), in double): a vectorised OR
+        n_over |= (<double> z[j] < lim) & (z[j] > ninf)
     if floating is double:
-        if -lo > EXP_MAX_D and isfinite(lo):
-            warn = WARN_EXP_OVERFLOW
         fastnn_sigmoid_array_d(z, z, n)
     else:
-        if -lo > EXP_MAX_S and isfinite(lo):
-            warn = WARN_EXP_OVERFLOW
         fastnn_sigmoid_array_s(z, z, n)
-    return warn
+    return WARN_EXP_OVERFLOW if n_over else 0
 
 
 cdef inline void relu_row(const floating *x, floating *z, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef floating v
-    for j in range(n):
-        v = x[j]
-        z[j] = 0 if v <= 0 else v              # out[x <= 0] = 0 (branch-free: a select)
+    # out[x <= 0] = 0 (csrc/fastnn_ops.h, per ISA level: NaN stays NaN, -0.0 gives 0)
+    if floating is double:
+        fastnn_relu_d(x, z, n)
+    else:
+        fastnn_relu_s(x, z, n)
 
 
 cdef inline int elementwise_row(int kind, floating *z, Py_ssize_t n) noexcept nogil:
@@ -87,15 +86,17 @@ cdef int activation_forward(Net *net, Py_ssize_t l) noexcept nogil:
 
 cdef inline void activation_backward_row(int kind, const floating *h, const floating *dh,
                                          floating *dx, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t j
-    cdef floating d
+    # csrc/fastnn_ops.h, per ISA level (dx may be dh: element-wise in place)
     if kind == KIND_RELU:
-        for j in range(n):
-            d = dh[j]                       # loaded unconditionally: the select vectorises
-            dx[j] = 0 if h[j] <= 0 else d                      # dout[mask] = 0
+        if floating is double:
+            fastnn_relu_backward_d(h, dh, dx, n)               # dout[mask] = 0, mask = out <= 0
+        else:
+            fastnn_relu_backward_s(h, dh, dx, n)
     else:
-        for j in range(n):
-            dx[j] = dh[j] * (1 - h[j]) * h[j]                  # dout * (1 - out) * out
+        if floating is double:
+            fastnn_sigmoid_backward_d(h, dh, dx, n)            # dout * (1 - out) * out
+        else:
+            fastnn_sigmoid_backward_s(h, dh, dx, n)
 
 
 cdef int activation_backward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:

@@ -4,92 +4,129 @@
 # transposes are strides, never copies).
 #
 # The first Affine (its input is x) may skip x's exact zeros, MNIST-like inputs being ~80%
-# zeros: a = x @ W + b row by row over each row's non-zeros (rows in parallel; the next
-# element-wise layer applied to each row as it is made), and dW = x.T @ d by stripes of
-# CW columns of x turned into (row, value) lists, each stripe reduced by its own task.
-# A skipped 0 * w is 0 only when w is finite, so the sparse path is taken only when W
-# (forward) and d (backward) are all finite; otherwise the dense GEMM runs and NaN/inf
-# propagate exactly as in the reference. Every output element is computed by one
-# thread in a fixed order: the same bits on any thread count.
+# zeros (csrc/fastnn_sparse_bits.h: masks of x's non-zeros, 64 columns a word; both
+# products read x's values from x). Forward: ONE parallel region in which each thread
+# takes a run of rows -- their masks, z = x @ W + b over the set bits (W copied block by
+# block into L1 and checked for NaN/inf on the way), the next element-wise layer applied
+# to them. Backward: ONE region in which each thread takes a run of 3-column groups of x
+# for dW = x.T @ d (the rows of a group listed from the masks), a slice of d's rows to
+# check for NaN/inf, a run of db's columns and its rows of the weight decay. No barrier
+# inside either region: each thread needs only its own inputs.
+# A skipped 0 * w is 0 only when w is finite, so the skipping is kept only when W
+# (forward) and d (backward) are all finite: when a check fails, the layer is recomputed
+# by the dense GEMM (NaN/inf then propagate exactly as in the reference). The sparse sums
+# give the dense GEMM's bits (each output one accumulator, the non-zero terms in the
+# GEMM's order, then the bias), so which path ran -- and how the rows or columns were
+# split between threads -- never changes a result.
 
-# The sparse first layer is used when at most this fraction of x is non-zero.
+# x is taken sparse only when, judged on the previous call's x, at most this fraction is
+# non-zero (a dense x is ~1.15x slower through the sparse sums than through the GEMM).
 cdef double SPARSE_MAX_DENSITY = 0.5
-cdef Py_ssize_t FINITE_CHUNK = 8192    # elements of W per finiteness-check task
-DEF CW = 64                            # columns of x per backward stripe
-cdef double NS_SPARSE_MAC = 0.12       # ns per multiply-add of the sparse rows
-cdef double NS_COMPRESS = 0.3          # ns per element of x compressed
-cdef double NS_GEMM_MAC_D = 0.041      # ns per multiply-add of gemm_strided, float64
-cdef double NS_GEMM_MAC_S = 0.022      # ... float32
+# Single-thread ns, measured on Zen 4 (one thread, min of many; tools/bench_sparse_bits.c):
+cdef double NS_MASK = 0.11               # per element of x turned into mask bits
+# the sparse sums run at about this fraction of the dense GEMM's rate per multiply-add
+# (fastnn_gemm_fma_per_ns, per ISA level and dtype), W's copy and check included
+cdef double SPARSE_ROWS_RATE = 0.6
+cdef double SPARSE_XTD_RATE = 0.6
+cdef double NS_FINITE = 0.05             # per element of d checked for NaN/inf
+# threads of the sparse dW have a row-list scratch each: at most this many
+cdef enum:
+    XB_SLOTS = 64
 
 
 cdef inline int gemm_team(const Net *net, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                           floating *tag) noexcept nogil:
     # threads for one GEMM of the net: a region only when the product pays for it
-    cdef double ns = NS_GEMM_MAC_D if floating is double else NS_GEMM_MAC_S
-    return fastnn_team(net.n_threads, ns * M * N * K)
+    return fastnn_team(net.n_threads, <double> M * N * K / fastnn_gemm_fma_per_ns(sizeof(floating)))
 
 
-cdef inline void sprow(Py_ssize_t nnz, const int *idx, const floating *val,
-                       const floating *W, Py_ssize_t ldw, Py_ssize_t N,
-                       const floating *bias, floating *out) noexcept nogil:
+cdef inline bint finite_run(const floating *a, Py_ssize_t n) noexcept nogil:
+    # True when a[0:n] holds no NaN/inf
+    if n <= 0:
+        return True
     if floating is double:
-        fastnn_bp_sprow_d(nnz, idx, val, W, ldw, N, bias, out)
+        return fastnn_bp_finite_d(a, n)
     else:
-        fastnn_bp_sprow_s(nnz, idx, val, W, ldw, N, bias, out)
+        return fastnn_bp_finite_s(a, n)
 
 
-cdef inline bint all_finite(const floating *x, Py_ssize_t n) noexcept nogil:
+cdef inline Py_ssize_t run_lo(Py_ssize_t part, Py_ssize_t parts, Py_ssize_t n) noexcept nogil:
+    # the first item of part `part` of n items cut into `parts` equal runs
+    return part * n // parts
+
+
+cdef int first_rows_forward(const floating *x, Py_ssize_t i0, Py_ssize_t i1, Py_ssize_t M,
+                            Py_ssize_t K, Py_ssize_t N, AffineRec *a, floating *z,
+                            int next_kind, int *warn) noexcept nogil:
+    """Rows [i0, i1): their masks, z = x @ W + b over the set bits, then the fused
+    activation. Returns 0, or 1 when these rows are too dense for the sparse sums (z
+    untouched), 2 when W is not all finite (z is not the product)."""
+    cdef Py_ssize_t i, nnz = 0
+    if i1 <= i0:
+        return 0
+    for i in range(i0, i1):
+        if floating is double:
+            a.rnnz[i] = fastnn_xb_mask_row_d(x + i * K, K, a.xbits + i, M)
+        else:
+            a.rnnz[i] = fastnn_xb_mask_row_s(x + i * K, K, a.xbits + i, M)
+        nnz += a.rnnz[i]
+    if nnz > SPARSE_MAX_DENSITY * (i1 - i0) * K:
+        return 1
     if floating is double:
-        return fastnn_bp_finite_d(x, n)
+        if not fastnn_sparse_rows_bits_d(i1 - i0, N, K, x + i0 * K, K, a.xbits + i0, M,
+                                         <const double *> a.W, N, <const double *> a.b,
+                                         z + i0 * N, N):
+            return 2
     else:
-        return fastnn_bp_finite_s(x, n)
+        if not fastnn_sparse_rows_bits_s(i1 - i0, N, K, x + i0 * K, K, a.xbits + i0, M,
+                                         <const float *> a.W, N, <const float *> a.b,
+                                         z + i0 * N, N):
+            return 2
+    if next_kind >= 0:
+        # the rows are contiguous: one call, so the activation's vector loop runs long
+        warn[0] |= elementwise_row(next_kind, z + i0 * N, (i1 - i0) * N)
+    return 0
 
 
-cdef inline Py_ssize_t compress_row(const floating *x, Py_ssize_t n, int *idx,
-                                    floating *val) noexcept nogil:
-    # the non-zeros of one row (NaN counts as non-zero) as (index, value) pairs
-    if floating is double:
-        return fastnn_bp_compress_d(x, n, idx, val)
+cdef int sparse_first_forward(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:
+    """The sparse forward of the first Affine (and of the activation after it, when
+    fuse_next): one region, each thread on its run of rows.
+
+    Returns 1, or 0 when the sparse sums do not hold (W not all finite, or x too dense):
+    the caller then runs the dense GEMM over every row (and the activation layer runs
+    on its own). Every row's masks are made either way (the backward may use them)."""
+    cdef Layer *ly = &net.layers[l]
+    cdef AffineRec *a = &ly.affine
+    cdef Py_ssize_t M = net.M, K = ly.n_in, N = ly.n_out, t, i
+    cdef const floating *x = <const floating *> ly.inp
+    cdef floating *z = <floating *> ly.out
+    cdef int next_kind = net.layers[l + 1].kind if a.fuse_next else -1
+    cdef int warn = 0, team, bad = 0
+    cdef double est, nnz_est = a.density * M * K
+    est = (NS_MASK * M * K
+           + nnz_est * N / (SPARSE_ROWS_RATE * fastnn_gemm_fma_per_ns(sizeof(floating)))
+           + (NS_SIGMOID if next_kind == KIND_SIGMOID else NS_RELU) * M * N * (next_kind >= 0))
+    team = <int> min(fastnn_team(net.n_threads, est), M)
+    if team <= 1:
+        bad = first_rows_forward(x, 0, M, M, K, N, a, z, next_kind, &warn)
     else:
-        return fastnn_bp_compress_s(x, n, idx, val)
+        for t in prange(team, schedule="static", num_threads=team):
+            bad += first_rows_forward(x, run_lo(t, team, M), run_lo(t + 1, team, M), M, K, N,
+                                      a, z, next_kind, &warn)
+    fastnn_team_end()
+    a.nnz_total = 0
+    for i in range(M):
+        a.nnz_total += a.rnnz[i]
+    a.density = <double> a.nnz_total / max(M * K, 1)
+    if bad:
+        return 0
+    net.warnings |= warn
+    if next_kind >= 0:
+        net.layers[l + 1].done = True
+    return 1
 
 
-cdef void csc_chunk(Py_ssize_t c, const floating *x, Py_ssize_t M, Py_ssize_t K, int *cidx,
-                    floating *cval, Py_ssize_t *cbeg, Py_ssize_t *cend) noexcept nogil:
-    """Columns [c*CW, c*CW + CW) of x as lists of (row, value), rows ascending, in this
-    chunk's own slice of cidx/cval (offset c * CW * M); column k is [cbeg[k], cend[k])."""
-    cdef Py_ssize_t c0 = c * CW, w = min(CW, K - c0), j, off = c * CW * M
-    cdef Py_ssize_t cnt[CW]
-    if floating is double:
-        fastnn_bp_csc_d(x, M, K, c0, <int> w, cidx + off, cval + off, cnt)
-    else:
-        fastnn_bp_csc_s(x, M, K, c0, <int> w, cidx + off, cval + off, cnt)
-    for j in range(w):
-        cbeg[c0 + j] = off + j * M
-        cend[c0 + j] = off + j * M + cnt[j]
-
-
-cdef void first_dW_chunk(Py_ssize_t c, const floating *x, Py_ssize_t M, Py_ssize_t K,
-                         Py_ssize_t N, AffineRec *a, const floating *d,
-                         floating *dW) noexcept nogil:
-    # dW[k, :] = sum over non-zero x[i, k] (i ascending) of x[i, k] * d[i, :]
-    cdef Py_ssize_t k
-    csc_chunk(c, x, M, K, a.cidx, <floating *> a.cval, a.cbeg, a.cend)
-    for k in range(c * CW, min(c * CW + CW, K)):
-        sprow(a.cend[k] - a.cbeg[k], a.cidx + a.cbeg[k], (<floating *> a.cval) + a.cbeg[k],
-              d, N, N, <const floating *> NULL, dW + k * N)
-
-
-cdef void first_row(Py_ssize_t i, const floating *x, Py_ssize_t K, Py_ssize_t N,
-                    AffineRec *a, floating *z) noexcept nogil:
-    # z[i] = x[i] @ W + b over the non-zeros of x[i] only
-    cdef Py_ssize_t nnz = compress_row(x + i * K, K, a.ridx + i * K, (<floating *> a.rval) + i * K)
-    a.rnnz[i] = nnz
-    sprow(nnz, a.ridx + i * K, (<floating *> a.rval) + i * K, <const floating *> a.W, N, N,
-          <const floating *> a.b, z + i * N)
-
-
-cdef bint x_is_sparse(const floating *x, Py_ssize_t M, Py_ssize_t K) noexcept nogil:
+cdef bint x_looks_sparse(const floating *x, Py_ssize_t M, Py_ssize_t K) noexcept nogil:
     # judged on the first rows: most of MNIST is zeros, dense data has almost none
     cdef Py_ssize_t i, n_rows = min(M, 4), nnz = 0
     for i in range(n_rows * K):
@@ -97,62 +134,18 @@ cdef bint x_is_sparse(const floating *x, Py_ssize_t M, Py_ssize_t K) noexcept no
     return nnz <= SPARSE_MAX_DENSITY * n_rows * K
 
 
-cdef int sparse_first_forward(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:
-    """Rows of the batch in parallel, each on its own: its non-zeros, z = x @ W + b from
-    them, and (fuse_next) the next layer's activation. W is only read.
-
-    Returns 1, or 0 when W is not all finite (checked alongside, in chunks, by the same
-    threads): the caller must then run the dense GEMM (a skipped 0 * inf is NaN)."""
-    cdef Layer *ly = &net.layers[l]
-    cdef AffineRec *a = &ly.affine
-    cdef Py_ssize_t M = net.M, K = ly.n_in, N = ly.n_out, i, c
-    cdef Py_ssize_t n_w = K * N, n_chunks = (n_w + FINITE_CHUNK - 1) // FINITE_CHUNK
-    cdef const floating *x = <const floating *> ly.inp
-    cdef floating *z = <floating *> ly.out
-    cdef int next_kind = net.layers[l + 1].kind if a.fuse_next else -1
-    cdef int warn = 0, team
-    cdef bint ok = True
-    cdef unsigned char *chunk_ok
-    # the sparse products (about 20% of the dense ones) plus the compression of x
-    team = fastnn_team(net.n_threads, M * (NS_COMPRESS * K + NS_SPARSE_MAC * 0.2 * K * N))
-    chunk_ok = <unsigned char *> malloc(n_chunks + 1) if team > 1 else NULL
-    if chunk_ok == NULL:
-        fastnn_team_end()   # the serial path (team 1, or no memory for the chunk flags)
-        if not all_finite(<const floating *> a.W, n_w):
-            return 0
-        for i in range(M):
-            first_row(i, x, K, N, a, z)
-            if next_kind >= 0:
-                warn |= elementwise_row(next_kind, z + i * N, N)
-    else:
-        for i in prange(M + n_chunks, schedule="static", num_threads=team):
-            if i < M:
-                first_row(i, x, K, N, a, z)
-                if next_kind >= 0:
-                    warn |= elementwise_row(next_kind, z + i * N, N)
-            else:
-                c = i - M
-                chunk_ok[c] = all_finite(<const floating *> a.W + c * FINITE_CHUNK,
-                                         min(FINITE_CHUNK, n_w - c * FINITE_CHUNK))
-        fastnn_team_end()
-        for c in range(n_chunks):
-            ok = ok and chunk_ok[c]
-        free(chunk_ok)
-        if not ok:
-            return 0
-    net.warnings |= warn
-    if next_kind >= 0:
-        net.layers[l + 1].done = True
-    return 1
-
-
 cdef int affine_forward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:
     cdef Layer *ly = &net.layers[l]
     cdef Py_ssize_t M = net.M, K = ly.n_in, N = ly.n_out
     cdef const floating *x = <const floating *> ly.inp
     ly.affine.sparse_used = False
-    if (ly.affine.first and net.allow_sparse and ly.affine.ridx != NULL
-            and x_is_sparse(x, M, K)):
+    ly.affine.masked = False
+    if (ly.affine.density > SPARSE_MAX_DENSITY and ly.affine.xbits != NULL
+            and x_looks_sparse(x, M, K)):
+        ly.affine.density = SPARSE_MAX_DENSITY    # the last x was dense, this one may not be
+    if (ly.affine.first and net.allow_sparse and ly.affine.xbits != NULL and K > 0 and N > 0
+            and ly.affine.density <= SPARSE_MAX_DENSITY):
+        ly.affine.masked = True       # every row's masks are made, whatever the outcome
         if sparse_first_forward(net, l, tag):
             ly.affine.sparse_used = True
             return 0
@@ -168,40 +161,103 @@ cdef int affine_forward(Net *net, Py_ssize_t l) noexcept nogil:
     return affine_forward_t(net, l, <float *> NULL)
 
 
+cdef inline void colsum_cols(const floating *d, Py_ssize_t M, Py_ssize_t N, Py_ssize_t j0,
+                             Py_ssize_t j1, floating *out) noexcept nogil:
+    # out[j0:j1] = sum(d[:, j0:j1], axis=0): rows in order, in double (_linear.colsum's sums)
+    cdef double acc[64]
+    cdef Py_ssize_t i, j, c, w
+    for c in range(j0, j1, 64):
+        w = min(64, j1 - c)
+        for j in range(w):
+            acc[j] = 0.0
+        for i in range(M):
+            for j in range(w):
+                acc[j] += d[i * N + c + j]
+        for j in range(w):
+            out[c + j] = <floating> acc[j]
+
+
+cdef inline void decay_rows(floating *dW, const floating *W, Py_ssize_t k0, Py_ssize_t k1,
+                            Py_ssize_t N, double lam) noexcept nogil:
+    """Rows [k0, k1) of dW += lam W (affine.dW + weight_decay_lambda * affine.W, in the
+    dtype: the product rounded, then the sum)."""
+    cdef Py_ssize_t i
+    cdef floating lam_t = <floating> lam
+    if lam > 1e-300:
+        # the same two roundings as nnfs's L2 penalty gradient dw + (2 l2) w with
+        # l2 = lam / 2, exact for a normal lam (csrc/fastnn_ops.h, vectorised per ISA
+        # level, never contracted)
+        if floating is double:
+            fastnn_penalty_grad_d(W + k0 * N, dW + k0 * N, (k1 - k0) * N, 0.0, 0.5 * lam)
+        else:
+            fastnn_penalty_grad_s(W + k0 * N, dW + k0 * N, (k1 - k0) * N, 0.0, 0.5 * lam)
+        return
+    for i in range(k0 * N, k1 * N):          # lam <= 0 or NaN: 0 * inf is NaN, -0 + 0 is 0
+        dW[i] = dW[i] + lam_t * W[i]
+
+
+cdef inline void first_dW_part(Py_ssize_t t, Py_ssize_t parts, const floating *x,
+                               Py_ssize_t M, Py_ssize_t K, Py_ssize_t N, const AffineRec *a,
+                               const floating *d, floating *dW, floating *db, bint decay,
+                               double lam, int *bad) noexcept nogil:
+    """Part t of `parts` of the sparse first-layer backward: its run of column groups of
+    dW = x.T @ d (and their weight decay), its run of db's columns, and its slice of d
+    checked for NaN/inf (bad += 1: the caller redoes dW densely)."""
+    cdef Py_ssize_t G = FASTNN_XB_G, n_groups = (K + G - 1) // G
+    cdef Py_ssize_t k0 = run_lo(t, parts, n_groups) * G, k1 = min(run_lo(t + 1, parts, n_groups) * G, K)
+    cdef Py_ssize_t r0 = run_lo(t, parts, M), r1 = run_lo(t + 1, parts, M)
+    cdef int *rows = a.xrows + t * (M + FASTNN_XB_PAD)
+    if not finite_run(d + r0 * N, (r1 - r0) * N):
+        bad[0] += 1
+    if k1 > k0:
+        if floating is double:
+            fastnn_sparse_xtd_bits_d(M, N, x, K, k0, k1, a.xbits, M, d, N, dW, N, rows)
+        else:
+            fastnn_sparse_xtd_bits_s(M, N, x, K, k0, k1, a.xbits, M, d, N, dW, N, rows)
+        if decay:
+            decay_rows(dW, <const floating *> a.W, k0, k1, N, lam)
+    colsum_cols(d, M, N, run_lo(t, parts, N), run_lo(t + 1, parts, N), db)   # db = sum(dout, 0)
+
+
 cdef int affine_backward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:
     cdef Layer *ly = &net.layers[l]
     cdef AffineRec *a = &ly.affine
-    cdef Py_ssize_t M = net.M, K = ly.n_in, N = ly.n_out, i, c, nnz = 0
-    cdef Py_ssize_t n_chunks = (K + CW - 1) // CW
+    cdef Py_ssize_t M = net.M, K = ly.n_in, N = ly.n_out, t
     cdef const floating *x = <const floating *> ly.inp
     cdef const floating *d = <const floating *> ly.dout
     cdef floating *dW = <floating *> a.dW
+    cdef floating *db = <floating *> a.db
     cdef const floating *W = <const floating *> a.W
-    cdef floating lam = <floating> net.lam
-    cdef int team
-    cdef bint sparse = a.sparse_used
-    if sparse:
-        for i in range(M):
-            nnz += a.rnnz[i]
-        sparse = nnz <= SPARSE_MAX_DENSITY * M * K and all_finite(d, M * N)
-    if sparse:
-        team = min(fastnn_team(net.n_threads, NS_COMPRESS * M * K + NS_SPARSE_MAC * nnz * N),
-                   n_chunks)
+    cdef double lam = net.lam
+    cdef int team, bad = 0
+    cdef double est
+    a.sparse_dW_used = False
+    if (a.masked and a.xrows != NULL and a.density <= SPARSE_MAX_DENSITY
+            and K > 0 and N > 0):
+        est = (<double> a.nnz_total * N / (SPARSE_XTD_RATE * fastnn_gemm_fma_per_ns(sizeof(floating)))
+               + NS_FINITE * M * N)
+        team = <int> min(fastnn_team(net.n_threads, est), (K + FASTNN_XB_G - 1) // FASTNN_XB_G,
+                         XB_SLOTS)
         if team <= 1:
-            for c in range(n_chunks):
-                first_dW_chunk(c, x, M, K, N, a, d, dW)
+            first_dW_part(0, 1, x, M, K, N, a, d, dW, db, net.decay, lam, &bad)
         else:
-            for c in prange(n_chunks, schedule="static", num_threads=team):
-                first_dW_chunk(c, x, M, K, N, a, d, dW)
+            for t in prange(team, schedule="static", num_threads=team):
+                first_dW_part(t, team, x, M, K, N, a, d, dW, db, net.decay, lam, &bad)
         fastnn_team_end()
+        a.sparse_dW_used = not bad
+        if bad:
+            # d holds NaN/inf: a skipped 0 * inf is NaN in the reference, so the dense GEMM
+            gemm_strided(K, N, M, x, 1, K, d, N, 1, <const floating *> NULL, dW, N,
+                         gemm_team(net, M, N, K, tag))
+            if net.decay:
+                decay_rows(dW, W, 0, K, N, lam)
     else:
         # dW = x.T @ d: A = x read column-wise (rsa = 1, csa = K)
         gemm_strided(K, N, M, x, 1, K, d, N, 1, <const floating *> NULL, dW, N,
                      gemm_team(net, M, N, K, tag))
-    if net.decay:
-        for i in range(K * N):
-            dW[i] = dW[i] + lam * W[i]          # affine.dW + weight_decay_lambda * affine.W
-    colsum(d, M, N, <floating *> a.db, fastnn_team(net.n_threads, 0.3 * M * N))  # db = sum(dout, 0)
+        if net.decay:
+            decay_rows(dW, W, 0, K, N, lam)
+        colsum(d, M, N, db, fastnn_team(net.n_threads, 0.3 * M * N))  # db = sum(dout, 0)
     if ly.dinp != NULL:
         # din = d @ W.T (W read through strides: rsb = 1, csb = N)
         gemm_strided(M, K, N, d, N, 1, W, 1, N, <const floating *> NULL,

@@ -47,20 +47,23 @@ cdef inline void dy_row(floating *e, Py_ssize_t n, Py_ssize_t label, const float
     """exp(x - max) row -> dx row in place: y = e / sum(e); dx = (y - t) / batch_size.
 
     One-hot (or soft) t: (y - t) / batch_size; labels: y[t] -= 1, then / batch_size.
+    (Branch-free loops, so the divisions run as vectors.)
     """
     cdef double tot = 0.0
     cdef Py_ssize_t j
-    cdef floating y
+    cdef floating y_label = 0
     for j in range(n):
         tot += e[j]                            # sum(exp(x - max))
+    if t_row != NULL:
+        for j in range(n):
+            e[j] = (<floating> (<double> e[j] / tot) - t_row[j]) / batch   # (y - t) / batch_size
+        return
+    if label >= 0:
+        y_label = <floating> (<double> e[label] / tot)
     for j in range(n):
-        y = <floating> (<double> e[j] / tot)  # exp / sum(exp)
-        if t_row != NULL:
-            e[j] = (y - t_row[j]) / batch     # (y - t) / batch_size
-        elif j == label:
-            e[j] = (y - 1) / batch            # y[t] -= 1; / batch_size
-        else:
-            e[j] = y / batch
+        e[j] = <floating> (<double> e[j] / tot) / batch       # y = exp / sum(exp); / batch_size
+    if label >= 0:
+        e[label] = (y_label - 1) / batch       # y[t] -= 1; / batch_size
 
 
 cdef int softmax_ce_backward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:
