@@ -564,7 +564,8 @@ def _input(specs, x, func):
         raise ValueError("%s: x has shape %s; a conv net takes a batch of images (N, C, H, W)"
                          " (load_mnist(flatten=False) gives (N, 1, 28, 28))"
                          % (func, x.shape))
-    return x.reshape(x.shape[0], -1), tuple(int(d) for d in x.shape[1:])
+    shape = tuple(int(d) for d in x.shape[1:])
+    return x.reshape(x.shape[0], shape[0] * shape[1] * shape[2]), shape
 
 
 def _check_conv_layer(s, arrays, shape, x_shape, func):
