@@ -95,7 +95,10 @@ cdef struct ConvRec:
     bint relu_pool         # the next two layers are relu, pool (gradient mode): the pool
                            # takes the max of this layer's output and applies the relu
                            # to it (relu(max) == max(relu); the backward gives the same
-                           # bits), so the relu layer is skipped both ways
+                           # bits), so the relu's forward is skipped
+    bint fuse_pool         # ... and the pool is 2x2/2 (fast22): the convolution pools each
+                           # sample as it makes it, forward and backward (the relu and pool
+                           # layers do nothing; the full conv output is never stored)
     # finite differences (MODE_FD, double)
     double *gW             # OUT (F, C, FH, FW)
     double *gb             # OUT (F,)
@@ -105,8 +108,11 @@ cdef struct ConvRec:
 
 cdef struct PoolRec:
     fastnn_conv_geom g     # input (C, H, W), window (FH, FW), stride, pad, output (OH, OW)
-    Py_ssize_t *arg        # (M, C, OH, OW) which window element was the max (backward)
-    bint relu              # fused relu (see ConvRec.relu_pool): out = max(0, max(window))
+    Py_ssize_t *arg        # (M, C, OH, OW) which window element was the max (backward);
+                           # 2x2/2 windows (fast22): integers of the dtype's width
+    bint fast22            # 2x2 windows, stride 2, no padding, H and W even: fastnn_pool22_*
+    bint relu              # fused relu (see ConvRec.relu_pool): out = max(0, max(window));
+                           # with fast22 its backward too (the relu layer's din is NULL)
 
 cdef struct SigmoidRec:
     double *E              # FD (M, n) exp(-in), for the exact activation changes

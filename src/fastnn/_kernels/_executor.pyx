@@ -565,8 +565,12 @@ cdef class Executor:
                 else:
                     conv_geom_init(&ly.pool.g, C, H, W, fh, fw, stride, pad)
                     ly.pool.arg = <Py_ssize_t *> (base + <Py_ssize_t> e["arg"])
+                    ly.pool.fast22 = (fh == 2 and fw == 2 and stride == 2 and pad == 0
+                                      and H % 2 == 0 and W % 2 == 0)
                     ly.pool.relu = (l >= 2 and self.kinds[l - 2] == KIND_CONVOLUTION
                                     and self.net.layers[l - 2].conv.relu_pool)
+                    if ly.pool.relu and ly.pool.fast22:
+                        self.net.layers[l - 2].conv.fuse_pool = True
         if not fd:
             # backward deltas ping-pong between two blocks: the loss writes g0; element-
             # wise kinds and BatchNorm work in place; an Affine writes the other block;
@@ -578,6 +582,15 @@ cdef class Executor:
                 if l < L - 1:
                     ly.dout = base + <Py_ssize_t> g[cur]
                 if l == 0:
+                    ly.dinp = NULL
+                    continue
+                fused = ((ly.kind == KIND_RELU and l >= 1
+                          and self.net.layers[l - 1].conv.fuse_pool)
+                         or (ly.kind == KIND_POOLING and l >= 2
+                             and self.net.layers[l - 2].conv.fuse_pool))
+                if fused:
+                    # the convolution's backward does its part, reading the pool's dout:
+                    # no din, and no flip (the conv's din must not overwrite that dout)
                     ly.dinp = NULL
                     continue
                 if (ly.kind == KIND_AFFINE or ly.kind == KIND_CONVOLUTION

@@ -9,6 +9,9 @@
 # skipped and the pool applies it to each window's max (relu(max(w)) == max(relu(w)); the
 # argmax may differ only where the max is <= 0, and there the ReLU's backward zeroes the
 # gradient either way), so the same bits come out without a pass over the conv output.
+# With the nets' 2x2/2 pool the convolution kernel runs the pool itself on each sample's
+# output while it is in cache, and rebuilds each sample's gradient from the pooled one in
+# the backward (PoolFuse, _convolution.pxd): the relu and pool layers then do nothing.
 #
 # Finite differences: a unit is an output channel f; its params are W[f] (K = C*FH*FW)
 # and b[f], each moving the channel's P = OH*OW outputs of a row by (w' - w) times a
@@ -17,7 +20,7 @@
 # input moves the outputs linearly: d out = conv(d in) without the bias.
 
 from fastnn._kernels._convolution cimport (conv_forward, conv_backward, conv_work_bytes,
-                                           conv_geom_init)
+                                           conv_geom_init, PoolFuse)
 
 cdef extern from "fastnn_conv.h":
     void fastnn_pad_image_d(const fastnn_conv_geom *g, const double *x, double *xp) noexcept nogil
@@ -25,12 +28,23 @@ cdef extern from "fastnn_conv.h":
 
 cdef int convolution_forward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:
     cdef Layer *ly = &net.layers[l]
+    cdef PoolFuse fuse
+    cdef PoolFuse *pool = NULL
+    if ly.conv.fuse_pool:
+        # the relu and 2x2/2 pool after it, per sample (their layers are done)
+        fuse.out = net.layers[l + 2].out
+        fuse.arg = net.layers[l + 2].pool.arg
+        fuse.dout = NULL
+        fuse.relu = 1
+        pool = &fuse
     if conv_forward(&ly.conv.g, net.M, ly.conv.F, <const floating *> ly.inp,
                     <const floating *> ly.conv.W, <const floating *> ly.conv.b,
-                    <floating *> ly.out, net.n_threads, net.conv_work):
+                    <floating *> ly.out, net.n_threads, net.conv_work, pool):
         return STATUS_NO_MEMORY
     if ly.conv.relu_pool:
         net.layers[l + 1].done = True       # the pool after the relu applies it
+    if ly.conv.fuse_pool:
+        net.layers[l + 2].done = True
     return 0
 
 
@@ -41,12 +55,20 @@ cdef int convolution_forward(Net *net, Py_ssize_t l) noexcept nogil:
 
 
 cdef int convolution_backward_t(Net *net, Py_ssize_t l, floating *tag) noexcept nogil:
-    # dW, db and (not for the first layer) din, from dout
+    # dW, db and (not for the first layer) din, from dout (fused: from the pool's dout)
     cdef Layer *ly = &net.layers[l]
+    cdef PoolFuse fuse
+    cdef PoolFuse *pool = NULL
+    if ly.conv.fuse_pool:
+        fuse.out = net.layers[l + 2].out
+        fuse.arg = net.layers[l + 2].pool.arg
+        fuse.dout = net.layers[l + 2].dout
+        fuse.relu = 1
+        pool = &fuse
     if conv_backward(&ly.conv.g, net.M, ly.conv.F, <const floating *> ly.inp,
                      <const floating *> ly.conv.W, <const floating *> ly.dout,
                      <floating *> ly.dinp, <floating *> ly.conv.dW, <floating *> ly.conv.db,
-                     net.n_threads, net.conv_work):
+                     net.n_threads, net.conv_work, pool):
         return STATUS_NO_MEMORY
     return 0
 
