@@ -381,17 +381,26 @@ ATTR static void fastnn_maxpool_bwd_##E##_##SFX(const fastnn_conv_geom *g, const
 
 /* --- the conv nets' fused paths (the executor's KIND_CONVOLUTION / KIND_POOLING) ----------- */
 #define FASTNN_POOL22_BLOCK 2048   /* window pairs per pass (two stack buffers of this size) */
+/* x where the integer mask m is all ones, y where it is 0, as bits (no branch, vectorises,
+ * NaN and -0 kept exactly) */
+#define FASTNN_POOL22_BLEND(T, I, m, x, y) __extension__ ({                                    \
+        T x_ = (x), y_ = (y), r_; I xi_, yi_, ri_;                                             \
+        memcpy(&xi_, &x_, sizeof xi_); memcpy(&yi_, &y_, sizeof yi_);                          \
+        ri_ = (xi_ & (m)) | (yi_ & ~(m));                                                      \
+        memcpy(&r_, &ri_, sizeof r_); r_; })
 #define FASTNN_CONVNET_LOOPS(T, I, E, SFX, ATTR)                                               \
 /* 2x2 windows, stride 2, no padding, one sample (C, H, W), H and W even -> (C, H/2, W/2):   \
  * out = the window max, arg = its index in the window (0..3, row-major), np.argmax's rule:  \
  * the first of equal values, the first NaN over anything; relu: out = 0 where out <= 0, the \
- * book's Relu before the pool (relu(max) == max(relu)). Two passes that vectorise: the     \
- * horizontal pairs of a block of rows (flat: W is even), then the vertical pairs of those.  \
- * I is the integer of T's width, so the selects stay in one vector shape. */               \
+ * book's Relu before the pool (relu(max) == max(relu)). Two passes: the horizontal pairs of \
+ * a block of rows (flat: W is even), then the vertical pairs of those. Every choice is a    \
+ * blend of bits under a mask (argmax is data: a branch on it mispredicts half the time). I  \
+ * is the integer of T's width. */                                                           \
 ATTR static void fastnn_pool22_fwd_##E##_##SFX(const T *x, ptrdiff_t C, ptrdiff_t H,         \
                                               ptrdiff_t W, T *out, I *arg, int relu)         \
 {                                                                                              \
     const ptrdiff_t OH = H / 2, OW = W / 2;                                                    \
+    const I keep_neg = relu ? 0 : (I)-1;     /* relu: mask out values <= 0 */                \
     ptrdiff_t rb = FASTNN_POOL22_BLOCK / W;                                                    \
     T hm[FASTNN_POOL22_BLOCK];                                                                 \
     I hi[FASTNN_POOL22_BLOCK];                                                                 \
@@ -405,9 +414,9 @@ ATTR static void fastnn_pool22_fwd_##E##_##SFX(const T *x, ptrdiff_t C, ptrdiff_
         for (ptrdiff_t i = 0; i < nr * W; i++) {                                               \
             /* a | b: b wins if larger, or a NaN after a number */                           \
             const T a = xs[2 * i], b = xs[2 * i + 1];                                          \
-            const I sel = (b > a) | ((b != b) & (a == a));                                     \
-            hmr[i] = sel ? b : a;                                                              \
-            hir[i] = sel;                                                                      \
+            const I sel = -(I)((b > a) | ((b != b) & (a == a)));                               \
+            hmr[i] = FASTNN_POOL22_BLEND(T, I, sel, b, a);                                     \
+            hir[i] = sel & 1;                                                                  \
         }                                                                                      \
         for (ptrdiff_t r = 0; r < nr; r++) {                                                   \
             const T *FASTNN_CONV_RESTRICT t = hm + 2 * r * OW, *FASTNN_CONV_RESTRICT u = t + OW; \
@@ -417,10 +426,11 @@ ATTR static void fastnn_pool22_fwd_##E##_##SFX(const T *x, ptrdiff_t C, ptrdiff_
             for (ptrdiff_t j = 0; j < OW; j++) {                                               \
                 /* top pair over bottom pair, the same rule */                               \
                 const T tv = t[j], uv = u[j];                                                  \
-                const I sel = (uv > tv) | ((uv != uv) & (tv == tv));                           \
-                const T m = sel ? uv : tv;                                                     \
-                ai[j] = sel ? 2 + iu[j] : it[j];                                               \
-                o[j] = (relu && m <= 0) ? (T)0 : m;   /* out[x <= 0] = 0; NaN stays */      \
+                const I sel = -(I)((uv > tv) | ((uv != uv) & (tv == tv)));                     \
+                const T m = FASTNN_POOL22_BLEND(T, I, sel, uv, tv);                            \
+                ai[j] = it[j] ^ ((it[j] ^ (2 + iu[j])) & sel);                                 \
+                /* relu: out[x <= 0] = 0 (NaN stays NaN) */                                  \
+                o[j] = FASTNN_POOL22_BLEND(T, I, keep_neg | -(I)!(m <= 0), m, (T)0);           \
             }                                                                                  \
         }                                                                                      \
     }                                                                                          \
@@ -432,38 +442,20 @@ ATTR static void fastnn_pool22_bwd_##E##_##SFX(const T *dout, const T *out, cons
                                               ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, T *dx,  \
                                               int relu)                                      \
 {                                                                                              \
-    const ptrdiff_t OH = H / 2, OW = W / 2, n = C * OH * OW;                                   \
-    T vt[FASTNN_POOL22_BLOCK], vb[FASTNN_POOL22_BLOCK];                                        \
-    I od[FASTNN_POOL22_BLOCK];                                                                 \
-    for (ptrdiff_t q0 = 0; q0 < n; q0 += FASTNN_POOL22_BLOCK - FASTNN_POOL22_BLOCK % OW) {     \
-        /* whole output rows at a time: q0 is a multiple of OW */                            \
-        const ptrdiff_t step = FASTNN_POOL22_BLOCK - FASTNN_POOL22_BLOCK % OW;                 \
-        const ptrdiff_t nq = q0 + step <= n ? step : n - q0;                                   \
-        const T *FASTNN_CONV_RESTRICT g = dout + q0;                                           \
-        const T *FASTNN_CONV_RESTRICT o = out + q0;                                            \
-        const I *FASTNN_CONV_RESTRICT ai = arg + q0;                                           \
-        T *FASTNN_CONV_RESTRICT pt = vt, *FASTNN_CONV_RESTRICT pb = vb;                        \
-        I *FASTNN_CONV_RESTRICT po = od;                                                       \
-        for (ptrdiff_t q = 0; q < nq; q++) {                                                   \
-            const T v = (relu && o[q] <= 0) ? (T)0 : g[q];                                     \
-            const I k = ai[q];                                                                 \
-            pt[q] = k < 2 ? v : (T)0;                                                          \
-            pb[q] = k < 2 ? (T)0 : v;                                                          \
-            po[q] = k & 1;                                                                     \
-        }                                                                                      \
-        for (ptrdiff_t r = 0; r < nq / OW; r++) {                                              \
-            const ptrdiff_t orow = q0 / OW + r;     /* c * OH + oy: input rows 2 orow, +1 */ \
-            T *FASTNN_CONV_RESTRICT d0 = dx + 2 * orow * W, *FASTNN_CONV_RESTRICT d1 = d0 + W;  \
-            const T *FASTNN_CONV_RESTRICT rt = vt + r * OW, *FASTNN_CONV_RESTRICT rbm = vb + r * OW; \
-            const I *FASTNN_CONV_RESTRICT ro = od + r * OW;                                    \
-            for (ptrdiff_t j = 0; j < OW; j++) {                                               \
-                const T a = rt[j], b = rbm[j];                                                 \
-                const I k = ro[j];                                                             \
-                d0[2 * j] = k ? (T)0 : a;                                                      \
-                d0[2 * j + 1] = k ? a : (T)0;                                                  \
-                d1[2 * j] = k ? (T)0 : b;                                                      \
-                d1[2 * j + 1] = k ? b : (T)0;                                                  \
-            }                                                                                  \
+    const ptrdiff_t OH = H / 2, OW = W / 2;                                                    \
+    const I keep_neg = relu ? 0 : (I)-1;                                                       \
+    for (ptrdiff_t orow = 0; orow < C * OH; orow++) {   /* c * OH + oy: rows 2 orow, +1 */  \
+        const T *FASTNN_CONV_RESTRICT g = dout + orow * OW;                                    \
+        const T *FASTNN_CONV_RESTRICT o = out + orow * OW;                                     \
+        const I *FASTNN_CONV_RESTRICT ai = arg + orow * OW;                                    \
+        T *FASTNN_CONV_RESTRICT d0 = dx + 2 * orow * W, *FASTNN_CONV_RESTRICT d1 = d0 + W;     \
+        for (ptrdiff_t j = 0; j < OW; j++) {                                                   \
+            const I k = ai[j];                                                                 \
+            const T v = FASTNN_POOL22_BLEND(T, I, keep_neg | -(I)!(o[j] <= 0), g[j], (T)0);   \
+            d0[2 * j] = FASTNN_POOL22_BLEND(T, I, -(I)(k == 0), v, (T)0);                      \
+            d0[2 * j + 1] = FASTNN_POOL22_BLEND(T, I, -(I)(k == 1), v, (T)0);                  \
+            d1[2 * j] = FASTNN_POOL22_BLEND(T, I, -(I)(k == 2), v, (T)0);                      \
+            d1[2 * j + 1] = FASTNN_POOL22_BLEND(T, I, -(I)(k == 3), v, (T)0);                  \
         }                                                                                      \
     }                                                                                          \
 }                                                                                              \
