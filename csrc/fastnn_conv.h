@@ -379,9 +379,104 @@ ATTR static void fastnn_maxpool_bwd_##E##_##SFX(const fastnn_conv_geom *g, const
     }                                                                                          \
 }
 
+/* --- the conv nets' fused paths (the executor's KIND_CONVOLUTION / KIND_POOLING) ----------- */
+#define FASTNN_POOL22_BLOCK 2048   /* window pairs per pass (two stack buffers of this size) */
+/* x where the integer mask m is all ones, y where it is 0, as bits (no branch, vectorises,
+ * NaN and -0 kept exactly) */
+#define FASTNN_POOL22_BLEND(T, I, m, x, y) __extension__ ({                                    \
+        T x_ = (x), y_ = (y), r_; I xi_, yi_, ri_;                                             \
+        memcpy(&xi_, &x_, sizeof xi_); memcpy(&yi_, &y_, sizeof yi_);                          \
+        ri_ = (xi_ & (m)) | (yi_ & ~(m));                                                      \
+        memcpy(&r_, &ri_, sizeof r_); r_; })
+#define FASTNN_CONVNET_LOOPS(T, I, E, SFX, ATTR)                                               \
+/* 2x2 windows, stride 2, no padding, one sample (C, H, W), H and W even -> (C, H/2, W/2):   \
+ * out = the window max, arg = its index in the window (0..3, row-major), np.argmax's rule:  \
+ * the first of equal values, the first NaN over anything; relu: out = 0 where out <= 0, the \
+ * book's Relu before the pool (relu(max) == max(relu)). Two passes: the horizontal pairs of \
+ * a block of rows (flat: W is even), then the vertical pairs of those. Every choice is a    \
+ * blend of bits under a mask (argmax is data: a branch on it mispredicts half the time). I  \
+ * is the integer of T's width. */                                                           \
+ATTR static void fastnn_pool22_fwd_##E##_##SFX(const T *x, ptrdiff_t C, ptrdiff_t H,         \
+                                              ptrdiff_t W, T *out, I *arg, int relu)         \
+{                                                                                              \
+    const ptrdiff_t OH = H / 2, OW = W / 2;                                                    \
+    const I keep_neg = relu ? 0 : (I)-1;     /* relu: mask out values <= 0 */                \
+    ptrdiff_t rb = FASTNN_POOL22_BLOCK / W;                                                    \
+    T hm[FASTNN_POOL22_BLOCK];                                                                 \
+    I hi[FASTNN_POOL22_BLOCK];                                                                 \
+    if (rb < 1) rb = 1;                                                                        \
+    for (ptrdiff_t c = 0; c < C; c++)                                                          \
+    for (ptrdiff_t oy0 = 0; oy0 < OH; oy0 += rb) {                                             \
+        const ptrdiff_t nr = oy0 + rb <= OH ? rb : OH - oy0;                                   \
+        const T *FASTNN_CONV_RESTRICT xs = x + (c * H + 2 * oy0) * W;                          \
+        T *FASTNN_CONV_RESTRICT hmr = hm;                                                      \
+        I *FASTNN_CONV_RESTRICT hir = hi;                                                      \
+        for (ptrdiff_t i = 0; i < nr * W; i++) {                                               \
+            /* a | b: b wins if larger, or a NaN after a number */                           \
+            const T a = xs[2 * i], b = xs[2 * i + 1];                                          \
+            const I sel = -(I)((b > a) | ((b != b) & (a == a)));                               \
+            hmr[i] = FASTNN_POOL22_BLEND(T, I, sel, b, a);                                     \
+            hir[i] = sel & 1;                                                                  \
+        }                                                                                      \
+        for (ptrdiff_t r = 0; r < nr; r++) {                                                   \
+            const T *FASTNN_CONV_RESTRICT t = hm + 2 * r * OW, *FASTNN_CONV_RESTRICT u = t + OW; \
+            const I *FASTNN_CONV_RESTRICT it = hi + 2 * r * OW, *FASTNN_CONV_RESTRICT iu = it + OW; \
+            T *FASTNN_CONV_RESTRICT o = out + (c * OH + oy0 + r) * OW;                         \
+            I *FASTNN_CONV_RESTRICT ai = arg + (c * OH + oy0 + r) * OW;                        \
+            for (ptrdiff_t j = 0; j < OW; j++) {                                               \
+                /* top pair over bottom pair, the same rule */                               \
+                const T tv = t[j], uv = u[j];                                                  \
+                const I sel = -(I)((uv > tv) | ((uv != uv) & (tv == tv)));                     \
+                const T m = FASTNN_POOL22_BLEND(T, I, sel, uv, tv);                            \
+                ai[j] = it[j] ^ ((it[j] ^ (2 + iu[j])) & sel);                                 \
+                /* relu: out[x <= 0] = 0 (NaN stays NaN) */                                  \
+                o[j] = FASTNN_POOL22_BLEND(T, I, keep_neg | -(I)!(m <= 0), m, (T)0);           \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+}                                                                                              \
+/* Its backward, every pixel of dx written (no memset): each window's gradient goes to its \
+ * argmax, the others get 0; relu: a window whose output is <= 0 passes nothing (the fused  \
+ * Relu's backward, dout[out <= 0] = 0, at the argmax, whose input is the window's max). */ \
+ATTR static void fastnn_pool22_bwd_##E##_##SFX(const T *dout, const T *out, const I *arg,    \
+                                              ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, T *dx,  \
+                                              int relu)                                      \
+{                                                                                              \
+    const ptrdiff_t OH = H / 2, OW = W / 2;                                                    \
+    const I keep_neg = relu ? 0 : (I)-1;                                                       \
+    for (ptrdiff_t orow = 0; orow < C * OH; orow++) {   /* c * OH + oy: rows 2 orow, +1 */  \
+        const T *FASTNN_CONV_RESTRICT g = dout + orow * OW;                                    \
+        const T *FASTNN_CONV_RESTRICT o = out + orow * OW;                                     \
+        const I *FASTNN_CONV_RESTRICT ai = arg + orow * OW;                                    \
+        T *FASTNN_CONV_RESTRICT d0 = dx + 2 * orow * W, *FASTNN_CONV_RESTRICT d1 = d0 + W;     \
+        for (ptrdiff_t j = 0; j < OW; j++) {                                                   \
+            const I k = ai[j];                                                                 \
+            const T v = FASTNN_POOL22_BLEND(T, I, keep_neg | -(I)!(o[j] <= 0), g[j], (T)0);   \
+            d0[2 * j] = FASTNN_POOL22_BLEND(T, I, -(I)(k == 0), v, (T)0);                      \
+            d0[2 * j + 1] = FASTNN_POOL22_BLEND(T, I, -(I)(k == 1), v, (T)0);                  \
+            d1[2 * j] = FASTNN_POOL22_BLEND(T, I, -(I)(k == 2), v, (T)0);                      \
+            d1[2 * j + 1] = FASTNN_POOL22_BLEND(T, I, -(I)(k == 3), v, (T)0);                  \
+        }                                                                                      \
+    }                                                                                          \
+}                                                                                              \
+/* dst (Cc, R) = src (R, Cc) transposed, in 8 x 8 blocks (each element is a copy: any     \
+ * blocking gives the same bits) */                                                          \
+ATTR static void fastnn_transpose_##E##_##SFX(const T *src, ptrdiff_t R, ptrdiff_t Cc,       \
+                                             T *dst)                                         \
+{                                                                                              \
+    for (ptrdiff_t r0 = 0; r0 < R; r0 += 8)                                                    \
+    for (ptrdiff_t c0 = 0; c0 < Cc; c0 += 8) {                                                 \
+        const ptrdiff_t r1 = r0 + 8 < R ? r0 + 8 : R, c1 = c0 + 8 < Cc ? c0 + 8 : Cc;          \
+        for (ptrdiff_t c = c0; c < c1; c++)                                                    \
+            for (ptrdiff_t r = r0; r < r1; r++) dst[c * R + r] = src[r * Cc + c];              \
+    }                                                                                          \
+}
+
 #define FASTNN_CONV_ALL(SFX, ATTR)                                                             \
 FASTNN_CONV_LOOPS(double, d, SFX, ATTR)                                                        \
-FASTNN_CONV_LOOPS(float, s, SFX, ATTR)
+FASTNN_CONV_LOOPS(float, s, SFX, ATTR)                                                         \
+FASTNN_CONVNET_LOOPS(double, long long, d, SFX, ATTR)                                          \
+FASTNN_CONVNET_LOOPS(float, int, s, SFX, ATTR)
 
 FASTNN_CONV_ALL(base, )
 #ifdef FASTNN_X86_DISPATCH
@@ -425,5 +520,18 @@ static inline void fastnn_maxpool_bwd_##E(const fastnn_conv_geom *g, const T *do
 
 FASTNN_CONV_ENTRIES(double, d)
 FASTNN_CONV_ENTRIES(float, s)
+
+#define FASTNN_CONVNET_ENTRIES(T, I, E)                                                        \
+static inline void fastnn_pool22_fwd_##E(const T *x, ptrdiff_t C, ptrdiff_t H, ptrdiff_t W,   \
+                                         T *out, I *arg, int relu)                             \
+{ FASTNN_CONV_PICK(fastnn_pool22_fwd_##E, x, C, H, W, out, arg, relu); }                       \
+static inline void fastnn_pool22_bwd_##E(const T *dout, const T *out, const I *arg,           \
+                                         ptrdiff_t C, ptrdiff_t H, ptrdiff_t W, T *dx, int relu) \
+{ FASTNN_CONV_PICK(fastnn_pool22_bwd_##E, dout, out, arg, C, H, W, dx, relu); }                \
+static inline void fastnn_transpose_##E(const T *src, ptrdiff_t R, ptrdiff_t Cc, T *dst)       \
+{ FASTNN_CONV_PICK(fastnn_transpose_##E, src, R, Cc, dst); }
+
+FASTNN_CONVNET_ENTRIES(double, long long, d)
+FASTNN_CONVNET_ENTRIES(float, int, s)
 
 #endif

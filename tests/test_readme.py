@@ -71,12 +71,17 @@ def _bench(out, tmp):
         assert "| %s | %s |" % (case.name, case.shape) in out
 
 
+def _cnn(out, tmp):
+    assert "MnistCNN (2x conv 20 5x5 pad 2 + pool 2, affine 980-10, float32)" in out
+    assert "SGD lr 0.01" in out and accuracy(out) >= 60
+
+
 def _check(out, tmp):
     from fastnn._kernels import _cpu
     assert re.search(r"all kernels agree with NumPy \(\d+ comparisons\)", out)
     for isa in _cpu.supported_isas():
         row = line(out, "  %-9s" % isa)
-        for fam in ("functions", "losses", "layers", "nets", "optimizers", "nnfs"):
+        for fam in ("functions", "losses", "layers", "nets", "optimizers", "nnfs", "conv"):
             assert re.search(r"%s \d+ ok" % fam, row), row
     assert "the same bits" in out
 
@@ -97,6 +102,8 @@ EXAMPLES = {
         (["--no-reference"] + ONE, _save),
     "fastnn train --load net.npz --steps 0": (["--no-reference"], _load),
     "fastnn bench --markdown": (["--quick"] + ONE, _bench),
+    # the course's CNN: a short run here (its full run: README, "Conv nets")
+    "fastnn train --model cnn": (["--steps", "60", "--no-reference"] + ONE, _cnn),
     "fastnn check": ([], _check),
 }
 

@@ -484,7 +484,31 @@ def _kernels(dtype, big):
                     dense.dinputs, relu2.output, relu2.dinputs, soft.output, soft.dinputs]
         return with_global(n, run)
 
+    def convnet(n, numerical):
+        # the conv/pool kinds of the executor and the FD engine's pattern blocks (issue #10)
+        from fastnn.nets import SimpleConvNet
+        np.random.seed(6)
+        kw = {} if big and not numerical else dict(
+            input_dim=(1, 10, 10), hidden_size=10,
+            conv_param={"filter_num": 10, "filter_size": 3, "pad": 0, "stride": 1})
+        net = SimpleConvNet(**kw)
+        for k in net.params:
+            net.params[k] = net.params[k].astype(dtype)
+        C, H, W = kw.get("input_dim", (1, 28, 28))
+        rows = (100 if not numerical else 6) if big else 2
+        xc = _mnist_like(np.random.default_rng(8), rows, C * H * W).reshape(
+            rows, C, H, W).astype(dtype)
+        tc = t[:rows]
+        if numerical:
+            g = net.numerical_gradient(xc, tc, n_threads=n)
+        else:
+            g = with_global(n, lambda: net.gradient(xc, tc))
+            g["scores"] = with_global(n, lambda: net.predict(xc))
+        return [g[k] for k in sorted(g)]
+
     return {
+        "convnet_gradient": lambda n: convnet(n, False),
+        "convnet_numerical_gradient": lambda n: convnet(n, True),
         "sigmoid": lambda n: [F.sigmoid(x, n_threads=n), F.sigmoid(x[:1, :1], n_threads=n)],
         "softmax": lambda n: [F.softmax(x, n_threads=n), F.softmax(x[:3, :7], n_threads=n)],
         "affine": lambda n: [F.affine(xs, W, b, n_threads=n)],

@@ -21,12 +21,15 @@ from ._threads import resolve_n_threads
 from ._validate import _F32, _F64, as_kernel_array, bad_labels, compute_dtypes, finish, targets
 
 __all__ = ["LayerSpec", "affine", "relu", "sigmoid", "dropout", "batchnorm", "softmax_ce",
-           "mlp_spec", "gradient", "numerical_gradient", "mlp_gradient"]
+           "convolution", "pooling", "mlp_spec", "gradient", "numerical_gradient",
+           "mlp_gradient", "scores"]
 
 K = _executor.LayerKind
 _KIND_BY_NAME = {"affine": K.KIND_AFFINE, "relu": K.KIND_RELU, "sigmoid": K.KIND_SIGMOID,
                  "dropout": K.KIND_DROPOUT, "batchnorm": K.KIND_BATCHNORM,
-                 "softmax_ce": K.KIND_SOFTMAX_CE}
+                 "softmax_ce": K.KIND_SOFTMAX_CE, "convolution": K.KIND_CONVOLUTION,
+                 "pooling": K.KIND_POOLING}
+_CONV_KINDS = (K.KIND_CONVOLUTION, K.KIND_POOLING)
 _MODE_GRADIENT = int(_executor.Mode.MODE_GRADIENT)
 _MODE_FD = int(_executor.Mode.MODE_FD)
 _WARN_EXP = 1
@@ -42,16 +45,20 @@ _SPARSE_MAX_ELEMS = 1 << 24
 
 
 class LayerSpec:
-    """One layer of a net: its kind and the keys of its params in ``net.params``."""
+    """One layer of a net: its kind, the keys of its params in ``net.params`` and its
+    fixed arguments (a convolution's stride and pad, a pooling's window)."""
 
-    __slots__ = ("kind", "keys")
+    __slots__ = ("kind", "keys", "args")
 
-    def __init__(self, kind, keys=()):
+    def __init__(self, kind, keys=(), args=()):
         self.kind = int(kind)
         self.keys = tuple(keys)
+        self.args = tuple(args)
 
     def __repr__(self):
-        return "%s(%s)" % (K(self.kind).name[5:].lower(), ", ".join(map(repr, self.keys)))
+        return "%s(%s)" % (K(self.kind).name[5:].lower(),
+                           ", ".join([repr(k) for k in self.keys]
+                                     + [repr(a) for a in self.args]))
 
 
 def affine(W_key, b_key):
@@ -124,6 +131,7 @@ def _last():
 
 
 def _executor_for(kinds, widths, n_x, is_double, mode, M, sparse):
+    """n_x: features per sample, or the per-sample shape (C, H, W) of a conv net."""
     cache = getattr(_local, "cache", None)
     if cache is None:
         cache = _local.cache = OrderedDict()
@@ -132,10 +140,14 @@ def _executor_for(kinds, widths, n_x, is_double, mode, M, sparse):
     if ex is not None:
         cache.move_to_end(key)
         return ex
-    ex = _executor.Executor((n_x,), is_double, mode)
+    ex = _executor.Executor(n_x if isinstance(n_x, tuple) else (n_x,), is_double, mode)
     for kind, w in zip(kinds, widths):
         if kind == K.KIND_AFFINE:
             ex.affine(w)
+        elif kind == K.KIND_CONVOLUTION:
+            ex.convolution(*w)
+        elif kind == K.KIND_POOLING:
+            ex.pooling(*w)
         else:
             getattr(ex, K(kind).name[5:].lower())()
     ex.plan(M, sparse)
@@ -175,14 +187,22 @@ def _as_2d(x, func):
     return x.reshape(x.shape[0], -1)
 
 
-def _check_net(specs, arrays, n_x, x_shape, func):
-    """Per layer the output width, checking every param's shape against its input.
+def _check_net(specs, arrays, n_x, x_shape, func, in_shape=None):
+    """Per layer the output width (a convolution's (filters, FH, FW, stride, pad), a
+    pooling's (ph, pw, stride, pad)), checking every param's shape against its input.
     Returns (widths, C)."""
     widths = []
     n = n_x
+    shape = in_shape if in_shape is not None else (n_x,)
     a = 0
     for s in specs:
         kind = s.kind
+        if kind in _CONV_KINDS:
+            w, shape = _check_conv_layer(s, arrays[a:a + 2], shape, x_shape, func)
+            n = shape[0] * shape[1] * shape[2]
+            widths.append(w)
+            a += len(s.keys)
+            continue
         if kind == K.KIND_AFFINE:
             W, b = arrays[a], arrays[a + 1]
             ws = W.shape
@@ -200,6 +220,8 @@ def _check_net(specs, arrays, n_x, x_shape, func):
                 raise ValueError("%s: %s/%s have shapes %s/%s, the layer before has %d units"
                                  % (func, s.keys[0], s.keys[1], g.shape, be.shape, n))
             a += 2
+        if kind == K.KIND_AFFINE:
+            shape = (n,)
         widths.append(n)
     if n == 0:
         raise ValueError("%s: the output layer has no classes" % func)
@@ -256,11 +278,11 @@ def gradient(params, specs, x, t, weight_decay_lambda=None, n_threads=None, mask
                                if s.kind == K.KIND_BATCHNORM]
             return grads
     arrays = _param_arrays(params, specs, func)
-    x2 = _as_2d(x, func)
+    x2, in_shape = _input(specs, x, func)
     M, n_x = x2.shape
     if M == 0:
         raise ValueError("%s: x has shape %s: the batch is empty" % (func, np.shape(x)))
-    widths, C = _check_net(specs, arrays, n_x, np.shape(x), func)
+    widths, C = _check_net(specs, arrays, n_x, np.shape(x), func, in_shape)
     dt = x2.dtype
     same = dt is _F64 or dt is _F32
     if same:
@@ -304,7 +326,7 @@ def gradient(params, specs, x, t, weight_decay_lambda=None, n_threads=None, mask
         raise ValueError("%s: the net has dropout layers: pass their masks" % func)
     kinds = _kinds(specs)
     sparse = M * n_x <= _SPARSE_MAX_ELEMS
-    ex = _executor_for(kinds, widths, n_x, dt is _F64, _MODE_GRADIENT, M, sparse)
+    ex = _executor_for(kinds, widths, in_shape or n_x, dt is _F64, _MODE_GRADIENT, M, sparse)
     if dt is res:
         ex.expect([k for s in specs for k in s.keys], [a.shape for a in arrays])
         last = _last()
@@ -466,9 +488,9 @@ def numerical_gradient(params, specs, x, t, weight_decay_lambda=None, n_threads=
                                  "gradient perturbs it in place in the book's code"
                                  % (func, k, p.shape))
             arrays.append(p)
-    x2 = _as_2d(x, func)
+    x2, in_shape = _input(specs, x, func)
     B, n_x = x2.shape
-    widths, C = _check_net(specs, arrays, n_x, np.shape(x), func)
+    widths, C = _check_net(specs, arrays, n_x, np.shape(x), func, in_shape)
     if B == 0:
         raise ValueError("%s: x has shape %s: the batch is empty" % (func, np.shape(x)))
     if x2.dtype.kind not in "biuf":
@@ -487,7 +509,7 @@ def numerical_gradient(params, specs, x, t, weight_decay_lambda=None, n_threads=
     grads = [np.empty(a.shape, dtype=_F64) for a in p64]
     mask_arrays = [np.ascontiguousarray(np.asarray(m) != 0, dtype=np.uint8) for m in (masks or ())]
     sparse = B * n_x <= _SPARSE_MAX_ELEMS
-    ex = _executor_for(_kinds(specs), widths, n_x, True, _MODE_FD, B, sparse)
+    ex = _executor_for(_kinds(specs), widths, in_shape or n_x, True, _MODE_FD, B, sparse)
     decay = weight_decay_lambda is not None
     lam = float(weight_decay_lambda) if decay else 0.0
     if not any(f32) and masks is None:
@@ -514,3 +536,104 @@ def numerical_gradient(params, specs, x, t, weight_decay_lambda=None, n_threads=
         return out, [ex.batch_stats(l) for l, s in enumerate(specs)
                      if s.kind == K.KIND_BATCHNORM]
     return out
+
+
+# --- conv nets: Convolution and Pooling layers (issue #10) -----------------------------------
+# A conv net's x is (N, C, H, W) (the book's layers take nothing else); it goes to the
+# executor as (N, C*H*W) rows with the per-sample shape (C, H, W), and an Affine after a
+# Convolution or Pooling flattens its (C, OH, OW) input in C order, the book's
+# x.reshape(N, -1).
+
+def convolution(W_key, b_key, stride=1, pad=0):
+    """The book's Convolution(W, b, stride, pad): W (FN, C, FH, FW), b (FN,)."""
+    return LayerSpec(K.KIND_CONVOLUTION, (W_key, b_key), (int(stride), int(pad)))
+
+
+def pooling(pool_h, pool_w, stride=1, pad=0):
+    """The book's max Pooling(pool_h, pool_w, stride, pad)."""
+    return LayerSpec(K.KIND_POOLING, (), (int(pool_h), int(pool_w), int(stride), int(pad)))
+
+
+def _input(specs, x, func):
+    """(x as (M, n_x) rows, the per-sample shape (C, H, W) for a conv net or None)."""
+    if not specs or specs[0].kind not in _CONV_KINDS:
+        return _as_2d(x, func), None
+    if type(x) is not np.ndarray:
+        x = np.asarray(x)
+    if x.ndim != 4:
+        raise ValueError("%s: x has shape %s; a conv net takes a batch of images (N, C, H, W)"
+                         " (load_mnist(flatten=False) gives (N, 1, 28, 28))"
+                         % (func, x.shape))
+    shape = tuple(int(d) for d in x.shape[1:])
+    return x.reshape(x.shape[0], shape[0] * shape[1] * shape[2]), shape
+
+
+def _check_conv_layer(s, arrays, shape, x_shape, func):
+    """(the executor's geometry tuple, the output shape) of a Convolution/Pooling spec on
+    an input of per-sample shape `shape`; ValueError naming the shapes if they do not fit."""
+    if len(shape) != 3:
+        raise ValueError("%s: %s needs (C, H, W) images per sample, but its input has shape "
+                         "%s per sample (x has shape %s)" % (func, s, shape, x_shape))
+    C, H, Wd = shape
+    if s.kind == K.KIND_CONVOLUTION:
+        W, b = arrays
+        stride, pad = s.args
+        if W.ndim != 4 or W.shape[1] != C:
+            raise ValueError("%s: %s has shape %s, but its input has shape %s per sample (x "
+                             "has shape %s): W must be (FN, %d, FH, FW)"
+                             % (func, s.keys[0], W.shape, shape, x_shape, C))
+        FN, _, fh, fw = W.shape
+        if b.size != FN or b.ndim > 2:
+            raise ValueError("%s: %s has shape %s, %s has shape %s: %s must have shape (%d,)"
+                             % (func, s.keys[1], b.shape, s.keys[0], W.shape, s.keys[1], FN))
+        if FN == 0 or fh == 0 or fw == 0:
+            raise ValueError("%s: %s has shape %s: no filters" % (func, s.keys[0], W.shape))
+        geom = (FN, fh, fw, stride, pad)
+        what, out_c = "filter", FN
+    else:
+        fh, fw, stride, pad = s.args
+        geom = (fh, fw, stride, pad)
+        what, out_c = "pooling window", C
+    if stride < 1 or pad < 0 or fh < 1 or fw < 1:
+        raise ValueError("%s: %s: stride must be >= 1, pad >= 0 and the %s at least 1x1"
+                         % (func, s, what))
+    if H + 2 * pad < fh or Wd + 2 * pad < fw:
+        raise ValueError("%s: the %dx%d %s of %s does not fit its input %s padded by %d (x "
+                         "has shape %s)" % (func, fh, fw, what, s, shape, pad, x_shape))
+    out = (out_c, (H + 2 * pad - fh) // stride + 1, (Wd + 2 * pad - fw) // stride + 1)
+    return geom, out
+
+
+# scores() works through the rows in chunks of at most this many (the executor laid out for
+# a training batch of this size is reused; a whole test set at once would need a workspace
+# for all of it)
+_SCORES_CHUNK = 100
+
+
+def scores(params, specs, x, n_threads=None, masks=None, func="predict", stacklevel=3):
+    """The net's output scores (the loss layer's input, (M, C)) at x: its forward pass in
+    executor calls of up to 100 rows, in the promoted float dtype of x and the params."""
+    arrays = _param_arrays(params, specs, func)
+    x2, in_shape = _input(specs, x, func)
+    M, n_x = x2.shape
+    widths, C = _check_net(specs, arrays, n_x, np.shape(x), func, in_shape)
+    if any(s.kind == K.KIND_DROPOUT for s in specs) and masks is None:
+        raise ValueError("%s: the net has dropout layers: pass their masks" % func)
+    dt, res = compute_dtypes(x2.dtype, *{a.dtype for a in arrays})
+    pc = [as_kernel_array(a, dt) for a in arrays]
+    pc = [a if a.ndim in (1, 2) else a.reshape(-1) for a in pc]
+    nt = resolve_n_threads(n_threads)
+    out = np.empty((M, C), dtype=dt)
+    kinds = _kinds(specs)
+    for r0 in range(0, M, _SCORES_CHUNK):
+        r1 = min(M, r0 + _SCORES_CHUNK)
+        xc = as_kernel_array(x2[r0:r1], dt)
+        sparse = (r1 - r0) * n_x <= _SPARSE_MAX_ELEMS
+        ex = _executor_for(kinds, widths, in_shape or n_x, dt is _F64, _MODE_GRADIENT,
+                           r1 - r0, sparse)
+        mc = [np.ascontiguousarray(np.asarray(m)[r0:r1] != 0, dtype=np.uint8)
+              for m in (masks or ())]
+        out[r0:r1], warn = ex.scores(xc, pc, mc, nt)
+        if warn:
+            _warn(warn, stacklevel)
+    return finish(out, res)

@@ -475,3 +475,187 @@ def time_numerical_step(net, x, t, budget_s=None):
     if done == total:
         return elapsed, total, total
     return elapsed * total / max(done, 1), done, total
+
+
+# --- ch07: common/util.py's im2col/col2im, Convolution, Pooling; SimpleConvNet and the ------
+# --- Paddle course's MNIST CNN (timed by `fastnn train --model cnn`, checked by `fastnn check`)
+
+
+def im2col(input_data, filter_h, filter_w, stride=1, pad=0):
+    N, C, H, W = input_data.shape
+    out_h = (H + 2 * pad - filter_h) // stride + 1
+    out_w = (W + 2 * pad - filter_w) // stride + 1
+    img = np.pad(input_data, [(0, 0), (0, 0), (pad, pad), (pad, pad)], "constant")
+    col = np.zeros((N, C, filter_h, filter_w, out_h, out_w))
+    for y in range(filter_h):
+        y_max = y + stride * out_h
+        for x in range(filter_w):
+            x_max = x + stride * out_w
+            col[:, :, y, x, :, :] = img[:, :, y:y_max:stride, x:x_max:stride]
+    return col.transpose(0, 4, 5, 1, 2, 3).reshape(N * out_h * out_w, -1)
+
+
+def col2im(col, input_shape, filter_h, filter_w, stride=1, pad=0):
+    N, C, H, W = input_shape
+    out_h = (H + 2 * pad - filter_h) // stride + 1
+    out_w = (W + 2 * pad - filter_w) // stride + 1
+    col = col.reshape(N, out_h, out_w, C, filter_h, filter_w).transpose(0, 3, 4, 5, 1, 2)
+    img = np.zeros((N, C, H + 2 * pad + stride - 1, W + 2 * pad + stride - 1))
+    for y in range(filter_h):
+        y_max = y + stride * out_h
+        for x in range(filter_w):
+            x_max = x + stride * out_w
+            img[:, :, y:y_max:stride, x:x_max:stride] += col[:, :, y, x, :, :]
+    return img[:, :, pad:H + pad, pad:W + pad]
+
+
+class Convolution:
+    def __init__(self, W, b, stride=1, pad=0):
+        self.W, self.b, self.stride, self.pad = W, b, stride, pad
+        self.x = self.col = self.col_W = self.dW = self.db = None
+
+    def forward(self, x):
+        FN, C, FH, FW = self.W.shape
+        N, C, H, W = x.shape
+        out_h = 1 + int((H + 2 * self.pad - FH) / self.stride)
+        out_w = 1 + int((W + 2 * self.pad - FW) / self.stride)
+        col = im2col(x, FH, FW, self.stride, self.pad)
+        col_W = self.W.reshape(FN, -1).T
+        out = np.dot(col, col_W) + self.b
+        self.x, self.col, self.col_W = x, col, col_W
+        return out.reshape(N, out_h, out_w, -1).transpose(0, 3, 1, 2)
+
+    def backward(self, dout):
+        FN, C, FH, FW = self.W.shape
+        dout = dout.transpose(0, 2, 3, 1).reshape(-1, FN)
+        self.db = np.sum(dout, axis=0)
+        self.dW = np.dot(self.col.T, dout).transpose(1, 0).reshape(FN, C, FH, FW)
+        dcol = np.dot(dout, self.col_W.T)
+        return col2im(dcol, self.x.shape, FH, FW, self.stride, self.pad)
+
+
+class Pooling:
+    def __init__(self, pool_h, pool_w, stride=1, pad=0):
+        self.pool_h, self.pool_w, self.stride, self.pad = pool_h, pool_w, stride, pad
+        self.x = self.arg_max = None
+
+    def forward(self, x):
+        N, C, H, W = x.shape
+        out_h = int(1 + (H - self.pool_h) / self.stride)
+        out_w = int(1 + (W - self.pool_w) / self.stride)
+        col = im2col(x, self.pool_h, self.pool_w, self.stride, self.pad)
+        col = col.reshape(-1, self.pool_h * self.pool_w)
+        self.x, self.arg_max = x, np.argmax(col, axis=1)
+        return np.max(col, axis=1).reshape(N, out_h, out_w, C).transpose(0, 3, 1, 2)
+
+    def backward(self, dout):
+        dout = dout.transpose(0, 2, 3, 1)
+        pool_size = self.pool_h * self.pool_w
+        dmax = np.zeros((dout.size, pool_size))
+        dmax[np.arange(self.arg_max.size), self.arg_max.flatten()] = dout.flatten()
+        dmax = dmax.reshape(dout.shape + (pool_size,))
+        dcol = dmax.reshape(dmax.shape[0] * dmax.shape[1] * dmax.shape[2], -1)
+        return col2im(dcol, self.x.shape, self.pool_h, self.pool_w, self.stride, self.pad)
+
+
+class ImageAffine(Affine):
+    """The book's Affine as its ch07 version has it: N-d input flattened, dx reshaped back."""
+
+    def forward(self, x):
+        self.original_x_shape = x.shape
+        return super().forward(x.reshape(x.shape[0], -1))
+
+    def backward(self, dout):
+        return super().backward(dout).reshape(*self.original_x_shape)
+
+
+class _ConvNet:
+    _param_layers = ()
+
+    def predict(self, x):
+        for layer in self.layers.values():
+            x = layer.forward(x)
+        return x
+
+    def loss(self, x, t):
+        return self.last_layer.forward(self.predict(x), t)
+
+    def accuracy(self, x, t, batch_size=100):
+        if t.ndim != 1:
+            t = np.argmax(t, axis=1)
+        acc = 0.0
+        for i in range(int(x.shape[0] / batch_size)):
+            y = np.argmax(self.predict(x[i * batch_size:(i + 1) * batch_size]), axis=1)
+            acc += np.sum(y == t[i * batch_size:(i + 1) * batch_size])
+        return acc / x.shape[0]
+
+    def gradient(self, x, t):
+        self.loss(x, t)
+        dout = self.last_layer.backward(1)
+        for layer in reversed(list(self.layers.values())):
+            dout = layer.backward(dout)
+        grads = {}
+        for i, key in enumerate(self._param_layers):
+            grads["W%d" % (i + 1)] = self.layers[key].dW
+            grads["b%d" % (i + 1)] = self.layers[key].db
+        return grads
+
+
+class SimpleConvNet(_ConvNet):
+    _param_layers = ("Conv1", "Affine1", "Affine2")
+
+    def __init__(self, input_dim=(1, 28, 28),
+                 conv_param={"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1},  # noqa: B006
+                 hidden_size=100, output_size=10, weight_init_std=0.01):
+        fn, fs = conv_param["filter_num"], conv_param["filter_size"]
+        conv_out = (input_dim[1] - fs + 2 * conv_param["pad"]) / conv_param["stride"] + 1
+        p = self.params = {}
+        p["W1"] = weight_init_std * np.random.randn(fn, input_dim[0], fs, fs)
+        p["b1"] = np.zeros(fn)
+        p["W2"] = weight_init_std * np.random.randn(int(fn * (conv_out / 2) * (conv_out / 2)),
+                                                    hidden_size)
+        p["b2"] = np.zeros(hidden_size)
+        p["W3"] = weight_init_std * np.random.randn(hidden_size, output_size)
+        p["b3"] = np.zeros(output_size)
+        self.layers = OrderedDict()
+        self.layers["Conv1"] = Convolution(p["W1"], p["b1"], conv_param["stride"],
+                                           conv_param["pad"])
+        self.layers["Relu1"] = Relu()
+        self.layers["Pool1"] = Pooling(2, 2, stride=2)
+        self.layers["Affine1"] = ImageAffine(p["W2"], p["b2"])
+        self.layers["Relu2"] = Relu()
+        self.layers["Affine2"] = ImageAffine(p["W3"], p["b3"])
+        self.last_layer = SoftmaxWithLoss()
+
+
+class MnistCNN(_ConvNet):
+    """The Paddle course's CNN from the book's layers (fastnn.nets.MnistCNN's twin)."""
+
+    _param_layers = ("Conv1", "Conv2", "Affine1")
+
+    def __init__(self, input_dim=(1, 28, 28), filter_num=20, filter_size=5, pad=2,
+                 output_size=10, weight_init_std=0.01):
+        C, h, w = input_dim
+        for _ in range(2):
+            h, w = h + 2 * pad - filter_size + 1, w + 2 * pad - filter_size + 1
+            h, w = (h - 2) // 2 + 1, (w - 2) // 2 + 1
+        fans = (C * filter_size ** 2, filter_num * filter_size ** 2, filter_num * h * w)
+        scales = [np.sqrt(2.0 / f) if str(weight_init_std).lower() in ("relu", "he")
+                  else np.sqrt(1.0 / f) if str(weight_init_std).lower() in ("sigmoid", "xavier")
+                  else weight_init_std for f in fans]
+        p = self.params = {}
+        p["W1"] = scales[0] * np.random.randn(filter_num, C, filter_size, filter_size)
+        p["b1"] = np.zeros(filter_num)
+        p["W2"] = scales[1] * np.random.randn(filter_num, filter_num, filter_size, filter_size)
+        p["b2"] = np.zeros(filter_num)
+        p["W3"] = scales[2] * np.random.randn(filter_num * h * w, output_size)
+        p["b3"] = np.zeros(output_size)
+        self.layers = OrderedDict()
+        self.layers["Conv1"] = Convolution(p["W1"], p["b1"], 1, pad)
+        self.layers["Relu1"] = Relu()
+        self.layers["Pool1"] = Pooling(2, 2, stride=2)
+        self.layers["Conv2"] = Convolution(p["W2"], p["b2"], 1, pad)
+        self.layers["Relu2"] = Relu()
+        self.layers["Pool2"] = Pooling(2, 2, stride=2)
+        self.layers["Affine1"] = ImageAffine(p["W3"], p["b3"])
+        self.last_layer = SoftmaxWithLoss()

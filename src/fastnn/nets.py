@@ -27,7 +27,8 @@ from . import functions as F
 from . import layers as _layers
 from .gradient import numerical_gradient as _generic_numerical_gradient
 
-__all__ = ["TwoLayerNet", "ReluTwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend"]
+__all__ = ["TwoLayerNet", "ReluTwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend",
+           "SimpleConvNet", "DeepConvNet", "MnistCNN"]
 
 _ACTIVATIONS = ("relu", "sigmoid")
 
@@ -624,3 +625,8 @@ class MultiLayerNetExtend(_BookLayers):
                 grads["gamma" + str(idx)] = self.layers["BatchNorm" + str(idx)].dgamma
                 grads["beta" + str(idx)] = self.layers["BatchNorm" + str(idx)].dbeta
         return grads
+
+
+# --- ch07-ch08 conv nets and the course's MNIST CNN: their own module, re-exported here ---
+
+from .convnets import DeepConvNet, MnistCNN, SimpleConvNet  # noqa: E402,F401

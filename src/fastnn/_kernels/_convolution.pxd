@@ -10,6 +10,16 @@ cdef extern from "fastnn_conv.h":
         Py_ssize_t stride, pad
         Py_ssize_t OH, OW       # output height, width
 
+# A 2x2/2 max-pool fused after a convolution (the executor's Convolution -> Relu -> Pooling):
+# out (N, F, OH/2, OW/2) the pooled output, arg (same shape) the window index of each max, as
+# integers of the dtype's width (int32 / int64), dout the pooled output's gradient
+# (backward), relu: the Relu between them applied to the pooled output (and its backward).
+cdef struct PoolFuse:
+    void *out
+    void *arg
+    const void *dout
+    int relu
+
 # g's OH, OW from the others: (H + 2 pad - FH) // stride + 1 (the caller checks >= 1)
 cdef void conv_geom_init(fastnn_conv_geom *g, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
                          Py_ssize_t FH, Py_ssize_t FW, Py_ssize_t stride,
@@ -20,16 +30,18 @@ cdef void conv_geom_init(fastnn_conv_geom *g, Py_ssize_t C, Py_ssize_t H, Py_ssi
 cdef Py_ssize_t conv_work_bytes(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
                                 int n_threads, Py_ssize_t itemsize) noexcept nogil
 
-# out = conv(x, W) + b  (b may be NULL: no bias)
+# out = conv(x, W) + b  (b may be NULL: no bias); with pool (OH, OW even), out is not written:
+# pool.out / pool.arg get its 2x2/2 max-pool
 cdef int conv_forward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
                       const floating *x, const floating *W, const floating *b,
-                      floating *out, int n_threads, void *work) noexcept nogil
+                      floating *out, int n_threads, void *work,
+                      const PoolFuse *pool=*) noexcept nogil
 
 # dx (N, C, H, W), dW (F, C, FH, FW), db (F,) from dout; any of the three may be NULL
 cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
                        const floating *x, const floating *W, const floating *dout,
                        floating *dx, floating *dW, floating *db, int n_threads,
-                       void *work) noexcept nogil
+                       void *work, const PoolFuse *pool=*) noexcept nogil
 
 # out (N, C, OH, OW) = window max; arg[n * arg_ns + c * arg_cs + p * arg_ps] = its index in
 # the window (np.argmax rule). The book's layout (n, oy, ox, c): arg_ns = P*C, cs = 1, ps = C.

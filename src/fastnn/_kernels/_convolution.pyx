@@ -76,6 +76,20 @@ cdef extern from "fastnn_conv.h":
                               const Py_ssize_t *arg, Py_ssize_t acs, Py_ssize_t aps,
                               float *dx) noexcept nogil
 
+cdef extern from "fastnn_conv.h":
+    void fastnn_pool22_fwd_d(const double *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                             double *out, long long *arg, int relu) noexcept nogil
+    void fastnn_pool22_fwd_s(const float *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                             float *out, int *arg, int relu) noexcept nogil
+    void fastnn_pool22_bwd_d(const double *dout, const double *out, const long long *arg,
+                             Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, double *dx,
+                             int relu) noexcept nogil
+    void fastnn_pool22_bwd_s(const float *dout, const float *out, const int *arg,
+                             Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, float *dx,
+                             int relu) noexcept nogil
+    void fastnn_transpose_d(const double *src, Py_ssize_t R, Py_ssize_t Cc, double *dst) noexcept nogil
+    void fastnn_transpose_s(const float *src, Py_ssize_t R, Py_ssize_t Cc, float *dst) noexcept nogil
+
 fastnn_isa_bind(isa_state())
 fastnn_threads_bind(threads_state())
 
@@ -204,26 +218,28 @@ cdef inline Py_ssize_t run_start(Py_ssize_t chunk, Py_ssize_t n_chunks,
 # --- convolution forward ----------------------------------------------------------------
 
 # Scratch: one caller-provided buffer (`work`, conv_work_bytes) or, when NULL, one malloc
-# per call. Each thread's slot holds its samples' padded input and column matrices; the
-# backward's group partials and flipped filters are shared. A workspace kept by the caller
-# between calls saves the page faults of fresh memory (3x on a single sample).
+# per call. Each thread's slot holds its samples' padded input and column matrices (and,
+# fused with a pool, one sample's conv output); the backward's group partials and flipped
+# filters are shared. A workspace kept by the caller between calls saves the page faults
+# of fresh memory (3x on a single sample).
+#
+# Fused with the 2x2/2 max-pool after it (PoolFuse, the executor's Convolution -> Relu ->
+# Pooling): the forward pools each sample's output while it is in the slot (the full conv
+# output is never stored), the backward rebuilds each sample's gradient there from the
+# pooled gradient and the argmax (nor is the full gradient): two passes through memory of
+# the largest activations saved each way.
 
 cdef inline Py_ssize_t align64(Py_ssize_t nbytes) noexcept nogil:
     return (nbytes + 63) // 64 * 64
 
 
-cdef inline Py_ssize_t fwd_slot_bytes(const fastnn_conv_geom *g, Py_ssize_t itemsize) noexcept nogil:
-    # colT (K, P) + the padded input (C, H + 2 pad, W + 2 pad)
-    return align64((g.C * g.FH * g.FW * g.OH * g.OW
-                    + g.C * (g.H + 2 * g.pad) * (g.W + 2 * g.pad)) * itemsize)
+cdef inline Py_ssize_t padded_size(const fastnn_conv_geom *g) noexcept nogil:
+    return g.C * (g.H + 2 * g.pad) * (g.W + 2 * g.pad)
 
 
-cdef inline Py_ssize_t bwd_slot_bytes(const fastnn_conv_geom *g, Py_ssize_t F,
-                                      Py_ssize_t itemsize) noexcept nogil:
-    # the padded input, dcolT (K, P), colT of a group (K, G*P), dout of a group (G*P, F)
-    cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW
-    return align64((g.C * (g.H + 2 * g.pad) * (g.W + 2 * g.pad) + K * P
-                    + K * CONV_GROUP * P + CONV_GROUP * P * F) * itemsize)
+cdef inline Py_ssize_t fwd_slot_elems(const fastnn_conv_geom *g, Py_ssize_t F) noexcept nogil:
+    # colT (K, P) + the padded input + one sample's output (F, P) (fused with a pool)
+    return (g.C * g.FH * g.FW * g.OH * g.OW + padded_size(g) + F * g.OH * g.OW)
 
 
 cdef inline bint dx_by_convolution(const fastnn_conv_geom *g) noexcept nogil:
@@ -237,27 +253,64 @@ cdef inline void dx_geometry(const fastnn_conv_geom *g, Py_ssize_t F,
     conv_geom_init(gt, F, g.OH, g.OW, g.FH, g.FW, 1, g.FH - 1 - g.pad)
 
 
+cdef inline Py_ssize_t bwd_slot_elems(const fastnn_conv_geom *g, Py_ssize_t F) noexcept nogil:
+    # the padded input, dcolT (K, P), colT of a group (K, G*P), its dout transposed
+    # (G*P, F), its dout (G, F, P) (fused with a pool), and dx's convolution's forward slot
+    cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, n
+    cdef fastnn_conv_geom gt
+    n = padded_size(g) + K * P + K * CONV_GROUP * P + 2 * CONV_GROUP * P * F
+    if dx_by_convolution(g):
+        dx_geometry(g, F, &gt)
+        n += fwd_slot_elems(&gt, g.C)
+    return n
+
+
 cdef Py_ssize_t conv_work_bytes(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
                                 int n_threads, Py_ssize_t itemsize) noexcept nogil:
     cdef Py_ssize_t K = g.C * g.FH * g.FW, n_groups = (N + CONV_GROUP - 1) // CONV_GROUP
-    cdef Py_ssize_t slot = max(fwd_slot_bytes(g, itemsize), bwd_slot_bytes(g, F, itemsize))
-    cdef fastnn_conv_geom gt
-    if dx_by_convolution(g):
-        dx_geometry(g, F, &gt)
-        slot = max(slot, fwd_slot_bytes(&gt, itemsize))
+    cdef Py_ssize_t slot = align64(max(fwd_slot_elems(g, F), bwd_slot_elems(g, F)) * itemsize)
     return (align64(n_groups * K * F * itemsize) + align64(n_groups * F * 8)
             + align64(g.C * F * g.FH * g.FW * itemsize) + max(n_threads, 1) * slot)
 
 
+cdef inline void pool22_forward(const floating *x, Py_ssize_t C, Py_ssize_t H, Py_ssize_t W,
+                                floating *out, void *arg, int relu) noexcept nogil:
+    if floating is double:
+        fastnn_pool22_fwd_d(x, C, H, W, out, <long long *> arg, relu)
+    else:
+        fastnn_pool22_fwd_s(x, C, H, W, out, <int *> arg, relu)
+
+
+cdef inline void pool22_backward(const floating *dout, const floating *out, const void *arg,
+                                 Py_ssize_t C, Py_ssize_t H, Py_ssize_t W, floating *dx,
+                                 int relu) noexcept nogil:
+    if floating is double:
+        fastnn_pool22_bwd_d(dout, out, <const long long *> arg, C, H, W, dx, relu)
+    else:
+        fastnn_pool22_bwd_s(dout, out, <const int *> arg, C, H, W, dx, relu)
+
+
+cdef inline void transpose(const floating *src, Py_ssize_t R, Py_ssize_t Cc,
+                           floating *dst) noexcept nogil:
+    if floating is double:
+        fastnn_transpose_d(src, R, Cc, dst)
+    else:
+        fastnn_transpose_s(src, R, Cc, dst)
+
+
 cdef int forward_samples(const fastnn_conv_geom *g, Py_ssize_t n0, Py_ssize_t n1,
                          Py_ssize_t F, const floating *x, const floating *W,
-                         const floating *b, floating *out, char *slot) noexcept nogil:
-    """Samples [n0, n1): out_n (F, P) = W (F, K) @ colT_n (K, P) + b."""
+                         const floating *b, floating *out, char *slot,
+                         const PoolFuse *pool) noexcept nogil:
+    """Samples [n0, n1): out_n (F, P) = W (F, K) @ colT_n (K, P) + b; with `pool`, out_n
+    stays in the slot and is pooled into pool.out / pool.arg."""
     cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W, n
+    cdef Py_ssize_t PP = (g.OH // 2) * (g.OW // 2)
     # a 1x1 filter with stride 1 and no padding reads x itself as colT (C, H*W)
     cdef bint identity = g.FH == 1 and g.FW == 1 and g.stride == 1 and g.pad == 0
     cdef floating *col = <floating *> slot
     cdef floating *xp = col + K * P
+    cdef floating *o = xp + padded_size(g)
     cdef const floating *B
     for n in range(n0, n1):
         if identity:
@@ -265,20 +318,29 @@ cdef int forward_samples(const fastnn_conv_geom *g, Py_ssize_t n0, Py_ssize_t n1
         else:
             im2col_cols(g, padded(g, x + n * CHW, xp), col, P)
             B = col
-        gemm_strided(F, P, K, W, K, 1, B, P, 1, NULL, out + n * F * P, P, 1)
+        if pool == NULL:
+            o = out + n * F * P
+        gemm_strided(F, P, K, W, K, 1, B, P, 1, NULL, o, P, 1)
         if b != NULL:
-            add_bias(out + n * F * P, b, F, P)    # dot(col, col_W) + b, as the book
+            add_bias(o, b, F, P)    # dot(col, col_W) + b, as the book
+        if pool != NULL:
+            # the 2x2/2 pool (and relu) of this sample while it is in cache
+            pool22_forward(o, F, g.OH, g.OW, (<floating *> pool.out) + n * F * PP,
+                           (<char *> pool.arg) + n * F * PP * sizeof(floating), pool.relu)
     return 0
 
 
 cdef int conv_forward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
                       const floating *x, const floating *W, const floating *b,
-                      floating *out, int n_threads, void *work) noexcept nogil:
+                      floating *out, int n_threads, void *work,
+                      const PoolFuse *pool=NULL) noexcept nogil:
     """out (N, F, OH, OW) = the book's Convolution.forward of x (N, C, H, W) with W
     (F, C, FH, FW) and b (F,) (NULL: no bias). Samples in parallel. `work`: NULL or
-    conv_work_bytes(g, N, F, n_threads) bytes of scratch. 0, or -1: no memory."""
+    conv_work_bytes(g, N, F, n_threads) bytes of scratch. `pool` (OH, OW even): out is
+    not written; pool.out (N, F, OH/2, OW/2) and pool.arg get the 2x2/2 max-pool of it
+    (and its relu). 0, or -1: no memory."""
     cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, chunk
-    cdef Py_ssize_t slot = fwd_slot_bytes(g, sizeof(floating))
+    cdef Py_ssize_t slot = align64(fwd_slot_elems(g, F) * sizeof(floating))
     cdef char *buf = <char *> work
     cdef int team
     if N <= 0 or F <= 0 or P <= 0:
@@ -290,11 +352,11 @@ cdef int conv_forward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
         if buf == NULL:
             return -1
     if team <= 1:
-        forward_samples(g, 0, N, F, x, W, b, out, buf)
+        forward_samples(g, 0, N, F, x, W, b, out, buf, pool)
     else:
         for chunk in prange(team, schedule="static", num_threads=team):
             forward_samples(g, run_start(chunk, team, N), run_start(chunk + 1, team, N),
-                            F, x, W, b, out, buf + chunk * slot)
+                            F, x, W, b, out, buf + chunk * slot, pool)
     fastnn_team_end()
     if work == NULL:
         free(buf)
@@ -306,53 +368,70 @@ cdef int conv_forward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
 cdef int backward_groups(const fastnn_conv_geom *g, Py_ssize_t grp0, Py_ssize_t grp1,
                          Py_ssize_t N, Py_ssize_t F, const floating *x, const floating *W,
                          const floating *dout, floating *dx, floating *dWT_part,
-                         double *db_part, char *slot) noexcept nogil:
+                         double *db_part, char *slot, const floating *Wt,
+                         const PoolFuse *pool) noexcept nogil:
     """Groups [grp0, grp1) of CONV_GROUP samples: for each group its dW partial, transposed
     (dW_g.T (K, F) = colT_g (K, gs*P) @ dout_g.T (gs*P, F): the group's positions in
-    order), its db partial (double), and dx of its samples (col2im of W.T (K, F) @ dout_n
-    (F, P))."""
+    order), its db partial (double), and dx of its samples: the convolution of dout_n with
+    the flipped filters Wt (dx_by_convolution), else col2im of W.T (K, F) @ dout_n (F, P).
+    With `pool`, dout_n is rebuilt in the slot from the pooled gradient."""
     cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W
-    cdef Py_ssize_t CHWp = g.C * (g.H + 2 * g.pad) * (g.W + 2 * g.pad)
-    cdef Py_ssize_t GP = CONV_GROUP * P, grp, n, n0, n1, gs, f, p, j
+    cdef Py_ssize_t GP = CONV_GROUP * P, PP = (g.OH // 2) * (g.OW // 2), grp, n, n0, n1, gs, j
     cdef floating *xp = <floating *> slot
-    cdef floating *dcol = xp + CHWp
+    cdef floating *dcol = xp + padded_size(g)
     cdef floating *colg = dcol + K * P
     cdef floating *doutT = colg + K * GP
+    cdef floating *doutg = doutT + GP * F
+    cdef char *gt_slot = <char *> (doutg + GP * F)
     cdef const floating *dn
+    cdef fastnn_conv_geom gt
+    cdef bint by_conv = Wt != NULL
+    if by_conv:
+        dx_geometry(g, F, &gt)
     for grp in range(grp0, grp1):
         n0 = grp * CONV_GROUP
         n1 = min(n0 + CONV_GROUP, N)
         gs = n1 - n0
-        if dWT_part != NULL:
-            for n in range(n0, n1):
-                # colg[k, (n - n0) * P + p] = colT_n[k, p]; doutT[(n - n0) * P + p, f]
-                im2col_cols(g, padded(g, x + n * CHW, xp), colg + (n - n0) * P, gs * P)
-                dn = dout + n * F * P
-                for p in range(P):
-                    for f in range(F):
-                        doutT[((n - n0) * P + p) * F + f] = dn[f * P + p]
-            gemm_strided(K, F, gs * P, colg, gs * P, 1, doutT, F, 1, NULL,
-                         dWT_part + grp * K * F, F, 1)
         if db_part != NULL:
             for j in range(F):
                 db_part[grp * F + j] = 0.0
-            for n in range(n0, n1):
-                row_sums(dout + n * F * P, F, P, db_part + grp * F)
-        if dx != NULL:
-            for n in range(n0, n1):
-                # dcolT (K, P) = W.T @ dout_n: W read as (K, F) through strides
-                gemm_strided(K, P, F, W, 1, K, dout + n * F * P, P, 1, NULL, dcol, P, 1)
-                col2im_cols(g, dcol, P, xp, dx + n * CHW)
+        for n in range(n0, n1):
+            if pool != NULL:
+                dn = doutg + (n - n0) * F * P
+                pool22_backward((<const floating *> pool.dout) + n * F * PP,
+                                (<const floating *> pool.out) + n * F * PP,
+                                (<const char *> pool.arg) + n * F * PP * sizeof(floating),
+                                F, g.OH, g.OW, <floating *> dn, pool.relu)
+            else:
+                dn = dout + n * F * P
+            if dWT_part != NULL:
+                # colg[k, (n - n0) * P + p] = colT_n[k, p]; doutT[(n - n0) * P + p, f]
+                im2col_cols(g, padded(g, x + n * CHW, xp), colg + (n - n0) * P, gs * P)
+                transpose(dn, F, P, doutT + (n - n0) * P * F)
+            if db_part != NULL:
+                row_sums(dn, F, P, db_part + grp * F)
+            if dx != NULL:
+                if by_conv:
+                    forward_samples(&gt, 0, 1, g.C, dn, Wt, NULL, dx + n * CHW, gt_slot, NULL)
+                else:
+                    # dcolT (K, P) = W.T @ dout_n: W read as (K, F) through strides
+                    gemm_strided(K, P, F, W, 1, K, dn, P, 1, NULL, dcol, P, 1)
+                    col2im_cols(g, dcol, P, xp, dx + n * CHW)
+        if dWT_part != NULL:
+            gemm_strided(K, F, gs * P, colg, gs * P, 1, doutT, F, 1, NULL,
+                         dWT_part + grp * K * F, F, 1)
     return 0
 
 
 cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
                        const floating *x, const floating *W, const floating *dout,
                        floating *dx, floating *dW, floating *db, int n_threads,
-                       void *work) noexcept nogil:
+                       void *work, const PoolFuse *pool=NULL) noexcept nogil:
     """The book's Convolution.backward: dx (N, C, H, W), dW (F, C, FH, FW) and db (F,)
     from dout (N, F, OH, OW); NULL skips an output. `work`: NULL or conv_work_bytes(g, N,
-    F, n_threads) bytes. 0, or -1: no memory.
+    F, n_threads) bytes. `pool`: dout is not read; each sample's is rebuilt from pool.dout
+    (the pooled gradient), pool.out and pool.arg (conv_forward's fused pool). 0, or -1: no
+    memory.
 
     dx, for stride 1, a square filter, pad <= FH - 1 and C >= DX_AS_CONV_MIN_C, is the
     forward convolution of dout (padded by FH - 1 - pad) with the flipped filters
@@ -361,11 +440,10 @@ cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
     cdef Py_ssize_t K = g.C * g.FH * g.FW, P = g.OH * g.OW, CHW = g.C * g.H * g.W
     cdef Py_ssize_t n_groups = (N + CONV_GROUP - 1) // CONV_GROUP, chunk, j, grp, f, k, c, t
     cdef Py_ssize_t KK = g.FH * g.FW, slot, slots_at
-    cdef fastnn_conv_geom gt
     cdef char *buf = <char *> work
     cdef floating *dWT_part = NULL
     cdef double *db_part = NULL
-    cdef floating *Wt
+    cdef floating *Wt = NULL
     cdef double s, macs
     cdef int team
     if N <= 0 or F <= 0 or P <= 0:
@@ -385,35 +463,32 @@ cdef int conv_backward(const fastnn_conv_geom *g, Py_ssize_t N, Py_ssize_t F,
         if buf == NULL:
             return -1
     # the shared parts, then one slot per thread
-    Wt = <floating *> (buf + align64(n_groups * K * F * sizeof(floating))
-                       + align64(n_groups * F * 8))
     slots_at = (align64(n_groups * K * F * sizeof(floating)) + align64(n_groups * F * 8)
                 + align64(g.C * F * KK * sizeof(floating)))
     if dx != NULL and dx_by_convolution(g):
+        Wt = <floating *> (buf + align64(n_groups * K * F * sizeof(floating))
+                           + align64(n_groups * F * 8))
         for c in range(g.C):
             for f in range(F):
                 for t in range(KK):
                     # (FH-1-fy, FW-1-fx) flat is KK-1-(fy*FW + fx)
                     Wt[(c * F + f) * KK + t] = W[(f * g.C + c) * KK + KK - 1 - t]
-        dx_geometry(g, F, &gt)                     # gt.OH, gt.OW = H, W
-        conv_forward(&gt, N, g.C, dout, Wt, NULL, dx, n_threads, buf + slots_at)
-        dx = NULL    # done: the groups below compute dW and db only
     if dW != NULL and K > 0:
         dWT_part = <floating *> buf
     if db != NULL:
         db_part = <double *> (buf + align64(n_groups * K * F * sizeof(floating)))
-    slot = bwd_slot_bytes(g, F, sizeof(floating))
+    slot = align64(max(fwd_slot_elems(g, F), bwd_slot_elems(g, F)) * sizeof(floating))
     macs = <double> N * F * K * P * ((dWT_part != NULL) + (dx != NULL))
     team = fastnn_team(n_threads, macs / macs_per_ns(dout))
     team = <int> min(<Py_ssize_t> team, n_groups)
     if team <= 1:
         backward_groups(g, 0, n_groups, N, F, x, W, dout, dx, dWT_part, db_part,
-                        buf + slots_at)
+                        buf + slots_at, Wt, pool)
     else:
         for chunk in prange(team, schedule="static", num_threads=team):
             backward_groups(g, run_start(chunk, team, n_groups),
                             run_start(chunk + 1, team, n_groups), N, F, x, W, dout,
-                            dx, dWT_part, db_part, buf + slots_at + chunk * slot)
+                            dx, dWT_part, db_part, buf + slots_at + chunk * slot, Wt, pool)
     fastnn_team_end()
     # dW[f, k] = the groups' partial sums (K, F), added in group order in double
     if dWT_part != NULL:

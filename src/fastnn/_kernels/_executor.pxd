@@ -6,6 +6,9 @@
 # value here, a record struct if it has fields, one kinds/<name>.pxi, one table entry,
 # one builder method on Executor (see README, "How to add a layer kind").
 
+cimport numpy as cnp
+from fastnn._kernels._convolution cimport fastnn_conv_geom
+
 cdef enum:
     SHAPE_MAX = 3          # per-sample activation shapes up to (C, H, W)
     FD_MAX_BLOCKS = 4      # param blocks per unit
@@ -19,7 +22,9 @@ cpdef enum LayerKind:
     KIND_DROPOUT = 3       # out = in * keep_mask (the book's non-inverted dropout)
     KIND_BATCHNORM = 4     # training mode: batch statistics, gamma * xn + beta
     KIND_SOFTMAX_CE = 5    # loss: mean(-log(softmax(in)[t] + 1e-7)); labels or one-hot
-    N_KINDS = 6            # (next: KIND_CONVOLUTION, KIND_POOLING)
+    KIND_CONVOLUTION = 6   # out (F, OH, OW) = conv(in (C, H, W), W (F, C, FH, FW)) + b
+    KIND_POOLING = 7       # out (C, OH, OW) = max over each window of in (C, H, W)
+    N_KINDS = 8
 
 cpdef enum Mode:
     MODE_GRADIENT = 0      # forward + backward in the params' dtype, activations in place
@@ -84,6 +89,35 @@ cdef struct SoftmaxCERec:
     const void *onehot          # IN (M, C) targets (one-hot or soft), or NULL
     double *row_loss            # OUT (M,) -log(p_t + 1e-7) per row (MODE_FD), or NULL
 
+cdef struct ConvRec:
+    fastnn_conv_geom g     # input (C, H, W), filter (FH, FW), stride, pad, output (OH, OW)
+    Py_ssize_t F           # filters (output channels)
+    const void *W          # IN  (F, C, FH, FW)
+    const void *b          # IN  (F,)
+    void *dW               # OUT (F, C, FH, FW)
+    void *db               # OUT (F,)
+    bint relu_pool         # the next two layers are relu, pool (gradient mode): the pool
+                           # takes the max of this layer's output and applies the relu
+                           # to it (relu(max) == max(relu); the backward gives the same
+                           # bits), so the relu's forward is skipped
+    bint fuse_pool         # ... and the pool is 2x2/2 (fast22): the convolution pools each
+                           # sample as it makes it, forward and backward (the relu and pool
+                           # layers do nothing; the full conv output is never stored)
+    # finite differences (MODE_FD, double)
+    double *gW             # OUT (F, C, FH, FW)
+    double *gb             # OUT (F,)
+    bint W_f32
+    bint b_f32
+    const double *xpad     # (M, C, H + 2 pad, W + 2 pad) the padded input (inp if pad 0)
+
+cdef struct PoolRec:
+    fastnn_conv_geom g     # input (C, H, W), window (FH, FW), stride, pad, output (OH, OW)
+    Py_ssize_t *arg        # (M, C, OH, OW) which window element was the max (backward);
+                           # 2x2/2 windows (fast22): integers of the dtype's width
+    bint fast22            # 2x2 windows, stride 2, no padding, H and W even: fastnn_pool22_*
+    bint relu              # fused relu (see ConvRec.relu_pool): out = max(0, max(window));
+                           # with fast22 its backward too (the relu layer's din is NULL)
+
 cdef struct SigmoidRec:
     double *E              # FD (M, n) exp(-in), for the exact activation changes
     double *S              # FD (M, n, NS) Taylor coefficients of sigmoid at in
@@ -105,6 +139,8 @@ cdef struct Layer:
     DropoutRec dropout
     SigmoidRec sigmoid
     SoftmaxCERec loss
+    ConvRec conv
+    PoolRec pool
 
 
 cdef struct Net:
@@ -119,6 +155,8 @@ cdef struct Net:
     int n_threads
     int warnings           # OUT bits: WARN_EXP_OVERFLOW, WARN_SUBTRACT_INVALID
     int status             # OUT 0, or STATUS_BAD_LABEL / STATUS_NO_MEMORY
+    void *conv_work        # the convolution kernels' scratch (conv_work_bytes for the
+                           # largest conv layer at n_threads), shared: layers run in turn
 
 
 cdef enum:
@@ -163,6 +201,10 @@ cdef struct RowSeries:
 # rows[off[p]:off[p + 1]] by (w' - w) * vals[same range] (rows NULL: every row in order,
 # vals NULL: 1, off NULL: the whole of rows/vals for every param). Params not in any
 # block move nothing: their gradient is 0 (the engine zero-fills every gradient first).
+# A pattern block (width > 0: a convolution's channel) moves a run of the row's outputs
+# instead of one: param p moves outputs [unit * width, unit * width + width) of every row b
+# by (w' - w) * pattern(p, b), the kind's fd_pattern hook gathering the pattern (rows,
+# vals and off unused).
 cdef struct ParamBlock:
     Py_ssize_t n
     const Py_ssize_t *index
@@ -175,6 +217,7 @@ cdef struct ParamBlock:
     const Py_ssize_t *off
     const Py_ssize_t *rows
     const double *vals
+    Py_ssize_t width       # 0: one output per unit; > 0: a pattern block (see above)
 
 
 ctypedef int (*layer_fn)(Net *net, Py_ssize_t l) noexcept nogil
@@ -192,6 +235,16 @@ ctypedef int (*fd_param_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j,
                             ParamBlock *blocks) noexcept nogil
 ctypedef double (*fd_recompute_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j, int block,
                                    Py_ssize_t p, Py_ssize_t b, double w_new) noexcept nogil
+ctypedef int (*fd_pattern_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j, int block,
+                              Py_ssize_t p, Py_ssize_t b, double *vec) noexcept nogil
+ctypedef void (*fd_recompute_vec_fn)(const Net *net, Py_ssize_t l, Py_ssize_t j, int block,
+                                     Py_ssize_t p, Py_ssize_t b, double w_new,
+                                     double *vec) noexcept nogil
+
+cdef enum:
+    PATTERN_ZERO = 0       # fd_pattern: all zeros (the param moves nothing in this row)
+    PATTERN_FINITE = 1     # finite values, some non-zero
+    PATTERN_NONFINITE = 2  # a NaN or inf among them
 
 
 # One kind's functions. NULL hooks mean "not this kind's business" (e.g. no params).
@@ -213,6 +266,11 @@ cdef struct KindOps:
                                # (returns how many, at most FD_MAX_BLOCKS)
     fd_recompute_fn fd_recompute   # unit j's output at row b with param p of block `block`
                                    # = w_new, summed from scratch (for non-finite inputs)
+    # pattern blocks (ParamBlock.width > 0)
+    fd_pattern_fn fd_pattern   # vec[0:width] = how param p moves unit j's outputs in row b
+                               # per unit of (w' - w); returns PATTERN_*
+    fd_recompute_vec_fn fd_recompute_vec   # unit j's outputs at row b with param p = w_new,
+                                           # summed from scratch (non-finite values)
 
 
 cdef const KindOps *kind_ops(int kind) noexcept nogil
@@ -224,13 +282,16 @@ cdef int net_forward(Net *net) noexcept nogil
 cdef class Executor:
     cdef Net net
     cdef list kinds            # LayerKind per layer
-    cdef list widths           # n_out per layer
+    cdef list widths           # n_out per layer (conv: (F, FH, FW, stride, pad); pool:
+                               # (ph, pw, stride, pad))
     cdef tuple in_shape        # per-sample shape of x
     cdef Py_ssize_t n_x        # features per sample of x
     cdef bint allow_sparse     # the first Affine may skip x's zeros (its scratch laid out)
     cdef Py_ssize_t planned_M  # rows the buffers are laid out for (-1: none)
     cdef object work           # uint8 workspace (numpy), carved into the buffers
     cdef object keep           # arrays the records point into (kept alive)
+    cdef object conv_work      # uint8 scratch of the convolution kernels (numpy), or None
+    cdef int conv_work_threads # the thread count conv_work is sized for
     cdef list param_slots      # per layer: number of param arrays it takes
     # the boundary's fast path (fast_gradient): what a call must look like to skip the
     # Python checks -- the params' keys and shapes, the dtype, the classes
@@ -242,4 +303,6 @@ cdef class Executor:
     cdef void _carve(self, Py_ssize_t M) except *
     cdef int _bind(self, object x, object labels, object onehot, list params, list grads,
                    list masks) except -1
-    cdef _add(self, int kind, Py_ssize_t width, int slots)
+    cdef _add(self, int kind, object width, int slots)
+    cdef int _size_conv_work(self, int n_threads) except -1
+    cdef bint _x_shape_ok(self, cnp.ndarray a, Py_ssize_t M)

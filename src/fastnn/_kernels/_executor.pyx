@@ -101,6 +101,8 @@ include "kinds/dropout.pxi"
 include "kinds/batchnorm.pxi"
 include "kinds/softmax_ce.pxi"
 include "kinds/affine.pxi"
+include "kinds/convolution.pxi"
+include "kinds/pooling.pxi"
 
 
 # --- the kind table: the one place a kind is registered ---------------------------------
@@ -162,6 +164,25 @@ cdef void register_kinds() noexcept:
     OPS[<int> KIND_SOFTMAX_CE].fd_exact = softmax_ce_fd_exact
     OPS[<int> KIND_SOFTMAX_CE].fd_series = softmax_ce_fd_series
     OPS[<int> KIND_SOFTMAX_CE].fd_row_forward = softmax_ce_fd_row_forward
+
+    OPS[<int> KIND_CONVOLUTION].name = "convolution"
+    OPS[<int> KIND_CONVOLUTION].forward = convolution_forward
+    OPS[<int> KIND_CONVOLUTION].backward = convolution_backward
+    OPS[<int> KIND_CONVOLUTION].row_local = True
+    OPS[<int> KIND_CONVOLUTION].fd_prepare = convolution_fd_prepare
+    OPS[<int> KIND_CONVOLUTION].fd_exact = convolution_fd_exact
+    OPS[<int> KIND_CONVOLUTION].fd_row_forward = convolution_fd_row_forward
+    OPS[<int> KIND_CONVOLUTION].fd_units = convolution_fd_units
+    OPS[<int> KIND_CONVOLUTION].fd_unit_params = convolution_fd_unit_params
+    OPS[<int> KIND_CONVOLUTION].fd_pattern = convolution_fd_pattern
+    OPS[<int> KIND_CONVOLUTION].fd_recompute_vec = convolution_fd_recompute_vec
+
+    OPS[<int> KIND_POOLING].name = "pooling"
+    OPS[<int> KIND_POOLING].forward = pooling_forward
+    OPS[<int> KIND_POOLING].backward = pooling_backward
+    OPS[<int> KIND_POOLING].row_local = True
+    OPS[<int> KIND_POOLING].fd_exact = pooling_fd_exact
+    OPS[<int> KIND_POOLING].fd_row_forward = pooling_fd_row_forward
 
 
 register_kinds()
@@ -239,9 +260,10 @@ cdef inline Py_ssize_t align64(Py_ssize_t n) noexcept nogil:
 
 
 def _layout(kinds, sizes, Py_ssize_t M, Py_ssize_t itemsize, bint fd, bint allow_sparse,
-            in_place):
+            in_place, padded=None):
     """Byte offsets (64-aligned) of every buffer of a net laid out for M rows.
 
+    padded[l]: a convolution's padded input size per sample (0: no padding).
     outs[l]: offset of layer l's output, -2 in place over its input (an element-wise
     kind or BatchNorm after an Affine/BatchNorm, gradient mode only), -1 none."""
     cdef Py_ssize_t off = 0, maxw = 1
@@ -254,6 +276,8 @@ def _layout(kinds, sizes, Py_ssize_t M, Py_ssize_t itemsize, bint fd, bint allow
 
     for n_in, n_out in sizes:
         maxw = max(maxw, n_in, n_out)
+    if padded is None:
+        padded = [0] * len(kinds)
     lay = {"g0": -1, "g1": -1, "outs": [], "extra": []}
     if not fd:
         lay["g0"] = take(M * maxw * itemsize)
@@ -263,7 +287,8 @@ def _layout(kinds, sizes, Py_ssize_t M, Py_ssize_t itemsize, bint fd, bint allow
         prev = kinds[l - 1] if l > 0 else -1
         if kind == KIND_SOFTMAX_CE:
             lay["outs"].append(take(M * n_in * 8) if fd else -1)
-        elif not fd and in_place[kind] and prev in (KIND_AFFINE, KIND_BATCHNORM):
+        elif not fd and in_place[kind] and prev in (KIND_AFFINE, KIND_BATCHNORM,
+                                                    KIND_CONVOLUTION):
             lay["outs"].append(-2)
         else:
             lay["outs"].append(take(M * n_out * itemsize))
@@ -290,6 +315,10 @@ def _layout(kinds, sizes, Py_ssize_t M, Py_ssize_t itemsize, bint fd, bint allow
             e["S"] = take(M * n_out * NS * 8)
         if kind == KIND_SOFTMAX_CE and fd:
             e["row_loss"] = take(M * 8)
+        if kind == KIND_POOLING:
+            e["arg"] = take(M * n_out * 8)
+        if kind == KIND_CONVOLUTION and fd and padded[l]:
+            e["xpad"] = take(M * padded[l] * 8)
         lay["extra"].append(e)
     lay["total"] = off
     return lay
@@ -323,13 +352,16 @@ cdef class Executor:
         self.planned_M = -1
         self.work = None
         self.keep = None
+        self.conv_work = None
+        self.conv_work_threads = 0
+        self.net.conv_work = NULL
 
     def __dealloc__(self):
         free(self.net.layers)
 
     # -- building -------------------------------------------------------------------------
 
-    cdef _add(self, int kind, Py_ssize_t width, int slots):
+    cdef _add(self, int kind, object width, int slots):
         if self.kinds and self.kinds[len(self.kinds) - 1] == KIND_SOFTMAX_CE:
             raise ValueError("Executor: the loss must be the last layer")
         self.kinds.append(kind)
@@ -360,6 +392,24 @@ cdef class Executor:
         """The loss: softmax + cross-entropy (labels or one-hot targets)."""
         return self._add(KIND_SOFTMAX_CE, -1, 0)
 
+    def convolution(self, Py_ssize_t filters, Py_ssize_t filter_h, Py_ssize_t filter_w,
+                    Py_ssize_t stride=1, Py_ssize_t pad=0):
+        """The book's Convolution on a (C, H, W) input; params W (filters, C, filter_h,
+        filter_w), b (filters,)."""
+        if filters < 1 or filter_h < 1 or filter_w < 1 or stride < 1 or pad < 0:
+            raise ValueError("Executor.convolution: filters, filter sizes and stride must be "
+                             ">= 1 and pad >= 0, got %r" % ((filters, filter_h, filter_w,
+                                                              stride, pad),))
+        return self._add(KIND_CONVOLUTION, (filters, filter_h, filter_w, stride, pad), 2)
+
+    def pooling(self, Py_ssize_t pool_h, Py_ssize_t pool_w, Py_ssize_t stride=1,
+                Py_ssize_t pad=0):
+        """The book's max Pooling on a (C, H, W) input (no params)."""
+        if pool_h < 1 or pool_w < 1 or stride < 1 or pad < 0:
+            raise ValueError("Executor.pooling: window sizes and stride must be >= 1 and pad "
+                             ">= 0, got %r" % ((pool_h, pool_w, stride, pad),))
+        return self._add(KIND_POOLING, (pool_h, pool_w, stride, pad), 0)
+
     @property
     def layer_kinds(self):
         return [LayerKind(k) for k in self.kinds]
@@ -374,14 +424,29 @@ cdef class Executor:
 
     def shapes(self):
         """Per layer (n_in, n_out, per-sample output shape). An Affine flattens its input
-        in C order (the book's x.reshape(N, -1)) and outputs (n_out,); the element-wise
-        kinds and BatchNorm keep their input's shape; the loss outputs the scores' shape."""
+        in C order (the book's x.reshape(N, -1)) and outputs (n_out,); a Convolution maps
+        (C, H, W) to (filters, OH, OW), a Pooling to (C, OH, OW), OH = (H + 2 pad - FH)
+        // stride + 1; the element-wise kinds and BatchNorm keep their input's shape; the
+        loss outputs the scores' shape."""
         out = []
         shape = self.in_shape
         n = self.n_x
-        for kind, w in zip(self.kinds, self.widths):
+        for l, (kind, w) in enumerate(zip(self.kinds, self.widths)):
             if kind == KIND_AFFINE:
                 new = (w,)
+            elif kind == KIND_CONVOLUTION or kind == KIND_POOLING:
+                if len(shape) != 3:
+                    raise ValueError("Executor: layer %d (%s) needs a (C, H, W) input per "
+                                     "sample, got %s" % (l, LayerKind(kind).name, shape))
+                C, H, W = shape
+                fh, fw, stride, pad = w[1:] if kind == KIND_CONVOLUTION else w
+                oh = (H + 2 * pad - fh) // stride + 1
+                ow = (W + 2 * pad - fw) // stride + 1
+                if H + 2 * pad < fh or W + 2 * pad < fw:
+                    raise ValueError("Executor: layer %d (%s): a %dx%d window does not fit "
+                                     "the input %s padded by %d" % (l, LayerKind(kind).name,
+                                                                    fh, fw, shape, pad))
+                new = (w[0] if kind == KIND_CONVOLUTION else C, oh, ow)
             else:
                 new = shape
             m = 1
@@ -391,6 +456,25 @@ cdef class Executor:
             shape = new
             n = m
         return out
+
+    cdef int _size_conv_work(self, int n_threads) except -1:
+        """The convolutions' shared scratch, sized for n_threads (grown, never shrunk)."""
+        cdef Py_ssize_t l, nbytes = 0
+        cdef Layer *ly
+        cdef unsigned char *base
+        if n_threads <= self.conv_work_threads:
+            return 0
+        for l in range(self.net.n_layers):
+            ly = &self.net.layers[l]
+            if ly.kind == KIND_CONVOLUTION:
+                nbytes = max(nbytes, conv_work_bytes(&ly.conv.g, self.net.M, ly.conv.F,
+                                                     n_threads, 8 if self.net.is_double else 4))
+        if nbytes:
+            self.conv_work = np.empty(nbytes + 64, dtype=np.uint8)
+            base = <unsigned char *> cnp.PyArray_DATA(self.conv_work)
+            self.net.conv_work = base + ((64 - (<size_t> base) % 64) % 64)
+        self.conv_work_threads = n_threads
+        return 0
 
     # -- layout ---------------------------------------------------------------------------
 
@@ -403,8 +487,8 @@ cdef class Executor:
         cdef unsigned char *base
         if L == 0 or self.kinds[L - 1] != KIND_SOFTMAX_CE:
             raise ValueError("Executor: the last layer must be softmax_ce()")
-        if self.kinds[0] != KIND_AFFINE:
-            raise ValueError("Executor: the first layer must be affine()")
+        if self.kinds[0] != KIND_AFFINE and self.kinds[0] != KIND_CONVOLUTION:
+            raise ValueError("Executor: the first layer must be affine() or convolution()")
         if self.net.layers == NULL or self.net.n_layers != L:
             free(self.net.layers)
             self.net.layers = NULL
@@ -416,8 +500,20 @@ cdef class Executor:
         self.net.M = M
         shapes = self.shapes()
         sizes = [(a, b) for a, b, _ in shapes]
+        in_shapes = [self.in_shape] + [sh for _, _, sh in shapes[:L - 1]]
+        padded = []
+        for l in range(L):
+            if self.kinds[l] == KIND_CONVOLUTION and self.widths[l][4] > 0:
+                C, H, W = in_shapes[l]
+                pad = self.widths[l][4]
+                padded.append(C * (H + 2 * pad) * (W + 2 * pad))
+            else:
+                padded.append(0)
         lay = _layout(self.kinds, sizes, M, 8 if self.net.is_double else 4, fd,
-                      self.allow_sparse, in_place_kinds())
+                      self.allow_sparse, in_place_kinds(), padded)
+        self.conv_work = None
+        self.conv_work_threads = 0
+        self.net.conv_work = NULL
         self.work = np.empty(lay["total"] + 64, dtype=np.uint8)
         base = <unsigned char *> cnp.PyArray_DATA(self.work)
         base = base + ((64 - (<size_t> base) % 64) % 64)
@@ -473,6 +569,28 @@ cdef class Executor:
                 ly.sigmoid.S = <double *> (base + <Py_ssize_t> e["S"])
             elif kind == KIND_SOFTMAX_CE and fd:
                 ly.loss.row_loss = <double *> (base + <Py_ssize_t> e["row_loss"])
+            elif kind == KIND_CONVOLUTION or kind == KIND_POOLING:
+                C, H, W = in_shapes[l]
+                g4 = self.widths[l]
+                fh, fw, stride, pad = g4[1:] if kind == KIND_CONVOLUTION else g4
+                if kind == KIND_CONVOLUTION:
+                    conv_geom_init(&ly.conv.g, C, H, W, fh, fw, stride, pad)
+                    ly.conv.F = self.widths[l][0]
+                    if "xpad" in e:
+                        ly.conv.xpad = <const double *> (base + <Py_ssize_t> e["xpad"])
+                    # Convolution -> Relu (in place) -> Pooling: the pool applies the relu
+                    ly.conv.relu_pool = (not fd and l + 2 < L and outs[l + 1] == -2
+                                         and self.kinds[l + 1] == KIND_RELU
+                                         and self.kinds[l + 2] == KIND_POOLING)
+                else:
+                    conv_geom_init(&ly.pool.g, C, H, W, fh, fw, stride, pad)
+                    ly.pool.arg = <Py_ssize_t *> (base + <Py_ssize_t> e["arg"])
+                    ly.pool.fast22 = (fh == 2 and fw == 2 and stride == 2 and pad == 0
+                                      and H % 2 == 0 and W % 2 == 0)
+                    ly.pool.relu = (l >= 2 and self.kinds[l - 2] == KIND_CONVOLUTION
+                                    and self.net.layers[l - 2].conv.relu_pool)
+                    if ly.pool.relu and ly.pool.fast22:
+                        self.net.layers[l - 2].conv.fuse_pool = True
         if not fd:
             # backward deltas ping-pong between two blocks: the loss writes g0; element-
             # wise kinds and BatchNorm work in place; an Affine writes the other block;
@@ -486,8 +604,18 @@ cdef class Executor:
                 if l == 0:
                     ly.dinp = NULL
                     continue
-                if ly.kind == KIND_AFFINE:
-                    cur = 1 - cur
+                fused = ((ly.kind == KIND_RELU and l >= 1
+                          and self.net.layers[l - 1].conv.fuse_pool)
+                         or (ly.kind == KIND_POOLING and l >= 2
+                             and self.net.layers[l - 2].conv.fuse_pool))
+                if fused:
+                    # the convolution's backward does its part, reading the pool's dout:
+                    # no din, and no flip (the conv's din must not overwrite that dout)
+                    ly.dinp = NULL
+                    continue
+                if (ly.kind == KIND_AFFINE or ly.kind == KIND_CONVOLUTION
+                        or ly.kind == KIND_POOLING):
+                    cur = 1 - cur           # din and dout are different sizes
                 ly.dinp = base + <Py_ssize_t> g[cur]
         self.planned_M = M
 
@@ -514,6 +642,13 @@ cdef class Executor:
                     ly.bn.dgamma = data(grads[p])
                     ly.bn.dbeta = data(grads[p + 1])
                 p += 2
+            elif ly.kind == KIND_CONVOLUTION:
+                ly.conv.W = data(params[p])
+                ly.conv.b = data(params[p + 1])
+                if grads is not None:
+                    ly.conv.dW = data(grads[p])
+                    ly.conv.db = data(grads[p + 1])
+                p += 2
             elif ly.kind == KIND_DROPOUT:
                 ly.dropout.mask = <const unsigned char *> data(masks[m])
                 m += 1
@@ -522,7 +657,7 @@ cdef class Executor:
                 ly.loss.onehot = NULL
                 if labels is not None:
                     ly.loss.labels = <const Py_ssize_t *> data(labels)
-                else:
+                elif onehot is not None:
                     ly.loss.onehot = data(onehot)
         return 0
 
@@ -542,6 +677,7 @@ cdef class Executor:
         if self.planned_M != cnp.PyArray_DIM(<cnp.ndarray?> x, 0):
             raise ValueError("Executor.gradient: plan(M) first")
         self._bind(x, labels, onehot, params, grads, masks)
+        self._size_conv_work(n_threads)
         self.net.decay = decay
         self.net.lam = lam
         self.net.allow_sparse = self.allow_sparse
@@ -562,6 +698,7 @@ cdef class Executor:
         if self.net.mode != MODE_FD:
             raise ValueError("Executor.forward_fd: built for MODE_GRADIENT")
         self._bind(x, labels, None, params, None, masks)
+        self._size_conv_work(n_threads)
         self.net.decay = False
         self.net.allow_sparse = self.allow_sparse
         self.net.n_threads = n_threads
@@ -583,6 +720,45 @@ cdef class Executor:
         self.n_masks = len(self.mask_widths)
         self.n_classes = self.sizes()[len(self.kinds) - 1][0]
 
+    cdef bint _x_shape_ok(self, cnp.ndarray a, Py_ssize_t M):
+        # (M, n_x) for a dense net; (M, C, H, W) (or flat (M, n_x)) for a conv net
+        cdef Py_ssize_t d, nd = cnp.PyArray_NDIM(a), ni = len(self.in_shape)
+        if nd < 1 or cnp.PyArray_DIM(a, 0) != M:
+            return False
+        if nd == 2 and cnp.PyArray_DIM(a, 1) == self.n_x:
+            return True
+        if nd != ni + 1 or ni == 1:
+            return False
+        for d in range(ni):
+            if cnp.PyArray_DIM(a, d + 1) != <Py_ssize_t> self.in_shape[d]:
+                return False
+        return True
+
+    def scores(self, x, list params, list masks, int n_threads):
+        """The forward pass (MODE_GRADIENT) on validated arrays: a copy of the loss
+        layer's input, the scores (M, C). The loss kind does no work in this mode, so
+        no targets are needed."""
+        cdef int status
+        cdef Layer *last
+        if self.net.mode != MODE_GRADIENT:
+            raise ValueError("Executor.scores: built for MODE_FD")
+        if self.planned_M != cnp.PyArray_DIM(<cnp.ndarray?> x, 0):
+            raise ValueError("Executor.scores: plan(M) first")
+        self._bind(x, None, None, params, None, masks)
+        last = &self.net.layers[self.net.n_layers - 1]
+        self._size_conv_work(n_threads)
+        self.net.decay = False
+        self.net.allow_sparse = self.allow_sparse
+        self.net.n_threads = n_threads
+        with nogil:
+            status = net_forward(&self.net)
+        if status == STATUS_NO_MEMORY:
+            raise MemoryError()
+        out = np.empty((self.net.M, last.n_in), dtype=np.float64 if self.net.is_double
+                       else np.float32)
+        memcpy(cnp.PyArray_DATA(out), last.inp, out.nbytes)
+        return out, self.net.warnings
+
     def fast_gradient(self, dict params, x, t, lam, int n_threads, masks=None):
         """gradient() for a call that needs no conversion, checked here in C: x (M, n_x),
         t (M,) intp labels or (M, C) targets, every param (and dropout mask) a C-contiguous
@@ -602,9 +778,8 @@ cdef class Executor:
         if type(x) is not np.ndarray:
             return None
         a = <cnp.ndarray> x
-        if (cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_TYPE(a) != typenum
-                or not cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_DIM(a, 0) != M
-                or cnp.PyArray_DIM(a, 1) != self.n_x):
+        if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+                or not self._x_shape_ok(a, M)):
             return None
         if type(t) is not np.ndarray:
             return None
@@ -651,6 +826,7 @@ cdef class Executor:
         elif masks is not None:
             return None
         self._bind(x, labels, onehot, plist, glist, mlist)
+        self._size_conv_work(n_threads)
         self.net.decay = lam is not None
         self.net.lam = <double> lam if lam is not None else 0.0
         self.net.allow_sparse = self.allow_sparse

@@ -50,7 +50,8 @@ import numpy as np
 from fastnn._kernels._executor cimport (
     Net, Layer, KindOps, RowDelta, RowSeries, ParamBlock, Executor, kind_ops, net_forward,
     NS, NT, FD_MAX_BLOCKS, MODE_FD, STATUS_NO_MEMORY,
-    KIND_AFFINE, KIND_BATCHNORM, KIND_SOFTMAX_CE,
+    KIND_AFFINE, KIND_BATCHNORM, KIND_SOFTMAX_CE, KIND_CONVOLUTION,
+    PATTERN_ZERO, PATTERN_FINITE, PATTERN_NONFINITE,
     DELTA_ZERO, DELTA_ONE, DELTA_DENSE, SER_ZERO, SER_ONE, SER_RANK1, SER_DENSE)
 
 from fastnn._kernels._openmp cimport (threads_state, fastnn_threads_bind, fastnn_team,
@@ -78,6 +79,8 @@ cdef double FLT_MAX = 3.4028234663852886e38
 # units per work item: a thread writes whole cache lines of a gradient's rows (8 doubles),
 # so threads never share one (no false sharing) and no transposed copy is needed
 cdef Py_ssize_t UNITS_PER_ITEM = 8
+# ns per output of a convolution channel per (param, row) evaluated (pattern blocks)
+cdef double NS_CONV_EVAL = 4.0
 
 
 # --- per-thread context ---------------------------------------------------------------
@@ -102,12 +105,15 @@ cdef struct Ctx:
     double *X0                      # batch mode: (2, B, maxw), NULL when not needed
     double *X1
     double *bwk                     # batch mode: (2 maxw) scratch of fd_batch_forward
+    double *pat                     # pattern blocks: (maxw) the pattern, then the unit's
+    double *vp                      # new outputs at w+ (vp) and w- (vm), each (2 maxw):
+    double *vm                      # the result and fd_recompute_vec's scratch
     ParamBlock blocks[FD_MAX_BLOCKS]  # the current unit's params
 
 
 cdef Py_ssize_t ctx_bytes(Py_ssize_t B, Py_ssize_t maxw, bint batch) noexcept nogil:
     return sizeof(double) * (B * NS + B + 4 * maxw + 2 * (NS + maxw + maxw * NS) + 8 * NS * NS
-                             + 4 * maxw + (2 * B * maxw + 2 * maxw if batch else 0))
+                             + 4 * maxw + 5 * maxw + (2 * B * maxw + 2 * maxw if batch else 0))
 
 
 cdef void ctx_carve(Ctx *c, double *buf, Py_ssize_t B, Py_ssize_t maxw, bint batch) noexcept nogil:
@@ -125,6 +131,9 @@ cdef void ctx_carve(Ctx *c, double *buf, Py_ssize_t B, Py_ssize_t maxw, bint bat
     c.s1.V = buf; buf += maxw * NS
     c.wk = buf; buf += 8 * NS * NS
     c.r0 = buf; buf += 4 * maxw
+    c.pat = buf; buf += maxw
+    c.vp = buf; buf += 2 * maxw
+    c.vm = buf; buf += 2 * maxw
     c.X0 = NULL
     c.X1 = NULL
     c.bwk = NULL
@@ -189,19 +198,39 @@ cdef double row_exact(Ctx *c, Py_ssize_t l, Py_ssize_t j, Py_ssize_t b, double d
 cdef double row_absolute(Ctx *c, Py_ssize_t l, Py_ssize_t j, Py_ssize_t b, double zp,
                          double zm) noexcept nogil:
     """r(w+) - r(w-) for row b, re-evaluated from layer l's output with unit j = zp / zm."""
+    cdef const Layer *ly = &c.net.layers[l]
+    cdef Py_ssize_t n = ly.n_out
+    memcpy(c.r0, (<const double *> ly.out) + b * n, n * sizeof(double))
+    memcpy(c.r0 + c.maxw, c.r0, n * sizeof(double))
+    c.r0[j] = zp
+    c.r0[c.maxw + j] = zm
+    return rows_after(c, l, b)
+
+
+cdef double row_absolute_vec(Ctx *c, Py_ssize_t l, Py_ssize_t b, Py_ssize_t lo,
+                             Py_ssize_t width, const double *vp, const double *vm) noexcept nogil:
+    """r(w+) - r(w-) for row b, re-evaluated from layer l's output with outputs
+    [lo, lo + width) = vp / vm (a pattern block's unit)."""
+    cdef const Layer *ly = &c.net.layers[l]
+    cdef Py_ssize_t n = ly.n_out
+    memcpy(c.r0, (<const double *> ly.out) + b * n, n * sizeof(double))
+    memcpy(c.r0 + c.maxw, c.r0, n * sizeof(double))
+    memcpy(c.r0 + lo, vp, width * sizeof(double))
+    memcpy(c.r0 + c.maxw + lo, vm, width * sizeof(double))
+    return rows_after(c, l, b)
+
+
+cdef double rows_after(Ctx *c, Py_ssize_t l, Py_ssize_t b) noexcept nogil:
+    """r(w+) - r(w-) for row b from layer l's outputs at w+ (r0[0:maxw]) and at w-
+    (r0[maxw:2 maxw]), every later layer run from scratch (fd_row_forward)."""
     cdef const Net *net = c.net
-    cdef const Layer *ly = &net.layers[l]
-    cdef Py_ssize_t m, L = net.n_layers, n = ly.n_out
+    cdef Py_ssize_t m, L = net.n_layers
     cdef double *P = c.r0
     cdef double *Mn = c.r0 + c.maxw
     cdef double *P2 = c.r0 + 2 * c.maxw
     cdef double *M2 = c.r0 + 3 * c.maxw
     cdef double *tmp
     cdef double rp = 0.0, rm = 0.0
-    memcpy(P, (<const double *> ly.out) + b * n, n * sizeof(double))
-    memcpy(Mn, P, n * sizeof(double))
-    P[j] = zp
-    Mn[j] = zm
     for m in range(l + 1, L):
         if m == L - 1:
             rp = kind_ops(net.layers[m].kind).fd_row_forward(net, m, b, P, P2)
@@ -212,6 +241,31 @@ cdef double row_absolute(Ctx *c, Py_ssize_t l, Py_ssize_t j, Py_ssize_t b, doubl
             tmp = P; P = P2; P2 = tmp
             tmp = Mn; Mn = M2; M2 = tmp
     return rp - rm
+
+
+cdef double row_exact_vec(Ctx *c, Py_ssize_t l, Py_ssize_t b, Py_ssize_t lo, Py_ssize_t width,
+                          const double *pat, double dp, double dm) noexcept nogil:
+    """(r(w+) - r) - (r(w-) - r) for row b when outputs [lo, lo + width) of layer l move by
+    dp * pat / dm * pat (a pattern block's unit), pushed through the later layers' exact
+    hooks."""
+    cdef const Net *net = c.net
+    cdef RowDelta *di = &c.d0
+    cdef RowDelta *do_ = &c.d1
+    cdef RowDelta *tmp
+    cdef double loss = 0.0
+    cdef Py_ssize_t m, k, L = net.n_layers
+    di.form = DELTA_DENSE
+    di.lo = lo
+    di.hi = lo + width
+    for k in range(width):
+        di.p[lo + k] = dp * pat[k]
+        di.m[lo + k] = dm * pat[k]
+    for m in range(l + 1, L):
+        kind_ops(net.layers[m].kind).fd_exact(net, m, b, di, do_, &loss)
+        if do_.form == DELTA_ZERO and m < L - 1:
+            return 0.0
+        tmp = di; di = do_; do_ = tmp
+    return loss
 
 
 cdef double batch_total(Ctx *c, Py_ssize_t l, double *X) noexcept nogil:
@@ -267,6 +321,82 @@ cdef double batch_pair(Ctx *c, Py_ssize_t l, Py_ssize_t j, int bi, Py_ssize_t p,
     return tot[0] - tot[1]
 
 
+cdef double batch_pair_vec(Ctx *c, Py_ssize_t l, Py_ssize_t j, int bi, Py_ssize_t p,
+                           Py_ssize_t lo, Py_ssize_t width, double wp, double wm) noexcept nogil:
+    """f(w+) - f(w-) (sums over rows) for a pattern block's param, the unit's outputs
+    recomputed in every row and the whole batch re-evaluated from layer l on."""
+    cdef const Net *net = c.net
+    cdef const Layer *ly = &net.layers[l]
+    cdef const KindOps *ops = kind_ops(ly.kind)
+    cdef Py_ssize_t n = ly.n_out, b
+    cdef int side
+    cdef double tot[2]
+    for side in range(2):
+        memcpy(c.X0, ly.out, c.B * n * sizeof(double))
+        for b in range(c.B):
+            ops.fd_recompute_vec(net, l, j, bi, p, b, wp if side == 0 else wm, c.vp)
+            memcpy(c.X0 + b * n + lo, c.vp, width * sizeof(double))
+        tot[side] = batch_total(c, l, c.X0)
+    return tot[0] - tot[1]
+
+
+cdef void unit_pattern(Ctx *c, Py_ssize_t l, Py_ssize_t j, int n_blocks) noexcept nogil:
+    """Every gradient entry of unit j of param layer l whose params are pattern blocks
+    (a convolution's channel: each param moves the unit's `width` outputs of a row by
+    (w' - w) * pattern). A row whose pattern is all zeros does not move; a finite row is
+    pushed through the exact hooks; a row with a non-finite value at or after the unit
+    is re-evaluated from scratch, the unit's outputs recomputed where they are not finite."""
+    cdef const Net *net = c.net
+    cdef const Layer *ly = &net.layers[l]
+    cdef const KindOps *ops = kind_ops(ly.kind)
+    cdef Py_ssize_t B = c.B, n = ly.n_out, q, k, b, p, lo, width
+    cdef const double *out = <const double *> ly.out
+    cdef const double *z
+    cdef const unsigned char *bad = c.down_bad + l * B
+    cdef bint batch = c.batch_mode[l], clean = c.clean[l], finite
+    cdef const ParamBlock *bk
+    cdef int bi, st
+    cdef double w, wp, wm, dp, dm, acc
+    cdef double inv_B = 1.0 / B, inv_2h = 1.0 / (2.0 * FD_H)
+    for bi in range(n_blocks):
+        bk = &c.blocks[bi]
+        width = bk.width
+        lo = j * width
+        for q in range(bk.n):
+            p = bk.index[q] if bk.index != NULL else q
+            w = bk.w[p * bk.w_stride]
+            wp = perturbed_plus(w, bk.f32)
+            wm = perturbed_minus(w, bk.f32)
+            dp = wp - w
+            dm = wm - w
+            acc = 0.0
+            if batch:
+                acc = batch_pair_vec(c, l, j, bi, p, lo, width, wp, wm)
+            else:
+                for b in range(B):
+                    st = ops.fd_pattern(net, l, j, bi, p, b, c.pat)
+                    if st == PATTERN_ZERO:
+                        continue            # 0 * w' = 0 * w: the row's loss is unchanged
+                    if clean:
+                        acc += row_exact_vec(c, l, b, lo, width, c.pat, dp, dm)
+                        continue
+                    z = out + b * n + lo
+                    finite = st == PATTERN_FINITE and all_finite(z, width)
+                    if finite and not bad[b]:
+                        acc += row_exact_vec(c, l, b, lo, width, c.pat, dp, dm)
+                        continue
+                    if finite:
+                        for k in range(width):
+                            c.vp[k] = z[k] + dp * c.pat[k]
+                            c.vm[k] = z[k] + dm * c.pat[k]
+                    else:
+                        ops.fd_recompute_vec(net, l, j, bi, p, b, wp, c.vp)
+                        ops.fd_recompute_vec(net, l, j, bi, p, b, wm, c.vm)
+                    acc += row_absolute_vec(c, l, b, lo, width, c.vp, c.vm)
+            # (f(w+) - f(w-)) / 2h, f = mean row loss
+            bk.grad[p * bk.g_stride] = acc * inv_B * inv_2h
+
+
 cdef void unit(Ctx *c, Py_ssize_t l, Py_ssize_t j) noexcept nogil:
     """Every gradient entry of unit j of param layer l."""
     cdef const Net *net = c.net
@@ -282,13 +412,17 @@ cdef void unit(Ctx *c, Py_ssize_t l, Py_ssize_t j) noexcept nogil:
     cdef int bi, n_blocks
     cdef double w, wp, wm, dp, dm, acc, a, z, ep, em, decay, r
     cdef double inv_B = 1.0 / B, inv_2h = 1.0 / (2.0 * FD_H)
+    memset(c.blocks, 0, sizeof(c.blocks))     # (fields a hook leaves alone are 0)
+    n_blocks = ops.fd_unit_params(net, l, j, c.blocks)
+    if n_blocks > 0 and c.blocks[0].width > 0:
+        unit_pattern(c, l, j, n_blocks)
+        return
     # the series of unit j's change, per row
     for b in range(B):
         c.rad[b] = -1.0
         if (c.use_series and c.series_ok[l] and not batch and not bad[b]
                 and isfinite(out[b * n + j])):
             c.rad[b] = row_series(c, l, j, b, c.G + b * NS)
-    n_blocks = ops.fd_unit_params(net, l, j, c.blocks)
     for bi in range(n_blocks):
         bk = &c.blocks[bi]
         rows = bk.rows
@@ -370,6 +504,11 @@ cdef void fill_nan(Net *net) noexcept nogil:
             for k in range(ly.n_out):
                 ly.bn.ggamma[k] = NAN
                 ly.bn.gbeta[k] = NAN
+        elif ly.kind == KIND_CONVOLUTION:
+            for k in range(ly.conv.F * ly.conv.g.C * ly.conv.g.FH * ly.conv.g.FW):
+                ly.conv.gW[k] = NAN
+            for k in range(ly.conv.F):
+                ly.conv.gb[k] = NAN
 
 
 cdef bint decay_finite(const Net *net, double lam) noexcept nogil:
@@ -502,6 +641,12 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
             ly.bn.gamma_f32 = f32[p]
             ly.bn.beta_f32 = f32[p + 1]
             p += 2
+        elif ly.kind == KIND_CONVOLUTION:
+            ly.conv.gW = <double *> data(grads[p])
+            ly.conv.gb = <double *> data(grads[p + 1])
+            ly.conv.W_f32 = f32[p]
+            ly.conv.b_f32 = f32[p + 1]
+            p += 2
         maxw = max(maxw, ly.n_out)
     # a NaN row loss (or a non-finite decay term): every perturbed loss is NaN
     ly = &net.layers[L - 1]
@@ -569,6 +714,11 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
                     total = units[l]
                     if ly.kind == KIND_AFFINE:
                         est += 6.0 * (ly.affine.nz_off[ly.n_in] + B) * ly.n_out
+                    elif ly.kind == KIND_CONVOLUTION:
+                        # (K + 1) params a channel, each row pushed through the later
+                        # layers (about the channel's outputs, a few ns each)
+                        est += (NS_CONV_EVAL * B * ly.n_out
+                                * (ly.conv.g.C * ly.conv.g.FH * ly.conv.g.FW + 1))
                     else:
                         est += 6.0 * B * ly.n_out
                     est += 400.0 * B * total * (L - 1 - l)

@@ -284,8 +284,69 @@ def nnfs(rng, dt):
         yield name + ".update_params weights", layer.weights, want, tol * 100
 
 
+def conv(rng, dt):
+    """ch07-ch08: im2col/col2im, Convolution, Pooling, and the conv nets' gradient and
+    numerical gradient (the executor's conv and pool kinds, the FD engine's pattern blocks)."""
+    from fastnn import _reference_numpy as R
+    from fastnn import layers as L
+    from fastnn import nets as N
+    from fastnn import util as U
+    tol = TOL_SUMS[dt]
+    x = rng.random((3, 2, 9, 8)).astype(dt)
+    W = (rng.standard_normal((4, 2, 3, 3)) * 0.3).astype(dt)
+    b = rng.standard_normal(4).astype(dt)
+    x64, W64, b64 = x.astype(np.float64), W.astype(np.float64), b.astype(np.float64)
+    yield "im2col, stride 2, pad 1", U.im2col(x, 3, 3, 2, 1), R.im2col(x64, 3, 3, 2, 1), TOL[dt]
+    col = rng.standard_normal((3 * 9 * 8, 18)).astype(dt)
+    yield "col2im, pad 1", U.col2im(col, x.shape, 3, 3, 1, 1), \
+        R.col2im(col.astype(np.float64), x.shape, 3, 3, 1, 1), tol
+    for stride, pad in ((1, 0), (2, 1), (1, 2)):
+        mine, theirs = L.Convolution(W, b, stride, pad), R.Convolution(W64, b64, stride, pad)
+        out = mine.forward(x)
+        yield "Convolution.forward, stride %d pad %d" % (stride, pad), out, \
+            theirs.forward(x64), tol
+        dout = rng.standard_normal(out.shape).astype(dt)
+        yield "Convolution.backward dx, stride %d pad %d" % (stride, pad), mine.backward(dout), \
+            theirs.backward(dout.astype(np.float64)), tol
+        yield "Convolution.backward dW, stride %d pad %d" % (stride, pad), mine.dW, \
+            theirs.dW, tol
+    pool, ref_pool = L.Pooling(2, 2, stride=2), R.Pooling(2, 2, stride=2)
+    out = pool.forward(x)
+    yield "Pooling.forward 2x2/2", out, ref_pool.forward(x64), TOL[dt]
+    dout = rng.standard_normal(out.shape).astype(dt)
+    yield "Pooling.backward 2x2/2", pool.backward(dout), \
+        ref_pool.backward(dout.astype(np.float64)), TOL[dt]
+    for name, kw in (("SimpleConvNet", dict(input_dim=(1, 10, 10), hidden_size=10,
+                                            conv_param={"filter_num": 10, "filter_size": 3,
+                                                        "pad": 0, "stride": 1},
+                                            weight_init_std=0.1)),
+                     ("MnistCNN", dict(input_dim=(1, 12, 12), filter_num=4,
+                                       weight_init_std=0.3))):
+        np.random.seed(0)
+        mine = getattr(N, name)(**kw)
+        np.random.seed(0)
+        theirs = getattr(R, name)(**kw)
+        for k in mine.params:
+            mine.params[k] = mine.params[k].astype(dt)
+            theirs.params[k] = mine.params[k].astype(np.float64)
+        for i, key in enumerate(theirs._param_layers):
+            theirs.layers[key].W = theirs.params["W%d" % (i + 1)]
+            theirs.layers[key].b = theirs.params["b%d" % (i + 1)]
+        xi = (rng.random((4,) + kw["input_dim"]) * (rng.random((4,) + kw["input_dim"]) < 0.4))
+        ti = rng.integers(0, 10, 4)
+        g, want = mine.gradient(xi.astype(dt), ti), theirs.gradient(xi, ti)
+        for k in want:
+            yield "%s.gradient %s" % (name, k), g[k], want[k], tol * 10
+        if dt is np.float64:   # the engine evaluates in double: compare once
+            g = mine.numerical_gradient(xi[:1], ti[:1])
+            loss_w = lambda w: theirs.loss(xi[:1], ti[:1])  # noqa: E731 - the book's idiom
+            for k in ("W1", "b1"):
+                yield "%s.numerical_gradient %s" % (name, k), g[k], \
+                    R.numerical_gradient(loss_w, theirs.params[k]), TOL_NUMERICAL
+
+
 FAMILIES = [("functions", functions), ("losses", losses), ("layers", layers),
-            ("nets", nets), ("optimizers", optimizers), ("nnfs", nnfs)]
+            ("nets", nets), ("optimizers", optimizers), ("nnfs", nnfs), ("conv", conv)]
 
 
 def compare_all(seed, report):

@@ -5,6 +5,8 @@ book's NumPy code.
 The main job (no options): the book's ch04 training with numerical gradients, TwoLayerNet
 784-50-10, batches of 100, SGD lr 0.1, until 90% accuracy on held-out images. The book
 comments that line out because its NumPy code would take days; the report says how long.
+``--model cnn``: the Paddle course's MNIST CNN (fastnn.nets.MnistCNN, float32, He
+initialisation), backprop, SGD lr 0.01 as in the course, until 96% held-out.
 
 Order of work: every option is checked first (numbers, paths, the --load file, memory),
 then the data is loaded, then training; the result is saved and plotted before the slow
@@ -21,7 +23,7 @@ from ._common import (UsageError, blas_limit, check_writable, fmt_bytes, fmt_lon
                       fmt_time, memory_bytes, set_threads)
 from ._params import check_params, load_params, save_params
 
-__all__ = ["run", "MAIN_JOB", "HALF_HOUR"]
+__all__ = ["run", "MAIN_JOB", "HALF_HOUR", "CNN_JOB"]
 
 # the main job: the book's ch04 train_neuralnet.py with its numerical_gradient line
 MAIN_JOB = dict(hidden=[50], batch_size=100, lr=0.1, target=90.0, max_steps=10000)
@@ -31,11 +33,23 @@ HALF_HOUR = dict(hidden=[100], batch_size=1, lr=0.1, steps=100)
 DATA = {  # --data -> (inputs, classes)
     "sample": (784, 10), "mnist": (784, 10), "spiral": (2, 3)}
 
+# --model cnn: the course's CNN (conv 20 5x5 pad 2 - relu - pool 2 - conv 20 5x5 pad 2 -
+# relu - pool 2 - affine 980-10), SGD lr 0.01 as in the course, batches of 100, until 96%
+# held-out; float32 (the course's dtype); He initialisation (the course framework's
+# default for its convolutions), the same np.random draws as weight_init_std=0.01 would take
+# the epoch checks score the training set on its first 1,000 images, as the book's ch07
+# train_convnet.py does (evaluate_sample_num_per_epoch=1000), the held-out set on all
+CNN_JOB = dict(batch_size=100, lr=0.01, target=96.0, max_steps=10000, train_checked=1000)
+CNN_ARCH = {"net": "MnistCNN", "input_dim": [1, 28, 28], "filter_num": 20, "filter_size": 5,
+            "pad": 2, "output_size": 10, "weight_init_std": "he", "dtype": "float32"}
+
 
 # --- the net ---------------------------------------------------------------------------
 
 def _arch(args):
     """The net (a JSON-able dict) that the options describe."""
+    if args.model == "cnn":
+        return dict(CNN_ARCH)
     hidden = args.hidden
     if len(hidden) == 1 and args.layers > 1:
         hidden = hidden * args.layers
@@ -55,12 +69,32 @@ def _sizes(arch):
     return [arch["input_size"]] + list(h) + [arch["output_size"]]
 
 
+def _cnn_sizes(arch):
+    """MnistCNN: the (channels, height, width) after its two conv + pool stages."""
+    C, h, w = arch["input_dim"]
+    f, pad = arch["filter_size"], arch["pad"]
+    for _ in range(2):
+        h, w = h + 2 * pad - f + 1, w + 2 * pad - f + 1
+        h, w = (h - 2) // 2 + 1, (w - 2) // 2 + 1
+    return arch["filter_num"], h, w
+
+
 def describe(arch):
+    if arch["net"] == "MnistCNN":
+        f, pad, n = arch["filter_size"], arch["pad"], arch["filter_num"]
+        c, h, w = _cnn_sizes(arch)
+        return "MnistCNN (2x conv %d %dx%d pad %d + pool 2, affine %d-%d, %s)" % (
+            n, f, f, pad, c * h * w, arch["output_size"], arch["dtype"])
     act = "sigmoid" if arch["net"] == "TwoLayerNet" else arch["activation"]
     return "%s %s %s" % (arch["net"], "-".join(map(str, _sizes(arch))), act)
 
 
 def _param_shapes(arch):
+    if arch["net"] == "MnistCNN":
+        n, f, C = arch["filter_num"], arch["filter_size"], arch["input_dim"][0]
+        c, h, w = _cnn_sizes(arch)
+        return {"W1": (n, C, f, f), "b1": (n,), "W2": (n, n, f, f), "b2": (n,),
+                "W3": (c * h * w, arch["output_size"]), "b3": (arch["output_size"],)}
     sizes = _sizes(arch)
     shapes = {}
     for i in range(1, len(sizes)):
@@ -71,8 +105,16 @@ def _param_shapes(arch):
 
 def build_net(arch, module=None):
     """A net of this architecture: fastnn's (``module`` None) or the NumPy reference's."""
+    fastnn_net = module is None
     if module is None:
         from fastnn import nets as module
+    if arch["net"] == "MnistCNN":
+        net = module.MnistCNN(tuple(arch["input_dim"]), arch["filter_num"], arch["filter_size"],
+                              arch["pad"], arch["output_size"], arch["weight_init_std"])
+        if fastnn_net:  # the book's NumPy computes in float64 whatever it is given
+            for k in net.params:
+                net.params[k] = net.params[k].astype(arch["dtype"])
+        return net
     if arch["net"] == "TwoLayerNet":
         return module.TwoLayerNet(arch["input_size"], arch["hidden_size"], arch["output_size"],
                                   weight_init_std=0.01)
@@ -87,9 +129,19 @@ def _check_arch(arch, path, data):
         return UsageError("--load %s: %s" % (path, why))
     kind = arch.get("net")
     keys = {"TwoLayerNet": ("input_size", "hidden_size", "output_size"),
-            "MultiLayerNet": ("input_size", "hidden_size_list", "output_size", "activation")}
+            "MultiLayerNet": ("input_size", "hidden_size_list", "output_size", "activation"),
+            "MnistCNN": tuple(CNN_ARCH)}
     if kind not in keys or any(k not in arch for k in keys[kind]):
         raise bad("its description names no net fastnn train builds (%r)" % (kind,))
+    if kind == "MnistCNN":
+        if any(arch[k] != CNN_ARCH[k] for k in ("input_dim", "filter_size", "pad", "dtype")) \
+                or not isinstance(arch["filter_num"], int) or arch["filter_num"] < 1 \
+                or arch["output_size"] != DATA[data][1]:
+            raise bad("its net description is not the course's CNN for --data %s: %r"
+                      % (data, arch))
+        if data == "spiral":
+            raise bad("a CNN needs images (--data sample or mnist), not --data spiral")
+        return
     sizes = [arch["input_size"], arch["output_size"]] + (
         [arch["hidden_size"]] if kind == "TwoLayerNet" else list(arch["hidden_size_list"]))
     if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes) \
@@ -103,10 +155,16 @@ def _check_arch(arch, path, data):
 
 def _check_memory(arch, batch_size, option):
     """A clear error instead of a MemoryError (or the OS killing us) mid-run."""
-    sizes = _sizes(arch)
-    n_params = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
-    # params, gradients, two optimizer states, one spare copy; float64
-    need = 8 * (5 * n_params + 4 * batch_size * sum(sizes))
+    if arch["net"] == "MnistCNN":
+        n_params = sum(int(np.prod(s)) for s in _param_shapes(arch).values())
+        C, H, W = arch["input_dim"]
+        # the executor's workspace: about 6 copies of the first conv's output a sample
+        need = 8 * (5 * n_params + 6 * batch_size * arch["filter_num"] * H * W)
+    else:
+        sizes = _sizes(arch)
+        n_params = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+        # params, gradients, two optimizer states, one spare copy; float64
+        need = 8 * (5 * n_params + 4 * batch_size * sum(sizes))
     have = memory_bytes()
     if have is not None and need > 0.8 * have:
         raise UsageError("%s: a %s net needs about %s for its parameters, gradients and "
@@ -121,7 +179,8 @@ def _load_data(args):
     from fastnn import datasets
     if args.data in ("sample", "mnist"):
         try:
-            (x, t), (xt, tt) = datasets.load_mnist(normalize=True, flatten=True,
+            (x, t), (xt, tt) = datasets.load_mnist(normalize=True,
+                                                   flatten=args.model != "cnn",
                                                    one_hot_label=False,
                                                    sample=args.data == "sample")
         except datasets.MNISTNotAvailableError as e:
@@ -169,12 +228,21 @@ def _reference_step_time(arch, net, optimizer, lr, gradient, x, t, budget):
 # --- the run ---------------------------------------------------------------------------
 
 class _Accuracy:
-    """``net.accuracy`` that also adds up the time it takes (checks are not steps)."""
+    """``net.accuracy`` that also adds up the time it takes (checks are not steps);
+    ``train_checked``: the epoch checks of ``train_set`` use its first this-many images."""
 
-    def __init__(self, net):
+    def __init__(self, net, whole_batches=False, train_set=None, train_checked=None):
         self.fn, self.seconds = net.accuracy, 0.0
+        self.train_set, self.train_checked = train_set, train_checked
+        if whole_batches:
+            # the book's conv-net accuracy scores batches of 100 and skips a last partial
+            # one: one batch of every image instead
+            book = net.accuracy
+            self.fn = lambda x, t: book(x, t, batch_size=max(len(x), 1))
 
-    def __call__(self, x, t, chunk=10000):
+    def __call__(self, x, t, chunk=10000, full=False):
+        if not full and self.train_checked and x is self.train_set:
+            x, t = x[:self.train_checked], t[:self.train_checked]
         t0 = time.perf_counter()
         hits = 0.0
         for i in range(0, len(x), chunk):  # in chunks: a 60,000-image forward pass is 0.5 GB
@@ -184,7 +252,11 @@ class _Accuracy:
 
 
 def _resolve(args):
-    """Fill the defaults of the main job or the half-hour run; (steps, target)."""
+    """Fill the defaults of the main job, the half-hour run or --model cnn; (steps, target)."""
+    if args.model == "cnn":
+        return _resolve_cnn(args)
+    if args.gradient is None:
+        args.gradient = "numerical"
     preset = HALF_HOUR if args.half_hour else MAIN_JOB
     for key in ("hidden", "batch_size", "lr"):
         if getattr(args, key) is None:
@@ -201,6 +273,29 @@ def _resolve(args):
     return args.steps, target
 
 
+def _resolve_cnn(args):
+    for option, value in (("--hidden", args.hidden), ("--layers", args.layers),
+                          ("--activation", args.activation)):
+        if value is not None:
+            raise UsageError("%s: --model cnn is the course's CNN; its layers are fixed"
+                             % option)
+    if args.half_hour:
+        raise UsageError("--half-hour: the prototype's run is an MLP; drop --model cnn")
+    if args.data == "spiral":
+        raise UsageError("--data spiral: a CNN needs images (--data sample or mnist)")
+    if args.gradient == "numerical":
+        raise UsageError("--gradient numerical: the CNN trains by backprop (a numerical "
+                         "gradient of its 21,000 parameters per step is for checking, see "
+                         "MnistCNN.numerical_gradient)")
+    args.gradient = "backprop"
+    for key in ("batch_size", "lr"):
+        if getattr(args, key) is None:
+            setattr(args, key, CNN_JOB[key])
+    if args.steps is None and args.epochs is None:
+        return CNN_JOB["max_steps"], CNN_JOB["target"] if args.target is None else args.target
+    return args.steps, args.target
+
+
 def run(args):
     out = sys.stdout
     import fastnn
@@ -208,7 +303,7 @@ def run(args):
 
     # 1. every option, before any work
     if args.load and (args.hidden is not None or args.layers is not None
-                      or args.activation is not None):
+                      or args.activation is not None) and args.model != "cnn":
         raise UsageError("--load %s: the file gives the net's shape; drop --hidden, --layers "
                          "and --activation" % args.load)
     steps, target = _resolve(args)
@@ -222,6 +317,10 @@ def run(args):
         params, meta = load_params(args.load)
         arch = meta["arch"]
         _check_arch(arch, args.load, args.data)
+        if (arch.get("net") == "MnistCNN") != (args.model == "cnn"):
+            raise UsageError("--load %s: it holds a %s; %s" % (
+                args.load, arch.get("net"), "add --model cnn" if args.model != "cnn"
+                else "drop --model cnn"))
         check_params(args.load, params, {k: np.empty(s) for k, s in _param_shapes(arch).items()})
         loaded = (params, meta)
     else:
@@ -242,7 +341,9 @@ def run(args):
         for k, v in loaded[0].items():
             net.params[k][...] = v  # in place: the book's layers hold these very arrays
     trained_before = int(loaded[1].get("steps_done", 0)) if loaded else 0
-    accuracy = _Accuracy(net)
+    cnn = arch["net"] == "MnistCNN"
+    accuracy = _Accuracy(net, whole_batches=cnn, train_set=x_train,
+                         train_checked=CNN_JOB["train_checked"] if cnn else None)
     net.accuracy = accuracy  # Trainer's epoch checks are timed apart from the steps
     trainer = Trainer(net, x_train, t_train, x_test, t_test, epochs=0,
                       mini_batch_size=args.batch_size, optimizer=args.optimizer,
@@ -258,6 +359,9 @@ def run(args):
               "steps%s; at most %d steps)" % (target, epoch, ", and every %d steps"
                                               % args.eval_every if args.eval_every else "",
                                               steps), file=out)
+    if accuracy.train_checked and len(x_train) > accuracy.train_checked:
+        print("  the checks score the training set on its first %d images (the book's ch07 "
+              "run does), the held-out set on all" % accuracy.train_checked, file=out)
     else:
         print("  %d step%s (%.3g epochs)" % (steps, "" if steps == 1 else "s", steps / epoch),
               file=out)
@@ -318,8 +422,10 @@ def run(args):
 
     # 4. the report
     if not evals or evals[-1][0] != done:
-        evals.append((done, accuracy(x_train, t_train), accuracy(x_test, t_test)))
+        evals.append((done, accuracy(x_train, t_train, full=True), accuracy(x_test, t_test)))
     train_acc, test_acc = evals[-1][1], evals[-1][2]
+    if accuracy.train_checked and len(x_train) > accuracy.train_checked:
+        train_acc = accuracy(x_train, t_train, full=True)   # the report: every image
     per_step = step_time / done if done else 0.0
     if done:
         print("trained %d step%s (%.3g epochs) in %s: %s a step%s"
