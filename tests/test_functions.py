@@ -557,3 +557,33 @@ def test_nets_check_targets_at_the_same_boundary(rng):
             call(x, t_bad)
         with pytest.raises(TypeError, match="integers, got dtype bool"):
             call(x, np.array([True, False, True]))
+
+
+# --- boundary cases the property suite found (tests/properties/prop_functions.py) ----------
+
+def test_relu_grad_of_a_0d_array_is_a_0d_array():
+    # the book fills np.zeros_like(x): a 0-d array for 0-d x (relu, np.maximum, a scalar)
+    for x in (np.float64(0.5), np.array(-2.0), np.array(3, dtype=np.float32)):
+        got, want = F.relu_grad(x), R.relu_grad(x)
+        assert type(got) is type(want) is np.ndarray and got.shape == () == want.shape
+        assert got.dtype == want.dtype and got == want
+
+
+def test_affine_of_empty_operands_with_k_zero(rng):
+    # x (0,), W (0, 0): the book's np.dot gives an empty (0,); x (2, 3, 0) @ W (0, 4) zeros
+    for x, W, b in ((np.zeros(0), np.zeros((0, 0)), np.zeros(0)),
+                    (np.zeros((2, 3, 0)), np.zeros((0, 4)), rng.standard_normal(4)),
+                    (np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0))):
+        got, want = F.affine(x, W, b), R.affine(x, W, b)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("fn,ref", [(F.cross_entropy_error, R.cross_entropy_error),
+                                    (F.softmax_loss, R.softmax_loss)])
+def test_one_row_takes_a_label_of_any_shape_of_size_one(fn, ref):
+    # one row: the book's y[np.arange(1), t] picks the one element for t (1,) or (1, 1);
+    # only several rows of column labels broadcast into a wrong (rows, rows) block
+    y = np.array([[0.3, 0.7]])
+    for t in (np.array([[1]]), np.array([[[0]]]), [[1]]):
+        assert_close(fn(y, t), ref(y, t), np.float64)

@@ -118,8 +118,9 @@ def targets(t, rows, n_classes, y_shape, func):
         raise TypeError("%s: class labels must be integers, got dtype %s (t has shape %s, y "
                         "has shape %s; the book's indexing raises IndexError here)"
                         % (func, t.dtype, t.shape, tuple(y_shape)))
-    if t.ndim > 1 and len(y_shape) == 2:
+    if t.ndim > 1 and len(y_shape) == 2 and rows > 1:
         # the book's y[np.arange(rows), t] would broadcast t of shape (rows, 1) to (rows, rows)
+        # (one row: a (1, 1) label picks the one element, and the book's answer is right)
         raise ValueError("%s: labels have shape %s; give one label per row, shape (%d,)"
                          % (func, t.shape, rows))
     if t.dtype.kind == "u" and t.dtype.itemsize >= _INTP.itemsize and t.size \

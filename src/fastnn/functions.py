@@ -17,6 +17,8 @@ fastnn's C yet) and ``sum_squared_error`` runs one kernel of ``fastnn._kernels``
 released, on ``fastnn.get_num_threads()`` threads when the work pays for them; results do
 not depend on the thread count.
 """
+import math
+
 import numpy as np
 
 from ._kernels import _activations, _linear, _losses
@@ -99,8 +101,10 @@ def relu(x):
 
 
 def relu_grad(x):
-    """1 where ``x >= 0`` (1 at 0, as the book), else 0; NaN gives 0."""
-    return _elementwise(_RELU_GRAD, x, "relu_grad")[0]
+    """1 where ``x >= 0`` (1 at 0, as the book), else 0; NaN gives 0. An array always (0-d
+    for 0-d x: the book fills ``np.zeros_like(x)``)."""
+    out = _elementwise(_RELU_GRAD, x, "relu_grad")[0]
+    return out if isinstance(out, np.ndarray) else np.asarray(out)
 
 
 def tanh(x):
@@ -169,7 +173,8 @@ def affine(x, W, b=None, n_threads=None):
             out_shape = np.broadcast_shapes(out_shape, b.shape)
             b = np.broadcast_to(b.reshape(-1), (N,))
         bc = _affine_operand(b, dt)
-    xc = _affine_operand(x if x.ndim == 2 else x.reshape(-1, K), dt)
+    # (rows, K); an explicit row count, since reshape(-1, 0) cannot infer it
+    xc = _affine_operand(x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), K), dt)
     out = np.empty((xc.shape[0], N), dtype=dt)
     _linear.affine(xc, _affine_operand(W, dt), bc, out, resolve_n_threads(n_threads))
     if res is not dt:

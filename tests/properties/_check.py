@@ -38,7 +38,6 @@ BAD_MESSAGES = (
     "could not broadcast", "operands could not be broadcast", "ufunc", "Cannot cast",
     "an integer is required", "'NoneType' object", "too many indices",
     "setting an array element with a sequence", "index -", "out of bounds for axis",
-    "got an array of dtype object",
 )
 
 _TRACE_FD = None
