@@ -125,6 +125,18 @@ def test_generic_errors():
         numerical_gradient_2d(np.sum, np.ones((2, 2, 2)))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_generic_f_that_returns_no_scalar_is_named(dtype):
+    # issue #11: "only 0-dimensional arrays can be converted", no word about f
+    for f, what in ((lambda w: np.array([w.sum(), 1.0]), r"an array of shape \(2,\)"),
+                    (lambda w: np.array([w.sum()]), r"an array of shape \(1,\)"),
+                    (lambda w: None, "None"), (lambda w: "loss", "'loss'")):
+        x = np.array([0.5, -1.0], dtype=dtype)
+        with pytest.raises(TypeError, match=r"f\(x\) must return a scalar .*returned " + what):
+            numerical_gradient(f, x)
+        np.testing.assert_array_equal(x, np.array([0.5, -1.0], dtype=dtype))
+
+
 def test_generic_float16_and_empty():
     x = np.array([0.5, -1.0], dtype=np.float16)
     np.testing.assert_array_equal(numerical_gradient(_cube, x.copy()), R.numerical_gradient(_cube, x.copy()))

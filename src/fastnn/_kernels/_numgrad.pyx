@@ -660,7 +660,10 @@ def generic_loop(f, x, grad, Py_ssize_t[::1] shape, Py_ssize_t[::1] xstrides,
             fm = f2
             store(gb + kg, kind, (fp - fm) / (2.0 * FD_H))
         else:
-            store(gb + kg, kind, float((f1 - f2) / (2 * FD_H)))
+            try:
+                store(gb + kg, kind, float((f1 - f2) / (2 * FD_H)))
+            except (TypeError, ValueError) as err:
+                raise TypeError(not_a_scalar(f1)) from err
         # next multi-index, last axis of `order` fastest
         ax = nd - 1
         while ax >= 0:
@@ -674,3 +677,14 @@ def generic_loop(f, x, grad, Py_ssize_t[::1] shape, Py_ssize_t[::1] xstrides,
 
 import numpy as _np
 _f64 = _np.float64
+
+
+def not_a_scalar(v):
+    """The error message for a user's f that returned `v`, not one real number."""
+    if isinstance(v, _np.ndarray):
+        what = "an array of shape %s and dtype %s" % (v.shape, v.dtype)
+    else:
+        r = repr(v)
+        what = "%s (a %s)" % (r, type(v).__name__) if len(r) < 60 else "a %s" % type(v).__name__
+    return ("numerical_gradient: f(x) must return a scalar (one real number: the loss), but "
+            "it returned %s" % what)
