@@ -587,3 +587,15 @@ def test_one_row_takes_a_label_of_any_shape_of_size_one(fn, ref):
     y = np.array([[0.3, 0.7]])
     for t in (np.array([[1]]), np.array([[[0]]]), [[1]]):
         assert_close(fn(y, t), ref(y, t), np.float64)
+
+
+def test_big_endian_input_gives_a_native_result(rng):
+    # NumPy's ufuncs (the book's sigmoid, np.maximum, np.exp) return native byte order
+    for dt in (">f8", ">f4"):
+        x = rng.standard_normal((3, 4)).astype(dt)
+        for fn, ref in ((F.sigmoid, R.sigmoid), (F.relu, R.relu), (F.softmax, R.softmax),
+                        (F.leaky_relu, R.leaky_relu), (F.relu_grad, R.relu_grad)):
+            got, want = fn(x), ref(x)
+            assert got.dtype == want.dtype, (fn.__name__, dt)
+        for empty in (np.zeros(0, dt), np.zeros((2, 0), dt)):
+            assert F.sigmoid(empty).dtype == R.sigmoid(empty).dtype

@@ -33,6 +33,10 @@ def compute_dtypes(*dtypes):
     if dt.kind in "biu":
         return _F64, _F64
     if dt.kind == "f":
+        if not dt.isnative:  # big-endian input: a native result, as NumPy's ufuncs give
+            dt = dt.newbyteorder("=")
+            if dt == _F64 or dt == _F32:
+                return (_F64, _F64) if dt == _F64 else (_F32, _F32)
         return (_F32 if dt.itemsize < 4 else _F64), dt
     raise TypeError("fastnn computes on real numbers; got an array of dtype %s" % dt)
 

@@ -104,7 +104,10 @@ def relu_grad(x):
     """1 where ``x >= 0`` (1 at 0, as the book), else 0; NaN gives 0. An array always (0-d
     for 0-d x: the book fills ``np.zeros_like(x)``)."""
     out = _elementwise(_RELU_GRAD, x, "relu_grad")[0]
-    return out if isinstance(out, np.ndarray) else np.asarray(out)
+    out = out if isinstance(out, np.ndarray) else np.asarray(out)
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and not x.dtype.isnative:
+        out = out.astype(x.dtype)  # zeros_like(x) keeps a big-endian x's byte order
+    return out
 
 
 def tanh(x):

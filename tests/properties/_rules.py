@@ -30,6 +30,13 @@ def dlfs_targets(y_shape, t):
         return "ref", None  # y of another ndim: both must raise (checked by the caller)
     if tt.dtype == object or tt.dtype.kind == "c":
         return "ref", None
+    if C == 1 and len(y_shape) == 2 and tt.ndim <= 1 and tt.size == rows:
+        # One class: a 1-D t holds class labels (README), where the book's size test reads
+        # it as one-hot. Labels must be valid ones (all 0); compared with the book given
+        # their one-hot, a column of ones (bool: y's dtype survives y - t, as with labels).
+        if tt.dtype.kind not in "iu" or (tt.size and (tt.min() < 0 or tt.max() > 0)):
+            return "raise", None
+        return "ref", np.ones((rows, 1), dtype=bool)
     if tt.size == rows * C:  # the book's one-hot branch (t.size == y.size)
         if tt.shape == tuple(y_shape) or (len(y_shape) == 1 and tt.shape == (1, C)):
             return "ref", None
