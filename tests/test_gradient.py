@@ -688,3 +688,22 @@ def test_engine_on_every_isa(kind, rng):
             np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=ATOL)
         return
     assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL
+
+
+# --- boundary cases the property suite found (tests/properties/prop_nets.py) ---------------
+
+@pytest.mark.parametrize("name,hidden", [("MultiLayerNet", []), ("MultiLayerNet", [3]),
+                                         ("TwoLayerNet", [3])])
+def test_huge_input_times_h_stays_finite_like_the_book(name, hidden, rng, no_book_loop):
+    # x = 1e300: a weight's change h * x = 1e296 overflowed the engine's exact forms
+    # (expm1(1e304) = inf, inf - inf = NaN) where the book's perturbed losses are finite
+    args = (2,) + ((hidden[0],) if name == "TwoLayerNet" else (hidden,)) + (2,)
+    ref, net = _pair(name, *args)
+    x = np.array([[1e300, 0.5], [-1e300, 1.0], [3.0, -2.0]])
+    t = np.array([0, 1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = ref.numerical_gradient(x, t)
+        got = net.numerical_gradient(x, t)
+    assert np.isfinite(want["W1"]).any()
+    _assert_like_reference(got, want, atol=1e-7)

@@ -7,6 +7,8 @@ reads sensibly, the arguments to run the reference on instead.
 Where a rule is not (yet) written in the README, it says so: those are listed in
 /work/notes/props_findings.md as rules to document.
 """
+import contextlib
+
 import numpy as np
 
 from _gen import Labels
@@ -108,3 +110,25 @@ def object_input(kind):
     becomes NaN); fastnn may do the same or raise a TypeError naming the argument.
     (Not in the README.)"""
     return kind in ("object", "none")
+
+
+@contextlib.contextmanager
+def ieee_dot():
+    """Run the reference with IEEE arithmetic in np.dot: 0 * NaN = NaN and 0 * inf = NaN.
+
+    NumPy's np.dot on OpenBLAS skips an exact zero of a one-row x (np.dot([[0.]], [[nan,
+    1.]]) is [[0., 0.]], while NumPy's own @ gives [[nan, 0.]]); fastnn's kernels follow
+    IEEE arithmetic (README: NaN and inf propagate). Used where the net's parameters or x
+    hold a non-finite value."""
+    orig = np.dot
+
+    def dot(a, b, out=None):
+        a, b = np.asarray(a), np.asarray(b)
+        if out is None and a.ndim in (1, 2) and b.ndim in (1, 2):
+            return np.matmul(a, b)
+        return orig(a, b, out)
+    np.dot = dot
+    try:
+        yield
+    finally:
+        np.dot = orig
