@@ -94,6 +94,11 @@ def nnfs_targets(y_shape, t):
             # a (1, C) row would broadcast over every sample in the book; README: shapes
             # must match, ValueError naming both
             return "raise", None
+        if tt.dtype == bool:
+            # a bool one-hot is a 0/1 one-hot (README); the book's forward agrees, its
+            # backward's -y_true fails on bool: compared with the book given it as int8
+            # (small integers keep y_pred's float dtype, as bool does)
+            return "ref", tt.astype(np.int8)
         return "ref", None
     # 0-d or 3-d targets: the book fails with UnboundLocalError; fastnn must say why
     return "raise", None
