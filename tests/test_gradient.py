@@ -611,6 +611,24 @@ def test_dropout_net_runs_the_books_loop(rng):
     assert _max_err(got, want) < 1e-6
 
 
+def test_dropout_and_batchnorm_net_draws_per_param_in_the_books_order(rng):
+    # the book's loop visits W1, b1, gamma1, beta1, W2, ...: each parameter's losses get the
+    # masks drawn in that order (fastnn visited the gammas and betas last: other draws)
+    np.random.seed(6)
+    ref = R.MultiLayerNetExtend(5, [3, 2], 2, use_dropout=True, dropout_ration=0.3,
+                                use_batchnorm=True)
+    np.random.seed(6)
+    net = MultiLayerNetExtend(5, [3, 2], 2, use_dropout=True, dropout_ration=0.3,
+                              use_batchnorm=True)
+    x, t = _data(rng, 4, 5, 2)
+    np.random.seed(7)
+    want = ref.numerical_gradient(x, t)
+    np.random.seed(7)
+    got = net.numerical_gradient(x, t)
+    assert list(got) == list(want)
+    assert _max_err(got, want) < 1e-6
+
+
 # --- ch05's ReLU net ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("onehot", [False, True])

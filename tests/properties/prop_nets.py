@@ -212,3 +212,96 @@ X23 = G.recipe([[1.0, 2.0, 0.5], [0.0, -1.0, 2.0]])
 )
 def test_net_cases(case):
     check_net(**case)
+
+
+# --- ch05's TwoLayerNet (ReluTwoLayerNet) and ch06's MultiLayerNetExtend --------------------
+
+def _rebind_ref_layers(r):
+    """The book's layers hold the params arrays: point them at the (recast) params again."""
+    for name, layer in r.layers.items():
+        if name.startswith("Affine"):
+            i = name[len("Affine"):]
+            layer.W, layer.b = r.params["W" + i], r.params["b" + i]
+        elif name.startswith("BatchNorm"):
+            i = name[len("BatchNorm"):]
+            layer.gamma, layer.beta = r.params["gamma" + i], r.params["beta" + i]
+
+
+@st.composite
+def extended_case(draw):
+    which = draw(st.sampled_from(("ReluTwoLayerNet", "MultiLayerNetExtend")))
+    n_in, n_out, B = draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    if which == "ReluTwoLayerNet":
+        hidden, opts = [draw(st.integers(1, 3))], {}
+    else:
+        hidden = draw(st.lists(st.integers(1, 3), max_size=2))
+        opts = dict(activation=draw(st.sampled_from(("relu", "sigmoid"))),
+                    weight_decay_lambda=draw(st.sampled_from((0, 0.1))),
+                    use_dropout=draw(st.booleans()), dropout_ration=draw(st.sampled_from((0.2, 0.5))),
+                    use_batchnorm=draw(st.booleans()))
+    x = G.Recipe(draw(G.values((B, n_in), specials=False)),
+                 draw(st.sampled_from(("float64", "float64", "float32", "int64", "list"))),
+                 draw(st.sampled_from(G.LAYOUTS)))
+    t = draw(G.labels(B, n_out, kinds=("int", "int32", "list", "onehot", "soft", "bool", "onehot_T",
+                                       "out_of_range", "negative", "column", "count+1")))
+    return (which, n_in, hidden, n_out, opts, draw(st.sampled_from(("float64", "float32"))), x, t,
+            draw(st.integers(0, 2 ** 16)))
+
+
+def check_extended(which, n_in, hidden, n_out, opts, pdtype, x, t, seed, isa="baseline"):
+    args = (n_in, hidden[0], n_out) if which == "ReluTwoLayerNet" else (n_in, hidden, n_out)
+    np.random.seed(seed)
+    f = getattr(N, which)(*args, **opts)
+    np.random.seed(seed)
+    r = (R.TwoLayerNetCh05 if which == "ReluTwoLayerNet" else R.MultiLayerNetExtend)(*args, **opts)
+    if pdtype == "float32":
+        f.params = {k: v.astype(np.float32) for k, v in f.params.items()}
+        r.params = {k: v.astype(np.float32) for k, v in r.params.items()}
+        _rebind_ref_layers(r)
+    xv = G.build(x)
+    x_ref = np.asarray(xv) if x.kind == "list" else x
+    mode, t_ref = RULES.dlfs_targets((np.shape(xv)[0], n_out), t)
+    if t_ref is None and isinstance(t, G.Labels) and t.kind == "list":
+        t_ref = np.asarray(t.build())   # README: array-likes wherever the book needs t.shape
+    tt = t_ref if t_ref is not None else t
+    float32 = "float32" in (pdtype, x.kind)
+    names = ("x", "t", "labels", "y")
+    dropout = opts.get("use_dropout", False)
+    bn = opts.get("use_batchnorm", False)
+
+    def seeded(fn):  # the same draws (Dropout's masks) for fastnn and the book
+        def call_it(*a):
+            np.random.seed(seed + 1)
+            return fn(*a)
+        return call_it
+    with G.on_isa(isa):
+        fo, lo, _ = agree(seeded(f.loss), seeded(r.loss), (x, t), names=names, mode=mode,
+                          ref_args=(x_ref, tt), label="%s.loss" % which,
+                          rtol=1e-4 if float32 else 1e-10, atol=1e-6 if float32 else 1e-13)
+        if fo.exc is not None:
+            return
+        agree(f.predict, r.predict, (x,), names=names, ref_args=(x_ref,), label="%s.predict" % which,
+              rtol=1e-4 if float32 else 1e-10, atol=1e-5 if float32 else 1e-12)
+        fo, ro, _ = agree(seeded(f.gradient), seeded(r.gradient), (x, t), names=names, mode=mode,
+                          ref_args=(x_ref, tt), label="%s.gradient" % which,
+                          rtol=1e-3 if float32 else 1e-8, atol=1e-5 if float32 else 1e-11,
+                          compare=_grads_in_net_dtype(x, {k: G.recipe(v, pdtype) for k, v in f.params.items()}))
+        if bn and fo.exc is None:
+            for i in range(1, len(hidden) + 1):
+                for a in ("running_mean", "running_var"):
+                    assert_same(getattr(f.layers["BatchNorm%d" % i], a), getattr(r.layers["BatchNorm%d" % i], a),
+                                rtol=1e-4 if float32 else 1e-10, atol=1e-6 if float32 else 1e-12,
+                                what="%s BatchNorm%d.%s after gradient" % (which, i, a), check_type=False)
+        if dropout and sum(np.size(v) for v in f.params.values()) > 40:
+            return   # the book's loop with new masks per loss call: kept small
+        # (the reference's difference of two totals loses about eps |f| / h; see check_net)
+        lv = abs(float(lo.value)) if lo is not None and lo.exc is None and np.isfinite(lo.value) else 0.0
+        agree(seeded(f.numerical_gradient), seeded(r.numerical_gradient), (x, t), names=names,
+              mode=mode, ref_args=(x_ref, tt), label="%s.numerical_gradient" % which,
+              rtol=0 if float32 else 1e-6,
+              atol=(5e-2 + 5e-3 * lv) if float32 else (1e-7 + 1e-11 * lv))
+
+
+@given(case=extended_case(), isa=G.isas())
+def test_extended_nets(case, isa):
+    check_extended(*case, isa=isa)
