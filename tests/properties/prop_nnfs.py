@@ -10,7 +10,7 @@ from fastnn import nnfs as FN
 
 import _gen as G
 import _rules as RULES
-from _check import agree, assert_clear_error, assert_same, call, cases
+from _check import agree, assert_clear_error, assert_same, call, cases, materialize
 
 KINDS = ("float64", "float64", "float32", "int64", "float16")
 
@@ -344,3 +344,119 @@ def test_nnfs_optimizer(case, isa):
 )
 def test_nnfs_optimizer_cases(case):
     check_nnfs_optimizer(**case)
+
+
+# --- the whole Model.train path with odd inputs ---------------------------------------------
+
+import contextlib  # noqa: E402 - this section's own imports
+import io  # noqa: E402
+import re  # noqa: E402
+
+NUMBER = re.compile(r"-?\d+\.\d+(?:e[-+]?\d+)?|-?\d+e[-+]?\d+|nan|-?inf")
+
+
+@st.composite
+def model_case(draw):
+    kind = draw(st.sampled_from(("softmax", "binary", "regression")))
+    N, n_in, C = draw(st.integers(1, 12)), draw(st.integers(1, 5)), draw(st.integers(2, 4))
+    h = draw(st.integers(1, 6))
+    X = G.Recipe(draw(G.values((N, n_in), specials=False)),
+                 draw(st.sampled_from(("float64", "float64", "float32", "int64"))),
+                 draw(st.sampled_from(G.LAYOUTS)))
+    if kind == "softmax":
+        y = draw(G.labels(N, C, kinds=("int", "int32", "uint8", "onehot", "onehot32", "bool", "negative",
+                                       "out_of_range", "count-1")))
+    elif kind == "binary":
+        y = G.Recipe((draw(G.values((N, 1), specials=False)) > 0).astype(np.float64),
+                     draw(st.sampled_from(("int64", "float64", "float32"))), "C")
+    else:
+        y = G.Recipe(draw(G.values((N, 1), specials=False)), "float64", draw(st.sampled_from(("C", "F", "strided"))))
+    return dict(kind=kind, n_in=n_in, h=h, C=C, X=X, y=y,
+                reg=draw(st.sampled_from((0.0, 5e-4))), dropout=draw(st.sampled_from((0.0, 0.1))),
+                optimizer=draw(st.sampled_from(("Optimizer_Adam", "Optimizer_SGD", "Optimizer_RMSprop",
+                                                "Optimizer_Adagrad"))),
+                epochs=draw(st.integers(1, 2)),
+                batch_size=draw(st.sampled_from((None, 1, 2, 5, N, N + 3))),
+                print_every=draw(st.sampled_from((1, 3, 100))),
+                validate=draw(st.booleans()), seed=draw(st.integers(0, 2 ** 16)))
+
+
+def _model(mod, c):
+    np.random.seed(c["seed"])
+    m = mod.Model()
+    reg = dict(weight_regularizer_l2=c["reg"], bias_regularizer_l2=c["reg"]) if c["reg"] else {}
+    m.add(mod.Layer_Dense(c["n_in"], c["h"], **reg))
+    m.add(mod.Activation_ReLU())
+    if c["dropout"]:
+        m.add(mod.Layer_Dropout(c["dropout"]))
+    if c["kind"] == "softmax":
+        m.add(mod.Layer_Dense(c["h"], c["C"]))
+        m.add(mod.Activation_Softmax())
+        loss, acc = mod.Loss_CategoricalCrossentropy(), mod.Accuracy_Categorical()
+    elif c["kind"] == "binary":
+        m.add(mod.Layer_Dense(c["h"], 1))
+        m.add(mod.Activation_Sigmoid())
+        loss, acc = mod.Loss_BinaryCrossentropy(), mod.Accuracy_Categorical(binary=True)
+    else:
+        m.add(mod.Layer_Dense(c["h"], 1))
+        m.add(mod.Activation_Linear())
+        loss, acc = mod.Loss_MeanSquaredError(), mod.Accuracy_Regression()
+    opt = getattr(mod, c["optimizer"])(**({"learning_rate": 0.05, "decay": 1e-3}
+                                          if c["optimizer"] != "Optimizer_SGD" else {"momentum": 0.5}))
+    m.set(loss=loss, optimizer=opt, accuracy=acc)
+    m.finalize()
+    return m
+
+
+def _train(mod, c, X, y, fast):
+    m = _model(mod, c)
+    out = io.StringIO()
+    np.random.seed(c["seed"] + 1)         # Layer_Dropout's draws
+
+    def run():
+        with contextlib.redirect_stdout(out):
+            m.train(X, y, epochs=c["epochs"], batch_size=c["batch_size"], print_every=c["print_every"],
+                    validation_data=(X, y) if c["validate"] else None)
+    outcome = call(run, label="Model.train", fast=fast)
+    return outcome, m, out.getvalue()
+
+
+def _same_printout(got, want, what):
+    """The book's printed lines: the same words, numbers equal to their printed precision
+    (a value on a rounding boundary may print one unit apart)."""
+    gl, wl = got.splitlines(), want.splitlines()
+    assert len(gl) == len(wl), (what, got, want)
+    for g, w in zip(gl, wl):
+        assert NUMBER.sub("#", g) == NUMBER.sub("#", w), (what, g, w)
+        for a, b in zip(NUMBER.findall(g), NUMBER.findall(w)):
+            fa, fb = float(a), float(b)
+            unit = 10.0 ** -len(b.split(".")[1].split("e")[0]) if "." in b and "e" not in b else 0
+            assert (np.isnan(fa) and np.isnan(fb)) or fa == fb or abs(fa - fb) <= 1.01 * unit + 1e-12 * abs(fb), (
+                what, g, w)
+
+
+def check_model(c, isa="baseline"):
+    Xb, yb = G.build(c["X"]), materialize(c["y"])
+    mode = "ref"
+    y_ref = yb
+    if c["kind"] == "softmax":
+        mode, t_ref = RULES.nnfs_targets((Xb.shape[0], c["C"]), c["y"])
+        y_ref = yb if t_ref is None else t_ref
+    ro, rm, rout = _train(RN, c, np.array(Xb), y_ref, False)
+    with G.on_isa(isa):
+        fo, fm, fout = _train(FN, c, Xb, yb, True)
+    if mode == "raise" or ro.exc is not None:
+        assert fo.exc is not None, ("Model.train must raise here (%s); the book %s" % (mode, ro))
+        assert_clear_error(fo.exc, ("y_true", "y", "labels", "y_pred"), ro.exc, "Model.train")
+        return
+    assert fo.exc is None, "Model.train raised %r where the book trained" % (fo.exc,)
+    _same_printout(fout, rout, "Model.train's printout")
+    for i, (fl, rl) in enumerate(zip(fm.trainable_layers, rm.trainable_layers)):
+        for a in ("weights", "biases"):
+            assert_same(getattr(fl, a), getattr(rl, a), rtol=1e-6, atol=1e-9,
+                        what="layer %d %s after training" % (i, a))
+
+
+@given(case=model_case(), isa=G.isas())
+def test_model_train(case, isa):
+    check_model(case, isa)
