@@ -521,6 +521,17 @@ def test_nan_weight_makes_every_gradient_nan_fast(no_book_loop):
     assert all(np.isnan(v).all() for v in g.values())
 
 
+def test_all_weights_nan_is_the_engine_too(no_book_loop):
+    """Issue #11 item 12: with every weight NaN a step took > 100 s (the per-element loop);
+    the engine answers after one forward pass, for every net kind."""
+    X, T = mnist_rows(2)
+    for net in (TwoLayerNet(784, 50, 10), MultiLayerNet(784, [20, 20], 10)):
+        for v in net.params.values():
+            v[...] = np.nan
+        g = net.numerical_gradient(X, T)
+        assert all(np.isnan(v).all() for v in g.values())
+
+
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 def test_multilayer_1e200_weight_is_nan_like_the_book(activation, rng, no_book_loop):
     # the loss's 0.5 * lambda * sum(W ** 2) is 0 * inf = NaN even with lambda = 0

@@ -66,7 +66,13 @@ def identity_function(x):
 
 def step_function(x):
     """1 where ``x > 0``, else 0, as an int array (the book's ``dtype=int``)."""
-    return np.array(np.asarray(x) > 0, dtype=int)
+    try:
+        return np.array(np.asarray(x) > 0, dtype=int)
+    except TypeError:   # None, strings, complex numbers: NumPy's message names no argument
+        what = "None" if x is None else "an array of dtype %s" % np.asarray(x).dtype \
+            if isinstance(x, np.ndarray) else "a %s" % type(x).__name__
+        raise TypeError("step_function: x must be a real number or an array of real numbers, "
+                        "got %s" % what) from None
 
 
 def sigmoid(x, n_threads=None):
@@ -242,7 +248,7 @@ def _batch_2d(y, func, name="y"):
 def _cross_entropy(y, t, func, mode, n_threads):
     """The book's batch mean of -log(p_t + 1e-7); `mode`: SHIFT (probabilities) or
     LOGITS_SHIFT (softmax of scores, fused)."""
-    yc, res = _batch_2d(y, func)
+    yc, res = _batch_2d(y, func, "X" if mode == _losses.LOGITS_SHIFT else "y")
     rows, n = yc.shape
     kind, tc = targets(t, rows, n, np.shape(y), func)
     nt = resolve_n_threads(n_threads)

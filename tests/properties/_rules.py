@@ -4,8 +4,8 @@ Each rule returns a mode for ``_check.agree`` -- "ref" (match the reference, or 
 raise), "raise" (fastnn must raise a clear error) or "either" (the reference's value or
 a clear error) -- and, where the reference itself would go astray on an input fastnn
 reads sensibly, the arguments to run the reference on instead.
-Where a rule is not (yet) written in the README, it says so: those are listed in
-/work/notes/props_findings.md as rules to document.
+Each rule is written in the README (the "Reliability" section lists the differences,
+the sections above it the books' conventions); a rule says where.
 """
 import contextlib
 
@@ -45,7 +45,7 @@ def dlfs_targets(y_shape, t):
         if rows == 1 or C == 1:
             # One sample (or one class): the C entries can only mean one thing; fastnn may
             # read them as y's row where the book's argmax(axis=1) trips over the shape.
-            # (Not in the README.)
+            # (README, Reliability.)
             return "either", tt.reshape(rows, C)
         # README: "mismatched shapes raise ValueError naming both shapes" -- a transposed
         # or flattened one-hot must not be read in memory order (issue #11 item 4).
@@ -65,7 +65,7 @@ def dlfs_targets(y_shape, t):
     if tt.ndim != 1 and tt.dtype.kind in "iu" and rows > 1:
         # labels as a (rows, 1) column: the book broadcasts them against arange(rows) into
         # a rows x rows block (a silently wrong loss); fastnn may take them as the labels
-        # they are, or raise. (Not in the README.)
+        # they are, or raise. (README, Reliability.)
         return "either", tt.reshape(rows)
     return "ref", None
 
@@ -106,14 +106,14 @@ def nnfs_targets(y_shape, t):
 
 def complex_input(kind):
     """fastnn computes on real numbers: complex input raises TypeError (the reference
-    computes complex results). (Not in the README.)"""
+    computes complex results). (README, Reliability.)"""
     return kind == "complex128"
 
 
 def object_input(kind):
     """Object arrays and None: the reference casts them to float64 when it can (None
     becomes NaN); fastnn may do the same or raise a TypeError naming the argument.
-    (Not in the README.)"""
+    (README, Reliability.)"""
     return kind in ("object", "none")
 
 

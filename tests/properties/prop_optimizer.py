@@ -214,7 +214,7 @@ def test_state_after_params_change(name, change, dtype, seed):
 @given(name=st.sampled_from(NAMES), kind=st.sampled_from(("int64", "float16", "pyfloat", "list")))
 def test_param_kinds(name, kind):
     """Integer params raise (README); float16 params: the book computes in float16, fastnn
-    may raise naming the key (Not in the README); Python floats: the book rebinds
+    may raise naming the key (README, Reliability); Python floats: the book rebinds
     params[key] to a new float (ch06 optimizer_compare_naive.py; issue #12)."""
     def make():
         if kind == "pyfloat":
@@ -247,8 +247,8 @@ def test_param_kinds(name, kind):
                                                         "none", "complex", "string")))
 def test_bad_grads(name, bad):
     """Grads the book would reject: fastnn rejects them with a clear error. A gradient that
-    only broadcasts (a row for a matrix) the book applies to every row; fastnn may instead
-    ask for the parameter's shape (Not in the README)."""
+    only broadcasts (a row for a matrix) the book applies to every row, and so does fastnn
+    (README: "gradients that broadcast"), or it asks for the parameter's shape."""
     p0 = {"W": _big((3, 4)), "b": _big((4,), 1)}
     g = {"W": _big((3, 4), 2), "b": _big((4,), 3)}
     if bad == "shape_T":
