@@ -29,7 +29,10 @@ def dlfs_targets(y_shape, t):
     elif len(y_shape) == 2:
         rows, C = y_shape
     else:
-        return "ref", None  # y of another ndim: both must raise (checked by the caller)
+        # y of another ndim: fastnn raises a ValueError naming y's shape (README: a 1-D y is
+        # one sample, else (batch, classes)); the book's y[np.arange(batch), t] on an N-d y
+        # picks whole sub-arrays and sums them
+        return "raise", None
     if tt.dtype == object or tt.dtype.kind == "c":
         return "ref", None
     if C == 1 and len(y_shape) == 2 and tt.ndim <= 1 and tt.size == rows:
