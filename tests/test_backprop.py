@@ -887,3 +887,60 @@ def test_sparse_first_layer_weight_decay_bits(rng, exact_threads):
         got, paths = _executor_grads(x, t, Ws, bs, "relu", True, n_threads=n, lam=1e-3)
         assert paths == ("sparse", "sparse")
         _assert_same_bits(got, dense, "weight decay, %d threads" % n)
+
+
+# --- boundary cases the property suite found (tests/properties/prop_nets.py) ---------------
+
+def _unaligned(a):
+    rec = np.zeros(a.shape, dtype=[("pad", "u1"), ("v", a.dtype)])
+    rec["v"] = a
+    return rec["v"]
+
+
+@pytest.mark.parametrize("what", ["x", "W1", "b2", "onehot"])
+@pytest.mark.parametrize("layout", ["big-endian", "unaligned"])
+def test_fast_paths_take_only_native_aligned_memory(what, layout, rng):
+    # a call shaped like the last one is checked in C (Executor.fast_gradient, the FD
+    # engine's fast_numgrad): a big-endian array has the same type number as a native one,
+    # and was read as native doubles (NaN in x came back as a gradient of 0, say)
+    np.random.seed(0)
+    net = TwoLayerNet(4, 3, 2)
+    x, t = rng.standard_normal((3, 4)), np.array([0, 1, 1])
+    x[0, 0] = np.nan if what == "x" else x[0, 0]
+    want_g, want_n = net.gradient(x, t), net.numerical_gradient(x, t)   # primes the fast paths
+    conv = (lambda a: a.astype(a.dtype.newbyteorder(">"))) if layout == "big-endian" else _unaligned
+    args = {"x": x, "t": t}
+    params = dict(net.params)
+    if what == "x":
+        args["x"] = conv(x)
+    elif what == "onehot":
+        args["t"] = conv(np.eye(2)[t])
+    else:
+        params[what] = conv(params[what])
+    other = TwoLayerNet(4, 3, 2)
+    other.params = params
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got_g = other.gradient(args["x"], args["t"])
+        got_n = other.numerical_gradient(args["x"], args["t"])
+    # (the checked path's FD engine may take another, equally exact, series/exact route)
+    for got, want, atol in ((got_g, want_g, 1e-15), (got_n, want_n, 1e-10)):
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=atol, err_msg=k)
+
+
+@pytest.mark.parametrize("cls", [TwoLayerNet, MultiLayerNet])
+def test_one_sample_one_class_reads_t_as_loss_does(cls):
+    # a 1-D x is one sample with a 1-D output y (C,): t of y's size is one-hot, as in
+    # loss (cross_entropy_error); gradient and numerical_gradient read it the same way
+    # (they used to read a 1-D t as labels, rejecting [True] and [0.5] that loss takes)
+    np.random.seed(3)
+    net = cls(3, 2, 1) if cls is TwoLayerNet else cls(3, [2], 1)
+    x = np.array([0.5, -1.0, 2.0])
+    for t in (np.array([1.0]), np.array([True]), np.array([0.5]), np.array([0])):
+        t2 = np.asarray(t, dtype=np.float64).reshape(1, 1)
+        assert net.loss(x, t) == net.loss(x.reshape(1, -1), t2)
+        for method in (net.gradient, net.numerical_gradient):
+            got, want = method(x, t), method(x.reshape(1, -1), t2)
+            for k in want:
+                np.testing.assert_array_equal(got[k], want[k], err_msg=(method.__name__, k))

@@ -499,6 +499,11 @@ def test_unhelpful_messages_are_helpful():
         F.cross_entropy_error(None, [0])
     with pytest.raises(ValueError, match=r"b has shape \(5, 1\), W has shape \(4, 5\): b must have shape \(5,\) or \(1, 5\)"):
         F.affine(np.ones((1, 4)), np.ones((4, 5)), np.ones((5, 1)))
+    # (found by the property suite's long run: NumPy's "'>' not supported between ...")
+    with pytest.raises(TypeError, match="step_function: x must be a real number .*got None"):
+        F.step_function(None)
+    with pytest.raises(ValueError, match=r"softmax_loss: X has shape \(0, 3\)"):
+        F.softmax_loss(np.zeros((0, 3)), [])
 
 
 # --- NumPy's RuntimeWarnings, where NumPy would warn ------------------------------------------
@@ -557,3 +562,45 @@ def test_nets_check_targets_at_the_same_boundary(rng):
             call(x, t_bad)
         with pytest.raises(TypeError, match="integers, got dtype bool"):
             call(x, np.array([True, False, True]))
+
+
+# --- boundary cases the property suite found (tests/properties/prop_functions.py) ----------
+
+def test_relu_grad_of_a_0d_array_is_a_0d_array():
+    # the book fills np.zeros_like(x): a 0-d array for 0-d x (relu, np.maximum, a scalar)
+    for x in (np.float64(0.5), np.array(-2.0), np.array(3, dtype=np.float32)):
+        got, want = F.relu_grad(x), R.relu_grad(x)
+        assert type(got) is type(want) is np.ndarray and got.shape == () == want.shape
+        assert got.dtype == want.dtype and got == want
+
+
+def test_affine_of_empty_operands_with_k_zero(rng):
+    # x (0,), W (0, 0): the book's np.dot gives an empty (0,); x (2, 3, 0) @ W (0, 4) zeros
+    for x, W, b in ((np.zeros(0), np.zeros((0, 0)), np.zeros(0)),
+                    (np.zeros((2, 3, 0)), np.zeros((0, 4)), rng.standard_normal(4)),
+                    (np.zeros((0, 0)), np.zeros((0, 0)), np.zeros(0))):
+        got, want = F.affine(x, W, b), R.affine(x, W, b)
+        assert got.shape == want.shape and got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("fn,ref", [(F.cross_entropy_error, R.cross_entropy_error),
+                                    (F.softmax_loss, R.softmax_loss)])
+def test_one_row_takes_a_label_of_any_shape_of_size_one(fn, ref):
+    # one row: the book's y[np.arange(1), t] picks the one element for t (1,) or (1, 1);
+    # only several rows of column labels broadcast into a wrong (rows, rows) block
+    y = np.array([[0.3, 0.7]])
+    for t in (np.array([[1]]), np.array([[[0]]]), [[1]]):
+        assert_close(fn(y, t), ref(y, t), np.float64)
+
+
+def test_big_endian_input_gives_a_native_result(rng):
+    # NumPy's ufuncs (the book's sigmoid, np.maximum, np.exp) return native byte order
+    for dt in (">f8", ">f4"):
+        x = rng.standard_normal((3, 4)).astype(dt)
+        for fn, ref in ((F.sigmoid, R.sigmoid), (F.relu, R.relu), (F.softmax, R.softmax),
+                        (F.leaky_relu, R.leaky_relu), (F.relu_grad, R.relu_grad)):
+            got, want = fn(x), ref(x)
+            assert got.dtype == want.dtype, (fn.__name__, dt)
+        for empty in (np.zeros(0, dt), np.zeros((2, 0), dt)):
+            assert F.sigmoid(empty).dtype == R.sigmoid(empty).dtype

@@ -125,6 +125,18 @@ def test_generic_errors():
         numerical_gradient_2d(np.sum, np.ones((2, 2, 2)))
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_generic_f_that_returns_no_scalar_is_named(dtype):
+    # issue #11: "only 0-dimensional arrays can be converted", no word about f
+    for f, what in ((lambda w: np.array([w.sum(), 1.0]), r"an array of shape \(2,\)"),
+                    (lambda w: np.array([w.sum()]), r"an array of shape \(1,\)"),
+                    (lambda w: None, "None"), (lambda w: "loss", "'loss'")):
+        x = np.array([0.5, -1.0], dtype=dtype)
+        with pytest.raises(TypeError, match=r"f\(x\) must return a scalar .*returned " + what):
+            numerical_gradient(f, x)
+        np.testing.assert_array_equal(x, np.array([0.5, -1.0], dtype=dtype))
+
+
 def test_generic_float16_and_empty():
     x = np.array([0.5, -1.0], dtype=np.float16)
     np.testing.assert_array_equal(numerical_gradient(_cube, x.copy()), R.numerical_gradient(_cube, x.copy()))
@@ -509,6 +521,17 @@ def test_nan_weight_makes_every_gradient_nan_fast(no_book_loop):
     assert all(np.isnan(v).all() for v in g.values())
 
 
+def test_all_weights_nan_is_the_engine_too(no_book_loop):
+    """Issue #11 item 12: with every weight NaN a step took > 100 s (the per-element loop);
+    the engine answers after one forward pass, for every net kind."""
+    X, T = mnist_rows(2)
+    for net in (TwoLayerNet(784, 50, 10), MultiLayerNet(784, [20, 20], 10)):
+        for v in net.params.values():
+            v[...] = np.nan
+        g = net.numerical_gradient(X, T)
+        assert all(np.isnan(v).all() for v in g.values())
+
+
 @pytest.mark.parametrize("activation", ["relu", "sigmoid"])
 def test_multilayer_1e200_weight_is_nan_like_the_book(activation, rng, no_book_loop):
     # the loss's 0.5 * lambda * sum(W ** 2) is 0 * inf = NaN even with lambda = 0
@@ -599,6 +622,24 @@ def test_dropout_net_runs_the_books_loop(rng):
     assert _max_err(got, want) < 1e-6
 
 
+def test_dropout_and_batchnorm_net_draws_per_param_in_the_books_order(rng):
+    # the book's loop visits W1, b1, gamma1, beta1, W2, ...: each parameter's losses get the
+    # masks drawn in that order (fastnn visited the gammas and betas last: other draws)
+    np.random.seed(6)
+    ref = R.MultiLayerNetExtend(5, [3, 2], 2, use_dropout=True, dropout_ration=0.3,
+                                use_batchnorm=True)
+    np.random.seed(6)
+    net = MultiLayerNetExtend(5, [3, 2], 2, use_dropout=True, dropout_ration=0.3,
+                              use_batchnorm=True)
+    x, t = _data(rng, 4, 5, 2)
+    np.random.seed(7)
+    want = ref.numerical_gradient(x, t)
+    np.random.seed(7)
+    got = net.numerical_gradient(x, t)
+    assert list(got) == list(want)
+    assert _max_err(got, want) < 1e-6
+
+
 # --- ch05's ReLU net ----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("onehot", [False, True])
@@ -676,3 +717,22 @@ def test_engine_on_every_isa(kind, rng):
             np.testing.assert_allclose(got[k], want[k], rtol=1e-6, atol=ATOL)
         return
     assert _max_err(net.numerical_gradient(x, t), ref.numerical_gradient(x, t)) < ATOL
+
+
+# --- boundary cases the property suite found (tests/properties/prop_nets.py) ---------------
+
+@pytest.mark.parametrize("name,hidden", [("MultiLayerNet", []), ("MultiLayerNet", [3]),
+                                         ("TwoLayerNet", [3])])
+def test_huge_input_times_h_stays_finite_like_the_book(name, hidden, rng, no_book_loop):
+    # x = 1e300: a weight's change h * x = 1e296 overflowed the engine's exact forms
+    # (expm1(1e304) = inf, inf - inf = NaN) where the book's perturbed losses are finite
+    args = (2,) + ((hidden[0],) if name == "TwoLayerNet" else (hidden,)) + (2,)
+    ref, net = _pair(name, *args)
+    x = np.array([[1e300, 0.5], [-1e300, 1.0], [3.0, -2.0]])
+    t = np.array([0, 1, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = ref.numerical_gradient(x, t)
+        got = net.numerical_gradient(x, t)
+    assert np.isfinite(want["W1"]).any()
+    _assert_like_reference(got, want, atol=1e-7)

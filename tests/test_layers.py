@@ -197,3 +197,73 @@ def test_layers_pickle_and_repr(rng):
         clone = pickle.loads(pickle.dumps(layer))
         assert type(clone) is type(layer)
         assert type(layer).__name__ in repr(layer)
+
+
+# --- boundary cases the property suite found (tests/properties/prop_layers.py) -------------
+
+def test_backward_of_a_mismatched_dout_names_dout(rng):
+    x = rng.standard_normal((2, 4))
+    relu, sig, drop = L.Relu(), L.Sigmoid(), L.Dropout(0.5)
+    relu.forward(x), sig.forward(x), drop.forward(x)
+    for layer in (relu, sig, drop):
+        with pytest.raises(ValueError, match=r"\.backward: dout has shape \(4, 2\).*\(2, 4\)"):
+            layer.backward(np.ones((4, 2)))   # the book: NumPy's IndexError / broadcast error
+    ro = np.ones((2, 4))
+    ro.setflags(write=False)
+    with pytest.raises(ValueError, match="dout .*read-only"):
+        relu.backward(ro)                     # the book edits dout in place
+    # what NumPy's indexing takes, the book's Relu takes: trailing axes, empty masks
+    d = np.ones((2, 4, 3))
+    assert relu.backward(d) is d and np.array_equal(d[relu.mask], np.zeros((relu.mask.sum(), 3)))
+    empty = L.Relu()
+    empty.forward(np.zeros(0))
+    assert empty.backward(np.ones((1, 0))).shape == (1, 0)
+
+
+def test_affine_one_d_W_is_named_as_the_problem():
+    # issue #11: the message said "x's features must equal W.shape[0]" though both were 3
+    with pytest.raises(ValueError, match=r"W must be 2-D .*got shape \(3,\)"):
+        L.Affine(np.ones(3), np.zeros(1)).forward(np.ones((2, 3)))
+
+
+def test_affine_backward_gives_each_gradient_the_books_dtype(rng):
+    # dx = dout @ W.T, dW = x.T @ dout, db = dout.sum(0): each in its own operands' dtype
+    x64, W64, b64 = rng.standard_normal((3, 4)), rng.standard_normal((4, 2)), np.zeros(2)
+    dout32 = rng.standard_normal((3, 2)).astype(np.float32)
+    for x, W, dout in ((x64, W64, dout32), (x64.astype(np.float32), W64, dout32),
+                       (x64.astype(np.int64), W64.astype(np.int64), dout32)):
+        got, ref = L.Affine(W, b64), R.Affine(W, b64)
+        got.forward(x), ref.forward(x)
+        dx, rdx = got.backward(dout), ref.backward(dout)
+        assert (dx.dtype, got.dW.dtype, got.db.dtype) == (rdx.dtype, ref.dW.dtype, ref.db.dtype)
+        np.testing.assert_allclose(dx, rdx, rtol=1e-6)
+        np.testing.assert_allclose(got.dW, ref.dW, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.db, ref.db, rtol=1e-5, atol=1e-6)
+
+
+def test_softmax_with_loss_backward_reads_t_as_forward_did(rng):
+    x = rng.standard_normal((1, 6))
+    t = np.eye(6)[2]
+    # one sample's one-hot as a (6, 1) column: forward reads it as the (1, 6) row it is,
+    # and so does backward (it used to broadcast y - t into (6, 6))
+    got, ref = L.SoftmaxWithLoss(), R.SoftmaxWithLoss()
+    got.forward(x, t.reshape(6, 1)), ref.forward(x, t.reshape(1, 6))
+    np.testing.assert_allclose(got.backward(), ref.backward(), rtol=1e-12)
+    # one class: a 1-D t holds labels (all 0), as in forward; the gradient is 0
+    got = L.SoftmaxWithLoss()
+    got.forward(np.array([[0.5], [-1.0]]), np.array([0, 0]))
+    np.testing.assert_array_equal(got.backward(), np.zeros((2, 1)))
+    # one row, a 0-d label (the book's backward reads t.shape[0] and fails)
+    got, ref = L.SoftmaxWithLoss(), R.SoftmaxWithLoss()
+    got.forward(x, np.intp(3)), ref.forward(x, np.array([3]))
+    np.testing.assert_allclose(got.backward(), ref.backward(), rtol=1e-12)
+
+
+def test_big_endian_input_gives_a_native_result(rng):
+    # as NumPy's ufuncs in the book (its Relu copies x, and keeps x's byte order)
+    x = rng.standard_normal((3, 4)).astype(">f8")
+    for got, ref in ((L.Relu(), R.Relu()), (L.Sigmoid(), R.Sigmoid()),
+                     (L.Affine(np.ones((4, 2)), np.zeros(2)), R.Affine(np.ones((4, 2)), np.zeros(2)))):
+        assert got.forward(x).dtype == ref.forward(x).dtype
+    assert L.Sigmoid().forward(x).dtype == np.dtype(np.float64)
+    assert L.SoftmaxWithLoss().forward(x, np.array([0, 1, 2])).dtype == np.dtype(np.float64)

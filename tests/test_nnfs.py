@@ -1065,3 +1065,32 @@ def test_after_init_dense_layers_compute_like_the_patched_dot(numpy_restored, ho
         assert a.dtype == b.dtype
     np.testing.assert_allclose(lf, lr_, rtol=2e-5)
     np.testing.assert_allclose(f2.weights, r2.weights, rtol=1e-3, atol=3e-4)
+
+
+# --- boundary cases the property suite found (tests/properties/prop_nnfs.py) ---------------
+
+def test_activations_of_a_0d_input_give_numpys_scalars():
+    # np.maximum(0, x) and 1 / (1 + np.exp(-x)) of a 0-d array are NumPy scalars
+    x = np.array(0.5)
+    for name in ("Activation_ReLU", "Activation_Sigmoid"):
+        got, ref = getattr(F, name)(), getattr(R, name)()
+        got.forward(x), ref.forward(x)
+        assert type(got.output) is type(ref.output) is np.float64 and got.output == ref.output
+    got, ref = F.Activation_Sigmoid(), R.Activation_Sigmoid()
+    got.forward(x), ref.forward(x)
+    got.backward(np.array(2.0)), ref.backward(np.array(2.0))
+    assert type(got.dinputs) is type(ref.dinputs) and got.dinputs == ref.dinputs
+
+
+def test_binary_crossentropy_clips_in_y_preds_dtype():
+    # float32 y_pred, float64 y_true: the book clips y_pred in float32 (1 - 1e-7 rounds to
+    # 0.99999988, log(1 - c) = -15.94); fastnn clipped in the promoted float64 (-16.12)
+    y = np.array([[-1.9, 1.6, 0.3, np.nan]], np.float32)
+    t = np.array([[0.1, -0.1, 1.0, 0.5]])
+    got, ref = F.Loss_BinaryCrossentropy(), R.Loss_BinaryCrossentropy()
+    with np.errstate(invalid="ignore"):
+        close(got.forward(y, t), ref.forward(y, t), np.float32)
+        np.testing.assert_allclose(got.calculate(y[:, :3], t[:, :3]), ref.calculate(y[:, :3], t[:, :3]),
+                                   rtol=1e-6)
+        got.backward(y, t), ref.backward(y, t)
+    close(got.dinputs, ref.dinputs, np.float32)

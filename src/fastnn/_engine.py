@@ -294,7 +294,7 @@ def gradient(params, specs, x, t, weight_decay_lambda=None, n_threads=None, mask
         res = dt
     else:
         dt, res = compute_dtypes(x2.dtype, *{a.dtype for a in arrays})
-    kind, tc = targets(t, M, C, (M, C), func)
+    kind, tc = targets(t, M, C, _y_shape(x, M, C), func)
     if kind == "labels":
         labels, onehot = tc, None
     else:
@@ -438,9 +438,16 @@ def mlp_gradient(Ws, bs, activation, x, t, weight_decay_lambda=None, n_threads=N
 
 # --- finite differences ---------------------------------------------------------------------
 
-def _labels_for(t, rows, n_classes, func):
+def _y_shape(x, rows, n_classes):
+    """The shape of the net's output for x, which t is read against (fastnn._validate.
+    targets): a 1-D x is one sample with a 1-D output, as the book's predict and `loss`
+    see it (with one class, a 1-D t is then one-hot, not labels)."""
+    return (n_classes,) if np.ndim(x) == 1 else (rows, n_classes)
+
+
+def _labels_for(t, rows, n_classes, func, y_shape=None):
     """Class labels (B,) intp from labels or one-hot t (one-hot: argmax, as the book)."""
-    kind, tc = targets(t, rows, n_classes, (rows, n_classes), func)
+    kind, tc = targets(t, rows, n_classes, y_shape or (rows, n_classes), func)
     if kind == "onehot":
         return np.ascontiguousarray(np.argmax(tc, axis=1), dtype=np.intp)
     if tc.size and (tc.min() < 0 or tc.max() >= n_classes):
@@ -495,7 +502,7 @@ def numerical_gradient(params, specs, x, t, weight_decay_lambda=None, n_threads=
         raise ValueError("%s: x has shape %s: the batch is empty" % (func, np.shape(x)))
     if x2.dtype.kind not in "biuf":
         raise TypeError("%s: x must be numeric, got dtype %s" % (func, x2.dtype))
-    labels = _labels_for(t, B, C, func)
+    labels = _labels_for(t, B, C, func, _y_shape(x, B, C))
     if any(a.dtype != _F64 and a.dtype != _F32 for a in arrays):
         return None
     x64 = x2 if (x2.dtype is _F64 and x2.flags.c_contiguous) else np.ascontiguousarray(x2, dtype=_F64)

@@ -33,6 +33,10 @@ def compute_dtypes(*dtypes):
     if dt.kind in "biu":
         return _F64, _F64
     if dt.kind == "f":
+        if not dt.isnative:  # big-endian input: a native result, as NumPy's ufuncs give
+            dt = dt.newbyteorder("=")
+            if dt == _F64 or dt == _F32:
+                return (_F64, _F64) if dt == _F64 else (_F32, _F32)
         return (_F32 if dt.itemsize < 4 else _F64), dt
     raise TypeError("fastnn computes on real numbers; got an array of dtype %s" % dt)
 
@@ -118,10 +122,9 @@ def targets(t, rows, n_classes, y_shape, func):
         raise TypeError("%s: class labels must be integers, got dtype %s (t has shape %s, y "
                         "has shape %s; the book's indexing raises IndexError here)"
                         % (func, t.dtype, t.shape, tuple(y_shape)))
-    if t.ndim > 1 and len(y_shape) == 2 and rows != 1:
+    if t.ndim > 1 and len(y_shape) == 2 and rows > 1:
         # the book's y[np.arange(rows), t] would broadcast t of shape (rows, 1) to (rows, rows)
-        # (one row: a (1, 1) label is what the book's ch07 gradient_check.py passes, and
-        # its broadcast gives the right number)
+        # (one row: a (1, 1) label picks the one element, and the book's answer is right)
         raise ValueError("%s: labels have shape %s; give one label per row, shape (%d,)"
                          % (func, t.shape, rows))
     if t.dtype.kind == "u" and t.dtype.itemsize >= _INTP.itemsize and t.size \

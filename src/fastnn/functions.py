@@ -17,6 +17,8 @@ fastnn's C yet) and ``sum_squared_error`` runs one kernel of ``fastnn._kernels``
 released, on ``fastnn.get_num_threads()`` threads when the work pays for them; results do
 not depend on the thread count.
 """
+import math
+
 import numpy as np
 
 from ._kernels import _activations, _linear, _losses
@@ -64,7 +66,13 @@ def identity_function(x):
 
 def step_function(x):
     """1 where ``x > 0``, else 0, as an int array (the book's ``dtype=int``)."""
-    return np.array(np.asarray(x) > 0, dtype=int)
+    try:
+        return np.array(np.asarray(x) > 0, dtype=int)
+    except TypeError:   # None, strings, complex numbers: NumPy's message names no argument
+        what = "None" if x is None else "an array of dtype %s" % np.asarray(x).dtype \
+            if isinstance(x, np.ndarray) else "a %s" % type(x).__name__
+        raise TypeError("step_function: x must be a real number or an array of real numbers, "
+                        "got %s" % what) from None
 
 
 def sigmoid(x, n_threads=None):
@@ -99,8 +107,13 @@ def relu(x):
 
 
 def relu_grad(x):
-    """1 where ``x >= 0`` (1 at 0, as the book), else 0; NaN gives 0."""
-    return _elementwise(_RELU_GRAD, x, "relu_grad")[0]
+    """1 where ``x >= 0`` (1 at 0, as the book), else 0; NaN gives 0. An array always (0-d
+    for 0-d x: the book fills ``np.zeros_like(x)``)."""
+    out = _elementwise(_RELU_GRAD, x, "relu_grad")[0]
+    out = out if isinstance(out, np.ndarray) else np.asarray(out)
+    if isinstance(x, np.ndarray) and x.dtype.kind == "f" and not x.dtype.isnative:
+        out = out.astype(x.dtype)  # zeros_like(x) keeps a big-endian x's byte order
+    return out
 
 
 def tanh(x):
@@ -169,7 +182,8 @@ def affine(x, W, b=None, n_threads=None):
             out_shape = np.broadcast_shapes(out_shape, b.shape)
             b = np.broadcast_to(b.reshape(-1), (N,))
         bc = _affine_operand(b, dt)
-    xc = _affine_operand(x if x.ndim == 2 else x.reshape(-1, K), dt)
+    # (rows, K); an explicit row count, since reshape(-1, 0) cannot infer it
+    xc = _affine_operand(x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), K), dt)
     out = np.empty((xc.shape[0], N), dtype=dt)
     _linear.affine(xc, _affine_operand(W, dt), bc, out, resolve_n_threads(n_threads))
     if res is not dt:
@@ -234,7 +248,7 @@ def _batch_2d(y, func, name="y"):
 def _cross_entropy(y, t, func, mode, n_threads):
     """The book's batch mean of -log(p_t + 1e-7); `mode`: SHIFT (probabilities) or
     LOGITS_SHIFT (softmax of scores, fused)."""
-    yc, res = _batch_2d(y, func)
+    yc, res = _batch_2d(y, func, "X" if mode == _losses.LOGITS_SHIFT else "y")
     rows, n = yc.shape
     kind, tc = targets(t, rows, n, np.shape(y), func)
     nt = resolve_n_threads(n_threads)

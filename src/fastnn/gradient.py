@@ -66,7 +66,10 @@ def _python_loop(f, x):
             fxh2 = f(x)
         finally:
             x[idx] = tmp_val
-        grad[idx] = (fxh1 - fxh2) / (2 * h)
+        try:
+            grad[idx] = (fxh1 - fxh2) / (2 * h)
+        except (TypeError, ValueError) as e:
+            raise TypeError(_numgrad.not_a_scalar(fxh1)) from e
         it.iternext()
     return grad
 
@@ -102,20 +105,16 @@ def numerical_gradient(f, x):
     if x.dtype not in (np.float64, np.float32) or x.ndim > 64:
         return _python_loop(f, x)
     kind = 0 if x.dtype == np.float64 else 1
-    try:
-        _numgrad.generic_loop(
-            f, x, grad,
-            np.asarray(x.shape, dtype=np.intp),
-            np.asarray(x.strides, dtype=np.intp),
-            np.asarray(grad.strides, dtype=np.intp),
-            _iteration_order(x),
-            x.__array_interface__["data"][0], grad.__array_interface__["data"][0],
-            kind, _NEP50)
-    except TypeError as e:
-        if "scalar" in str(e) or "convert" in str(e) or "real number" in str(e):
-            raise TypeError("numerical_gradient: f(x) must return a scalar (the loss), but it "
-                            "returned something that is not one number (%s)" % e) from e
-        raise
+    # (an f that returns no real scalar raises TypeError there, saying what f returned;
+    # f's own exceptions pass through unchanged, x restored)
+    _numgrad.generic_loop(
+        f, x, grad,
+        np.asarray(x.shape, dtype=np.intp),
+        np.asarray(x.strides, dtype=np.intp),
+        np.asarray(grad.strides, dtype=np.intp),
+        _iteration_order(x),
+        x.__array_interface__["data"][0], grad.__array_interface__["data"][0],
+        kind, _NEP50)
     return grad
 
 

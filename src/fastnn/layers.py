@@ -41,11 +41,31 @@ class Relu:
         return out
 
     def backward(self, dout):
-        dout[self.mask] = 0  # in place, as the book
+        # the book's NumPy errors, with the argument named: a read-only dout (it is edited
+        # in place) and a dout the mask cannot index (IndexError in the book)
+        if isinstance(dout, np.ndarray) and not dout.flags.writeable:
+            raise ValueError("Relu.backward: dout (shape %s) is read-only, but the book's "
+                             "Relu edits it in place; pass a writeable array" % (dout.shape,))
+        try:
+            dout[self.mask] = 0  # in place, as the book
+        except IndexError:
+            raise ValueError("Relu.backward: dout has shape %s, but the forward input had shape "
+                             "%s" % (np.shape(dout), np.shape(self.mask))) from None
         return dout
 
     def __repr__(self):
         return "Relu()"
+
+
+def _check_dout(layer, dout, shape):
+    """The book's ``dout * (...)`` of a layer whose forward output had `shape`: a dout that
+    does not broadcast with it gets a ValueError naming dout (NumPy's would name nothing)."""
+    dshape = np.shape(dout)
+    try:
+        np.broadcast_shapes(dshape, shape)
+    except ValueError:
+        raise ValueError("%s.backward: dout has shape %s, but the forward output had shape %s"
+                         % (layer, dshape, shape)) from None
 
 
 class Sigmoid:
@@ -60,6 +80,7 @@ class Sigmoid:
         return out
 
     def backward(self, dout):
+        _check_dout("Sigmoid", dout, np.shape(self.out))
         return dout * (1.0 - self.out) * self.out  # dL/dx = dout * (1 - y) * y
 
     def __repr__(self):
@@ -90,7 +111,10 @@ class Affine:
             raise ValueError("Affine.forward: x must have a batch axis, got a 0-d array")
         x = x.reshape(x.shape[0], -1) if x.ndim != 2 else x
         W = np.asarray(self.W)
-        if W.ndim != 2 or x.shape[1] != W.shape[0]:
+        if W.ndim != 2:
+            raise ValueError("Affine.forward: W must be 2-D (features, outputs), got shape %s"
+                             % (W.shape,))
+        if x.shape[1] != W.shape[0]:
             raise ValueError("Affine.forward: x has shape %s (flattened %s) and W has shape %s: "
                              "x's features must equal W.shape[0]"
                              % (self.original_x_shape, x.shape, W.shape))
@@ -115,9 +139,11 @@ class Affine:
         db = np.empty(N, dtype=dt)
         _linear.affine_backward(x, as_kernel_array(W, dt), as_kernel_array(dout, dt),
                                   dx, dW, db, resolve_n_threads(None))
-        self.dW = finish(dW, res)
-        self.db = finish(db, res)
-        return finish(dx, res).reshape(*self.original_x_shape)
+        # each in the book's dtype: dW = x.T @ dout, db = dout.sum(0), dx = dout @ W.T
+        # (computed in their common dtype `dt`; integer input gives float64)
+        self.dW = finish(dW, compute_dtypes(self.x.dtype, dout.dtype)[1])
+        self.db = finish(db, compute_dtypes(dout.dtype)[1])
+        return finish(dx, compute_dtypes(dout.dtype, W.dtype)[1]).reshape(*self.original_x_shape)
 
     def __repr__(self):
         return "Affine(W=%s, b=%s)" % (np.shape(self.W), np.shape(self.b))
@@ -142,7 +168,14 @@ class SoftmaxWithLoss:
             raise ValueError("SoftmaxWithLoss.backward called before forward")
         t = np.asarray(self.t)
         batch_size = t.shape[0] if t.ndim else 1
-        if t.size == self.y.size:
+        # forward's reading of t (fastnn._validate.targets): one-hot when it has y's size,
+        # except a 1-D t for one class, which holds labels
+        one_class = self.y.ndim == 2 and self.y.shape[1] == 1 and t.ndim <= 1
+        if t.size == self.y.size and not one_class:
+            if t.shape != self.y.shape:
+                # one sample's one-hot in another arrangement ((C, 1), (C,) for y (1, C)):
+                # forward read it as the (1, C) row it is, and so does the gradient
+                t, batch_size = t.reshape(1, -1), 1
             dx = (self.y - t) / batch_size  # (y - t) / batch_size
         else:
             if self.y.ndim != 2:
@@ -176,6 +209,7 @@ class Dropout:
         return x * (1.0 - self.dropout_ratio)
 
     def backward(self, dout):
+        _check_dout("Dropout", dout, np.shape(self.mask))
         return dout * self.mask
 
     def __repr__(self):

@@ -565,8 +565,9 @@ class MultiLayerNetExtend(_BookLayers):
         With dropout the book's loss draws new masks at every call, so this is the
         book's loop over every parameter.
         """
-        keys = [k for wk in self._weight_keys() for k in wk] + \
-            [k for bk in (self._bn_keys() or ()) for k in bk]
+        # the book's order (W1, b1, gamma1, beta1, W2, ...): with dropout, every loss call
+        # draws new masks, so a seeded run matches the book's only parameter by parameter
+        keys = self._book_grad_order()
         if not self.use_dropout:
             specs = self._specs(False)
             got = E.numerical_gradient(self.params, specs, X, T, self.weight_decay_lambda,

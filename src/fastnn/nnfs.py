@@ -410,7 +410,7 @@ class Activation_ReLU:
     def forward(self, inputs, training=False):
         """``self.output = np.maximum(0, inputs)``."""
         self.inputs = inputs
-        if _is_fast(inputs):
+        if _is_fast(inputs) and inputs.ndim:
             out = _spare(self, "output", inputs.shape, inputs.dtype, self.__dict__.get("next"))
             _RELU[inputs.dtype](inputs.reshape(-1), out.reshape(-1), resolve_n_threads(None))
             self.output = out
@@ -418,8 +418,9 @@ class Activation_ReLU:
         x, kd, _ = real_array(inputs, "Activation_ReLU.forward", "inputs")
         out = np.empty(x.shape, dtype=kd)
         _RELU[kd](as_kernel_array(x, kd).reshape(-1), out.reshape(-1), resolve_n_threads(None))
-        # np.maximum(0, inputs) keeps integer inputs integer
-        self.output = finish(out, np.result_type(x.dtype, 0))
+        # np.maximum(0, inputs) keeps integer inputs integer, and makes a 0-d one a scalar
+        out = finish(out, np.result_type(x.dtype, 0))
+        self.output = out[()] if out.ndim == 0 else out
 
     def backward(self, dvalues):
         """``dinputs = dvalues`` with zeros where ``inputs <= 0``."""
@@ -518,7 +519,8 @@ class Activation_Sigmoid:
         out = np.empty(x.shape, dtype=x.dtype)
         if _SIGMOID[x.dtype](x.reshape(-1), out.reshape(-1), resolve_n_threads(None)):
             fp_event("overflow", "exp")
-        self.output = finish(out, rd)
+        out = finish(out, rd)
+        self.output = out if out.ndim else out[()]   # NumPy's 1 / (1 + exp(-x)) of a 0-d x: a scalar
 
     def backward(self, dvalues):
         """``dinputs = dvalues * (1 - output) * output``."""
@@ -533,7 +535,7 @@ class Activation_Sigmoid:
         out = np.empty(dv.shape, dtype=dv.dtype)
         _SIGMOID_BACKWARD[dv.dtype](y.reshape(-1), dv.reshape(-1), out.reshape(-1),
                                     resolve_n_threads(None))
-        self.dinputs = out
+        self.dinputs = out if out.ndim else out[()]   # (a 0-d product is a NumPy scalar)
 
     def predictions(self, outputs):
         return (outputs > 0.5) * 1
@@ -970,6 +972,11 @@ class _PointwiseLoss(Loss):
         if y.ndim == 0:
             raise ValueError("%s: %s must have at least one axis" % (who, yname))
         kd, rd = compute_dtypes(y.dtype, t.dtype)
+        if self._kind == _losses.BCE and y.dtype.kind == "f" and y.dtype.itemsize < kd.itemsize:
+            # the book clips y_pred in its own dtype (float32 y_pred, float64 y_true: the
+            # bound 1 - 1e-7 rounds to 0.99999988); the kernel's clip is in kd
+            with np.errstate(invalid="ignore"):
+                y = np.clip(y, 1e-7, 1 - 1e-7)
         n = y.shape[-1]
         return (as_kernel_array(y, kd).reshape(-1, n), as_kernel_array(t, kd).reshape(-1, n),
                 kd, rd, y.shape)

@@ -278,9 +278,11 @@ def labels(rows, n, kinds=LABEL_KINDS):
 # In-process thread counts: valid ones, and invalid ones that must fail *before* any thread
 # is made (0, non-integers, counts past C int). Counts that would really start thousands
 # of threads (1000, 70000, 2**31 - 1) run in their own process: prop_isolated.py.
-VALID_THREADS = (None, 1, 2, 3, -1, -2, np.int64(2), np.int32(3), -(2 ** 40))
+VALID_THREADS = (None, 1, 2, 3, -1, -2, -1000, np.int64(2), np.int32(3), 2 ** 31 - 1)
 INVALID_THREADS = (0, 2.0, "2", 1.5, True, None.__class__)
-HUGE_THREADS = (2 ** 40, 2 ** 63)
+# README (Threads): "A count no machine has, |n| >= 2**31, is a ValueError naming the
+# argument" -- never "value too large to convert to int" (issue #11)
+HUGE_THREADS = (2 ** 31, 2 ** 40, 2 ** 63, -(2 ** 31), -(2 ** 40))
 THREADS = VALID_THREADS + INVALID_THREADS + HUGE_THREADS
 
 
@@ -289,13 +291,13 @@ def threads(valid_only=False):
 
 
 def thread_rule(n):
-    """What a kernel must do with n_threads=n: 'ok' (run; the same bits as 1 thread),
-    'raise' (a ValueError/TypeError naming n_threads), or 'either' (huge counts: capped
-    to the CPUs there are, or a clear error -- never "value too large to convert to int")."""
-    if any(n is v for v in VALID_THREADS) or (type(n) is int and n == -(2 ** 40)):
+    """What a kernel must do with n_threads=n: 'ok' (run; the same bits as 1 thread:
+    positive counts are capped at the CPUs, README "Threads", so even 2**31 - 1 runs here
+    without starting a thread per count; negative ones go back from the maximum, never
+    below 1) or 'raise' (a ValueError/TypeError naming n_threads: 0, bools, non-integers,
+    and |n| >= 2**31)."""
+    if any(n is v for v in VALID_THREADS):
         return "ok"
-    if any(n is v for v in HUGE_THREADS) or (type(n) is int and n >= 2 ** 31):
-        return "either"
     return "raise"
 
 

@@ -59,7 +59,7 @@ def _mode_for_x(x):
         return "raise"  # README: integer x raises TypeError (the book silently returns garbage)
     if x.kind in ("list", "object", "complex128"):
         # the book needs a float ndarray to perturb in place; fastnn says so (TypeError);
-        # complex x: the book computes a complex gradient (Not in the README.)
+        # complex x: the book computes a complex gradient (README, Reliability.)
         return "either"
     if not G.build(x).flags.writeable:
         return "raise"  # README: read-only x raises ValueError
@@ -69,7 +69,7 @@ def _mode_for_x(x):
 def _empty_gradient(f, x):
     # the book's np.nditer refuses zero-size arrays ("Iteration of zero-sized operands is
     # not enabled"); fastnn returns the empty gradient, which is what the loop means
-    # (Not in the README.)
+    # (README, Reliability.)
     return np.zeros_like(x)
 
 
@@ -142,7 +142,7 @@ def check_numerical_gradient_2d(X, fname, isa="baseline"):
     mode = _mode_for_x(X)
     if mode == "ref" and X.vals.ndim not in (1, 2):
         # 0-d or 3-d X: the book's row loop does something shape-dependent; fastnn may
-        # raise, naming X's shape. (Not in the README.)
+        # raise, naming X's shape. (README, Reliability.)
         mode = "either"
     with G.on_isa(isa):
         agree(FG.numerical_gradient_2d, R.numerical_gradient_2d, (f, X), names=("X", "x", "f"),

@@ -74,7 +74,13 @@ def check_sigmoid(x, dout, isa="baseline"):
                           atol=1e-7 if x.kind == "float32" else None)
         if fo.exc is not None:
             return
-        _attrs(f, r, ["out"])
+        _attrs(f, r, ["out"], atol=1e-7 if x.kind == "float32" else None)
+        # `out` may differ from the book's by an ulp (checked above, within tolerance; for
+        # float16 fastnn computes in float32 and rounds once, README), which (1 - out) near
+        # 1 magnifies and dout * (1 - out) * out can turn into 0 vs a subnormal, or inf vs
+        # NaN. So the backward formula is checked on fastnn's own `out`.
+        if isinstance(f.out, np.ndarray):
+            r.out = f.out.copy()
         _both(f, r, "backward", (dout,), names=("dout",), atol=1e-7)
 
 
@@ -104,22 +110,49 @@ def check_affine_layer(x, W, b, dout, isa="baseline"):
     Wf, bf, Wr, br = G.build(W), G.build(b), G.build(W), G.build(b)
     f, r = L.Affine(Wf, bf), R.Affine(Wr, br)
     K = W.vals.shape[0]
-    tol = dict(rtol=4 * (K + 2) * (1.2e-7 if "float32" in (x.kind, W.kind, b.kind, dout.kind) else 2.3e-16),
-               atol=1e-12 * K)
+    eps = 1.2e-7 if "float32" in (x.kind, W.kind, b.kind, dout.kind) else 2.3e-16
+    # summation error: relative to sum |x| |W| + |b|, not to the (possibly cancelling) result
+    atol = 1e-12 * K
+    xv, Wv, bv = (np.abs(G.recipe_values(a)) for a in (x, W, b))
+    if Wv.ndim == 2 and xv.size % K == 0 and bv.shape in ((Wv.shape[1],), (1, Wv.shape[1]), ()):
+        with np.errstate(all="ignore"):
+            atol = 4 * (K + 2) * eps * (xv.reshape(-1, K) @ Wv + bv) + atol
+    # (other shapes: fastnn raises or the rules below decide)
+    fwd_tol = dict(rtol=4 * (K + 2) * eps, atol=atol)
+    # backward: dx sums N products, dW and db sum M rows; a bound on every such sum
+    dv = np.abs(G.recipe_values(dout))
+    big = max(xv.size // max(K, 1), K, Wv.size // max(K, 1), 1)
+    scale = max([float(dv.max()) if dv.size else 0.0]) * max(
+        [1.0] + [float(v.max()) for v in (xv, Wv) if v.size])
+    tol = dict(rtol=4 * (K + 2) * eps, atol=4 * (big + 2) * eps * big * scale + 1e-12 * K)
     mode = "ref"
     if x.kind == "list":
         mode = "either"  # the book's x.reshape needs an ndarray (AttributeError on a list)
     elif W.vals.ndim != 2:
-        # a 1-D W: np.dot takes it, fastnn's Affine wants the book's 2-D W (Not in the README)
+        # README: a layer's W is 2-D (np.dot would take a 1-D one)
         mode = "either"
+    elif b.vals.shape not in ((W.vals.shape[1],), (1, W.vals.shape[1]), ()):
+        # README: a bias is (N,), (1, N) or a scalar (one that broadcasts the output into
+        # another shape raises)
+        mode = "either"
+    compare = None
+    if all(a.kind == "int64" for a in (x, W, b)):
+        # README: integer input computes in float64 (the book's np.dot stays integer)
+        def compare(got, want, **kw):
+            assert_same(got, np.asarray(want, dtype=np.float64), **kw)
     with G.on_isa(isa):
         fo, ro, _ = agree(f.forward, r.forward, (x,), names=("x", "W", "b"), mode=mode,
                           ref_args=(np.asarray(G.build(x)),) if x.kind == "list" else None,
-                          label="Affine.forward", **tol)
+                          label="Affine.forward", compare=compare, **fwd_tol)
         if fo.exc is not None or ro.exc is not None:
             return
         assert f.W is Wf and f.b is bf, "Affine keeps references to W and b"
-        fo, ro, _ = _both(f, r, "backward", (dout,), names=("dout",), **tol)
+        rows = x.vals.shape[0] if x.vals.ndim > 1 else 1
+        # README: mismatched shapes raise ValueError naming them -- a dout that is not the
+        # forward output's (M, N) (the book's np.dot takes a (N,) dout for one row and
+        # returns a dW of the wrong shape)
+        dmode = "ref" if dout.vals.shape == (rows, W.vals.shape[1]) else "raise"
+        fo, ro, _ = _both(f, r, "backward", (dout,), names=("dout",), mode=dmode, **tol)
         if fo.exc is None:
             _attrs(f, r, ["dW", "db"], **tol)
 
@@ -155,6 +188,10 @@ def softmax_loss_layer_case(draw):
 def check_softmax_with_loss(x, t, isa="baseline"):
     f, r = L.SoftmaxWithLoss(), R.SoftmaxWithLoss()
     mode, t_ref = RULES.dlfs_targets(x.vals.shape, t)
+    if t_ref is None and isinstance(t, G.Labels) and t.kind == "list":
+        # README: array-likes are taken wherever the book needs an ndarray (its backward
+        # reads t.shape): compared with the book given np.asarray(t)
+        t_ref = np.asarray(t.build())
     rows = x.vals.shape[0] if x.vals.ndim == 2 else 1
     eps = 1.2e-7 if x.kind == "float32" else 2.3e-16
     with G.on_isa(isa):
@@ -163,9 +200,16 @@ def check_softmax_with_loss(x, t, isa="baseline"):
                           label="SoftmaxWithLoss.forward", rtol=0, atol=(rows + 16) * eps * 40)
         if fo.exc is not None or (ro is not None and ro.exc is not None):
             return
+        tb = np.asarray(materialize(t))
+        if t_ref is None and tb.ndim == 0:
+            # a 0-d label for one row: the book's forward takes it, its backward reads
+            # t.shape[0] (IndexError); fastnn takes it as the label it is (README: one row's
+            # label may have any shape of size 1) -- the book given the label as a (1,) array
+            t_ref = tb.reshape(1)
         if t_ref is not None:
             r.forward(G.build(x), t_ref)  # the book's layer, given the targets as fastnn read them
-        _both(f, r, "backward", (), names=("dout", "t", "y", "labels"), rtol=1e-5 if x.kind == "float32" else 1e-12,
+        _both(f, r, "backward", (), names=("dout", "t", "y", "labels"),
+              rtol=1e-5 if x.kind == "float32" else 1e-12,
               atol=1e-7 if x.kind == "float32" else 1e-15)
 
 

@@ -95,6 +95,13 @@ fastnn_isa_bind(isa_state())
 fastnn_threads_bind(threads_state())
 cnp.import_array()
 
+
+cdef inline bint plain_memory(cnp.ndarray a) noexcept:
+    """C-contiguous, aligned and in native byte order: what a kernel may read as raw
+    memory (a big-endian array has the same type number, so the type check alone lets it
+    through)."""
+    return cnp.PyArray_ISCARRAY_RO(a) and cnp.PyArray_ISNOTSWAPPED(a)
+
 include "kinds/fd_math.pxi"
 include "kinds/activation.pxi"
 include "kinds/dropout.pxi"
@@ -778,13 +785,13 @@ cdef class Executor:
         if type(x) is not np.ndarray:
             return None
         a = <cnp.ndarray> x
-        if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+        if (cnp.PyArray_TYPE(a) != typenum or not plain_memory(a)
                 or not self._x_shape_ok(a, M)):
             return None
         if type(t) is not np.ndarray:
             return None
         a = <cnp.ndarray> t
-        if not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        if not plain_memory(a):
             return None
         if cnp.PyArray_NDIM(a) == 1 and cnp.PyArray_TYPE(a) == cnp.NPY_INTP:
             if cnp.PyArray_DIM(a, 0) != M or M * self.n_classes == M:
@@ -803,7 +810,7 @@ cdef class Executor:
                 return None
             a = <cnp.ndarray> p
             shape = <tuple> self.pshapes[i]
-            if (cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            if (cnp.PyArray_TYPE(a) != typenum or not plain_memory(a)
                     or cnp.PyArray_NDIM(a) != len(shape)):
                 return None
             for d in range(len(shape)):
@@ -819,7 +826,7 @@ cdef class Executor:
                 if type(mlist[i]) is not np.ndarray:
                     return None
                 a = <cnp.ndarray> mlist[i]
-                if (cnp.PyArray_TYPE(a) != cnp.NPY_BOOL or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+                if (cnp.PyArray_TYPE(a) != cnp.NPY_BOOL or not plain_memory(a)
                         or cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_DIM(a, 0) != M
                         or cnp.PyArray_DIM(a, 1) != <Py_ssize_t> self.mask_widths[i]):
                     return None

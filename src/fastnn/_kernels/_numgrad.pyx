@@ -73,6 +73,13 @@ cdef inline bint all_finite(const double *x, Py_ssize_t n) noexcept nogil:
 
 cnp.import_array()
 
+
+cdef inline bint plain_memory(cnp.ndarray a) noexcept:
+    """C-contiguous, aligned and in native byte order: what a kernel may read as raw
+    memory (a big-endian array has the same type number, so the type check alone lets it
+    through)."""
+    return cnp.PyArray_ISCARRAY_RO(a) and cnp.PyArray_ISNOTSWAPPED(a)
+
 include "kinds/fd_math.pxi"
 
 cdef double FLT_MAX = 3.4028234663852886e38
@@ -187,11 +194,17 @@ cdef double row_exact(Ctx *c, Py_ssize_t l, Py_ssize_t j, Py_ssize_t b, double d
     di.unit = j
     di.p[0] = dp
     di.m[0] = dm
+    cdef double z
     for m in range(l + 1, L):
         kind_ops(net.layers[m].kind).fd_exact(net, m, b, di, do_, &loss)
         if do_.form == DELTA_ZERO and m < L - 1:
             return 0.0
         tmp = di; di = do_; do_ = tmp
+    if not isfinite(loss):
+        # the exact forms overflowed (expm1 of a change > 709, say x = 1e308 times h = 1e-4,
+        # where the reference's losses stay finite): evaluate the row at both points
+        z = (<const double *> net.layers[l].out)[b * net.layers[l].n_out + j]
+        return row_absolute(c, l, j, b, z + dp, z + dm)
     return loss
 
 
@@ -550,12 +563,12 @@ def fast_numgrad(Executor ex, dict params, x, t, lam, int n_threads, bint use_se
         return None
     a = <cnp.ndarray> x
     if (cnp.PyArray_NDIM(a) != 2 or cnp.PyArray_TYPE(a) != cnp.NPY_DOUBLE
-            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_DIM(a, 0) != B
+            or not plain_memory(a) or cnp.PyArray_DIM(a, 0) != B
             or cnp.PyArray_DIM(a, 1) != ex.n_x):
         return None
     a = <cnp.ndarray> t
     if (cnp.PyArray_NDIM(a) != 1 or cnp.PyArray_TYPE(a) != cnp.NPY_INTP
-            or not cnp.PyArray_IS_C_CONTIGUOUS(a) or cnp.PyArray_DIM(a, 0) != B
+            or not plain_memory(a) or cnp.PyArray_DIM(a, 0) != B
             or ex.n_classes == 1):
         return None
     n = len(ex.pkeys)
@@ -567,7 +580,7 @@ def fast_numgrad(Executor ex, dict params, x, t, lam, int n_threads, bint use_se
             return None
         a = <cnp.ndarray> p
         shape = <tuple> ex.pshapes[i]
-        if (cnp.PyArray_TYPE(a) != cnp.NPY_DOUBLE or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+        if (cnp.PyArray_TYPE(a) != cnp.NPY_DOUBLE or not plain_memory(a)
                 or not cnp.PyArray_ISWRITEABLE(a) or cnp.PyArray_NDIM(a) != len(shape)):
             return None
         for d in range(len(shape)):
@@ -810,7 +823,10 @@ def generic_loop(f, x, grad, Py_ssize_t[::1] shape, Py_ssize_t[::1] xstrides,
             fm = f2
             store(gb + kg, kind, (fp - fm) / (2.0 * FD_H))
         else:
-            store(gb + kg, kind, float((f1 - f2) / (2 * FD_H)))
+            try:
+                store(gb + kg, kind, float((f1 - f2) / (2 * FD_H)))
+            except (TypeError, ValueError) as err:
+                raise TypeError(not_a_scalar(f1)) from err
         # next multi-index, last axis of `order` fastest
         ax = nd - 1
         while ax >= 0:
@@ -824,3 +840,14 @@ def generic_loop(f, x, grad, Py_ssize_t[::1] shape, Py_ssize_t[::1] xstrides,
 
 import numpy as _np
 _f64 = _np.float64
+
+
+def not_a_scalar(v):
+    """The error message for a user's f that returned `v`, not one real number."""
+    if isinstance(v, _np.ndarray):
+        what = "an array of shape %s and dtype %s" % (v.shape, v.dtype)
+    else:
+        r = repr(v)
+        what = "%s (a %s)" % (r, type(v).__name__) if len(r) < 60 else "a %s" % type(v).__name__
+    return ("numerical_gradient: f(x) must return a scalar (one real number: the loss), but "
+            "it returned %s" % what)
