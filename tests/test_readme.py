@@ -1,7 +1,8 @@
-"""Every ``fastnn`` command the README shows is run here and reaches a sensible result.
+"""Every ``fastnn`` command the README and docs/ show is run here and reaches a sensible
+result.
 
-The commands are read from the README itself; a command without an entry in EXAMPLES
-fails the test, so the README and this file stay in step. Where the README's own command
+The commands are read from the README and docs/*.md themselves; a command without an
+entry in EXAMPLES fails the test, so the documentation and this file stay in step. Where the README's own command
 would be slow here, the entry runs it with a reduced budget and says how (one thread for
 many tiny steps, a short reference timing, --quick); the main job's full run is
 test_cli.py::test_main_job_reaches_90_percent.
@@ -15,12 +16,20 @@ import pytest
 from test_cli import SHARED_MNIST, accuracy, line, run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+DOCS = README.parent / "docs"
+
+
+def doc_pages():
+    """The README and every page of docs/ (the README's links point there)."""
+    return [README] + sorted(DOCS.glob("*.md"))
 
 
 def readme_commands():
-    """Each ``fastnn ...`` command in the README's bash blocks, comments dropped."""
+    """Each ``fastnn ...`` command in the bash blocks of the README and docs/, comments
+    dropped."""
     cmds = []
-    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S):
+    text = "\n".join(page.read_text() for page in doc_pages())
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         for ln in block.splitlines():
             ln = re.sub(r"\s+#.*$", "", ln).strip()
             for part in ln.split("&&"):
@@ -102,7 +111,7 @@ EXAMPLES = {
         (["--no-reference"] + ONE, _save),
     "fastnn train --load net.npz --steps 0": (["--no-reference"], _load),
     "fastnn bench --markdown": (["--quick"] + ONE, _bench),
-    # the course's CNN: a short run here (its full run: README, "Conv nets")
+    # the course's CNN: a short run here (its full runs: docs/conv.md, "Measured runs")
     "fastnn train --model cnn": (["--steps", "60", "--no-reference"] + ONE, _cnn),
     "fastnn check": ([], _check),
 }
@@ -110,6 +119,35 @@ EXAMPLES = {
 
 def test_every_readme_command_has_an_example():
     assert set(readme_commands()) == set(EXAMPLES)
+
+
+def test_readme_shows_the_main_commands():
+    """The README itself keeps the main job and its nearest options (docs/cli.md has all)."""
+    text = README.read_text()
+    for cmd in ("fastnn train", "fastnn train --half-hour", "fastnn train --model cnn",
+                "fastnn bench --markdown", "fastnn check"):
+        assert "\n" + cmd + " " in text or "\n" + cmd + "\n" in text, cmd
+
+
+def test_doc_links_resolve():
+    """Every relative link in the README and docs/ names a file that exists, and every
+    #anchor a heading of that file (GitHub's slugs)."""
+    def slugs(page):
+        out = set()
+        for h in re.findall(r"^#+ (.*)$", page.read_text(), re.M):
+            h = re.sub(r"[^\w\- ]", "", h.strip().lower())
+            out.add(h.replace(" ", "-"))
+        return out
+
+    for page in doc_pages():
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # an external address
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            assert dest.exists(), "%s links to missing %s" % (page.name, target)
+            if anchor and dest.suffix == ".md":
+                assert anchor in slugs(dest), "%s links to missing %s" % (page.name, target)
 
 
 @pytest.fixture(scope="module")
