@@ -8,7 +8,7 @@ FASTNN_DISABLE_OPENMP=1   build serially even when OpenMP works (to test that pa
 FASTNN_REQUIRE_OPENMP=1   fail the build instead of falling back to a serial build
 FASTNN_SANITIZE=address,undefined
                           build with -fsanitize=... (AddressSanitizer, UBSan) at -O1 -g for
-                          the sanitizer run (README, "Sanitizers"); never for wheels
+                          the sanitizer run (docs/reliability.md); never for wheels
 """
 import hashlib
 import os

@@ -5,7 +5,7 @@
  * It also holds the thread policy: fastnn_team() is the one place that decides how
  * many threads a parallel region gets, fastnn_team_end() reports how the region went.
  *
- * THE POLICY (measured on 2-vCPU KVM guests, Zen 4; README "Threads")
+ * THE POLICY (measured on 2-vCPU KVM guests, Zen 4; docs/threads.md)
  *
  *  1. Grain. A region gets a second thread only when the kernel's estimate of its
  *     single-thread time is at least 2 x min_ns (FASTNN_PARALLEL_MIN_NS = 30 us): a

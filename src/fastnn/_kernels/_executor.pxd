@@ -4,7 +4,7 @@
 # A kind is {forward, backward, FD hooks} plus its record's fields; the table in
 # _executor.pyx maps each kind to its functions (kinds/*.pxi), and adding one is: an enum
 # value here, a record struct if it has fields, one kinds/<name>.pxi, one table entry,
-# one builder method on Executor (see README, "How to add a layer kind").
+# one builder method on Executor (see docs/design.md, "How to add a layer kind").
 
 cimport numpy as cnp
 from fastnn._kernels._convolution cimport fastnn_conv_geom
