@@ -17,7 +17,6 @@ import pytest
 
 import reference as R
 import reference_nnfs as RN
-from conftest import SHARED_DATA
 from mnist_rows import mnist_rows
 
 import fastnn.functions as FF
@@ -25,6 +24,10 @@ import fastnn.nnfs as FN
 from fastnn.nets import DeepConvNet, MultiLayerNet, MultiLayerNetExtend, ReluTwoLayerNet, TwoLayerNet
 from fastnn.optimizer import SGD, AdaGrad, Adam, Momentum
 from fastnn.trainer import Trainer
+
+
+# ../shared/data beside the repository (the book's trained sample_weight.pkl)
+_SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 
 
 def _one_hot(t, n=10):
@@ -37,7 +40,7 @@ def _one_hot(t, n=10):
 
 @pytest.mark.parametrize("batch_size", [None, 100])
 def test_ch03_neuralnet_mnist(batch_size):
-    path = os.path.join(SHARED_DATA, "sample_weight.pkl")
+    path = os.path.join(_SHARED_DATA, "sample_weight.pkl")
     if not os.path.exists(path):
         pytest.skip("sample_weight.pkl is not in ../shared/data")
     with open(path, "rb") as f:
@@ -343,3 +346,52 @@ def test_ch17_recipe_keeps_the_chapters_draws():
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
     assert np.random.rand() == after     # and leaves the generator where the chapter does
+
+
+# --- examples/book_modules: the book's module files as one-line `import *` shims ------------
+
+def test_book_module_shims_run_a_book_script_unchanged():
+    import subprocess
+    import sys
+    root = os.path.join(os.path.dirname(__file__), "..")
+    shims = os.path.join(root, "examples", "book_modules")
+    # the book's imports, verbatim; then the names its scripts use after them
+    code = "\n".join([
+        "import numpy as np",
+        "from common.layers import *",
+        "from common.functions import *",
+        "from common.optimizer import *",
+        "from common.trainer import Trainer",
+        "from common.util import smooth_curve, shuffle_dataset",
+        "from common.gradient import numerical_gradient",
+        "from common.multi_layer_net import MultiLayerNet",
+        "from common.multi_layer_net_extend import MultiLayerNetExtend",
+        "from dataset.mnist import load_mnist",
+        "import two_layer_net_ch05 as ch05, simple_convnet, deep_convnet",
+        "from collections import OrderedDict",
+        "assert Affine.__module__ == 'fastnn.layers' and im2col.__module__ == 'fastnn.util'",
+        "assert MultiLayerNet.__module__ == 'fastnn.nets' and SGD.__module__ == 'fastnn.optimizer'",
+        "assert ch05.TwoLayerNet.__name__ == 'ReluTwoLayerNet' and ch05.OrderedDict is OrderedDict",
+        "assert simple_convnet.SimpleConvNet.__module__ == 'fastnn.convnets'",
+        "(x, t), _ = load_mnist(normalize=True, sample=True)",
+        "np.random.seed(0)",
+        "net = MultiLayerNet(input_size=784, hidden_size_list=[20], output_size=10)",
+        "opt = Adam()",
+        "for i in range(3):",
+        "    grads = net.gradient(x[:50], t[:50])",
+        "    opt.update(net.params, grads)",
+        "print(net.loss(x[:50], t[:50]), softmax(np.zeros(2)), type(net.layers).__name__)",
+    ])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([shims, os.path.join(root, "src")]))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=shims)
+    assert out.returncode == 0, out.stderr
+    loss, rest = out.stdout.split(" ", 1)
+    np.random.seed(0)
+    (x, t), _ = __import__("fastnn.datasets", fromlist=["x"]).load_mnist(normalize=True, sample=True)
+    net = R.MultiLayerNet(784, [20], 10)
+    opt = R.Adam()
+    for i in range(3):
+        opt.update(net.params, net.gradient(x[:50], t[:50]))
+    np.testing.assert_allclose(float(loss), net.loss(x[:50], t[:50]), rtol=1e-6)
+    assert rest.split()[-1] == "OrderedDict"
