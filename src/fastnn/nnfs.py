@@ -22,6 +22,9 @@ way (float64 accumulation, result rounded to float32), so chapter code gets the 
 float32 numbers. ``fastnn.nnfs.init`` does what ``nnfs.init`` does, with the same
 signature, for code that should not depend on the nnfs package.
 
+``from fastnn.nnfs import *`` also gives what a chapter's header imports: ``np``, ``nnfs``
+(this module: ``nnfs.init()`` works), ``spiral_data``, ``vertical_data`` and ``sine_data``.
+
 Two conveniences over the final chapter, so chapter-style code runs too: ``forward``'s
 ``training`` argument is optional (``False``; ``True`` for ``Layer_Dropout``, which always
 dropped before the Model chapter), ``Loss.calculate`` / ``Accuracy.calculate`` work
