@@ -16,16 +16,24 @@ each perturbed loss is evaluated from there on, exactly (no difference of two to
 This module is its own file, apart from ``nets.py``'s fully connected nets: images in,
 layer objects of ch07, and its own trainer defaults make it a separate idea.
 """
+import os
 import pickle
+import sys
 from collections import OrderedDict
 
 import numpy as np
 
 from . import _engine as E
 from . import layers as _layers
+from .gradient import numerical_gradient
 from .gradient import numerical_gradient as _generic_numerical_gradient
+from .layers import *  # noqa: F401,F403 - handed on, as the book's simple_convnet.py does
 
-__all__ = ["SimpleConvNet", "DeepConvNet", "MnistCNN"]
+# `from simple_convnet import *` / `from deep_convnet import *` give the names their modules
+# import (sys, os, pickle, np, OrderedDict, common.layers' names, numerical_gradient)
+_NETS = ["SimpleConvNet", "DeepConvNet", "MnistCNN"]
+__all__ = (["sys", "os", "pickle", "np", "OrderedDict", "numerical_gradient"]
+           + [n for n in _layers.__all__ if n != "np"] + _NETS)
 
 
 def _init_scale(weight_init_std, fan_in):

@@ -22,9 +22,21 @@ from . import functions as F
 from ._kernels import _linear
 from ._threads import resolve_n_threads
 from ._validate import as_kernel_array, compute_dtypes, finish
+# the book's common/layers.py does `import numpy as np; from common.functions import *;
+# from common.util import im2col, col2im`, and its scripts use those names after
+# `from common.layers import *`: this module hands the same names on
+from .functions import (cross_entropy_error, identity_function, mean_squared_error, relu,  # noqa: F401
+                        relu_grad, sigmoid, sigmoid_grad, softmax, softmax_loss, step_function,
+                        sum_squared_error)
+from .util import col2im, im2col  # noqa: F401
 
-__all__ = ["Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "Dropout", "BatchNormalization",
-           "Convolution", "Pooling"]
+# what the book's common/functions.py makes public (fastnn.functions' extras stay there)
+_BOOK_FUNCTIONS = ["identity_function", "step_function", "sigmoid", "sigmoid_grad", "relu",
+                  "relu_grad", "softmax", "sum_squared_error", "mean_squared_error",
+                  "cross_entropy_error", "softmax_loss"]
+_LAYERS = ["Relu", "Sigmoid", "Affine", "SoftmaxWithLoss", "Dropout", "BatchNormalization",
+          "Convolution", "Pooling"]
+__all__ = ["np"] + _BOOK_FUNCTIONS + ["im2col", "col2im"] + _LAYERS
 
 
 class Relu:

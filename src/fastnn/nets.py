@@ -18,6 +18,9 @@ weight decay), evaluated in double -- for float32 params that is the true centra
 difference at the float32 points rather than float32 rounding noise. NaN/inf give the
 book's NaN/inf. Results do not depend on the thread count.
 """
+import os
+import pickle
+import sys
 from collections import OrderedDict
 
 import numpy as np
@@ -25,10 +28,18 @@ import numpy as np
 from . import _engine as E
 from . import functions as F
 from . import layers as _layers
+from .gradient import numerical_gradient
 from .gradient import numerical_gradient as _generic_numerical_gradient
+from .layers import *  # noqa: F401,F403 - handed on, as the book's net modules do
 
-__all__ = ["TwoLayerNet", "ReluTwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend",
-           "SimpleConvNet", "DeepConvNet", "MnistCNN"]
+# `from two_layer_net import *` (ch04: common.functions' names; ch05: common.layers'),
+# `from common.multi_layer_net(_extend) import *`, `from simple_convnet import *` give the
+# names those modules import (sys, os, np, OrderedDict, the layers and functions,
+# numerical_gradient): so does this module, beside its nets
+_NETS = ["TwoLayerNet", "ReluTwoLayerNet", "MultiLayerNet", "MultiLayerNetExtend",
+         "SimpleConvNet", "DeepConvNet", "MnistCNN"]
+__all__ = (["sys", "os", "pickle", "np", "OrderedDict", "numerical_gradient"]
+           + [n for n in _layers.__all__ if n != "np"] + _NETS)
 
 _ACTIVATIONS = ("relu", "sigmoid")
 

@@ -22,6 +22,9 @@ way (float64 accumulation, result rounded to float32), so chapter code gets the 
 float32 numbers. ``fastnn.nnfs.init`` does what ``nnfs.init`` does, with the same
 signature, for code that should not depend on the nnfs package.
 
+``from fastnn.nnfs import *`` also gives what a chapter's header imports: ``np``, ``nnfs``
+(this module: ``nnfs.init()`` works), ``spiral_data``, ``vertical_data`` and ``sine_data``.
+
 Two conveniences over the final chapter, so chapter-style code runs too: ``forward``'s
 ``training`` argument is optional (``False``; ``True`` for ``Layer_Dropout``, which always
 dropped before the Model chapter), ``Loss.calculate`` / ``Accuracy.calculate`` work
@@ -30,6 +33,7 @@ beside the final ``regularization_loss()``.
 """
 import copy
 import pickle
+import sys as _sys
 from sys import getrefcount as _getrefcount
 
 import numpy as np
@@ -41,8 +45,16 @@ from ._validate import (_F32, _F64, _INTP, as_kernel_array, by_dtype, compute_dt
                         fp_event, real_array)
 from .optimizer import (_check_param, _kernel_grad, _kernel_state, _order_of, _run_serial,
                         _run_updates, _working_copy)
+from . import datasets  # noqa: F401 - nnfs.datasets.spiral_data(...) works on this module too
+from .datasets import sine_data, spiral_data, vertical_data
+
+# A chapter script starts `import numpy as np; import nnfs; from nnfs.datasets import
+# spiral_data; nnfs.init()`: `from fastnn.nnfs import *` gives those names too (``nnfs``
+# is this module, whose ``init`` is nnfs's), so it replaces the imports and the classes.
+nnfs = _sys.modules[__name__]
 
 __all__ = [
+    "np", "nnfs", "spiral_data", "vertical_data", "sine_data",
     "Layer_Dense", "Layer_Dropout", "Layer_Input",
     "Activation_ReLU", "Activation_Softmax", "Activation_Sigmoid", "Activation_Linear",
     "Activation_Softmax_Loss_CategoricalCrossentropy",
