@@ -245,6 +245,32 @@ def test_grain(policy):
     assert team(1, 1e12, 0) == 1
 
 
+def test_warm_grain_right_after_a_team(policy):
+    # csrc/fastnn_openmp.h 1b.: for 1 ms after a region with a team ended, its workers
+    # still spin and a region needs only warm_min_ns per thread (not min_ns)
+    policy.set_policy(min_ns=30000, warm_min_ns=10000)
+    team, t = policy._team, 10 * MS
+    assert team(2, 25000, t) == 1                 # cold: below 2 x min_ns
+    policy._observe(2, 70000, 40000, t)           # a team did well, ending at t
+    assert _state()["warm_until_ns"] == t + MS
+    assert team(2, 25000, t + 1) == 2             # warm: 2 x warm_min_ns is enough
+    assert team(2, 19999, t + 1) == 1
+    assert team(4, 35000, t + 1) == 3             # T threads need T x warm_min_ns
+    assert team(1, 1e5, t + 1) == 1
+    assert team(2, 25000, t + MS) == 1            # the window is over
+    assert team(2, 70000, t + MS) == 2            # (the grain's own answer)
+    policy.set_policy(warm_min_ns=30000)          # >= min_ns: no warm grain
+    assert team(2, 25000, t + 1) == 1
+    policy.set_policy(warm_min_ns=10000, backoff=False)
+    assert team(2, 25000, t + 1) == 1             # no timing, no warm grain
+    policy.set_policy(backoff=True)
+    policy._observe(2, 25000, 90000, t + 2)       # a warm team hurt: back off
+    assert team(2, 25000, t + 3) == 1
+    assert team(2, 1e9, t + 3) == 1
+    with pytest.raises(ValueError, match="warm_min_ns"):
+        policy.set_policy(warm_min_ns=0)
+
+
 def test_a_team_that_beats_or_ties_one_thread_keeps_its_threads(policy):
     policy._observe(2, EST, GOOD, 1000)
     policy._observe(2, EST, TIE, 1010)       # 1.25 x one thread: not a late worker

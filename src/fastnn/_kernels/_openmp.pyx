@@ -9,6 +9,8 @@ cdef extern from "fastnn_openmp.h":
     long long FASTNN_SLOW_ONE
     long long fastnn_now_ns() noexcept nogil
     int fastnn_team_grain(const fastnn_threads_t *s, int n_threads, double est_ns) noexcept nogil
+    int fastnn_team_warm(const fastnn_threads_t *s, int n_threads, double est_ns,
+                         long long now) noexcept nogil
     int fastnn_team_at(fastnn_threads_t *s, int grain, long long now) noexcept nogil
     void fastnn_team_observe(fastnn_threads_t *s, int team, double est_ns, long long wall_ns,
                              long long now) noexcept nogil
@@ -47,6 +49,7 @@ def policy_state():
     `slow` is one thread's measured wall time / the kernels' estimates)."""
     return dict(min_ns=policy.min_ns, backoff=bool(policy.backoff), exact=bool(policy.exact),
                 backoff_min_ns=policy.backoff_min_ns, backoff_max_ns=policy.backoff_max_ns,
+                warm_min_ns=policy.warm_min_ns, warm_until_ns=policy.warm_until_ns,
                 until_ns=policy.until_ns, level_ns=policy.level_ns,
                 backoff_team=policy.backoff_team,
                 slow=policy.slow_x1024 / <double> FASTNN_SLOW_ONE,
@@ -63,15 +66,22 @@ def _recent():
 
 
 def set_policy(min_ns=None, backoff=None, exact=None, backoff_min_ns=None,
-               backoff_max_ns=None):
+               backoff_max_ns=None, warm_min_ns=None):
     """Change the policy's settings (None: keep). Returns the previous settings as a dict
-    of the same keywords. Not for use while kernels run in other threads."""
+    of the same keywords. Not for use while kernels run in other threads.
+    warm_min_ns: the grain while a team's workers still spin (csrc/fastnn_openmp.h, 1b.);
+    at least min_ns turns the warm grain off."""
     old = dict(min_ns=policy.min_ns, backoff=bool(policy.backoff), exact=bool(policy.exact),
-               backoff_min_ns=policy.backoff_min_ns, backoff_max_ns=policy.backoff_max_ns)
+               backoff_min_ns=policy.backoff_min_ns, backoff_max_ns=policy.backoff_max_ns,
+               warm_min_ns=policy.warm_min_ns)
     if min_ns is not None:
         if not min_ns > 0:
             raise ValueError("min_ns must be > 0, got %r" % (min_ns,))
         policy.min_ns = min_ns
+    if warm_min_ns is not None:
+        if not warm_min_ns > 0:
+            raise ValueError("warm_min_ns must be > 0, got %r" % (warm_min_ns,))
+        policy.warm_min_ns = warm_min_ns
     if backoff is not None:
         policy.backoff = bool(backoff)
     if exact is not None:
@@ -86,6 +96,7 @@ def set_policy(min_ns=None, backoff=None, exact=None, backoff_min_ns=None,
 def reset_policy_state(slow=1.0):
     """Forget the back-off and the counters (and set `slow`)."""
     policy.until_ns = 0
+    policy.warm_until_ns = 0
     policy.level_ns = 0
     policy.backoff_team = 1
     policy.slow_x1024 = <long long> (slow * FASTNN_SLOW_ONE)
@@ -106,6 +117,8 @@ def back_off_for(double seconds, int team=1):
 def _team(int n_threads, double est_ns, long long now_ns):
     """The team fastnn_team() would answer at time `now_ns`."""
     cdef int grain = fastnn_team_grain(policy, n_threads, est_ns)
+    if grain <= 1:
+        grain = fastnn_team_warm(policy, n_threads, est_ns, now_ns)
     if grain <= 1:
         return grain
     return fastnn_team_at(policy, grain, now_ns)
