@@ -240,3 +240,22 @@ def test_cli_cnn_batch_too_big_for_memory_names_batch_size():
     err = p.stderr.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert "--batch-size 10000000" in err and "--hidden" not in err, err
+
+
+# --- the sanitizer run: a misaligned load in the generic numerical_gradient loop ------------
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_generic_numerical_gradient_of_an_unaligned_x(dtype):
+    """x a field of a packed record array (1 byte before it): the generic loop read and
+    wrote it through a typed pointer, UBSan's "load of misaligned address" (x86 forgives
+    it; tools/sanitize.sh does not). Now memcpy: the book's answer, x restored."""
+    rec = np.zeros(3, dtype=[("pad", "u1"), ("x", dtype)])
+    x = rec["x"]
+    x[:] = [1.0, 2.0, 3.0]
+    assert not x.flags.aligned
+    from fastnn.gradient import numerical_gradient
+    g = numerical_gradient(lambda w: float(np.sum(w.astype(np.float64) ** 2)), x)
+    want = R.numerical_gradient(lambda w: float(np.sum(w.astype(np.float64) ** 2)),
+                                np.array([1.0, 2.0, 3.0], dtype))
+    np.testing.assert_allclose(g, want, rtol=1e-3 if dtype == np.float32 else 1e-9)
+    np.testing.assert_array_equal(x, np.array([1.0, 2.0, 3.0], dtype))
