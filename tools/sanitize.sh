@@ -19,9 +19,10 @@ cd "$scratch/fastnn"
 FASTNN_SANITIZE=address,undefined python setup.py -q build_ext --inplace -j 2 >/dev/null
 # Python itself is not instrumented: preload the ASan runtime (and libstdc++, so C++
 # exceptions thrown by other extensions, e.g. matplotlib's, still work); leaks of the
-# interpreter are not ours to report.
+# interpreter are not ours to report; a huge malloc returns NULL (MemoryError, as tested)
+# instead of aborting.
 export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libstdc++.so)"
-export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 # Tests that cannot run under ASan, left out of the default run: children started with a
 # clean environment (no LD_PRELOAD: "ASan runtime does not come first") or under an
 # address-space limit (RLIMIT_AS: ASan's shadow memory needs terabytes of it, "Failed to
