@@ -46,6 +46,52 @@ def _init_scale(weight_init_std, fan_in):
     return weight_init_std
 
 
+def _conv_geometry(func, name, conv_param):
+    """The book's conv_param dict, read as the book reads it, with a clear error where the
+    book's constructor would fail inside Python (a missing key, a non-integer, a zero
+    stride's ZeroDivisionError). Returns (filter_num, filter_size, pad, stride)."""
+    if not hasattr(conv_param, "__getitem__") or isinstance(conv_param, (str, bytes)):
+        raise TypeError("%s: %s must be a dict with 'filter_num', 'filter_size', 'pad' and "
+                        "'stride', got %r" % (func, name, conv_param))
+    values = []
+    for key in ("filter_num", "filter_size", "pad", "stride"):
+        try:
+            v = conv_param[key]
+        except (KeyError, IndexError, TypeError):
+            raise KeyError("%s: %s has no %r (it needs 'filter_num', 'filter_size', 'pad' "
+                           "and 'stride')" % (func, name, key)) from None
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise TypeError("%s: %s[%r] must be an integer, got %r" % (func, name, key, v))
+        values.append(int(v))
+    filter_num, filter_size, pad, stride = values
+    if stride < 1:
+        raise ValueError("%s: %s['stride'] must be at least 1, got %d" % (func, name, stride))
+    return filter_num, filter_size, pad, stride
+
+
+def _randn_param(func, key, scale, shape, why):
+    """``scale * np.random.randn(*shape)`` (the book's draw), with a MemoryError that names
+    the parameter and the argument that sized it, not NumPy's "array is too big"."""
+    n = 1
+    for d in shape:
+        n *= max(int(d), 0)
+    try:
+        if n > 2 ** 62:
+            raise MemoryError
+        return scale * np.random.randn(*shape)
+    except (MemoryError, ValueError) as e:
+        if isinstance(e, ValueError) and "too big" not in str(e):
+            raise
+        raise MemoryError("%s: %s would have shape %s (%.3g GB in float64): %s"
+                          % (func, key, tuple(int(d) for d in shape), n * 8 / 1e9, why)) from None
+
+
+def _positive_batch_size(func, batch_size):
+    if isinstance(batch_size, (bool, np.bool_)) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError("%s: batch_size must be a positive integer, got %r" % (func, batch_size))
+
+
 class _ConvNet:
     """What the book's conv nets share: ``params`` is the truth, ``layers`` points at it
     on every read, and the fused paths read it on every call.
@@ -94,6 +140,7 @@ class _ConvNet:
     def accuracy(self, x, t, batch_size=100):
         """The book's batched accuracy: whole batches of ``batch_size`` only (a remainder
         is not scored), divided by ``x.shape[0]``."""
+        _positive_batch_size(type(self).__name__ + ".accuracy", batch_size)
         t = np.asarray(t)
         if t.ndim != 1:
             t = np.argmax(t, axis=1)
@@ -137,9 +184,31 @@ class _ConvNet:
 
     def load_params(self, file_name="params.pkl"):
         """Load a pickled params dict (the book's format) into ``params``; the layers
-        follow."""
+        follow. As in the book, the loaded arrays define the net (a file of another hidden
+        size loads; the next forward pass checks that the shapes chain). A file that is
+        not a params dict, lacks one of this net's params (the book would keep the random
+        init silently) or holds one of another number of dimensions is a ValueError
+        naming the file and the param."""
+        func = "%s.load_params" % type(self).__name__
         with open(file_name, "rb") as f:
-            params = pickle.load(f)
+            try:
+                params = pickle.load(f)
+            except Exception as e:  # EOFError, UnpicklingError, a missing class, ...
+                raise ValueError("%s: %r is not a pickled params dict (%s: %s)"
+                                 % (func, file_name, type(e).__name__, e)) from e
+        if not isinstance(params, dict):
+            raise ValueError("%s: %r holds an object of type %s, not a params dict "
+                             "{'W1': array, ...}" % (func, file_name, type(params).__name__))
+        missing = [k for k in self._keys() if k not in params]
+        if missing:
+            raise ValueError("%s: %r has no %s (this %s needs %s)"
+                             % (func, file_name, ", ".join(missing), type(self).__name__,
+                                ", ".join(self._keys())))
+        for k in self._keys():
+            want, got = np.shape(self.params[k]), np.shape(params[k])
+            if len(got) != len(want):
+                raise ValueError("%s: %r holds %s of shape %s; this net's %s has shape %s"
+                                 % (func, file_name, k, got, k, want))
         for key, val in params.items():
             self.params[key] = val
 
@@ -175,10 +244,8 @@ class SimpleConvNet(_ConvNet):
     def __init__(self, input_dim=(1, 28, 28),
                  conv_param={"filter_num": 30, "filter_size": 5, "pad": 0, "stride": 1},  # noqa: B006 - the book's default
                  hidden_size=100, output_size=10, weight_init_std=0.01):
-        filter_num = conv_param["filter_num"]
-        filter_size = conv_param["filter_size"]
-        filter_pad = conv_param["pad"]
-        filter_stride = conv_param["stride"]
+        filter_num, filter_size, filter_pad, filter_stride = _conv_geometry(
+            "SimpleConvNet", "conv_param", conv_param)
         input_size = input_dim[1]
         conv_output_size = (input_size - filter_size + 2 * filter_pad) / filter_stride + 1
         pool_output_size = int(filter_num * (conv_output_size / 2) * (conv_output_size / 2))
@@ -187,7 +254,9 @@ class SimpleConvNet(_ConvNet):
         self.params["W1"] = weight_init_std * np.random.randn(filter_num, input_dim[0],
                                                               filter_size, filter_size)
         self.params["b1"] = np.zeros(filter_num)
-        self.params["W2"] = weight_init_std * np.random.randn(pool_output_size, hidden_size)
+        self.params["W2"] = _randn_param("SimpleConvNet", "W2", weight_init_std,
+                                         (pool_output_size, hidden_size),
+                                         "the conv_param %r on %s images" % (conv_param, input_dim))
         self.params["b2"] = np.zeros(hidden_size)
         self.params["W3"] = weight_init_std * np.random.randn(hidden_size, output_size)
         self.params["b3"] = np.zeros(output_size)
@@ -261,7 +330,8 @@ class MnistCNN(_ConvNet):
                                                     filter_size)
         self.params["b2"] = np.zeros(filter_num)
         scale = _init_scale(weight_init_std, filter_num * h * w)
-        self.params["W3"] = scale * np.random.randn(filter_num * h * w, output_size)
+        self.params["W3"] = _randn_param("MnistCNN", "W3", scale, (filter_num * h * w, output_size),
+                                         "pad=%r on %s images" % (pad, input_dim))
         self.params["b3"] = np.zeros(output_size)
 
         layers = OrderedDict()
@@ -319,6 +389,8 @@ class DeepConvNet(_ConvNet):
         self.params = {}
         convs = [conv_param_1, conv_param_2, conv_param_3, conv_param_4, conv_param_5,
                  conv_param_6]
+        for idx, cp in enumerate(convs):
+            _conv_geometry("DeepConvNet", "conv_param_%d" % (idx + 1), cp)
         pre_channel_num = input_dim[0]
         for idx, cp in enumerate(convs):
             self.params["W" + str(idx + 1)] = weight_init_scales[idx] * np.random.randn(

@@ -87,7 +87,19 @@ def _rows(a, axis, kd):
         a = np.moveaxis(a, axis, -1)
     if a.ndim == 2 and a.dtype is kd and a.flags.c_contiguous and a.flags.aligned:
         return a, a.shape[:1]      # the common case: no copy, no reshape
-    return as_kernel_array(a, kd).reshape(-1, a.shape[-1]), a.shape[:-1]
+    rows = 1
+    for d in a.shape[:-1]:
+        rows *= d                  # (not reshape(-1, n): ambiguous when n == 0)
+    return as_kernel_array(a, kd).reshape(rows, a.shape[-1]), a.shape[:-1]
+
+
+def _classes(y, ax, func, yname):
+    """A per-sample loss needs classes: an empty class axis with samples left is an error
+    (the kernels would have nothing to write; the book's NumPy gives -0.0, NaN or raises,
+    depending on the loss)."""
+    if y.shape[ax] == 0 and y.size == 0 and any(d for i, d in enumerate(y.shape) if i != ax):
+        raise ValueError("%s: %s has shape %s: its class axis (axis %d) is empty"
+                         % (func, yname, y.shape, ax))
 
 
 def _per_sample(out, shape, rd):
@@ -143,6 +155,8 @@ def _categorical(y_true, y_pred, mode, smoothing, axis, func, tname, yname, grad
     y, kd, rd = _pred(y_pred, func, yname)
     t = _targets_like(y_true, y, func, tname, yname)
     ax = _axis(axis, y.ndim, func)
+    if not grad:
+        _classes(y, ax, func, yname)
     yk, shape = _rows(y, ax, kd)
     tk, _ = _rows(t, ax, _F64 if t.dtype.kind in "biu" else compute_dtypes(t.dtype)[0])
     nt = resolve_n_threads(None)
@@ -209,6 +223,7 @@ def softmax_cross_entropy_with_logits_grad(labels, logits, axis=-1, name=None):
 def _sparse(y_true, y_pred, mode, axis, func, tname, yname, grad):
     y, kd, rd = _pred(y_pred, func, yname)
     ax = _axis(axis, y.ndim, func)
+    _classes(y, ax, func, yname)       # (no label is a class of an empty axis)
     lab = _labels(y_true, y, ax, func, tname, yname)
     yk, shape = _rows(y, ax, kd)
     n = yk.shape[1]
@@ -267,6 +282,8 @@ def _pointwise(kind, y_true, y_pred, smoothing, axis, func, tname, yname, grad, 
     y, kd, rd = _pred(y_pred, func, yname)
     t = _targets_like(y_true, y, func, tname, yname)
     ax = _axis(axis, y.ndim, func)
+    if mean and not grad:
+        _classes(y, ax, func, yname)
     if mean:
         yk, shape = _rows(y, ax, kd)
         tk, _ = _rows(t, ax, kd)

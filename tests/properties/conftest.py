@@ -9,6 +9,9 @@ Profiles (``FASTNN_HYPOTHESIS=<name>``, default "ci"):
         under a minute
   dev   200 random examples per property, failures shrunk to a minimal example
   long  thousands of examples per property, random seed, examples kept in .hypothesis/
+
+FASTNN_HYPOTHESIS_EXAMPLES=<n> overrides the profile's number of examples per property
+(e.g. a long-mode run bounded in time: FASTNN_HYPOTHESIS=long FASTNN_HYPOTHESIS_EXAMPLES=300).
 """
 import os
 
@@ -26,6 +29,10 @@ settings.register_profile("dev", max_examples=200, deadline=None, database=None,
 settings.register_profile("long", max_examples=3000, deadline=None,
                           suppress_health_check=_QUIET, print_blob=True)
 settings.load_profile(os.environ.get("FASTNN_HYPOTHESIS", "ci"))
+if os.environ.get("FASTNN_HYPOTHESIS_EXAMPLES"):
+    settings.register_profile("override", settings.default,
+                              max_examples=int(os.environ["FASTNN_HYPOTHESIS_EXAMPLES"]))
+    settings.load_profile("override")
 
 _TRACE = os.environ.get("FASTNN_PROPS_TRACE")
 

@@ -769,17 +769,26 @@ def numgrad(Executor ex,            # MODE_FD executor, planned for B rows
 
 # --- generic numerical_gradient(f, x) -----------------------------------------------------
 
+# x may be unaligned (a field of a packed record array: numerical_gradient perturbs the
+# user's own array in place): memcpy, not a typed load, which UBSan reports as misaligned
+# (and some CPUs fault on); compilers turn it into one plain move.
 cdef inline double load(char *p, int kind) noexcept nogil:
+    cdef double d
+    cdef float s
     if kind == 0:
-        return (<double *> p)[0]
-    return <double> (<float *> p)[0]
+        memcpy(&d, p, sizeof(double))
+        return d
+    memcpy(&s, p, sizeof(float))
+    return <double> s
 
 
 cdef inline void store(char *p, int kind, double v) noexcept nogil:
+    cdef float s
     if kind == 0:
-        (<double *> p)[0] = v
+        memcpy(p, &v, sizeof(double))
     else:
-        (<float *> p)[0] = <float> v
+        s = <float> v
+        memcpy(p, &s, sizeof(float))
 
 
 def generic_loop(f, x, grad, Py_ssize_t[::1] shape, Py_ssize_t[::1] xstrides,

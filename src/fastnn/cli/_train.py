@@ -159,17 +159,21 @@ def _check_memory(arch, batch_size, option):
         n_params = sum(int(np.prod(s)) for s in _param_shapes(arch).values())
         C, H, W = arch["input_dim"]
         # the executor's workspace: about 6 copies of the first conv's output a sample
-        need = 8 * (5 * n_params + 6 * batch_size * arch["filter_num"] * H * W)
+        per_batch = 8 * 6 * batch_size * arch["filter_num"] * H * W
     else:
         sizes = _sizes(arch)
         n_params = sum(a * b + b for a, b in zip(sizes, sizes[1:]))
         # params, gradients, two optimizer states, one spare copy; float64
-        need = 8 * (5 * n_params + 4 * batch_size * sum(sizes))
+        per_batch = 8 * 4 * batch_size * sum(sizes)
+    need = 8 * 5 * n_params + per_batch
+    if per_batch > 8 * 5 * n_params:
+        option = "--batch-size %d" % batch_size     # the batch's activations, not the net
     have = memory_bytes()
     if have is not None and need > 0.8 * have:
-        raise UsageError("%s: a %s net needs about %s for its parameters, gradients and "
-                         "optimizer state; this machine has %s"
-                         % (option, describe(arch), fmt_bytes(need), fmt_bytes(have)))
+        raise UsageError("%s: a %s net needs about %s for its parameters, gradients, "
+                         "optimizer state and a batch of %d samples; this machine has %s"
+                         % (option, describe(arch), fmt_bytes(need), batch_size,
+                            fmt_bytes(have)))
 
 
 # --- the data --------------------------------------------------------------------------
@@ -325,7 +329,8 @@ def run(args):
         loaded = (params, meta)
     else:
         arch = _arch(args)
-    _check_memory(arch, args.batch_size, "--load %s" % args.load if args.load else "--hidden")
+    _check_memory(arch, args.batch_size, "--load %s" % args.load if args.load else
+                  "--model cnn" if arch["net"] == "MnistCNN" else "--hidden")
     threads = set_threads(args.threads)
 
     # 2. the data, the net, the Trainer

@@ -158,19 +158,48 @@ cdef inline double out_delta_vec(const double *p, Py_ssize_t t, const double *dz
     return -log1p_small(u)
 
 
+cdef inline double row_loss_moved(const double *z, Py_ssize_t C, Py_ssize_t t,
+                                   const double *dz, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """-log(softmax(z')[t] + 1e-7) from absolute logits, z'_k = z_k + dz[k - lo] for
+    lo <= k < hi, else z_k: the reference's row loss at the perturbed point."""
+    cdef Py_ssize_t k
+    cdef double m, v, tot = 0.0, zt = 0.0
+    m = z[0] + (dz[0 - lo] if lo <= 0 < hi else 0.0)
+    for k in range(1, C):
+        v = z[k] + (dz[k - lo] if lo <= k < hi else 0.0)
+        if v > m or v != v:
+            m = v
+    for k in range(C):
+        v = z[k] + (dz[k - lo] if lo <= k < hi else 0.0)
+        tot += exp(v - m)                     # sum_k exp(z'_k - max z')
+        if k == t:
+            zt = v
+    return -log(exp(zt - m) / tot + EPS_LOG)
+
+
 cdef int softmax_ce_fd_exact(const Net *net, Py_ssize_t l, Py_ssize_t b, const RowDelta *d_in,
                              RowDelta *d_out, double *loss_pair) noexcept nogil:
     cdef const Layer *ly = &net.layers[l]
     cdef Py_ssize_t C = ly.n_in
     cdef const double *p = (<const double *> ly.out) + b * C
+    cdef const double *z = (<const double *> ly.inp) + b * C
     cdef Py_ssize_t t = ly.loss.labels[b]
     d_out.form = DELTA_ZERO
     if d_in.form == DELTA_ONE:
         loss_pair[0] = (out_delta_col(p, t, d_in.unit, d_in.p[0])
                         - out_delta_col(p, t, d_in.unit, d_in.m[0]))
+        if not isfinite(loss_pair[0]):
+            # a logit moved so far that expm1 overflowed (inf - inf): the row's loss at
+            # both points from the absolute logits, as the reference computes it (a row
+            # loss is at most -log(1e-7) for finite logits, so a finite answer exists)
+            loss_pair[0] = (row_loss_moved(z, C, t, d_in.p, d_in.unit, d_in.unit + 1)
+                            - row_loss_moved(z, C, t, d_in.m, d_in.unit, d_in.unit + 1))
     elif d_in.form == DELTA_DENSE:
         loss_pair[0] = (out_delta_vec(p, t, d_in.p, d_in.lo, d_in.hi)
                         - out_delta_vec(p, t, d_in.m, d_in.lo, d_in.hi))
+        if not isfinite(loss_pair[0]):
+            loss_pair[0] = (row_loss_moved(z, C, t, d_in.p + d_in.lo, d_in.lo, d_in.hi)
+                            - row_loss_moved(z, C, t, d_in.m + d_in.lo, d_in.lo, d_in.hi))
     else:
         loss_pair[0] = 0.0
     return 0
