@@ -382,7 +382,10 @@ def test_book_module_shims_run_a_book_script_unchanged():
         "    opt.update(net.params, grads)",
         "print(net.loss(x[:50], t[:50]), softmax(np.zeros(2)), type(net.layers).__name__)",
     ])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([shims, os.path.join(root, "src")]))
+    # the fastnn this process imported (an install in CI, src/ when built in place)
+    import fastnn
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(fastnn.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([shims, pkg_root]))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          cwd=shims)
     assert out.returncode == 0, out.stderr
