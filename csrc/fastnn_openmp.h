@@ -48,6 +48,16 @@
  *     process-wide time, not per calling thread: another Python thread may take a team
  *     whose workers are asleep, once, which the back-off then sees.
  *
+ *  1c. Cold wake-up. A team whose workers sleep (no region with a team ended within the
+ *     warm window) pays 30-370 us to wake them on a quiet KVM guest (a halted vCPU must be
+ *     woken), ~280 us for the very first region (thread creation). A back-off's probe (the
+ *     first team after a backed-off stretch on one thread) always finds them asleep, so
+ *     its verdict (2.) does not count the first 1 ms (FASTNN_COLD_WAKE_NS) against
+ *     threads; the warm regions after it are judged in full. Without this, probes hurt on every region
+ *     of a few hundred us and kept a quiet machine on one thread for good (measured:
+ *     784-100-100-10 gradient, probes of a 102 us region took 128-370 us, the back-off
+ *     doubled to 320 ms and never let go). A busy machine's hurt is 4-30 ms.
+ *
  *  4. The OpenMP wait policy is left alone (libgomp spins ~300k pauses, ~7 ms, after a
  *     region, then sleeps): it is process-wide, read once when libgomp loads, and the
  *     back-off already stops fastnn's regions where spinning workers would collide.
@@ -100,11 +110,16 @@ static inline int fastnn_omp_thread_num(void) { return 0; }
  * with a team ended they are taken to be (1b.). */
 #define FASTNN_WARM_MIN_NS 10000.0
 #define FASTNN_WARM_WINDOW_NS 1000000LL
+/* What waking a team's sleeping workers may cost without counting against threads (1c.) */
+#define FASTNN_COLD_WAKE_NS 1000000LL
 /* First and longest back-off after a region where threads hurt (ns). */
 #define FASTNN_BACKOFF_MIN_NS 20000000LL
 #define FASTNN_BACKOFF_MAX_NS 2000000000LL
 /* Threads hurt when a team's region takes longer than this times one thread's time. */
 #define FASTNN_HURT_RATIO 1.25
+/* ... plus this much: a preempting interrupt or a late cache costs a region tens of us now
+ * and then on a quiet guest; a busy machine's hurt is milliseconds (2.) */
+#define FASTNN_HURT_SLACK_NS 50000.0
 /* A back-off lasts at least this many times the time the hurt region lost, so that
  * probing costs at most ~1/20 of the time even when regions are long. */
 #define FASTNN_BACKOFF_PER_LOSS 20
@@ -225,7 +240,7 @@ static inline int fastnn_team_at(fastnn_threads_t *s, int grain, long long now)
 /* Learn from one timed region: `team` threads ran it in `wall_ns`, the kernel estimated
  * `est_ns` on one thread; it ended at `now`. */
 static inline void fastnn_team_observe(fastnn_threads_t *s, int team, double est_ns,
-                                       long long wall_ns, long long now)
+                                       long long wall_ns, long long now, int cold)
 {
     long long slow, r, level;
     double expected;
@@ -258,7 +273,9 @@ static inline void fastnn_team_observe(fastnn_threads_t *s, int team, double est
     FASTNN_STORE(&s->warm_until_ns, now + FASTNN_WARM_WINDOW_NS);  /* its workers spin (1b.) */
     expected = est_ns * (double) slow / (double) FASTNN_SLOW_ONE;  /* one thread's time */
     level = FASTNN_LOAD(&s->level_ns);
-    if ((double) wall_ns <= FASTNN_HURT_RATIO * expected) {
+    if (cold && level > 0)    /* a probe after a back-off finds the workers asleep (1c.) */
+        wall_ns = wall_ns > FASTNN_COLD_WAKE_NS ? wall_ns - FASTNN_COLD_WAKE_NS : 0;
+    if ((double) wall_ns <= FASTNN_HURT_RATIO * expected + FASTNN_HURT_SLACK_NS) {
         /* the team beat one thread (or nearly tied): threads did not hurt, and the next
          * back-off will be half as long (none below the shortest) */
         if (level > 0)
@@ -284,6 +301,7 @@ typedef struct {
     long long t0;
     double est_ns;
     int team;
+    int cold;      /* no team's workers were spinning when it started (1c.) */
 } fastnn_region_t;
 
 static FASTNN_TLS fastnn_region_t fastnn_region_last;
@@ -308,6 +326,7 @@ static inline int fastnn_team(int n_threads, double est_ns)
     team = fastnn_team_at(s, grain, fastnn_region_last.t0);
     fastnn_region_last.est_ns = est_ns;
     fastnn_region_last.team = team;
+    fastnn_region_last.cold = fastnn_region_last.t0 >= FASTNN_LOAD(&s->warm_until_ns);
     return team;
 }
 
@@ -321,7 +340,7 @@ static inline void fastnn_team_end(void)
     fastnn_region_last.team = 0;
     now = fastnn_now_ns();
     fastnn_team_observe(fastnn_threads_state, team, fastnn_region_last.est_ns,
-                        now - fastnn_region_last.t0, now);
+                        now - fastnn_region_last.t0, now, fastnn_region_last.cold);
 }
 
 #endif

@@ -271,6 +271,28 @@ def test_warm_grain_right_after_a_team(policy):
         policy.set_policy(warm_min_ns=0)
 
 
+def test_a_probe_is_not_blamed_for_waking_sleeping_workers(policy):
+    # csrc/fastnn_openmp.h 1c.: after a back-off the probe's team finds its workers asleep
+    # (30-370 us to wake on a quiet KVM guest); that wake-up must not count as threads
+    # hurting, or a quiet machine stays on one thread for good. A busy machine's hurt
+    # (milliseconds) still counts, and warm regions and a first region are judged in full.
+    policy.set_policy(min_ns=30000)
+    EST, t = 100000, 10 * MS
+    policy._observe(2, EST, 400000, t, cold=True)       # first region ever: judged in full
+    s = _state()
+    assert s["n_hurt"] == 1 and s["level_ns"] > 0
+    t = s["until_ns"]                                    # the back-off is over: a probe
+    policy._observe(2, EST, EST + 300000, t, cold=True)  # slow only by the wake-up
+    s = _state()
+    assert s["n_hurt"] == 1 and s["until_ns"] <= t       # not blamed, no new back-off
+    policy._observe(2, EST, 400000, t + 1)               # warm and slow: hurt
+    s = _state()
+    assert s["n_hurt"] == 2
+    t = s["until_ns"]
+    policy._observe(2, EST, 5 * MS, t, cold=True)        # a busy machine's probe: hurt
+    assert _state()["n_hurt"] == 3
+
+
 def test_a_team_that_beats_or_ties_one_thread_keeps_its_threads(policy):
     policy._observe(2, EST, GOOD, 1000)
     policy._observe(2, EST, TIE, 1010)       # 1.25 x one thread: not a late worker

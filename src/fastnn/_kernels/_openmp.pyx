@@ -13,7 +13,7 @@ cdef extern from "fastnn_openmp.h":
                          long long now) noexcept nogil
     int fastnn_team_at(fastnn_threads_t *s, int grain, long long now) noexcept nogil
     void fastnn_team_observe(fastnn_threads_t *s, int team, double est_ns, long long wall_ns,
-                             long long now) noexcept nogil
+                             long long now, int cold) noexcept nogil
 
 from libc.string cimport memset
 
@@ -124,10 +124,10 @@ def _team(int n_threads, double est_ns, long long now_ns):
     return fastnn_team_at(policy, grain, now_ns)
 
 
-def _observe(int team, double est_ns, long long wall_ns, long long now_ns):
+def _observe(int team, double est_ns, long long wall_ns, long long now_ns, bint cold=False):
     """What fastnn_team_end() does after a region of `team` threads that took `wall_ns`
-    and ended at `now_ns`."""
-    fastnn_team_observe(policy, team, est_ns, wall_ns, now_ns)
+    and ended at `now_ns`; `cold`: no team's workers were spinning when it started."""
+    fastnn_team_observe(policy, team, est_ns, wall_ns, now_ns, cold)
 
 
 def _now_ns():
