@@ -147,11 +147,12 @@ typedef struct {
     long long recent[FASTNN_RECENT][3];  /* team, est_ns, wall_ns of the last timed regions */
     double warm_min_ns;        /* setting: the grain while warm (>= min_ns: no warm grain) */
     long long warm_until_ns;   /* a team's workers are taken to spin until then */
+    double hurt_slack_ns;      /* setting: a team's region is hurt beyond 1.25x one thread + this */
 } fastnn_threads_t;
 
 #define FASTNN_THREADS_DEFAULTS { FASTNN_PARALLEL_MIN_NS, 1, 0, FASTNN_BACKOFF_MIN_NS, \
                                   FASTNN_BACKOFF_MAX_NS, 0, 0, 1, FASTNN_SLOW_ONE, 0, 0, 0, {{0}}, \
-                                  FASTNN_WARM_MIN_NS, 0 }
+                                  FASTNN_WARM_MIN_NS, 0, FASTNN_HURT_SLACK_NS }
 
 static fastnn_threads_t fastnn_threads_private = FASTNN_THREADS_DEFAULTS;
 static fastnn_threads_t *fastnn_threads_state = &fastnn_threads_private;
@@ -275,7 +276,7 @@ static inline void fastnn_team_observe(fastnn_threads_t *s, int team, double est
     level = FASTNN_LOAD(&s->level_ns);
     if (cold && level > 0)    /* a probe after a back-off finds the workers asleep (1c.) */
         wall_ns = wall_ns > FASTNN_COLD_WAKE_NS ? wall_ns - FASTNN_COLD_WAKE_NS : 0;
-    if ((double) wall_ns <= FASTNN_HURT_RATIO * expected + FASTNN_HURT_SLACK_NS) {
+    if ((double) wall_ns <= FASTNN_HURT_RATIO * expected + s->hurt_slack_ns) {
         /* the team beat one thread (or nearly tied): threads did not hurt, and the next
          * back-off will be half as long (none below the shortest) */
         if (level > 0)

@@ -25,6 +25,7 @@ cdef extern from "fastnn_openmp.h":
         long long recent[32][3]
         double warm_min_ns
         long long warm_until_ns
+        double hurt_slack_ns
     int fastnn_openmp_enabled() noexcept nogil
     int fastnn_omp_max_threads() noexcept nogil
     void fastnn_threads_bind(fastnn_threads_t *state) noexcept nogil

@@ -50,6 +50,7 @@ def policy_state():
     return dict(min_ns=policy.min_ns, backoff=bool(policy.backoff), exact=bool(policy.exact),
                 backoff_min_ns=policy.backoff_min_ns, backoff_max_ns=policy.backoff_max_ns,
                 warm_min_ns=policy.warm_min_ns, warm_until_ns=policy.warm_until_ns,
+                hurt_slack_ns=policy.hurt_slack_ns,
                 until_ns=policy.until_ns, level_ns=policy.level_ns,
                 backoff_team=policy.backoff_team,
                 slow=policy.slow_x1024 / <double> FASTNN_SLOW_ONE,
@@ -66,14 +67,19 @@ def _recent():
 
 
 def set_policy(min_ns=None, backoff=None, exact=None, backoff_min_ns=None,
-               backoff_max_ns=None, warm_min_ns=None):
+               backoff_max_ns=None, warm_min_ns=None, hurt_slack_ns=None):
     """Change the policy's settings (None: keep). Returns the previous settings as a dict
     of the same keywords. Not for use while kernels run in other threads.
     warm_min_ns: the grain while a team's workers still spin (csrc/fastnn_openmp.h, 1b.);
-    at least min_ns turns the warm grain off."""
+    at least min_ns turns the warm grain off. hurt_slack_ns: a team's region is judged hurt
+    only beyond 1.25x one thread's time plus this (1c.)."""
     old = dict(min_ns=policy.min_ns, backoff=bool(policy.backoff), exact=bool(policy.exact),
                backoff_min_ns=policy.backoff_min_ns, backoff_max_ns=policy.backoff_max_ns,
-               warm_min_ns=policy.warm_min_ns)
+               warm_min_ns=policy.warm_min_ns, hurt_slack_ns=policy.hurt_slack_ns)
+    if hurt_slack_ns is not None:
+        if not hurt_slack_ns >= 0:
+            raise ValueError("hurt_slack_ns must be >= 0, got %r" % (hurt_slack_ns,))
+        policy.hurt_slack_ns = hurt_slack_ns
     if min_ns is not None:
         if not min_ns > 0:
             raise ValueError("min_ns must be > 0, got %r" % (min_ns,))
