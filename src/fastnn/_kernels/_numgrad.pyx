@@ -821,7 +821,8 @@ def generic_loop(f, x, grad, Py_ssize_t[::1] shape, Py_ssize_t[::1] xstrides,
             f1 = f(x)
             if kind == 1 and nep50:
                 t32 = <float> tmp
-                (<float *> px)[0] = t32 - c32        # float32 - float32 (NEP 50)
+                t32 = t32 - c32                      # float32 - float32 (NEP 50)
+                memcpy(px, &t32, sizeof(float))      # (x may be unaligned)
             else:
                 store(px, kind, tmp - FD_H)             # x[idx] = tmp_val - h
             f2 = f(x)
